@@ -1,0 +1,30 @@
+//===- Passes.h - colossal passes and the compile pipeline ------*- C++ -*-===//
+#ifndef COLOSSAL_TRANSFORMS_PASSES_H
+#define COLOSSAL_TRANSFORMS_PASSES_H
+
+#include "colossal/Dialect/Graph/GraphDialect.h"
+#include "colossal/Dialect/Plan/PlanDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+
+namespace mlir::colossal {
+
+#define GEN_PASS_DECL
+#define GEN_PASS_REGISTRATION
+#include "colossal/Transforms/Passes.h.inc"
+
+/// What `colossal-opt compile` asks of the pipeline.
+struct CompileOptions {
+  bool forwardOnly = true;
+};
+
+/// The whole compile pipeline, from an imported graph module to a plan
+/// module ready for emission. `compile` and the tests both use it.
+void buildCompilePipeline(OpPassManager &pm, const CompileOptions &options);
+
+} // namespace mlir::colossal
+
+#endif // COLOSSAL_TRANSFORMS_PASSES_H

@@ -1,0 +1,119 @@
+//===- AssignOffsets.cpp - Place buffers in the device and host arenas ----===//
+
+#include "colossal/Analysis/OffsetPacker.h"
+#include "colossal/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+
+#define DEBUG_TYPE "colossal-assign-offsets"
+
+namespace mlir::colossal {
+#define GEN_PASS_DEF_ASSIGNOFFSETSPASS
+#include "colossal/Transforms/Passes.h.inc"
+} // namespace mlir::colossal
+
+using namespace mlir;
+using namespace mlir::colossal;
+
+namespace {
+
+struct AssignOffsetsPass
+    : public mlir::colossal::impl::AssignOffsetsPassBase<AssignOffsetsPass> {
+  void runOnOperation() override;
+};
+
+bool isInstruction(Operation *op) {
+  return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
+             plan::EventWaitOp>(op);
+}
+
+} // namespace
+
+void AssignOffsetsPass::runOnOperation() {
+  func::FuncOp func = getOperation();
+  llvm::DenseMap<Operation *, uint32_t> index;
+  uint32_t count = 0;
+  func.walk([&](Operation *op) {
+    if (isInstruction(op))
+      index[op] = count++;
+  });
+  const uint32_t last = count ? count - 1 : 0;
+
+  SmallVector<plan::BufferAllocOp> allocs;
+  func.walk([&](plan::BufferAllocOp a) { allocs.push_back(a); });
+  if (allocs.empty())
+    return;
+
+  // Live range of each buffer: every instruction that touches one of its
+  // views; bindings stretch it to the step's start (inputs, weights,
+  // constants) or end (outputs, weights, constants).
+  std::vector<PackItem> items(allocs.size());
+  for (auto [i, alloc] : llvm::enumerate(allocs)) {
+    uint32_t first = UINT32_MAX, lastUse = 0;
+    auto touch = [&](uint32_t at) {
+      first = std::min(first, at);
+      lastUse = std::max(lastUse, at);
+    };
+    for (Operation *viewUser : alloc->getUsers()) {
+      auto view = dyn_cast<plan::ViewOp>(viewUser);
+      if (!view) {
+        alloc.emitOpError() << "is used by " << viewUser->getName()
+                            << "; buffers may only be used by cplan.view";
+        return signalPassFailure();
+      }
+      for (Operation *user : view->getUsers()) {
+        if (auto it = index.find(user); it != index.end()) {
+          touch(it->second);
+        } else if (auto bind = dyn_cast<plan::BindOp>(user)) {
+          switch (bind.getRole()) {
+          case plan::BindingRole::input:
+            touch(0);
+            break;
+          case plan::BindingRole::output:
+            touch(last);
+            break;
+          case plan::BindingRole::weight:
+          case plan::BindingRole::constant:
+            touch(0);
+            touch(last);
+            break;
+          }
+        }
+      }
+    }
+    if (first == UINT32_MAX) // never used: keep it, at the start
+      first = lastUse = 0;
+    items[i].sizeBytes = static_cast<uint64_t>(alloc.getSize());
+    items[i].alignBytes = static_cast<uint64_t>(alloc.getAlign());
+    items[i].firstUse = first;
+    items[i].lastUse = lastUse;
+  }
+
+  // One arena per memory space; pack each separately.
+  OpBuilder b(func);
+  SmallVector<int64_t> arenaBytes, lowerBounds;
+  for (plan::MemorySpace space :
+       {plan::MemorySpace::device, plan::MemorySpace::host}) {
+    std::vector<PackItem> spaceItems;
+    std::vector<size_t> which;
+    for (auto [i, alloc] : llvm::enumerate(allocs))
+      if (alloc.getSpace() == space) {
+        spaceItems.push_back(items[i]);
+        which.push_back(i);
+      }
+    PackResult packed = packIntervals(spaceItems);
+    for (auto [k, i] : llvm::enumerate(which)) {
+      plan::BufferAllocOp alloc = allocs[i];
+      alloc.setLiveAttr(b.getDenseI64ArrayAttr(
+          {static_cast<int64_t>(items[i].firstUse),
+           static_cast<int64_t>(items[i].lastUse)}));
+      alloc.setOffsetAttr(
+          b.getI64IntegerAttr(static_cast<int64_t>(packed.offsets[k])));
+    }
+    arenaBytes.push_back(static_cast<int64_t>(packed.arenaBytes));
+    lowerBounds.push_back(static_cast<int64_t>(packed.lowerBoundBytes));
+  }
+  func->setAttr("cplan.arena_bytes", b.getDenseI64ArrayAttr(arenaBytes));
+  func->setAttr("cplan.lower_bound_bytes", b.getDenseI64ArrayAttr(lowerBounds));
+}

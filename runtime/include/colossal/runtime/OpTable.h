@@ -1,0 +1,224 @@
+//===- OpTable.h - The one definition of every op's signature -----*- C++ -*-===//
+//
+// Every computation a plan can run is an OpKind. This table is shared by the
+// compiler (the `colossal` graph dialect has one op per kind with the same
+// name and attribute names; the importer folds constants with the CPU kernels;
+// the verifier checks result types with inferOutputTypes) and the runtime (the
+// plan reader re-infers every instruction's output types before it runs
+// anything, so a corrupt plan cannot drive a kernel out of bounds).
+//
+// Semantics (all tensors dense row-major, static shapes; "broadcast" is
+// numpy/ONNX multidirectional broadcasting of the inputs' shapes):
+//
+//  unary float ops    neg abs exp log sqrt rsqrt reciprocal tanh sigmoid relu
+//                     erf sin cos gelu(approximate: 0 exact erf, 1 tanh);
+//                     1 input, result = input type. neg/abs/relu also take
+//                     integer types.
+//  not                bool -> bool.
+//  identity           a copy; any type.
+//  cast               to the dtype in attr `to`.
+//  add sub mul div pow max min
+//                     2 inputs of one dtype, broadcast; result that dtype.
+//                     Integer div truncates toward zero (C semantics).
+//  and or xor         bool x bool -> bool, broadcast.
+//  equal less less_equal greater greater_equal
+//                     2 inputs of one dtype, broadcast; result bool.
+//  where              (cond: bool, x, y: same dtype) broadcast of all three.
+//  matmul             a [..., M, K], b [..., K, N] (after the optional
+//                     transposes of the last two dims given by transpose_a/b),
+//                     rank >= 2 each, batch dims broadcast. Float only;
+//                     accumulates in f64 on the CPU.
+//  reduce_sum reduce_mean reduce_max reduce_min
+//                     attrs axes (sorted, unique, in [0, rank)), keepdims (0/1).
+//                     Empty axes reduce nothing (a copy).
+//  softmax log_softmax  over one axis (attr axis in [0, rank)).
+//  layer_norm         (x, scale[, bias]); normalises over dims [axis, rank);
+//                     scale and bias have shape x.dims[axis:]; statistics in
+//                     f64 on the CPU; attr epsilon.
+//  gather             (data, indices: i32/i64); attr axis in [0, rank(data));
+//                     result dims data[:axis] ++ indices ++ data[axis+1:];
+//                     negative indices count from the end; an out-of-range
+//                     index is a run-time error, not a crash.
+//  gather_nd          ONNX GatherND with attr batch_dims.
+//  cumsum             attrs axis, exclusive (0/1), reverse (0/1).
+//  reshape            attr shape (fully static, product preserved).
+//  expand             attr shape: broadcast the input to it (ONNX Expand,
+//                     with the result shape already resolved).
+//  transpose          attr perm, a permutation of [0, rank).
+//  slice              attrs starts, steps, sizes (one per dim): result dim d
+//                     has sizes[d] elements, element i reads input index
+//                     starts[d] + i * steps[d], which must be in range.
+//  concat             >= 1 inputs of one dtype and rank; attr axis.
+//  pad                attrs pads (rank begins then rank ends, may be negative:
+//                     a crop), mode (0 constant, 1 reflect, 2 edge), value.
+//  fill               no inputs; attrs to (dtype), shape, value: a splat.
+//  softmax_cross_entropy
+//                     (scores [N, C, d...] float, labels [N, d...] i32/i64);
+//                     attrs ignore_index, reduction (0 none, 1 sum, 2 mean).
+//                     mean divides by the number of labels != ignore_index
+//                     (0/0 gives NaN, as PyTorch). Result dtype = scores';
+//                     shape [] unless reduction is none ([N, d...]).
+//
+// Numeric OpKind values are stored in plan files: append, never renumber.
+//
+//===----------------------------------------------------------------------===//
+#ifndef COLOSSAL_RUNTIME_OPTABLE_H
+#define COLOSSAL_RUNTIME_OPTABLE_H
+
+#include "colossal/runtime/Status.h"
+#include "colossal/runtime/Tensor.h"
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace colossal::runtime {
+
+// X(Enumerator, "name", code, minInputs, maxInputs (-1: unbounded))
+#define COLOSSAL_OP_KINDS(X)                                                   \
+  X(Neg, "neg", 1, 1, 1)                                                       \
+  X(Abs, "abs", 2, 1, 1)                                                       \
+  X(Exp, "exp", 3, 1, 1)                                                       \
+  X(Log, "log", 4, 1, 1)                                                       \
+  X(Sqrt, "sqrt", 5, 1, 1)                                                     \
+  X(Rsqrt, "rsqrt", 6, 1, 1)                                                   \
+  X(Reciprocal, "reciprocal", 7, 1, 1)                                         \
+  X(Tanh, "tanh", 8, 1, 1)                                                     \
+  X(Sigmoid, "sigmoid", 9, 1, 1)                                               \
+  X(Relu, "relu", 10, 1, 1)                                                    \
+  X(Erf, "erf", 11, 1, 1)                                                      \
+  X(Sin, "sin", 12, 1, 1)                                                      \
+  X(Cos, "cos", 13, 1, 1)                                                      \
+  X(Gelu, "gelu", 14, 1, 1)                                                    \
+  X(Not, "not", 15, 1, 1)                                                      \
+  X(Identity, "identity", 16, 1, 1)                                            \
+  X(Cast, "cast", 17, 1, 1)                                                    \
+  X(Add, "add", 20, 2, 2)                                                      \
+  X(Sub, "sub", 21, 2, 2)                                                      \
+  X(Mul, "mul", 22, 2, 2)                                                      \
+  X(Div, "div", 23, 2, 2)                                                      \
+  X(Pow, "pow", 24, 2, 2)                                                      \
+  X(Max, "max", 25, 2, 2)                                                      \
+  X(Min, "min", 26, 2, 2)                                                      \
+  X(And, "and", 27, 2, 2)                                                      \
+  X(Or, "or", 28, 2, 2)                                                        \
+  X(Xor, "xor", 29, 2, 2)                                                      \
+  X(Equal, "equal", 30, 2, 2)                                                  \
+  X(Less, "less", 31, 2, 2)                                                    \
+  X(LessEqual, "less_equal", 32, 2, 2)                                         \
+  X(Greater, "greater", 33, 2, 2)                                              \
+  X(GreaterEqual, "greater_equal", 34, 2, 2)                                   \
+  X(Where, "where", 35, 3, 3)                                                  \
+  X(MatMul, "matmul", 40, 2, 2)                                                \
+  X(ReduceSum, "reduce_sum", 41, 1, 1)                                         \
+  X(ReduceMean, "reduce_mean", 42, 1, 1)                                       \
+  X(ReduceMax, "reduce_max", 43, 1, 1)                                         \
+  X(ReduceMin, "reduce_min", 44, 1, 1)                                         \
+  X(Softmax, "softmax", 45, 1, 1)                                              \
+  X(LogSoftmax, "log_softmax", 46, 1, 1)                                       \
+  X(LayerNorm, "layer_norm", 47, 2, 3)                                         \
+  X(Gather, "gather", 48, 2, 2)                                                \
+  X(GatherND, "gather_nd", 49, 2, 2)                                           \
+  X(CumSum, "cumsum", 50, 1, 1)                                                \
+  X(Reshape, "reshape", 60, 1, 1)                                              \
+  X(Expand, "expand", 61, 1, 1)                                                \
+  X(Transpose, "transpose", 62, 1, 1)                                          \
+  X(Slice, "slice", 63, 1, 1)                                                  \
+  X(Concat, "concat", 64, 1, -1)                                               \
+  X(Pad, "pad", 65, 1, 1)                                                      \
+  X(Fill, "fill", 66, 0, 0)                                                    \
+  X(SoftmaxCrossEntropy, "softmax_cross_entropy", 80, 2, 2)
+
+enum class OpKind : uint32_t {
+#define COLOSSAL_OP_ENUM(E, N, C, MIN, MAX) E = C,
+  COLOSSAL_OP_KINDS(COLOSSAL_OP_ENUM)
+#undef COLOSSAL_OP_ENUM
+};
+
+/// How an attribute is stored. In a plan instruction, attributes are laid out
+/// in the table's order: kI64 and kDType take one int64, kI64List takes a
+/// count followed by that many int64s, kF64 takes one double (in the
+/// instruction's separate f64 pool).
+enum class AttrType : uint8_t { kI64, kI64List, kF64, kDType };
+
+struct AttrSpec {
+  std::string_view name;
+  AttrType type;
+};
+
+struct OpInfo {
+  OpKind kind;
+  std::string_view name;
+  int minInputs;
+  int maxInputs; ///< -1: unbounded
+  std::vector<AttrSpec> attrs;
+};
+
+/// All kinds, in enum order.
+const std::vector<OpInfo> &allOps();
+/// nullptr for a raw value that is not an OpKind (untrusted plan input).
+const OpInfo *lookupOp(uint32_t rawKind);
+const OpInfo *lookupOp(std::string_view name);
+inline const OpInfo &opInfo(OpKind kind) {
+  return *lookupOp(static_cast<uint32_t>(kind));
+}
+
+/// One attribute value; which member is meaningful follows its AttrSpec.
+struct AttrValue {
+  int64_t i = 0;             ///< kI64, kDType (the raw DType value)
+  double f = 0.0;            ///< kF64
+  std::vector<int64_t> list; ///< kI64List
+};
+
+/// The decoded attributes of one op, in the order of its OpInfo::attrs.
+class Attrs {
+public:
+  Attrs() = default;
+  explicit Attrs(OpKind kind);
+
+  OpKind kind() const { return kind_; }
+  /// Accessors by attribute name; the name must be in the op's spec (an
+  /// unknown name is a programming error and asserts).
+  int64_t i(std::string_view name) const;
+  double f(std::string_view name) const;
+  DType dtype(std::string_view name) const;
+  const std::vector<int64_t> &list(std::string_view name) const;
+  void setI(std::string_view name, int64_t value);
+  void setF(std::string_view name, double value);
+  void setDType(std::string_view name, DType value);
+  void setList(std::string_view name, std::vector<int64_t> value);
+
+  /// Appends the plan encoding (see AttrType) to the two pools.
+  void encode(std::vector<int64_t> &ints, std::vector<double> &floats) const;
+  /// Decodes exactly `numInts` + `numFloats` pooled values; anything else
+  /// (a count past the end, values left over, a bad dtype, a list longer than
+  /// kMaxAttrListLength) is an error naming the op and attribute.
+  static Status decode(OpKind kind, const int64_t *ints, size_t numInts,
+                       const double *floats, size_t numFloats, Attrs &out);
+
+  static constexpr size_t kMaxAttrListLength = 64;
+
+private:
+  size_t indexOf(std::string_view name) const;
+  OpKind kind_ = OpKind::Identity;
+  std::vector<AttrValue> values_;
+};
+
+/// Checks the inputs' count, dtypes and shapes and the attributes against
+/// the op's rules and computes the result types. On error the message names
+/// the op and what is wrong ("matmul: contraction dims differ, 64 vs 32").
+/// This is the only shape function: the importer, the dialect verifiers and
+/// the plan reader all call it.
+Status inferOutputTypes(const Attrs &attrs,
+                        const std::vector<TensorType> &inputs,
+                        std::vector<TensorType> &outputs);
+
+/// Numpy broadcast of two shapes, or an error naming both.
+Status broadcastShapes(const std::vector<int64_t> &a,
+                       const std::vector<int64_t> &b,
+                       std::vector<int64_t> &out);
+
+} // namespace colossal::runtime
+
+#endif // COLOSSAL_RUNTIME_OPTABLE_H
