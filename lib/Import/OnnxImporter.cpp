@@ -230,6 +230,9 @@ struct Entry {
   std::optional<rt::HostTensor> constant; ///< known value
   std::string weightName;                 ///< non-empty: an initializer
   bool poisoned = false; ///< unavailable: an earlier node failed
+  /// An ONNX sequence (SplitToSequence, SequenceConstruct): its tensors.
+  /// Sequences exist only at import time; every use must resolve them.
+  std::optional<std::vector<Entry>> sequence;
 };
 
 struct NodeCtx {
@@ -394,6 +397,7 @@ private:
   LogicalResult importReshape(const NodeCtx &n);
   LogicalResult importCrossEntropy(const NodeCtx &n);
   LogicalResult importLayerNorm(const NodeCtx &n);
+  LogicalResult importSequenceOp(const NodeCtx &n);
 
   LogicalResult importInitializers();
   LogicalResult importInputs(func::FuncOp func, SmallVector<Type> &argTypes);
@@ -449,8 +453,13 @@ Value Importer::materialize(Entry &e, Location loc) {
 FailureOr<Entry> Importer::emit(const NodeCtx &n, const rt::Attrs &attrs,
                                 ArrayRef<Entry *> inputs) {
   std::vector<rt::TensorType> types;
-  for (Entry *e : inputs)
+  for (Entry *e : inputs) {
+    if (e->sequence) {
+      (void)error(n, "a sequence is used where a tensor is expected");
+      return failure();
+    }
     types.push_back(e->type);
+  }
   std::vector<rt::TensorType> outs;
   rt::Status st = rt::inferOutputTypes(attrs, types, outs);
   if (!st.isOk()) {
@@ -741,6 +750,13 @@ LogicalResult Importer::run() {
     }
     if (it->second.poisoned)
       continue;
+    if (it->second.sequence) {
+      emitError(NameLoc::get(b.getStringAttr(vi.name())))
+          << "graph output '" << vi.name()
+          << "' is a sequence; only tensor outputs are supported";
+      hadError = true;
+      continue;
+    }
     Value v = materialize(it->second, NameLoc::get(b.getStringAttr(vi.name())));
     results.push_back(v);
     resultTypes.push_back(v.getType());
@@ -767,7 +783,7 @@ LogicalResult Importer::run() {
     unsigned resIdx = 0;
     for (const onnx::ValueInfoProto &vi : graph.output()) {
       auto it = values.find(vi.name());
-      if (it == values.end() || it->second.poisoned)
+      if (it == values.end() || it->second.poisoned || it->second.sequence)
         continue;
       func.setResultAttr(resIdx++, "colossal.name", b.getStringAttr(vi.name()));
     }
@@ -1253,6 +1269,153 @@ LogicalResult Importer::importLayerNorm(const NodeCtx &n) {
   return success();
 }
 
+/// Sequences are resolved at import time: a sequence value is a list of
+/// entries, and SequenceAt/ConcatFromSequence pick from it statically.
+LogicalResult Importer::importSequenceOp(const NodeCtx &n) {
+  const std::string &op = n.proto.op_type();
+  auto sequenceInput = [&](int i) -> FailureOr<std::vector<Entry> *> {
+    auto e = requireInput(n, i);
+    if (failed(e))
+      return failure();
+    if (!(*e)->sequence) {
+      (void)error(n, "input #" + Twine(i) + " must be a sequence");
+      return failure();
+    }
+    return &*(*e)->sequence;
+  };
+  if (op == "SequenceConstruct") {
+    Entry seq;
+    seq.sequence.emplace();
+    for (int i = 0; i < n.proto.input_size(); ++i) {
+      auto e = requireInput(n, i);
+      if (failed(e))
+        return failure();
+      seq.sequence->push_back(**e);
+    }
+    define(n, 0, std::move(seq));
+    return success();
+  }
+  if (op == "SplitToSequence") {
+    auto x = requireInput(n, 0);
+    if (failed(x))
+      return failure();
+    const auto &dims = (*x)->type.dims;
+    auto axis = normAxis(n, attrInt(n, "axis", 0), dims.size());
+    if (failed(axis))
+      return failure();
+    int64_t dim = dims[*axis];
+    std::vector<int64_t> sizes;
+    bool squeeze = false;
+    if (hasInput(n, 1)) {
+      auto split = constInts(n, 1, "split");
+      if (failed(split))
+        return failure();
+      auto t = constInput(n, 1, "split");
+      if ((*t)->type.rank() == 0) {
+        int64_t chunk = split->front();
+        if (chunk <= 0)
+          return error(n, "split chunk size must be positive, got " +
+                              Twine(chunk));
+        for (int64_t left = dim; left > 0; left -= chunk)
+          sizes.push_back(std::min(chunk, left));
+      } else {
+        sizes = *split;
+      }
+    } else {
+      sizes.assign(dim, 1);
+      squeeze = attrInt(n, "keepdims", 1) == 0;
+    }
+    int64_t total = 0;
+    for (int64_t sz : sizes) {
+      if (sz < 0)
+        return error(n, "negative split size " + Twine(sz));
+      total += sz;
+    }
+    if (total != dim)
+      return error(n, "split sizes sum to " + Twine(total) + ", axis has " +
+                          Twine(dim));
+    Entry seq;
+    seq.sequence.emplace();
+    int64_t offset = 0;
+    for (int64_t sz : sizes) {
+      std::vector<int64_t> starts(dims.size(), 0), steps(dims.size(), 1),
+          outSizes = dims;
+      starts[*axis] = sz > 0 ? offset : 0;
+      outSizes[*axis] = sz;
+      rt::Attrs a(rt::OpKind::Slice);
+      a.setList("starts", starts);
+      a.setList("steps", steps);
+      a.setList("sizes", outSizes);
+      auto part = emit(n, a, {*x});
+      if (failed(part))
+        return failure();
+      Entry piece = *part;
+      if (squeeze) {
+        std::vector<int64_t> sq = outSizes;
+        sq.erase(sq.begin() + *axis);
+        auto r = emitReshape(n, &piece, sq);
+        if (failed(r))
+          return failure();
+        piece = *r;
+      }
+      seq.sequence->push_back(std::move(piece));
+      offset += sz;
+    }
+    define(n, 0, std::move(seq));
+    return success();
+  }
+  auto seq = sequenceInput(0);
+  if (failed(seq))
+    return failure();
+  int64_t count = (*seq)->size();
+  if (op == "SequenceLength") {
+    Entry e = scalarConstant(rt::DType::kI64, 0);
+    rt::storeFromInt64(e.constant->ref(), 0, count);
+    define(n, 0, std::move(e));
+    return success();
+  }
+  if (op == "SequenceAt") {
+    auto pos = constInts(n, 1, "position");
+    if (failed(pos))
+      return failure();
+    int64_t p = pos->front();
+    if (p < -count || p >= count)
+      return error(n, "position " + Twine(p) + " is out of range for a "
+                                                 "sequence of " +
+                          Twine(count));
+    define(n, 0, (**seq)[p < 0 ? p + count : p]);
+    return success();
+  }
+  // ConcatFromSequence
+  if (count == 0)
+    return error(n, "cannot concatenate an empty sequence");
+  bool newAxis = attrInt(n, "new_axis", 0) != 0;
+  int64_t rank = (**seq)[0].type.rank() + (newAxis ? 1 : 0);
+  auto axis = normAxis(n, attrInt(n, "axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  std::vector<Entry> parts = **seq;
+  SmallVector<Entry *> ins;
+  for (Entry &p : parts) {
+    if (newAxis) {
+      std::vector<int64_t> dims = p.type.dims;
+      dims.insert(dims.begin() + *axis, 1);
+      auto r = emitReshape(n, &p, dims);
+      if (failed(r))
+        return failure();
+      p = *r;
+    }
+    ins.push_back(&p);
+  }
+  rt::Attrs a(rt::OpKind::Concat);
+  a.setI("axis", *axis);
+  auto r = emit(n, a, ins);
+  if (failed(r))
+    return failure();
+  define(n, 0, *r);
+  return success();
+}
+
 LogicalResult Importer::importNode(const NodeCtx &n) {
   const std::string &op = n.proto.op_type();
   if (!n.proto.domain().empty() && n.proto.domain() != "ai.onnx") {
@@ -1679,6 +1842,10 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
   }
   if (op == "SoftmaxCrossEntropyLoss")
     return importCrossEntropy(n);
+  if (op == "SplitToSequence" || op == "SequenceConstruct" ||
+      op == "SequenceAt" || op == "SequenceLength" ||
+      op == "ConcatFromSequence")
+    return importSequenceOp(n);
 
   unsupported.emplace_back(n.label, op);
   emitError(n.loc) << n.label << ": op '" << op
