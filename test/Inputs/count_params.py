@@ -9,20 +9,24 @@
 # dims are needed, so the weight-free graphs work).
 #
 # Definition. The parameters of a graph are its floating-point initializers
-# (FLOAT, FLOAT16, BFLOAT16, DOUBLE) except those the exporter marks as not
-# trainable: a dynamo export puts metadata
+# (FLOAT, FLOAT16, BFLOAT16, DOUBLE) of at least 2 elements, except those the
+# exporter marks as not trainable. Single floats (`lifted_tensor_0`, the
+# mask fill; folded scalars such as `val_48`) are constants that the compiler
+# folds into the plan. A dynamo export puts metadata
 # `pkg.torch.export.graph_signature.InputSpec.kind` = PARAMETER | BUFFER |
-# CONSTANT_TENSOR on each initializer's ValueInfo, and BUFFER and
-# CONSTANT_TENSOR are not parameters (e.g. `*.lifted_tensor_0`, the scalar
-# mask fill, and LLaMA's `rotary_emb.inv_freq`). That field (ValueInfoProto
-# field 4, metadata_props, IR 10) is newer than onnx 1.12, so it is read from
-# the protobuf's unknown fields here. Integer initializers (shape constants)
-# and Constant nodes are not parameters.
+# CONSTANT_TENSOR on each initializer's ValueInfo; BUFFER and CONSTANT_TENSOR
+# are not parameters (e.g. LLaMA's `rotary_emb.inv_freq`). That field
+# (ValueInfoProto field 4, metadata_props, IR 10) is newer than onnx 1.12, so
+# it is read from the protobuf's unknown fields here. Integer initializers
+# (shape constants) and Constant nodes are not parameters. On every
+# PyTorch-faithful export (the oracles, the dynamo optimize=False graphs)
+# this is PyTorch's own count; constant-folded exports hold what they hold.
 #
 #   parameters: <N> (<human>) in <K> tensors, <bytes> bytes
 #   N = elements, K = tensors, bytes = N weighted by element size;
-#   human = N / 1e9, 1e6 or 1e3 with one decimal and suffix B, M or K
-#   (the largest unit with N >= 1 of it), or N itself below 1000.
+#   human = N / 1e9 with two decimals and suffix B, or N / 1e6 or N / 1e3
+#   with one decimal and suffix M or K (the largest unit with N >= 1 of it),
+#   or N itself below 1000: 6.66B, 125.2M, 141.2K, 512.
 #
 #===----------------------------------------------------------------------===#
 
@@ -66,7 +70,9 @@ def value_info_metadata(vi):
 
 
 def human(n):
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    for div, suffix in ((1e6, "M"), (1e3, "K")):
         if n >= div:
             return f"{n / div:.1f}{suffix}"
     return str(n)
@@ -82,10 +88,13 @@ def count(path):
         if t.data_type not in FLOAT_BYTES:
             continue
         kind = value_info_metadata(infos[t.name]).get(KIND_KEY) if t.name in infos else None
+        elems = int(np.prod(t.dims, dtype=np.int64))
         if kind in ("BUFFER", "CONSTANT_TENSOR"):
             skipped.append(f"{t.name} ({kind})")
             continue
-        elems = int(np.prod(t.dims, dtype=np.int64))
+        if elems < 2:
+            skipped.append(f"{t.name} ({elems} element{'' if elems == 1 else 's'}: a constant)")
+            continue
         n, k, nbytes = n + elems, k + 1, nbytes + elems * FLOAT_BYTES[t.data_type]
     return n, k, nbytes, skipped
 
