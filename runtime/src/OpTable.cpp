@@ -1,0 +1,889 @@
+//===- OpTable.cpp - Op signatures, attribute encoding, shape rules -------===//
+//
+// The attribute table (its order is the plan encoding), Attrs and its plan
+// encoding, and inferOutputTypes: the single shape function that the
+// importer, the dialect verifiers and the plan reader all trust. Because the
+// plan reader feeds it untrusted types and attributes, every rule below is
+// also a safety check: whatever it accepts, a CPU kernel can run without
+// reading or writing out of bounds.
+//
+//===----------------------------------------------------------------------===//
+#include "colossal/runtime/OpTable.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+namespace colossal::runtime {
+
+//===----------------------------------------------------------------------===//
+// The table
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Attributes per op, in plan-encoding order. Append only: reordering or
+/// retyping an entry changes the plan format (a major version bump).
+std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
+  constexpr AttrType kI64 = AttrType::kI64;
+  constexpr AttrType kList = AttrType::kI64List;
+  constexpr AttrType kF64 = AttrType::kF64;
+  constexpr AttrType kDType = AttrType::kDType;
+  switch (kind) {
+  case OpKind::Gelu:
+    return {{"approximate", kI64}};
+  case OpKind::Cast:
+    return {{"to", kDType}};
+  case OpKind::MatMul:
+    return {{"transpose_a", kI64}, {"transpose_b", kI64}};
+  case OpKind::ReduceSum:
+  case OpKind::ReduceMean:
+  case OpKind::ReduceMax:
+  case OpKind::ReduceMin:
+    return {{"axes", kList}, {"keepdims", kI64}};
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax:
+    return {{"axis", kI64}};
+  case OpKind::LayerNorm:
+    return {{"axis", kI64}, {"epsilon", kF64}};
+  case OpKind::Gather:
+    return {{"axis", kI64}};
+  case OpKind::GatherND:
+    return {{"batch_dims", kI64}};
+  case OpKind::CumSum:
+    return {{"axis", kI64}, {"exclusive", kI64}, {"reverse", kI64}};
+  case OpKind::Reshape:
+  case OpKind::Expand:
+    return {{"shape", kList}};
+  case OpKind::Transpose:
+    return {{"perm", kList}};
+  case OpKind::Slice:
+    return {{"starts", kList}, {"steps", kList}, {"sizes", kList}};
+  case OpKind::Concat:
+    return {{"axis", kI64}};
+  case OpKind::Pad:
+    return {{"pads", kList}, {"mode", kI64}, {"value", kF64}};
+  case OpKind::Fill:
+    return {{"to", kDType}, {"shape", kList}, {"value", kF64}};
+  case OpKind::SoftmaxCrossEntropy:
+    return {{"ignore_index", kI64}, {"reduction", kI64}};
+  default:
+    return {};
+  }
+}
+
+std::vector<OpInfo> buildOps() {
+  std::vector<OpInfo> ops;
+#define COLOSSAL_OP_INFO(E, N, C, MIN, MAX)                                    \
+  ops.push_back(OpInfo{OpKind::E, N, MIN, MAX, attrSpecsFor(OpKind::E)});
+  COLOSSAL_OP_KINDS(COLOSSAL_OP_INFO)
+#undef COLOSSAL_OP_INFO
+  return ops;
+}
+
+/// Raw kind -> entry of allOps(), nullptr for gaps in the numbering.
+std::vector<const OpInfo *> buildIndex() {
+  uint32_t maxCode = 0;
+  for (const OpInfo &info : allOps())
+    maxCode = std::max(maxCode, static_cast<uint32_t>(info.kind));
+  std::vector<const OpInfo *> index(maxCode + 1, nullptr);
+  for (const OpInfo &info : allOps())
+    index[static_cast<uint32_t>(info.kind)] = &info;
+  return index;
+}
+
+} // namespace
+
+const std::vector<OpInfo> &allOps() {
+  static const std::vector<OpInfo> ops = buildOps();
+  return ops;
+}
+
+const OpInfo *lookupOp(uint32_t rawKind) {
+  static const std::vector<const OpInfo *> index = buildIndex();
+  return rawKind < index.size() ? index[rawKind] : nullptr;
+}
+
+const OpInfo *lookupOp(std::string_view name) {
+  for (const OpInfo &info : allOps())
+    if (info.name == name)
+      return &info;
+  return nullptr;
+}
+
+//===----------------------------------------------------------------------===//
+// Attrs
+//===----------------------------------------------------------------------===//
+
+Attrs::Attrs(OpKind kind) : kind_(kind) {
+  const OpInfo *info = lookupOp(static_cast<uint32_t>(kind));
+  assert(info && "Attrs built for a value that is not an OpKind");
+  if (!info)
+    return;
+  values_.resize(info->attrs.size());
+  for (size_t k = 0; k < info->attrs.size(); ++k)
+    if (info->attrs[k].type == AttrType::kDType)
+      values_[k].i = static_cast<int64_t>(DType::kF32);
+}
+
+size_t Attrs::indexOf(std::string_view name) const {
+  if (const OpInfo *info = lookupOp(static_cast<uint32_t>(kind_)))
+    for (size_t k = 0; k < info->attrs.size() && k < values_.size(); ++k)
+      if (info->attrs[k].name == name)
+        return k;
+  assert(false && "attribute name not in the op's spec");
+  return values_.size();
+}
+
+// With assertions off, an unknown name reads a default value and writes
+// nothing rather than touching memory outside values_.
+static const AttrValue &defaultAttrValue() {
+  static const AttrValue value;
+  return value;
+}
+
+int64_t Attrs::i(std::string_view name) const {
+  size_t k = indexOf(name);
+  return k < values_.size() ? values_[k].i : defaultAttrValue().i;
+}
+
+double Attrs::f(std::string_view name) const {
+  size_t k = indexOf(name);
+  return k < values_.size() ? values_[k].f : defaultAttrValue().f;
+}
+
+DType Attrs::dtype(std::string_view name) const {
+  size_t k = indexOf(name);
+  return static_cast<DType>(k < values_.size() ? values_[k].i
+                                               : int64_t(DType::kF32));
+}
+
+const std::vector<int64_t> &Attrs::list(std::string_view name) const {
+  size_t k = indexOf(name);
+  return k < values_.size() ? values_[k].list : defaultAttrValue().list;
+}
+
+void Attrs::setI(std::string_view name, int64_t value) {
+  size_t k = indexOf(name);
+  if (k < values_.size())
+    values_[k].i = value;
+}
+
+void Attrs::setF(std::string_view name, double value) {
+  size_t k = indexOf(name);
+  if (k < values_.size())
+    values_[k].f = value;
+}
+
+void Attrs::setDType(std::string_view name, DType value) {
+  size_t k = indexOf(name);
+  if (k < values_.size())
+    values_[k].i = static_cast<int64_t>(value);
+}
+
+void Attrs::setList(std::string_view name, std::vector<int64_t> value) {
+  size_t k = indexOf(name);
+  if (k < values_.size())
+    values_[k].list = std::move(value);
+}
+
+void Attrs::encode(std::vector<int64_t> &ints,
+                   std::vector<double> &floats) const {
+  const OpInfo *info = lookupOp(static_cast<uint32_t>(kind_));
+  if (!info)
+    return;
+  for (size_t k = 0; k < info->attrs.size() && k < values_.size(); ++k) {
+    const AttrValue &value = values_[k];
+    switch (info->attrs[k].type) {
+    case AttrType::kI64:
+    case AttrType::kDType:
+      ints.push_back(value.i);
+      break;
+    case AttrType::kI64List:
+      ints.push_back(static_cast<int64_t>(value.list.size()));
+      ints.insert(ints.end(), value.list.begin(), value.list.end());
+      break;
+    case AttrType::kF64:
+      floats.push_back(value.f);
+      break;
+    }
+  }
+}
+
+Status Attrs::decode(OpKind kind, const int64_t *ints, size_t numInts,
+                     const double *floats, size_t numFloats, Attrs &out) {
+  const OpInfo *info = lookupOp(static_cast<uint32_t>(kind));
+  if (!info)
+    return COLOSSAL_ERROR(kCorruptPlan,
+                          "unknown op kind " +
+                              std::to_string(static_cast<uint32_t>(kind)));
+  std::string op(info->name);
+  auto fail = [&](const AttrSpec &spec, const std::string &what) {
+    return COLOSSAL_ERROR(kCorruptPlan, op + ": attribute '" +
+                                            std::string(spec.name) + "' " +
+                                            what);
+  };
+  Attrs result(kind);
+  size_t intPos = 0, floatPos = 0;
+  for (size_t k = 0; k < info->attrs.size(); ++k) {
+    const AttrSpec &spec = info->attrs[k];
+    AttrValue &value = result.values_[k];
+    if (spec.type == AttrType::kF64) {
+      if (floatPos >= numFloats)
+        return fail(spec, "runs past the end of the float pool (" +
+                              std::to_string(numFloats) + " values)");
+      value.f = floats[floatPos++];
+      continue;
+    }
+    if (intPos >= numInts)
+      return fail(spec, "runs past the end of the int pool (" +
+                            std::to_string(numInts) + " values)");
+    int64_t raw = ints[intPos++];
+    switch (spec.type) {
+    case AttrType::kI64:
+      value.i = raw;
+      break;
+    case AttrType::kDType:
+      if (raw < 0 || raw > std::numeric_limits<uint32_t>::max() ||
+          !isValidDType(static_cast<uint32_t>(raw)))
+        return fail(spec, "has invalid dtype value " + std::to_string(raw));
+      value.i = raw;
+      break;
+    case AttrType::kI64List: {
+      if (raw < 0 || static_cast<uint64_t>(raw) > kMaxAttrListLength)
+        return fail(spec, "has list length " + std::to_string(raw) +
+                              ", expected 0 to " +
+                              std::to_string(kMaxAttrListLength));
+      size_t count = static_cast<size_t>(raw);
+      if (count > numInts - intPos)
+        return fail(spec, "list of " + std::to_string(count) +
+                              " runs past the end of the int pool (" +
+                              std::to_string(numInts - intPos) + " left)");
+      value.list.assign(ints + intPos, ints + intPos + count);
+      intPos += count;
+      break;
+    }
+    case AttrType::kF64:
+      break; // handled above
+    }
+  }
+  if (intPos != numInts)
+    return COLOSSAL_ERROR(kCorruptPlan,
+                          op + ": " + std::to_string(numInts - intPos) +
+                              " attribute ints left over, expected " +
+                              std::to_string(intPos));
+  if (floatPos != numFloats)
+    return COLOSSAL_ERROR(kCorruptPlan,
+                          op + ": " + std::to_string(numFloats - floatPos) +
+                              " attribute floats left over, expected " +
+                              std::to_string(floatPos));
+  out = std::move(result);
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Shape rules
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// No tensor may hold 2^62 bytes or more: this keeps every element count,
+/// byte size and flat index that a kernel computes inside int64.
+constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 62;
+/// Pads beyond this magnitude are rejected before any arithmetic on them.
+constexpr int64_t kMaxPadMagnitude = int64_t(1) << 40;
+
+std::string shapeString(const std::vector<int64_t> &dims) {
+  std::string text = "[";
+  for (size_t d = 0; d < dims.size(); ++d)
+    text += (d ? ", " : "") + std::to_string(dims[d]);
+  return text + "]";
+}
+
+/// Checks on one op; every message starts with the op's name.
+class Rules {
+public:
+  Rules(const OpInfo &info, const Attrs &attrs,
+        const std::vector<TensorType> &inputs)
+      : info_(info), attrs_(attrs), in_(inputs) {}
+
+  Status fail(const std::string &message) const {
+    return COLOSSAL_ERROR(kInvalidArgument,
+                          std::string(info_.name) + ": " + message);
+  }
+
+  /// dtype valid, rank <= kMaxRank, dims >= 0, size below kMaxTensorBytes.
+  Status checkType(const std::string &what, const TensorType &type) const {
+    if (!isValidDType(static_cast<uint32_t>(type.dtype)))
+      return fail(what + " has invalid dtype value " +
+                  std::to_string(static_cast<uint32_t>(type.dtype)));
+    return checkDims(what, type.dims, dtypeSizeBytes(type.dtype));
+  }
+
+  Status checkDims(const std::string &what, const std::vector<int64_t> &dims,
+                   uint64_t elementBytes) const {
+    if (dims.size() > kMaxRank)
+      return fail(what + " has rank " + std::to_string(dims.size()) +
+                  ", the limit is " + std::to_string(kMaxRank));
+    // Nonzero dims multiply to at most kMaxTensorBytes / elementBytes, so
+    // that no partial product overflows, whatever a later zero dim does.
+    uint64_t limit = kMaxTensorBytes / elementBytes;
+    uint64_t count = 1;
+    for (int64_t dim : dims) {
+      if (dim < 0)
+        return fail(what + " has a negative dim in " + shapeString(dims));
+      if (dim == 0)
+        continue;
+      if (count > limit / static_cast<uint64_t>(dim))
+        return fail(what + " " + shapeString(dims) + " is too large");
+      count *= static_cast<uint64_t>(dim);
+    }
+    return Status::ok();
+  }
+
+  const TensorType &in(size_t k) const { return in_[k]; }
+  size_t numInputs() const { return in_.size(); }
+  int64_t attr(const char *name) const { return attrs_.i(name); }
+  const std::vector<int64_t> &list(const char *name) const {
+    return attrs_.list(name);
+  }
+
+  Status flag(const char *name) const {
+    int64_t value = attrs_.i(name);
+    if (value != 0 && value != 1)
+      return fail(std::string(name) + " must be 0 or 1, got " +
+                  std::to_string(value));
+    return Status::ok();
+  }
+
+  Status axisInRange(const char *name, int64_t axis, size_t rank) const {
+    if (axis < 0 || axis >= static_cast<int64_t>(rank))
+      return fail(std::string(name) + " " + std::to_string(axis) +
+                  " out of range [0, " + std::to_string(rank) + ")");
+    return Status::ok();
+  }
+
+  Status requireFloat(size_t k) const {
+    if (!isFloatDType(in_[k].dtype))
+      return fail("operand " + std::to_string(k) + " must be float, got " +
+                  in_[k].toString());
+    return Status::ok();
+  }
+
+  Status requireNumeric(size_t k) const {
+    if (!isFloatDType(in_[k].dtype) && !isIntegerDType(in_[k].dtype))
+      return fail("operand " + std::to_string(k) +
+                  " must be float or integer, got " + in_[k].toString());
+    return Status::ok();
+  }
+
+  Status requireDType(size_t k, DType dtype) const {
+    if (in_[k].dtype != dtype)
+      return fail("operand " + std::to_string(k) + " must be " +
+                  dtypeName(dtype) + ", got " + in_[k].toString());
+    return Status::ok();
+  }
+
+  Status requireIndices(size_t k) const {
+    if (in_[k].dtype != DType::kI32 && in_[k].dtype != DType::kI64)
+      return fail("operand " + std::to_string(k) + " must be i32 or i64, got " +
+                  in_[k].toString());
+    return Status::ok();
+  }
+
+  Status sameDType(size_t a, size_t b) const {
+    if (in_[a].dtype != in_[b].dtype)
+      return fail(std::string("operand dtypes differ, ") +
+                  dtypeName(in_[a].dtype) + " vs " + dtypeName(in_[b].dtype));
+    return Status::ok();
+  }
+
+  Status broadcast(const std::vector<int64_t> &a, const std::vector<int64_t> &b,
+                   std::vector<int64_t> &out) const {
+    Status status = broadcastShapes(a, b, out);
+    if (!status.isOk())
+      return fail(status.message());
+    return Status::ok();
+  }
+
+private:
+  const OpInfo &info_;
+  const Attrs &attrs_;
+  const std::vector<TensorType> &in_;
+};
+
+Status inferMatMul(const Rules &r, TensorType &result) {
+  const TensorType &a = r.in(0), &b = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 1));
+  COLOSSAL_RETURN_IF_ERROR(r.flag("transpose_a"));
+  COLOSSAL_RETURN_IF_ERROR(r.flag("transpose_b"));
+  if (a.rank() < 2 || b.rank() < 2)
+    return r.fail("operands need rank >= 2, got " + a.toString() + " and " +
+                  b.toString());
+  bool ta = r.attr("transpose_a"), tb = r.attr("transpose_b");
+  size_t ra = a.rank(), rb = b.rank();
+  int64_t m = ta ? a.dims[ra - 1] : a.dims[ra - 2];
+  int64_t ka = ta ? a.dims[ra - 2] : a.dims[ra - 1];
+  int64_t kb = tb ? b.dims[rb - 1] : b.dims[rb - 2];
+  int64_t n = tb ? b.dims[rb - 2] : b.dims[rb - 1];
+  if (ka != kb)
+    return r.fail("contraction dims differ, " + std::to_string(ka) + " vs " +
+                  std::to_string(kb));
+  std::vector<int64_t> batchA(a.dims.begin(), a.dims.end() - 2);
+  std::vector<int64_t> batchB(b.dims.begin(), b.dims.end() - 2);
+  std::vector<int64_t> batch;
+  Status status = broadcastShapes(batchA, batchB, batch);
+  if (!status.isOk())
+    return r.fail("batch dims do not broadcast: " + status.message());
+  batch.push_back(m);
+  batch.push_back(n);
+  result = TensorType{a.dtype, batch};
+  return Status::ok();
+}
+
+Status inferReduce(const Rules &r, TensorType &result) {
+  const TensorType &x = r.in(0);
+  COLOSSAL_RETURN_IF_ERROR(r.requireNumeric(0));
+  COLOSSAL_RETURN_IF_ERROR(r.flag("keepdims"));
+  const std::vector<int64_t> &axes = r.list("axes");
+  for (size_t k = 0; k < axes.size(); ++k) {
+    COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axes[k], x.rank()));
+    if (k > 0 && axes[k] <= axes[k - 1])
+      return r.fail("axes must be sorted and unique, got " + shapeString(axes));
+  }
+  bool keepdims = r.attr("keepdims");
+  result.dtype = x.dtype;
+  result.dims.clear();
+  size_t next = 0;
+  for (size_t d = 0; d < x.rank(); ++d) {
+    bool reduced = next < axes.size() && axes[next] == static_cast<int64_t>(d);
+    if (reduced)
+      ++next;
+    if (!reduced)
+      result.dims.push_back(x.dims[d]);
+    else if (keepdims)
+      result.dims.push_back(1);
+  }
+  return Status::ok();
+}
+
+Status inferLayerNorm(const Rules &r, const Attrs &attrs, TensorType &result) {
+  const TensorType &x = r.in(0);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  int64_t axis = attrs.i("axis");
+  COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, x.rank()));
+  double epsilon = attrs.f("epsilon");
+  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
+    return r.fail("epsilon must be finite and >= 0, got " +
+                  std::to_string(epsilon));
+  std::vector<int64_t> normDims(x.dims.begin() + axis, x.dims.end());
+  const char *names[] = {"x", "scale", "bias"};
+  for (size_t k = 1; k < r.numInputs(); ++k) {
+    COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, k));
+    if (r.in(k).dims != normDims)
+      return r.fail(std::string(names[k]) + " shape " +
+                    shapeString(r.in(k).dims) +
+                    " must be x.dims[axis:] = " + shapeString(normDims));
+  }
+  result = x;
+  return Status::ok();
+}
+
+Status inferGatherND(const Rules &r, const Attrs &attrs, TensorType &result) {
+  const TensorType &data = r.in(0), &indices = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireIndices(1));
+  int64_t rankData = static_cast<int64_t>(data.rank());
+  int64_t rankIdx = static_cast<int64_t>(indices.rank());
+  if (rankData < 1 || rankIdx < 1)
+    return r.fail("data and indices need rank >= 1, got " + data.toString() +
+                  " and " + indices.toString());
+  int64_t batchDims = attrs.i("batch_dims");
+  if (batchDims < 0 || batchDims >= std::min(rankData, rankIdx))
+    return r.fail("batch_dims " + std::to_string(batchDims) +
+                  " out of range [0, " +
+                  std::to_string(std::min(rankData, rankIdx)) + ")");
+  for (int64_t d = 0; d < batchDims; ++d)
+    if (data.dims[d] != indices.dims[d])
+      return r.fail("batch dim " + std::to_string(d) + " differs, " +
+                    std::to_string(data.dims[d]) + " vs " +
+                    std::to_string(indices.dims[d]));
+  int64_t depth = indices.dims[rankIdx - 1];
+  if (depth < 1 || depth > rankData - batchDims)
+    return r.fail("indices.dims[-1] " + std::to_string(depth) +
+                  " out of range [1, " + std::to_string(rankData - batchDims) +
+                  "]");
+  result.dtype = data.dtype;
+  result.dims.assign(indices.dims.begin(), indices.dims.end() - 1);
+  result.dims.insert(result.dims.end(), data.dims.begin() + batchDims + depth,
+                     data.dims.end());
+  return Status::ok();
+}
+
+Status inferSlice(const Rules &r, TensorType &result) {
+  const TensorType &x = r.in(0);
+  const std::vector<int64_t> &starts = r.list("starts");
+  const std::vector<int64_t> &steps = r.list("steps");
+  const std::vector<int64_t> &sizes = r.list("sizes");
+  if (starts.size() != x.rank() || steps.size() != x.rank() ||
+      sizes.size() != x.rank())
+    return r.fail("starts, steps and sizes need one entry per dim (" +
+                  std::to_string(x.rank()) + "), got " +
+                  std::to_string(starts.size()) + ", " +
+                  std::to_string(steps.size()) + " and " +
+                  std::to_string(sizes.size()));
+  for (size_t d = 0; d < x.rank(); ++d) {
+    std::string where = " in dim " + std::to_string(d);
+    if (steps[d] == 0)
+      return r.fail("step 0" + where);
+    if (sizes[d] < 0)
+      return r.fail("size " + std::to_string(sizes[d]) + where);
+    if (sizes[d] == 0)
+      continue; // reads nothing
+    if (starts[d] < 0 || starts[d] >= x.dims[d])
+      return r.fail("start " + std::to_string(starts[d]) +
+                    " out of range [0, " + std::to_string(x.dims[d]) + ")" +
+                    where);
+    // The last index read, starts + (sizes - 1) * steps, must stay in
+    // [0, dim); checked by division so nothing overflows.
+    uint64_t room = steps[d] > 0
+                        ? static_cast<uint64_t>(x.dims[d] - 1 - starts[d])
+                        : static_cast<uint64_t>(starts[d]);
+    uint64_t stride = steps[d] > 0
+                          ? static_cast<uint64_t>(steps[d])
+                          : uint64_t(0) - static_cast<uint64_t>(steps[d]);
+    if (static_cast<uint64_t>(sizes[d] - 1) > room / stride)
+      return r.fail("start " + std::to_string(starts[d]) + ", step " +
+                    std::to_string(steps[d]) + " and size " +
+                    std::to_string(sizes[d]) + " read outside [0, " +
+                    std::to_string(x.dims[d]) + ")" + where);
+  }
+  result = TensorType{x.dtype, sizes};
+  return Status::ok();
+}
+
+Status inferPad(const Rules &r, const Attrs &attrs, TensorType &result) {
+  const TensorType &x = r.in(0);
+  const std::vector<int64_t> &pads = attrs.list("pads");
+  size_t rank = x.rank();
+  if (pads.size() != 2 * rank)
+    return r.fail("pads needs 2 * rank = " + std::to_string(2 * rank) +
+                  " entries, got " + std::to_string(pads.size()));
+  int64_t mode = attrs.i("mode");
+  if (mode < 0 || mode > 2)
+    return r.fail("mode must be 0 (constant), 1 (reflect) or 2 (edge), got " +
+                  std::to_string(mode));
+  result.dtype = x.dtype;
+  result.dims.resize(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t begin = pads[d], end = pads[rank + d];
+    std::string where = " in dim " + std::to_string(d);
+    if (begin < -kMaxPadMagnitude || begin > kMaxPadMagnitude ||
+        end < -kMaxPadMagnitude || end > kMaxPadMagnitude)
+      return r.fail("pads " + std::to_string(begin) + ", " +
+                    std::to_string(end) + " too large" + where);
+    int64_t dim = x.dims[d] + begin + end;
+    if (dim < 0)
+      return r.fail("result dim " + std::to_string(dim) + " is negative" +
+                    where);
+    result.dims[d] = dim;
+    if (dim == 0)
+      continue;
+    // Reflect mirrors without repeating the edge element, so each side may
+    // add at most dim - 1 elements; edge repeats one, so it needs one.
+    if (mode == 1 && (begin > x.dims[d] - 1 || end > x.dims[d] - 1))
+      return r.fail(
+          "reflect pads " + std::to_string(begin) + ", " + std::to_string(end) +
+          " exceed dim - 1 = " + std::to_string(x.dims[d] - 1) + where);
+    if (mode == 2 && x.dims[d] == 0)
+      return r.fail("edge padding of an empty dim" + where);
+  }
+  return Status::ok();
+}
+
+Status inferCrossEntropy(const Rules &r, TensorType &result) {
+  const TensorType &scores = r.in(0), &labels = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  COLOSSAL_RETURN_IF_ERROR(r.requireIndices(1));
+  if (scores.rank() < 2)
+    return r.fail("scores need rank >= 2 ([N, C, d...]), got " +
+                  scores.toString());
+  std::vector<int64_t> labelDims = scores.dims;
+  labelDims.erase(labelDims.begin() + 1);
+  if (labels.dims != labelDims)
+    return r.fail("labels shape " + shapeString(labels.dims) +
+                  " must be scores shape without dim 1, " +
+                  shapeString(labelDims));
+  int64_t reduction = r.attr("reduction");
+  if (reduction < 0 || reduction > 2)
+    return r.fail("reduction must be 0 (none), 1 (sum) or 2 (mean), got " +
+                  std::to_string(reduction));
+  result.dtype = scores.dtype;
+  if (reduction == 0)
+    result.dims = labelDims;
+  else
+    result.dims.clear();
+  return Status::ok();
+}
+
+Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
+  switch (attrs.kind()) {
+  case OpKind::Neg:
+  case OpKind::Abs:
+  case OpKind::Relu:
+    COLOSSAL_RETURN_IF_ERROR(r.requireNumeric(0));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::Gelu:
+    COLOSSAL_RETURN_IF_ERROR(r.flag("approximate"));
+    [[fallthrough]];
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Sqrt:
+  case OpKind::Rsqrt:
+  case OpKind::Reciprocal:
+  case OpKind::Tanh:
+  case OpKind::Sigmoid:
+  case OpKind::Erf:
+  case OpKind::Sin:
+  case OpKind::Cos:
+    COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::Not:
+    COLOSSAL_RETURN_IF_ERROR(r.requireDType(0, DType::kBool));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::Identity:
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::Cast: {
+    DType to = attrs.dtype("to");
+    if (!isValidDType(static_cast<uint32_t>(to)))
+      return r.fail("to has invalid dtype value " +
+                    std::to_string(static_cast<uint32_t>(to)));
+    result = TensorType{to, r.in(0).dims};
+    return Status::ok();
+  }
+  case OpKind::Add:
+  case OpKind::Sub:
+  case OpKind::Mul:
+  case OpKind::Div:
+  case OpKind::Pow:
+  case OpKind::Max:
+  case OpKind::Min:
+    COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 1));
+    COLOSSAL_RETURN_IF_ERROR(r.requireNumeric(0));
+    result.dtype = r.in(0).dtype;
+    return r.broadcast(r.in(0).dims, r.in(1).dims, result.dims);
+  case OpKind::And:
+  case OpKind::Or:
+  case OpKind::Xor:
+    COLOSSAL_RETURN_IF_ERROR(r.requireDType(0, DType::kBool));
+    COLOSSAL_RETURN_IF_ERROR(r.requireDType(1, DType::kBool));
+    result.dtype = DType::kBool;
+    return r.broadcast(r.in(0).dims, r.in(1).dims, result.dims);
+  case OpKind::Equal:
+  case OpKind::Less:
+  case OpKind::LessEqual:
+  case OpKind::Greater:
+  case OpKind::GreaterEqual:
+    COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 1));
+    result.dtype = DType::kBool;
+    return r.broadcast(r.in(0).dims, r.in(1).dims, result.dims);
+  case OpKind::Where: {
+    COLOSSAL_RETURN_IF_ERROR(r.requireDType(0, DType::kBool));
+    COLOSSAL_RETURN_IF_ERROR(r.sameDType(1, 2));
+    std::vector<int64_t> partial;
+    COLOSSAL_RETURN_IF_ERROR(r.broadcast(r.in(0).dims, r.in(1).dims, partial));
+    result.dtype = r.in(1).dtype;
+    return r.broadcast(partial, r.in(2).dims, result.dims);
+  }
+  case OpKind::MatMul:
+    return inferMatMul(r, result);
+  case OpKind::ReduceSum:
+  case OpKind::ReduceMean:
+  case OpKind::ReduceMax:
+  case OpKind::ReduceMin:
+    return inferReduce(r, result);
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax:
+    COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+    COLOSSAL_RETURN_IF_ERROR(
+        r.axisInRange("axis", attrs.i("axis"), r.in(0).rank()));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::LayerNorm:
+    return inferLayerNorm(r, attrs, result);
+  case OpKind::Gather: {
+    const TensorType &data = r.in(0), &indices = r.in(1);
+    COLOSSAL_RETURN_IF_ERROR(r.requireIndices(1));
+    int64_t axis = attrs.i("axis");
+    COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, data.rank()));
+    result.dtype = data.dtype;
+    result.dims.assign(data.dims.begin(), data.dims.begin() + axis);
+    result.dims.insert(result.dims.end(), indices.dims.begin(),
+                       indices.dims.end());
+    result.dims.insert(result.dims.end(), data.dims.begin() + axis + 1,
+                       data.dims.end());
+    return Status::ok();
+  }
+  case OpKind::GatherND:
+    return inferGatherND(r, attrs, result);
+  case OpKind::CumSum:
+    COLOSSAL_RETURN_IF_ERROR(r.requireNumeric(0));
+    COLOSSAL_RETURN_IF_ERROR(
+        r.axisInRange("axis", attrs.i("axis"), r.in(0).rank()));
+    COLOSSAL_RETURN_IF_ERROR(r.flag("exclusive"));
+    COLOSSAL_RETURN_IF_ERROR(r.flag("reverse"));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::Reshape: {
+    result = TensorType{r.in(0).dtype, attrs.list("shape")};
+    COLOSSAL_RETURN_IF_ERROR(r.checkType("shape", result));
+    if (result.numElements() != r.in(0).numElements())
+      return r.fail("cannot reshape " + r.in(0).toString() + " (" +
+                    std::to_string(r.in(0).numElements()) + " elements) to " +
+                    shapeString(result.dims) + " (" +
+                    std::to_string(result.numElements()) + " elements)");
+    return Status::ok();
+  }
+  case OpKind::Expand: {
+    const TensorType &x = r.in(0);
+    result = TensorType{x.dtype, attrs.list("shape")};
+    COLOSSAL_RETURN_IF_ERROR(r.checkType("shape", result));
+    bool ok = result.rank() >= x.rank();
+    for (size_t d = 0; ok && d < x.rank(); ++d) {
+      int64_t from = x.dims[x.rank() - 1 - d];
+      int64_t to = result.dims[result.rank() - 1 - d];
+      ok = from == to || from == 1;
+    }
+    if (!ok)
+      return r.fail("cannot expand " + shapeString(x.dims) + " to " +
+                    shapeString(result.dims));
+    return Status::ok();
+  }
+  case OpKind::Transpose: {
+    const TensorType &x = r.in(0);
+    const std::vector<int64_t> &perm = attrs.list("perm");
+    std::vector<bool> seen(x.rank(), false);
+    bool ok = perm.size() == x.rank();
+    for (size_t d = 0; ok && d < perm.size(); ++d) {
+      ok = perm[d] >= 0 && perm[d] < static_cast<int64_t>(x.rank()) &&
+           !seen[perm[d]];
+      if (ok)
+        seen[perm[d]] = true;
+    }
+    if (!ok)
+      return r.fail("perm " + shapeString(perm) +
+                    " is not a permutation of [0, " + std::to_string(x.rank()) +
+                    ")");
+    result.dtype = x.dtype;
+    result.dims.clear();
+    for (int64_t p : perm)
+      result.dims.push_back(x.dims[p]);
+    return Status::ok();
+  }
+  case OpKind::Slice:
+    return inferSlice(r, result);
+  case OpKind::Concat: {
+    const TensorType &first = r.in(0);
+    int64_t axis = attrs.i("axis");
+    COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, first.rank()));
+    result = first;
+    for (size_t k = 1; k < r.numInputs(); ++k) {
+      const TensorType &next = r.in(k);
+      COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, k));
+      if (next.rank() != first.rank())
+        return r.fail("operand ranks differ, " + first.toString() + " vs " +
+                      next.toString());
+      for (size_t d = 0; d < first.rank(); ++d)
+        if (static_cast<int64_t>(d) != axis && next.dims[d] != first.dims[d])
+          return r.fail("operand " + std::to_string(k) + " dim " +
+                        std::to_string(d) + " differs, " +
+                        std::to_string(first.dims[d]) + " vs " +
+                        std::to_string(next.dims[d]));
+      // Inputs were size-checked, so each addend is below 2^62: test the
+      // running sum before it could overflow.
+      if (result.dims[axis] >
+          std::numeric_limits<int64_t>::max() - next.dims[axis])
+        return r.fail("concatenated dim is too large");
+      result.dims[axis] += next.dims[axis];
+    }
+    return Status::ok();
+  }
+  case OpKind::Pad:
+    return inferPad(r, attrs, result);
+  case OpKind::Fill: {
+    DType to = attrs.dtype("to");
+    if (!isValidDType(static_cast<uint32_t>(to)))
+      return r.fail("to has invalid dtype value " +
+                    std::to_string(static_cast<uint32_t>(to)));
+    result = TensorType{to, attrs.list("shape")};
+    return Status::ok();
+  }
+  case OpKind::SoftmaxCrossEntropy:
+    return inferCrossEntropy(r, result);
+  }
+  return r.fail("has no shape rule");
+}
+
+} // namespace
+
+Status broadcastShapes(const std::vector<int64_t> &a,
+                       const std::vector<int64_t> &b,
+                       std::vector<int64_t> &out) {
+  size_t rank = std::max(a.size(), b.size());
+  std::vector<int64_t> result(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    // Align from the right; a missing leading dim acts as 1.
+    int64_t da = d < rank - a.size() ? 1 : a[d - (rank - a.size())];
+    int64_t db = d < rank - b.size() ? 1 : b[d - (rank - b.size())];
+    if (da == db || db == 1)
+      result[d] = da;
+    else if (da == 1)
+      result[d] = db;
+    else
+      return COLOSSAL_ERROR(kInvalidArgument, "cannot broadcast " +
+                                                  shapeString(a) + " with " +
+                                                  shapeString(b));
+  }
+  out = std::move(result);
+  return Status::ok();
+}
+
+Status inferOutputTypes(const Attrs &attrs,
+                        const std::vector<TensorType> &inputs,
+                        std::vector<TensorType> &outputs) {
+  outputs.clear();
+  const OpInfo *info = lookupOp(static_cast<uint32_t>(attrs.kind()));
+  if (!info)
+    return COLOSSAL_ERROR(
+        kInvalidArgument,
+        "unknown op kind " +
+            std::to_string(static_cast<uint32_t>(attrs.kind())));
+  Rules rules(*info, attrs, inputs);
+  int64_t count = static_cast<int64_t>(inputs.size());
+  if (count < info->minInputs ||
+      (info->maxInputs >= 0 && count > info->maxInputs)) {
+    std::string expected = info->maxInputs < 0
+                               ? "at least " + std::to_string(info->minInputs)
+                           : info->minInputs == info->maxInputs
+                               ? std::to_string(info->minInputs)
+                               : std::to_string(info->minInputs) + " to " +
+                                     std::to_string(info->maxInputs);
+    return rules.fail("expects " + expected + " operands, got " +
+                      std::to_string(count));
+  }
+  for (size_t k = 0; k < inputs.size(); ++k)
+    COLOSSAL_RETURN_IF_ERROR(
+        rules.checkType("operand " + std::to_string(k), inputs[k]));
+  TensorType result;
+  COLOSSAL_RETURN_IF_ERROR(inferResult(rules, attrs, result));
+  COLOSSAL_RETURN_IF_ERROR(rules.checkType("result", result));
+  outputs.push_back(std::move(result));
+  return Status::ok();
+}
+
+} // namespace colossal::runtime

@@ -1,0 +1,1053 @@
+//===- Kernels.cpp - Exact CPU kernels for every OpKind -------------------===//
+//
+// The numerical reference. Float ops load every element as a double, compute
+// in double and round once when storing (so f32, f16, bf16 and f64 all get a
+// correctly rounded result of the double computation); integer ops compute in
+// int64 with two's-complement wrap-around and wrap again when stored to a
+// narrower type. Reductions, matmul, softmax, layer_norm and the loss
+// accumulate in double, in a fixed order, so that results are deterministic.
+//
+// Kernels trust that the types passed the rules of inferOutputTypes() (the
+// plan reader and evaluateOp check that once); they re-check only what
+// depends on data: gather indices, labels, integer division by zero.
+//
+// Cost: most kernels are simple loops that widen their inputs into a vector
+// of doubles or int64s first (8 bytes per element, simple and aliasing-safe).
+// matmul packs both operands into row-major double matrices and runs an
+// i-k-j loop, which the compiler vectorises; it is the only tuned kernel.
+//
+//===----------------------------------------------------------------------===//
+#include "colossal/runtime/Kernels.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace colossal::runtime {
+
+namespace {
+
+using Dims = std::vector<int64_t>;
+
+Status kernelError(const Attrs &attrs, const std::string &message) {
+  return COLOSSAL_ERROR(kInvalidArgument,
+                        std::string(opInfo(attrs.kind()).name) + ": " +
+                            message);
+}
+
+int64_t product(const Dims &dims, size_t begin, size_t end) {
+  int64_t count = 1;
+  for (size_t d = begin; d < end; ++d)
+    count *= dims[d];
+  return count;
+}
+
+int64_t product(const Dims &dims) { return product(dims, 0, dims.size()); }
+
+Dims contiguousStrides(const Dims &dims) {
+  Dims strides(dims.size(), 1);
+  for (size_t d = dims.size(); d-- > 1;)
+    strides[d - 1] = strides[d] * dims[d];
+  return strides;
+}
+
+/// Strides (in elements) of a tensor of shape `in` read as if broadcast to
+/// `out`: one per dim of `out`, 0 where `in` is missing or has size 1.
+Dims broadcastStrides(const Dims &in, const Dims &out) {
+  Dims inStrides = contiguousStrides(in);
+  Dims strides(out.size(), 0);
+  size_t lead = out.size() - in.size();
+  for (size_t d = 0; d < in.size(); ++d)
+    strides[lead + d] = in[d] == 1 ? 0 : inStrides[d];
+  return strides;
+}
+
+/// Visits every index of `dims` in row-major order and calls fn(flat,
+/// offsets), where offsets[k] = base[k] + sum_d index[d] * strides[k][d].
+/// Offsets are updated incrementally: O(1) amortised per element.
+template <size_t N, typename Fn>
+void walk(const Dims &dims, const std::array<const Dims *, N> &strides,
+          std::array<int64_t, N> offsets, Fn &&fn) {
+  // Ranks were validated to be <= kMaxRank, so the index fits on the stack.
+  if (dims.size() > kMaxRank)
+    return;
+  int64_t count = product(dims);
+  std::array<int64_t, kMaxRank> index{};
+  for (int64_t flat = 0; flat < count; ++flat) {
+    fn(flat, offsets);
+    for (size_t d = dims.size(); d-- > 0;) {
+      for (size_t k = 0; k < N; ++k)
+        offsets[k] += (*strides[k])[d];
+      if (++index[d] < dims[d])
+        break;
+      for (size_t k = 0; k < N; ++k)
+        offsets[k] -= (*strides[k])[d] * dims[d];
+      index[d] = 0;
+    }
+  }
+}
+
+std::vector<double> loadDoubles(const TensorRef &ref) {
+  int64_t count = ref.type.numElements();
+  std::vector<double> values(static_cast<size_t>(count));
+  if (ref.type.dtype == DType::kF32) {
+    const float *data = static_cast<const float *>(ref.data);
+    for (int64_t i = 0; i < count; ++i)
+      values[i] = data[i];
+  } else {
+    for (int64_t i = 0; i < count; ++i)
+      values[i] = loadAsDouble(ref, i);
+  }
+  return values;
+}
+
+void storeDoubles(const TensorRef &ref, const std::vector<double> &values) {
+  int64_t count = ref.type.numElements();
+  if (ref.type.dtype == DType::kF32) {
+    float *data = static_cast<float *>(ref.data);
+    for (int64_t i = 0; i < count; ++i)
+      data[i] = static_cast<float>(values[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i)
+      storeFromDouble(ref, i, values[i]);
+  }
+}
+
+std::vector<int64_t> loadInts(const TensorRef &ref) {
+  int64_t count = ref.type.numElements();
+  std::vector<int64_t> values(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i)
+    values[i] = loadAsInt64(ref, i);
+  return values;
+}
+
+void storeInts(const TensorRef &ref, const std::vector<int64_t> &values) {
+  int64_t count = ref.type.numElements();
+  for (int64_t i = 0; i < count; ++i)
+    storeFromInt64(ref, i, values[i]);
+}
+
+// Two's-complement arithmetic without signed-overflow UB.
+int64_t wrapAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) +
+                              static_cast<uint64_t>(b));
+}
+int64_t wrapSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) -
+                              static_cast<uint64_t>(b));
+}
+int64_t wrapMul(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) *
+                              static_cast<uint64_t>(b));
+}
+
+uint8_t *bytesOf(const TensorRef &ref) {
+  return static_cast<uint8_t *>(ref.data);
+}
+
+/// memmove that accepts the null data pointer of an empty tensor.
+void copyBytes(void *dst, const void *src, size_t count) {
+  if (count != 0)
+    std::memmove(dst, src, count);
+}
+
+size_t elementBytes(const TensorRef &ref) {
+  return dtypeSizeBytes(ref.type.dtype);
+}
+
+/// Smallest and largest value of an integer dtype, as int64.
+std::pair<int64_t, int64_t> integerRange(DType dtype) {
+  switch (dtype) {
+  case DType::kI32:
+    return {std::numeric_limits<int32_t>::min(),
+            std::numeric_limits<int32_t>::max()};
+  case DType::kI8:
+    return {std::numeric_limits<int8_t>::min(),
+            std::numeric_limits<int8_t>::max()};
+  case DType::kU8:
+    return {0, std::numeric_limits<uint8_t>::max()};
+  default:
+    return {std::numeric_limits<int64_t>::min(),
+            std::numeric_limits<int64_t>::max()};
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+double unaryFloat(OpKind kind, bool tanhGelu, double x) {
+  switch (kind) {
+  case OpKind::Neg:
+    return -x;
+  case OpKind::Abs:
+    return std::fabs(x);
+  case OpKind::Exp:
+    return std::exp(x);
+  case OpKind::Log:
+    return std::log(x);
+  case OpKind::Sqrt:
+    return std::sqrt(x);
+  case OpKind::Rsqrt:
+    return 1.0 / std::sqrt(x);
+  case OpKind::Reciprocal:
+    return 1.0 / x;
+  case OpKind::Tanh:
+    return std::tanh(x);
+  case OpKind::Sigmoid:
+    return 1.0 / (1.0 + std::exp(-x));
+  case OpKind::Relu:
+    return x < 0.0 ? 0.0 : x; // NaN stays NaN
+  case OpKind::Erf:
+    return std::erf(x);
+  case OpKind::Sin:
+    return std::sin(x);
+  case OpKind::Cos:
+    return std::cos(x);
+  case OpKind::Gelu:
+    if (tanhGelu) {
+      const double kPi = 3.14159265358979323846;
+      const double kSqrt2OverPi = std::sqrt(2.0 / kPi);
+      return 0.5 * x *
+             (1.0 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
+    }
+    return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+  default:
+    return x;
+  }
+}
+
+int64_t unaryInt(OpKind kind, int64_t x) {
+  switch (kind) {
+  case OpKind::Neg:
+    return wrapSub(0, x);
+  case OpKind::Abs:
+    return x < 0 ? wrapSub(0, x) : x;
+  case OpKind::Relu:
+    return x < 0 ? 0 : x;
+  case OpKind::Not:
+    return x == 0 ? 1 : 0;
+  default:
+    return x;
+  }
+}
+
+Status runUnary(const Attrs &attrs, const TensorRef &in, const TensorRef &out) {
+  OpKind kind = attrs.kind();
+  if (isFloatDType(in.type.dtype)) {
+    bool tanhGelu = kind == OpKind::Gelu && attrs.i("approximate") == 1;
+    std::vector<double> values = loadDoubles(in);
+    for (double &value : values)
+      value = unaryFloat(kind, tanhGelu, value);
+    storeDoubles(out, values);
+  } else {
+    std::vector<int64_t> values = loadInts(in);
+    for (int64_t &value : values)
+      value = unaryInt(kind, value);
+    storeInts(out, values);
+  }
+  return Status::ok();
+}
+
+Status runCast(const TensorRef &in, const TensorRef &out) {
+  int64_t count = in.type.numElements();
+  // Floats go through double (to an integer: truncate and saturate); integers
+  // and bools go through int64 (to a narrower integer: wrap).
+  if (isFloatDType(in.type.dtype)) {
+    for (int64_t i = 0; i < count; ++i)
+      storeFromDouble(out, i, loadAsDouble(in, i));
+  } else {
+    for (int64_t i = 0; i < count; ++i)
+      storeFromInt64(out, i, loadAsInt64(in, i));
+  }
+  return Status::ok();
+}
+
+bool compare(OpKind kind, double a, double b) {
+  switch (kind) {
+  case OpKind::Equal:
+    return a == b;
+  case OpKind::Less:
+    return a < b;
+  case OpKind::LessEqual:
+    return a <= b;
+  case OpKind::Greater:
+    return a > b;
+  default:
+    return a >= b;
+  }
+}
+
+bool compare(OpKind kind, int64_t a, int64_t b) {
+  switch (kind) {
+  case OpKind::Equal:
+    return a == b;
+  case OpKind::Less:
+    return a < b;
+  case OpKind::LessEqual:
+    return a <= b;
+  case OpKind::Greater:
+    return a > b;
+  default:
+    return a >= b;
+  }
+}
+
+bool isComparison(OpKind kind) {
+  return kind == OpKind::Equal || kind == OpKind::Less ||
+         kind == OpKind::LessEqual || kind == OpKind::Greater ||
+         kind == OpKind::GreaterEqual;
+}
+
+double binaryFloat(OpKind kind, double a, double b) {
+  switch (kind) {
+  case OpKind::Add:
+    return a + b;
+  case OpKind::Sub:
+    return a - b;
+  case OpKind::Mul:
+    return a * b;
+  case OpKind::Div:
+    return a / b;
+  case OpKind::Pow:
+    return std::pow(a, b);
+  case OpKind::Max: // NaN propagates, as in numpy.maximum and PyTorch
+    return (std::isnan(a) || a > b) ? a : b;
+  case OpKind::Min:
+    return (std::isnan(a) || a < b) ? a : b;
+  default:
+    return 0.0;
+  }
+}
+
+/// Integer power by squaring, wrapping on overflow. A negative exponent
+/// gives the truncated 1 / base^-exp (so 0 unless |base| == 1); 0 to a
+/// negative power sets `divByZero`.
+int64_t integerPow(int64_t base, int64_t exponent, bool &divByZero) {
+  if (exponent < 0) {
+    if (base == 0)
+      divByZero = true;
+    if (base == 1)
+      return 1;
+    if (base == -1)
+      return (exponent & 1) ? -1 : 1;
+    return 0;
+  }
+  uint64_t result = 1, factor = static_cast<uint64_t>(base);
+  for (uint64_t e = static_cast<uint64_t>(exponent); e; e >>= 1) {
+    if (e & 1)
+      result *= factor;
+    factor *= factor;
+  }
+  return static_cast<int64_t>(result);
+}
+
+/// Integer div truncates toward zero; INT64_MIN / -1 wraps to INT64_MIN.
+int64_t binaryInt(OpKind kind, int64_t a, int64_t b, bool &divByZero) {
+  switch (kind) {
+  case OpKind::Add:
+    return wrapAdd(a, b);
+  case OpKind::Sub:
+    return wrapSub(a, b);
+  case OpKind::Mul:
+    return wrapMul(a, b);
+  case OpKind::Div:
+    if (b == 0) {
+      divByZero = true;
+      return 0;
+    }
+    if (b == -1)
+      return wrapSub(0, a);
+    return a / b;
+  case OpKind::Pow:
+    return integerPow(a, b, divByZero);
+  case OpKind::Max:
+    return a > b ? a : b;
+  case OpKind::Min:
+    return a < b ? a : b;
+  case OpKind::And:
+    return (a != 0) && (b != 0);
+  case OpKind::Or:
+    return (a != 0) || (b != 0);
+  case OpKind::Xor:
+    return (a != 0) != (b != 0);
+  default:
+    return 0;
+  }
+}
+
+Status runBinary(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
+                 const TensorRef &out) {
+  OpKind kind = attrs.kind();
+  const Dims &dims = out.type.dims;
+  Dims stridesA = broadcastStrides(a.type.dims, dims);
+  Dims stridesB = broadcastStrides(b.type.dims, dims);
+  size_t count = static_cast<size_t>(out.type.numElements());
+  if (isFloatDType(a.type.dtype)) {
+    std::vector<double> lhs = loadDoubles(a), rhs = loadDoubles(b);
+    if (isComparison(kind)) {
+      std::vector<int64_t> result(count);
+      walk<2>(dims, {&stridesA, &stridesB}, {0, 0},
+              [&](int64_t i, const std::array<int64_t, 2> &at) {
+                result[i] = compare(kind, lhs[at[0]], rhs[at[1]]);
+              });
+      storeInts(out, result);
+      return Status::ok();
+    }
+    std::vector<double> result(count);
+    walk<2>(dims, {&stridesA, &stridesB}, {0, 0},
+            [&](int64_t i, const std::array<int64_t, 2> &at) {
+              result[i] = binaryFloat(kind, lhs[at[0]], rhs[at[1]]);
+            });
+    storeDoubles(out, result);
+    return Status::ok();
+  }
+  std::vector<int64_t> lhs = loadInts(a), rhs = loadInts(b);
+  std::vector<int64_t> result(count);
+  bool divByZero = false;
+  walk<2>(dims, {&stridesA, &stridesB}, {0, 0},
+          [&](int64_t i, const std::array<int64_t, 2> &at) {
+            int64_t x = lhs[at[0]], y = rhs[at[1]];
+            result[i] = isComparison(kind) ? compare(kind, x, y)
+                                           : binaryInt(kind, x, y, divByZero);
+          });
+  if (divByZero)
+    return kernelError(attrs, kind == OpKind::Pow
+                                  ? "integer zero to a negative power"
+                                  : "integer division by zero");
+  storeInts(out, result);
+  return Status::ok();
+}
+
+Status runWhere(const TensorRef &cond, const TensorRef &x, const TensorRef &y,
+                const TensorRef &out) {
+  const Dims &dims = out.type.dims;
+  Dims stridesC = broadcastStrides(cond.type.dims, dims);
+  Dims stridesX = broadcastStrides(x.type.dims, dims);
+  Dims stridesY = broadcastStrides(y.type.dims, dims);
+  std::vector<int64_t> mask = loadInts(cond);
+  size_t bytes = elementBytes(out);
+  walk<3>(dims, {&stridesC, &stridesX, &stridesY}, {0, 0, 0},
+          [&](int64_t i, const std::array<int64_t, 3> &at) {
+            const uint8_t *src = mask[at[0]] ? bytesOf(x) + at[1] * bytes
+                                             : bytesOf(y) + at[2] * bytes;
+            copyBytes(bytesOf(out) + i * bytes, src, bytes);
+          });
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// matmul
+//===----------------------------------------------------------------------===//
+
+/// Copies every matrix of `ref` ([..., R, C] row-major) into row-major
+/// doubles of shape [..., rows, cols], transposing each when asked.
+std::vector<double> packMatrices(const TensorRef &ref, bool transpose,
+                                 int64_t rows, int64_t cols) {
+  std::vector<double> values = loadDoubles(ref);
+  if (!transpose)
+    return values;
+  std::vector<double> packed(values.size());
+  int64_t matrixSize = rows * cols;
+  int64_t count = matrixSize == 0 ? 0 : ref.type.numElements() / matrixSize;
+  for (int64_t m = 0; m < count; ++m) {
+    const double *src = values.data() + m * matrixSize; // [cols, rows]
+    double *dst = packed.data() + m * matrixSize;       // [rows, cols]
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        dst[r * cols + c] = src[c * rows + r];
+  }
+  return packed;
+}
+
+Status runMatMul(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
+                 const TensorRef &out) {
+  bool ta = attrs.i("transpose_a"), tb = attrs.i("transpose_b");
+  const Dims &da = a.type.dims, &db = b.type.dims, &dOut = out.type.dims;
+  size_t ra = da.size(), rOut = dOut.size();
+  int64_t m = dOut[rOut - 2], n = dOut[rOut - 1];
+  int64_t k = ta ? da[ra - 2] : da[ra - 1];
+  std::vector<double> lhs = packMatrices(a, ta, m, k);
+  std::vector<double> rhs = packMatrices(b, tb, k, n);
+
+  // Batch strides count whole matrices; broadcast batch dims get stride 0.
+  Dims batch(dOut.begin(), dOut.end() - 2);
+  Dims stridesA = broadcastStrides(Dims(da.begin(), da.end() - 2), batch);
+  Dims stridesB = broadcastStrides(Dims(db.begin(), db.end() - 2), batch);
+  std::vector<double> acc(static_cast<size_t>(n));
+  float *outF32 =
+      out.type.dtype == DType::kF32 ? static_cast<float *>(out.data) : nullptr;
+  walk<2>(batch, {&stridesA, &stridesB}, {0, 0},
+          [&](int64_t batchIndex, const std::array<int64_t, 2> &at) {
+            const double *matA = lhs.data() + at[0] * m * k;
+            const double *matB = rhs.data() + at[1] * k * n;
+            for (int64_t i = 0; i < m; ++i) {
+              // i-k-j order: each output row accumulates over k in order,
+              // and the inner loop is a contiguous axpy that vectorises.
+              std::fill(acc.begin(), acc.end(), 0.0);
+              for (int64_t p = 0; p < k; ++p) {
+                double scale = matA[i * k + p];
+                const double *row = matB + p * n;
+                for (int64_t j = 0; j < n; ++j)
+                  acc[j] += scale * row[j];
+              }
+              int64_t base = (batchIndex * m + i) * n;
+              if (outF32) {
+                for (int64_t j = 0; j < n; ++j)
+                  outF32[base + j] = static_cast<float>(acc[j]);
+              } else {
+                for (int64_t j = 0; j < n; ++j)
+                  storeFromDouble(out, base + j, acc[j]);
+              }
+            }
+          });
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions and normalisation
+//===----------------------------------------------------------------------===//
+
+Status runReduce(const Attrs &attrs, const TensorRef &in,
+                 const TensorRef &out) {
+  OpKind kind = attrs.kind();
+  const Dims &dims = in.type.dims;
+  const std::vector<int64_t> &axes = attrs.list("axes");
+  std::vector<bool> reduced(dims.size(), false);
+  for (int64_t axis : axes)
+    reduced[axis] = true;
+  // Each input element adds into the output element of its kept dims:
+  // strides of the kept shape, 0 for reduced dims.
+  Dims toOut(dims.size(), 0);
+  int64_t stride = 1, reducedCount = 1;
+  for (size_t d = dims.size(); d-- > 0;) {
+    if (reduced[d]) {
+      reducedCount *= dims[d];
+      continue;
+    }
+    toOut[d] = stride;
+    stride *= dims[d];
+  }
+  size_t outCount = static_cast<size_t>(out.type.numElements());
+  if (isFloatDType(in.type.dtype)) {
+    double init = kind == OpKind::ReduceMax   ? -INFINITY
+                  : kind == OpKind::ReduceMin ? INFINITY
+                                              : 0.0;
+    std::vector<double> values = loadDoubles(in), acc(outCount, init);
+    walk<1>(dims, {&toOut}, {0},
+            [&](int64_t i, const std::array<int64_t, 1> &at) {
+              double &slot = acc[at[0]];
+              double x = values[i];
+              if (kind == OpKind::ReduceMax) {
+                if (std::isnan(x) || x > slot)
+                  slot = x;
+              } else if (kind == OpKind::ReduceMin) {
+                if (std::isnan(x) || x < slot)
+                  slot = x;
+              } else {
+                slot += x;
+              }
+            });
+    if (kind == OpKind::ReduceMean)
+      for (double &slot : acc)
+        slot /= static_cast<double>(reducedCount); // 0/0: NaN
+    storeDoubles(out, acc);
+    return Status::ok();
+  }
+  auto [lo, hi] = integerRange(in.type.dtype);
+  int64_t init = kind == OpKind::ReduceMax   ? lo
+                 : kind == OpKind::ReduceMin ? hi
+                                             : 0;
+  std::vector<int64_t> values = loadInts(in), acc(outCount, init);
+  walk<1>(dims, {&toOut}, {0},
+          [&](int64_t i, const std::array<int64_t, 1> &at) {
+            int64_t &slot = acc[at[0]];
+            if (kind == OpKind::ReduceMax)
+              slot = std::max(slot, values[i]);
+            else if (kind == OpKind::ReduceMin)
+              slot = std::min(slot, values[i]);
+            else
+              slot = wrapAdd(slot, values[i]);
+          });
+  if (kind == OpKind::ReduceMean)
+    for (int64_t &slot : acc)
+      slot = reducedCount == 0 ? 0 : slot / reducedCount;
+  storeInts(out, acc);
+  return Status::ok();
+}
+
+Status runSoftmax(const Attrs &attrs, const TensorRef &in,
+                  const TensorRef &out) {
+  bool logSoftmax = attrs.kind() == OpKind::LogSoftmax;
+  const Dims &dims = in.type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  int64_t outer = product(dims, 0, axis), length = dims[axis],
+          inner = product(dims, axis + 1, dims.size());
+  std::vector<double> values = loadDoubles(in);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t j = 0; j < inner; ++j) {
+      double *base = values.data() + o * length * inner + j;
+      // Subtract the max first so that exp cannot overflow.
+      double maxValue = -INFINITY;
+      for (int64_t a = 0; a < length; ++a)
+        maxValue = std::max(maxValue, base[a * inner]);
+      double sum = 0.0;
+      for (int64_t a = 0; a < length; ++a)
+        sum += std::exp(base[a * inner] - maxValue);
+      double logSum = std::log(sum);
+      for (int64_t a = 0; a < length; ++a) {
+        double shifted = base[a * inner] - maxValue;
+        base[a * inner] =
+            logSoftmax ? shifted - logSum : std::exp(shifted) / sum;
+      }
+    }
+  }
+  storeDoubles(out, values);
+  return Status::ok();
+}
+
+Status runLayerNorm(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+                    const TensorRef &out) {
+  const Dims &dims = inputs[0].type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  double epsilon = attrs.f("epsilon");
+  int64_t outer = product(dims, 0, axis),
+          inner = product(dims, axis, dims.size());
+  std::vector<double> values = loadDoubles(inputs[0]);
+  std::vector<double> scale = loadDoubles(inputs[1]);
+  std::vector<double> bias = inputs.size() > 2
+                                 ? loadDoubles(inputs[2])
+                                 : std::vector<double>(scale.size(), 0.0);
+  for (int64_t o = 0; o < outer; ++o) {
+    double *row = values.data() + o * inner;
+    // Two passes (mean, then the biased variance around it): more accurate
+    // than E[x^2] - E[x]^2 when the mean is large.
+    double sum = 0.0;
+    for (int64_t j = 0; j < inner; ++j)
+      sum += row[j];
+    double mean = sum / static_cast<double>(inner);
+    double squares = 0.0;
+    for (int64_t j = 0; j < inner; ++j)
+      squares += (row[j] - mean) * (row[j] - mean);
+    double variance = squares / static_cast<double>(inner);
+    double stddev = std::sqrt(variance + epsilon);
+    for (int64_t j = 0; j < inner; ++j)
+      row[j] = (row[j] - mean) / stddev * scale[j] + bias[j];
+  }
+  storeDoubles(out, values);
+  return Status::ok();
+}
+
+Status runCrossEntropy(const Attrs &attrs, const TensorRef &scores,
+                       const TensorRef &labels, const TensorRef &out) {
+  const Dims &dims = scores.type.dims;
+  int64_t batch = dims[0], classes = dims[1];
+  int64_t inner = product(dims, 2, dims.size());
+  int64_t ignoreIndex = attrs.i("ignore_index");
+  int64_t reduction = attrs.i("reduction");
+  std::vector<double> values = loadDoubles(scores);
+  std::vector<int64_t> targets = loadInts(labels);
+  std::vector<double> losses(targets.size(), 0.0);
+  int64_t counted = 0;
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t j = 0; j < inner; ++j) {
+      int64_t label = targets[n * inner + j];
+      if (label == ignoreIndex)
+        continue; // contributes 0 and is not counted
+      if (label < 0 || label >= classes)
+        return kernelError(
+            attrs, "label " + std::to_string(label) + " out of range [0, " +
+                       std::to_string(classes) + ") and not ignore_index " +
+                       std::to_string(ignoreIndex));
+      const double *base = values.data() + n * classes * inner + j;
+      double maxValue = -INFINITY;
+      for (int64_t c = 0; c < classes; ++c)
+        maxValue = std::max(maxValue, base[c * inner]);
+      double sum = 0.0;
+      for (int64_t c = 0; c < classes; ++c)
+        sum += std::exp(base[c * inner] - maxValue);
+      losses[n * inner + j] = -(base[label * inner] - maxValue - std::log(sum));
+      ++counted;
+    }
+  }
+  if (reduction == 0) {
+    storeDoubles(out, losses);
+    return Status::ok();
+  }
+  double total = 0.0;
+  for (double loss : losses)
+    total += loss;
+  if (reduction == 2)
+    total /= static_cast<double>(counted); // all ignored: 0/0 = NaN
+  storeFromDouble(out, 0, total);
+  return Status::ok();
+}
+
+Status runCumSum(const Attrs &attrs, const TensorRef &in,
+                 const TensorRef &out) {
+  const Dims &dims = in.type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  bool exclusive = attrs.i("exclusive"), reverse = attrs.i("reverse");
+  int64_t outer = product(dims, 0, axis), length = dims[axis],
+          inner = product(dims, axis + 1, dims.size());
+  // One scan per (outer, inner) line, in the direction `reverse` says;
+  // exclusive writes the running sum before adding the element.
+  auto scan = [&](auto &values, auto add) {
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t j = 0; j < inner; ++j) {
+        auto running = decltype(values[0] + values[0])(0);
+        for (int64_t s = 0; s < length; ++s) {
+          int64_t a = reverse ? length - 1 - s : s;
+          auto &slot = values[(o * length + a) * inner + j];
+          auto element = slot;
+          if (exclusive) {
+            slot = running;
+            running = add(running, element);
+          } else {
+            running = add(running, element);
+            slot = running;
+          }
+        }
+      }
+    }
+  };
+  if (isFloatDType(in.type.dtype)) {
+    std::vector<double> values = loadDoubles(in);
+    scan(values, [](double x, double y) { return x + y; });
+    storeDoubles(out, values);
+  } else {
+    std::vector<int64_t> values = loadInts(in);
+    scan(values, wrapAdd);
+    storeInts(out, values);
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Indexing and data movement (dtype-agnostic: they move element bytes)
+//===----------------------------------------------------------------------===//
+
+Status runGather(const Attrs &attrs, const TensorRef &data,
+                 const TensorRef &indices, const TensorRef &out) {
+  const Dims &dims = data.type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  int64_t outer = product(dims, 0, axis), length = dims[axis],
+          inner = product(dims, axis + 1, dims.size());
+  std::vector<int64_t> index = loadInts(indices);
+  // Check every index before writing anything.
+  for (int64_t &value : index) {
+    if (value < -length || value >= length)
+      return kernelError(attrs, "index " + std::to_string(value) +
+                                    " out of range [" +
+                                    std::to_string(-length) + ", " +
+                                    std::to_string(length) + ")");
+    if (value < 0)
+      value += length;
+  }
+  size_t bytes = elementBytes(data);
+  size_t chunk = static_cast<size_t>(inner) * bytes;
+  int64_t count = static_cast<int64_t>(index.size());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < count; ++j)
+      copyBytes(bytesOf(out) + (o * count + j) * chunk,
+                bytesOf(data) + (o * length + index[j]) * chunk, chunk);
+  return Status::ok();
+}
+
+Status runGatherND(const Attrs &attrs, const TensorRef &data,
+                   const TensorRef &indices, const TensorRef &out) {
+  const Dims &dd = data.type.dims, &di = indices.type.dims;
+  size_t batchDims = static_cast<size_t>(attrs.i("batch_dims"));
+  size_t depth = static_cast<size_t>(di.back());
+  int64_t batches = product(dd, 0, batchDims);
+  int64_t tuplesPerBatch = product(di, batchDims, di.size() - 1);
+  int64_t sliceElems = product(dd, batchDims + depth, dd.size());
+  int64_t batchElems = product(dd, batchDims, dd.size());
+  Dims strides = contiguousStrides(dd);
+  std::vector<int64_t> index = loadInts(indices);
+  // Resolve every index tuple to a source offset first, so a bad index
+  // fails before anything is written.
+  std::vector<int64_t> sources(static_cast<size_t>(batches * tuplesPerBatch));
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t t = 0; t < tuplesPerBatch; ++t) {
+      int64_t tuple = b * tuplesPerBatch + t;
+      int64_t offset = b * batchElems;
+      for (size_t j = 0; j < depth; ++j) {
+        int64_t dim = dd[batchDims + j];
+        int64_t value = index[tuple * depth + j];
+        if (value < -dim || value >= dim)
+          return kernelError(
+              attrs, "index " + std::to_string(value) + " out of range [" +
+                         std::to_string(-dim) + ", " + std::to_string(dim) +
+                         ") in dim " + std::to_string(batchDims + j));
+        if (value < 0)
+          value += dim;
+        offset += value * strides[batchDims + j];
+      }
+      sources[tuple] = offset;
+    }
+  }
+  size_t chunk = static_cast<size_t>(sliceElems) * elementBytes(data);
+  for (size_t tuple = 0; tuple < sources.size(); ++tuple)
+    copyBytes(bytesOf(out) + tuple * chunk,
+              bytesOf(data) + sources[tuple] * elementBytes(data), chunk);
+  return Status::ok();
+}
+
+/// out[i] = in[base + sum index[d] * strides[d]] for every index of out.
+void stridedCopy(const TensorRef &in, const TensorRef &out, const Dims &strides,
+                 int64_t base) {
+  size_t bytes = elementBytes(out);
+  walk<1>(out.type.dims, {&strides}, {base},
+          [&](int64_t i, const std::array<int64_t, 1> &at) {
+            copyBytes(bytesOf(out) + i * bytes, bytesOf(in) + at[0] * bytes,
+                      bytes);
+          });
+}
+
+Status runTranspose(const Attrs &attrs, const TensorRef &in,
+                    const TensorRef &out) {
+  const std::vector<int64_t> &perm = attrs.list("perm");
+  Dims inStrides = contiguousStrides(in.type.dims);
+  Dims strides(perm.size());
+  for (size_t d = 0; d < perm.size(); ++d)
+    strides[d] = inStrides[perm[d]];
+  stridedCopy(in, out, strides, 0);
+  return Status::ok();
+}
+
+Status runSlice(const Attrs &attrs, const TensorRef &in, const TensorRef &out) {
+  if (out.type.numElements() == 0)
+    return Status::ok(); // starts need not be in range then
+  const std::vector<int64_t> &starts = attrs.list("starts");
+  const std::vector<int64_t> &steps = attrs.list("steps");
+  Dims inStrides = contiguousStrides(in.type.dims);
+  Dims strides(starts.size());
+  int64_t base = 0;
+  for (size_t d = 0; d < starts.size(); ++d) {
+    base += starts[d] * inStrides[d];
+    // With one element the step is never taken (and may be as large as
+    // INT64_MIN); with more, inference bounded |step| by the dim.
+    strides[d] = out.type.dims[d] > 1 ? steps[d] * inStrides[d] : 0;
+  }
+  stridedCopy(in, out, strides, base);
+  return Status::ok();
+}
+
+Status runConcat(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+                 const TensorRef &out) {
+  const Dims &dims = out.type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  int64_t outer = product(dims, 0, axis);
+  size_t rowBytes =
+      static_cast<size_t>(product(dims, axis, dims.size())) * elementBytes(out);
+  uint8_t *dst = bytesOf(out);
+  // Row by row (one row = the dims from axis on): each input contributes
+  // one contiguous chunk to each row of the result.
+  for (int64_t o = 0; o < outer; ++o) {
+    size_t filled = 0;
+    for (const TensorRef &in : inputs) {
+      size_t chunk = static_cast<size_t>(
+                         product(in.type.dims, axis, in.type.dims.size())) *
+                     elementBytes(in);
+      copyBytes(dst + o * rowBytes + filled, bytesOf(in) + o * chunk, chunk);
+      filled += chunk;
+    }
+  }
+  return Status::ok();
+}
+
+Status runPad(const Attrs &attrs, const TensorRef &in, const TensorRef &out) {
+  const Dims &inDims = in.type.dims, &outDims = out.type.dims;
+  const std::vector<int64_t> &pads = attrs.list("pads");
+  int64_t mode = attrs.i("mode");
+  size_t rank = inDims.size();
+  // Per dim, the source index of each output index, or -1 for the constant.
+  std::vector<Dims> source(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t dim = inDims[d];
+    source[d].resize(static_cast<size_t>(outDims[d]));
+    for (int64_t o = 0; o < outDims[d]; ++o) {
+      int64_t i = o - pads[d];
+      if (i < 0 || i >= dim) {
+        if (mode == 0)
+          i = -1;
+        else if (mode == 1) // reflect, edge not repeated (numpy 'reflect')
+          i = i < 0 ? -i : 2 * (dim - 1) - i;
+        else // edge
+          i = i < 0 ? 0 : dim - 1;
+      }
+      source[d][o] = i;
+    }
+  }
+  size_t bytes = elementBytes(out);
+  std::vector<uint8_t> constant(bytes);
+  storeFromDouble(TensorRef{TensorType{out.type.dtype, {}}, constant.data()}, 0,
+                  attrs.f("value"));
+  Dims inStrides = contiguousStrides(inDims);
+  Dims index(rank, 0);
+  int64_t count = out.type.numElements();
+  for (int64_t flat = 0; flat < count; ++flat) {
+    int64_t offset = 0;
+    bool inside = true;
+    for (size_t d = 0; d < rank && inside; ++d) {
+      int64_t i = source[d][index[d]];
+      inside = i >= 0;
+      offset += i * inStrides[d];
+    }
+    copyBytes(bytesOf(out) + flat * bytes,
+              inside ? bytesOf(in) + offset * bytes : constant.data(), bytes);
+    for (size_t d = rank; d-- > 0;) {
+      if (++index[d] < outDims[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  return Status::ok();
+}
+
+Status runFill(const Attrs &attrs, const TensorRef &out) {
+  size_t bytes = elementBytes(out);
+  std::vector<uint8_t> value(bytes);
+  storeFromDouble(TensorRef{TensorType{out.type.dtype, {}}, value.data()}, 0,
+                  attrs.f("value"));
+  int64_t count = out.type.numElements();
+  for (int64_t i = 0; i < count; ++i)
+    copyBytes(bytesOf(out) + i * bytes, value.data(), bytes);
+  return Status::ok();
+}
+
+Status runCopy(const TensorRef &in, const TensorRef &out) {
+  // Reshape outputs may alias their input (same bytes): nothing to move then.
+  if (in.data != out.data)
+    copyBytes(out.data, in.data, static_cast<size_t>(in.type.sizeBytes()));
+  return Status::ok();
+}
+
+} // namespace
+
+Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+                    const std::vector<TensorRef> &outputs) {
+  const OpInfo *info = lookupOp(static_cast<uint32_t>(attrs.kind()));
+  if (!info)
+    return COLOSSAL_ERROR(
+        kInternal, "no kernel for op kind " +
+                       std::to_string(static_cast<uint32_t>(attrs.kind())));
+  int64_t count = static_cast<int64_t>(inputs.size());
+  if (count < info->minInputs ||
+      (info->maxInputs >= 0 && count > info->maxInputs) || outputs.size() != 1)
+    return COLOSSAL_ERROR(kInternal,
+                          std::string(info->name) + ": kernel called with " +
+                              std::to_string(inputs.size()) + " inputs and " +
+                              std::to_string(outputs.size()) + " outputs");
+  const TensorRef &out = outputs[0];
+  switch (attrs.kind()) {
+  case OpKind::Neg:
+  case OpKind::Abs:
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Sqrt:
+  case OpKind::Rsqrt:
+  case OpKind::Reciprocal:
+  case OpKind::Tanh:
+  case OpKind::Sigmoid:
+  case OpKind::Relu:
+  case OpKind::Erf:
+  case OpKind::Sin:
+  case OpKind::Cos:
+  case OpKind::Gelu:
+  case OpKind::Not:
+    return runUnary(attrs, inputs[0], out);
+  case OpKind::Identity:
+  case OpKind::Reshape:
+    return runCopy(inputs[0], out);
+  case OpKind::Cast:
+    return runCast(inputs[0], out);
+  case OpKind::Add:
+  case OpKind::Sub:
+  case OpKind::Mul:
+  case OpKind::Div:
+  case OpKind::Pow:
+  case OpKind::Max:
+  case OpKind::Min:
+  case OpKind::And:
+  case OpKind::Or:
+  case OpKind::Xor:
+  case OpKind::Equal:
+  case OpKind::Less:
+  case OpKind::LessEqual:
+  case OpKind::Greater:
+  case OpKind::GreaterEqual:
+    return runBinary(attrs, inputs[0], inputs[1], out);
+  case OpKind::Where:
+    return runWhere(inputs[0], inputs[1], inputs[2], out);
+  case OpKind::MatMul:
+    return runMatMul(attrs, inputs[0], inputs[1], out);
+  case OpKind::ReduceSum:
+  case OpKind::ReduceMean:
+  case OpKind::ReduceMax:
+  case OpKind::ReduceMin:
+    return runReduce(attrs, inputs[0], out);
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax:
+    return runSoftmax(attrs, inputs[0], out);
+  case OpKind::LayerNorm:
+    return runLayerNorm(attrs, inputs, out);
+  case OpKind::Gather:
+    return runGather(attrs, inputs[0], inputs[1], out);
+  case OpKind::GatherND:
+    return runGatherND(attrs, inputs[0], inputs[1], out);
+  case OpKind::CumSum:
+    return runCumSum(attrs, inputs[0], out);
+  case OpKind::Expand:
+    stridedCopy(inputs[0], out,
+                broadcastStrides(inputs[0].type.dims, out.type.dims), 0);
+    return Status::ok();
+  case OpKind::Transpose:
+    return runTranspose(attrs, inputs[0], out);
+  case OpKind::Slice:
+    return runSlice(attrs, inputs[0], out);
+  case OpKind::Concat:
+    return runConcat(attrs, inputs, out);
+  case OpKind::Pad:
+    return runPad(attrs, inputs[0], out);
+  case OpKind::Fill:
+    return runFill(attrs, out);
+  case OpKind::SoftmaxCrossEntropy:
+    return runCrossEntropy(attrs, inputs[0], inputs[1], out);
+  }
+  return COLOSSAL_ERROR(kInternal, std::string(info->name) + ": no CPU kernel");
+}
+
+Status evaluateOp(const Attrs &attrs, const std::vector<HostTensor> &inputs,
+                  std::vector<HostTensor> &outputs) {
+  std::vector<TensorType> inputTypes;
+  for (const HostTensor &tensor : inputs)
+    inputTypes.push_back(tensor.type);
+  std::vector<TensorType> outputTypes;
+  COLOSSAL_RETURN_IF_ERROR(inferOutputTypes(attrs, inputTypes, outputTypes));
+  std::vector<TensorRef> inputRefs;
+  for (const HostTensor &tensor : inputs) {
+    if (tensor.bytes.size() != tensor.type.sizeBytes())
+      return COLOSSAL_ERROR(kInvalidArgument,
+                            std::string(opInfo(attrs.kind()).name) +
+                                ": input " + tensor.type.toString() + " has " +
+                                std::to_string(tensor.bytes.size()) +
+                                " bytes, expected " +
+                                std::to_string(tensor.type.sizeBytes()));
+    inputRefs.push_back(tensor.ref());
+  }
+  std::vector<HostTensor> results;
+  std::vector<TensorRef> outputRefs;
+  for (const TensorType &type : outputTypes)
+    results.emplace_back(type);
+  for (HostTensor &tensor : results)
+    outputRefs.push_back(tensor.ref());
+  COLOSSAL_RETURN_IF_ERROR(runCpuKernel(attrs, inputRefs, outputRefs));
+  outputs = std::move(results);
+  return Status::ok();
+}
+
+} // namespace colossal::runtime
