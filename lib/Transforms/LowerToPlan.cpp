@@ -149,7 +149,7 @@ LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
         if (bytes > maxConstantBytes)
           return emitError(loc) << "constant of " << bytes
                                 << " bytes exceeds max-constant-bytes ("
-                                << maxConstantBytes << ")";
+                                << static_cast<int64_t>(maxConstantBytes) << ")";
         // Unique per plan: the node name plus a counter.
         std::string name = "const" + std::to_string(numConstants++);
         if (auto nl = dyn_cast<NameLoc>(loc))

@@ -32,6 +32,7 @@ def CPlan_Dialect : Dialect {
     attributes give their counts.
   }];
   let useDefaultTypePrinterParser = 1;
+  let useDefaultAttributePrinterParser = 1;
 }
 
 def CPlan_MemorySpace : I32EnumAttr<"MemorySpace", "where an arena lives", [
