@@ -570,6 +570,9 @@ LogicalResult Importer::importInputs(func::FuncOp func,
       continue;
     Location loc = NameLoc::get(b.getStringAttr(vi.name()));
     seen.insert(vi.name());
+    // Until the input is accepted, nodes that read it are skipped quietly:
+    // the problem is reported once, here.
+    values[vi.name()].poisoned = true;
     if (!vi.type().has_tensor_type()) {
       emitError(loc) << "graph input '" << vi.name()
                      << "' is not a tensor; only tensor inputs are supported";
@@ -657,7 +660,7 @@ LogicalResult Importer::importInputs(func::FuncOp func,
     Entry e;
     e.type = type;
     e.value = arg;
-    values[vi.name()] = std::move(e);
+    values[vi.name()] = std::move(e); // replaces the poisoned placeholder
   }
   for (const auto &kv : options.inputShapes)
     if (!seen.contains(kv.first)) {
