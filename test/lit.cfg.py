@@ -17,7 +17,7 @@ config.test_exec_root = os.path.join(config.colossal_obj_root, "test")
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
-llvm_config.with_environment("PATH", config.colossal_tools_dir, append_path=False)
+llvm_config.with_environment("PATH", config.colossal_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["colossal-opt", "colossal-run"], [config.colossal_tools_dir])
 

@@ -681,10 +681,10 @@ LogicalResult Importer::run() {
         << "the model imports no ai.onnx opset (opset_import is empty)";
     return failure();
   }
-  if (opset < 13 || opset > 21) {
+  if (opset < 11 || opset > 21) {
     emitError(UnknownLoc::get(ctx))
         << "the model uses ai.onnx opset " << opset
-        << "; colossal supports opsets 13 to 21";
+        << "; colossal supports opsets 11 to 21 (tested: 13 to 20)";
     return failure();
   }
   result.opsetVersion = opset;
@@ -1594,8 +1594,32 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
     if (failed(axis))
       return failure();
     rt::Attrs a(op == "Softmax" ? K::Softmax : K::LogSoftmax);
-    a.setI("axis", *axis);
-    return defineResult(emit(n, a, {*x}));
+    if (opset >= 13) {
+      a.setI("axis", *axis);
+      return defineResult(emit(n, a, {*x}));
+    }
+    // Before opset 13 the input is coerced to 2-D at `axis` (default 1) and
+    // normalised over all the trailing dims together.
+    if (!attr(n, "axis")) {
+      auto one = normAxis(n, 1, (*x)->type.rank());
+      if (failed(one))
+        return failure();
+      axis = one;
+    }
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < static_cast<int64_t>((*x)->type.rank()); ++d)
+      (d < *axis ? outer : inner) *= (*x)->type.dims[d];
+    std::vector<int64_t> dims = (*x)->type.dims;
+    auto flat = emitReshape(n, *x, {outer, inner});
+    if (failed(flat))
+      return failure();
+    Entry flatEntry = *flat;
+    a.setI("axis", 1);
+    auto r = emit(n, a, {&flatEntry});
+    if (failed(r))
+      return failure();
+    Entry rEntry = *r;
+    return defineResult(emitReshape(n, &rEntry, dims));
   }
   if (op == "LayerNormalization")
     return importLayerNorm(n);

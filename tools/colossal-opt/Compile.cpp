@@ -209,6 +209,50 @@ std::string humanBytes(uint64_t n) {
   return buf;
 }
 
+/// A location as a user reads it: the ONNX node or value name, or the file.
+std::string describe(Location loc) {
+  if (auto nl = dyn_cast<NameLoc>(loc))
+    return nl.getName().str();
+  if (auto fl = dyn_cast<FileLineColLoc>(loc)) {
+    if (fl.getLine() == 0)
+      return fl.getFilename().str();
+    return (fl.getFilename().getValue() + ":" + Twine(fl.getLine()) + ":" +
+            Twine(fl.getColumn()))
+        .str();
+  }
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location inner : fused.getLocations())
+      if (std::string d = describe(inner); !d.empty())
+        return d;
+  return "";
+}
+
+/// Prints "<where>: error: <message>" without MLIR's loc(...) syntax; the
+/// node name is left out when the message already quotes it.
+void printDiagnostic(Diagnostic &diag) {
+  const char *severity = "error";
+  switch (diag.getSeverity()) {
+  case DiagnosticSeverity::Warning:
+    severity = "warning";
+    break;
+  case DiagnosticSeverity::Note:
+    severity = "note";
+    break;
+  case DiagnosticSeverity::Remark:
+    severity = "remark";
+    break;
+  default:
+    break;
+  }
+  std::string msg = diag.str();
+  std::string where = describe(diag.getLocation());
+  if (!where.empty() && msg.find("'" + where + "'") == std::string::npos)
+    llvm::errs() << where << ": ";
+  llvm::errs() << severity << ": " << msg << "\n";
+  for (Diagnostic &note : diag.getNotes())
+    printDiagnostic(note);
+}
+
 std::string weightsPathFor(const std::string &planPath) {
   llvm::StringRef p(planPath);
   if (p.ends_with(".cplan"))
@@ -223,6 +267,10 @@ int mlir::colossal::runImport(int argc, char **argv) {
   if (int rc = parseArgs("import", argc, argv, args, false); rc >= 0)
     return rc;
   MLIRContext ctx;
+  ScopedDiagnosticHandler handler(&ctx, [](Diagnostic &diag) {
+    printDiagnostic(diag);
+    return success();
+  });
   auto result = importOnnxFile(&ctx, args.model, args.import);
   if (failed(result))
     return fail("could not import '" + args.model + "'");
@@ -247,6 +295,10 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   auto start = std::chrono::steady_clock::now();
 
   MLIRContext ctx;
+  ScopedDiagnosticHandler handler(&ctx, [](Diagnostic &diag) {
+    printDiagnostic(diag);
+    return success();
+  });
   ctx.loadDialect<graph::ColossalDialect, plan::CPlanDialect,
                   func::FuncDialect>();
   auto imported = importOnnxFile(&ctx, args.model, args.import);
