@@ -45,6 +45,7 @@ struct CommonArgs {
   std::string emitPlan;  ///< --emit-plan FILE: the plan MLIR
   bool forwardOnly = false;
   bool quiet = false;
+  bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
 };
 
@@ -75,8 +76,10 @@ options:
 )";
 
 const char *kImportUsage = R"(usage: colossal-opt import MODEL.onnx [--shape NAME=DxD...] [-o FILE]
+                           [--print-locations]
 
-Imports an ONNX model and prints the `colossal` graph MLIR.
+Imports an ONNX model and prints the `colossal` graph MLIR; with
+--print-locations each op shows the ONNX node it came from.
 )";
 
 /// Parses "NAME=2x16" into the import options.
@@ -142,6 +145,8 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
         return usageError(cmd, "--shape needs NAME=DxD...");
       if (!parseShape(spec, args.import, err))
         return usageError(cmd, err);
+    } else if (!allowCompileFlags && a == "--print-locations") {
+      args.printLocations = true;
     } else if (allowCompileFlags && a == "--forward-only") {
       args.forwardOnly = true;
     } else if (allowCompileFlags && a == "--quiet") {
@@ -276,7 +281,12 @@ int mlir::colossal::runImport(int argc, char **argv) {
     return fail("could not import '" + args.model + "'");
   std::string err;
   if (!writeText(args.output.empty() ? "-" : args.output,
-                 [&](llvm::raw_ostream &os) { result->module->print(os); },
+                 [&](llvm::raw_ostream &os) {
+                   OpPrintingFlags flags;
+                   if (args.printLocations)
+                     flags.enableDebugInfo(/*enable=*/true, /*pretty=*/true);
+                   result->module->print(os, flags);
+                 },
                  err))
     return fail(err);
   return 0;
