@@ -34,3 +34,17 @@ if os.path.isdir(os.path.join(shared, "models")):
     config.substitutions.append(("%shared", shared))
 else:
     config.substitutions.append(("%shared", "/nonexistent-shared"))
+
+# onnxruntime (pip, in the repo's .venv made by scripts/python-env.sh) is the
+# reference for the op-numerics tests, marked `REQUIRES: onnxruntime`.
+import subprocess
+ort_python = os.path.join(config.colossal_src_root, ".venv", "bin", "python")
+try:
+    if os.path.exists(ort_python) and subprocess.run(
+            [ort_python, "-c", "import onnxruntime"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=60).returncode == 0:
+        config.available_features.add("onnxruntime")
+except (OSError, subprocess.SubprocessError):
+    pass
+config.substitutions.append(("%ortpython", ort_python))
