@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace colossal::runtime {
@@ -67,16 +68,46 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
   case OpKind::Fill:
     return {{"to", kDType}, {"shape", kList}, {"value", kF64}};
   case OpKind::SoftmaxCrossEntropy:
+  case OpKind::SoftmaxCrossEntropyGrad:
     return {{"ignore_index", kI64}, {"reduction", kI64}};
+  case OpKind::GatherGrad:
+    return {{"axis", kI64}, {"shape", kList}, {"padding_idx", kI64}};
+  case OpKind::SliceGrad:
+    return {{"starts", kList}, {"steps", kList}, {"shape", kList}};
+  case OpKind::LayerNormGrad:
+    return {{"axis", kI64}, {"epsilon", kF64}};
+  case OpKind::AdamW:
+    return {{"beta1", kF64},
+            {"beta2", kF64},
+            {"eps", kF64},
+            {"weight_decay", kF64}};
+  case OpKind::Sgd:
+    return {{"momentum", kF64},
+            {"dampening", kF64},
+            {"weight_decay", kF64},
+            {"nesterov", kI64}};
   default:
     return {};
+  }
+}
+
+int numOutputsFor(OpKind kind) {
+  switch (kind) {
+  case OpKind::LayerNormGrad: // dx, dscale, dbias
+  case OpKind::AdamW:         // param', m', v'
+    return 3;
+  case OpKind::Sgd: // param', buf'
+    return 2;
+  default:
+    return 1;
   }
 }
 
 std::vector<OpInfo> buildOps() {
   std::vector<OpInfo> ops;
 #define COLOSSAL_OP_INFO(E, N, C, MIN, MAX)                                    \
-  ops.push_back(OpInfo{OpKind::E, N, MIN, MAX, attrSpecsFor(OpKind::E)});
+  ops.push_back(OpInfo{OpKind::E, N, MIN, MAX, attrSpecsFor(OpKind::E),        \
+                       numOutputsFor(OpKind::E)});
   COLOSSAL_OP_KINDS(COLOSSAL_OP_INFO)
 #undef COLOSSAL_OP_INFO
   return ops;
@@ -301,6 +332,13 @@ std::string shapeString(const std::vector<int64_t> &dims) {
   return text + "]";
 }
 
+/// A double for messages, as %g spells it: "0.9", "1e-08", "nan".
+std::string doubleString(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
 /// Checks on one op; every message starts with the op's name.
 class Rules {
 public:
@@ -354,6 +392,27 @@ public:
     if (value != 0 && value != 1)
       return fail(std::string(name) + " must be 0 or 1, got " +
                   std::to_string(value));
+    return Status::ok();
+  }
+
+  /// An F64 attribute that must be finite and >= lo.
+  Status finiteAtLeast(const char *name, double lo) const {
+    double value = attrs_.f(name);
+    if (!std::isfinite(value) || !(value >= lo))
+      return fail(std::string(name) + " must be finite" +
+                  (lo > -std::numeric_limits<double>::max()
+                       ? " and >= " + doubleString(lo)
+                       : std::string()) +
+                  ", got " + doubleString(value));
+    return Status::ok();
+  }
+
+  /// An F64 attribute in [lo, hi).
+  Status finiteInRange(const char *name, double lo, double hi) const {
+    double value = attrs_.f(name);
+    if (!(value >= lo && value < hi))
+      return fail(std::string(name) + " must be in [" + doubleString(lo) +
+                  ", " + doubleString(hi) + "), got " + doubleString(value));
     return Status::ok();
   }
 
@@ -474,10 +533,7 @@ Status inferLayerNorm(const Rules &r, const Attrs &attrs, TensorType &result) {
   COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
   int64_t axis = attrs.i("axis");
   COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, x.rank()));
-  double epsilon = attrs.f("epsilon");
-  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
-    return r.fail("epsilon must be finite and >= 0, got " +
-                  std::to_string(epsilon));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("epsilon", 0.0));
   std::vector<int64_t> normDims(x.dims.begin() + axis, x.dims.end());
   const char *names[] = {"x", "scale", "bias"};
   for (size_t k = 1; k < r.numInputs(); ++k) {
@@ -488,6 +544,26 @@ Status inferLayerNorm(const Rules &r, const Attrs &attrs, TensorType &result) {
                     " must be x.dims[axis:] = " + shapeString(normDims));
   }
   result = x;
+  return Status::ok();
+}
+
+/// layer_norm_grad (x, scale, dy) -> dx, dscale, dbias.
+Status inferLayerNormGrad(const Rules &r, const Attrs &attrs,
+                          std::vector<TensorType> &results) {
+  const TensorType &x = r.in(0), &scale = r.in(1), &dy = r.in(2);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  int64_t axis = attrs.i("axis");
+  COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, x.rank()));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("epsilon", 0.0));
+  COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 1));
+  std::vector<int64_t> normDims(x.dims.begin() + axis, x.dims.end());
+  if (scale.dims != normDims)
+    return r.fail("scale shape " + shapeString(scale.dims) +
+                  " must be x.dims[axis:] = " + shapeString(normDims));
+  if (dy != x)
+    return r.fail("dy " + dy.toString() + " must have x's type " +
+                  x.toString());
+  results = {x, scale, scale};
   return Status::ok();
 }
 
@@ -521,6 +597,42 @@ Status inferGatherND(const Rules &r, const Attrs &attrs, TensorType &result) {
   return Status::ok();
 }
 
+/// The window of slice (and slice_grad): in each dim d of `dims`, sizes[d]
+/// elements from starts[d] every steps[d], all inside [0, dims[d]). The
+/// three lists have dims.size() entries (checked by the caller).
+Status checkSliceWindow(const Rules &r, const std::vector<int64_t> &dims,
+                        const std::vector<int64_t> &starts,
+                        const std::vector<int64_t> &steps,
+                        const std::vector<int64_t> &sizes) {
+  for (size_t d = 0; d < dims.size(); ++d) {
+    std::string where = " in dim " + std::to_string(d);
+    if (steps[d] == 0)
+      return r.fail("step 0" + where);
+    if (sizes[d] < 0)
+      return r.fail("size " + std::to_string(sizes[d]) + where);
+    if (sizes[d] == 0)
+      continue; // reads nothing
+    if (starts[d] < 0 || starts[d] >= dims[d])
+      return r.fail("start " + std::to_string(starts[d]) +
+                    " out of range [0, " + std::to_string(dims[d]) + ")" +
+                    where);
+    // The last index read, starts + (sizes - 1) * steps, must stay in
+    // [0, dim); checked by division so nothing overflows.
+    uint64_t room = steps[d] > 0
+                        ? static_cast<uint64_t>(dims[d] - 1 - starts[d])
+                        : static_cast<uint64_t>(starts[d]);
+    uint64_t stride = steps[d] > 0
+                          ? static_cast<uint64_t>(steps[d])
+                          : uint64_t(0) - static_cast<uint64_t>(steps[d]);
+    if (static_cast<uint64_t>(sizes[d] - 1) > room / stride)
+      return r.fail("start " + std::to_string(starts[d]) + ", step " +
+                    std::to_string(steps[d]) + " and size " +
+                    std::to_string(sizes[d]) + " read outside [0, " +
+                    std::to_string(dims[d]) + ")" + where);
+  }
+  return Status::ok();
+}
+
 Status inferSlice(const Rules &r, TensorType &result) {
   const TensorType &x = r.in(0);
   const std::vector<int64_t> &starts = r.list("starts");
@@ -533,33 +645,56 @@ Status inferSlice(const Rules &r, TensorType &result) {
                   std::to_string(starts.size()) + ", " +
                   std::to_string(steps.size()) + " and " +
                   std::to_string(sizes.size()));
-  for (size_t d = 0; d < x.rank(); ++d) {
-    std::string where = " in dim " + std::to_string(d);
-    if (steps[d] == 0)
-      return r.fail("step 0" + where);
-    if (sizes[d] < 0)
-      return r.fail("size " + std::to_string(sizes[d]) + where);
-    if (sizes[d] == 0)
-      continue; // reads nothing
-    if (starts[d] < 0 || starts[d] >= x.dims[d])
-      return r.fail("start " + std::to_string(starts[d]) +
-                    " out of range [0, " + std::to_string(x.dims[d]) + ")" +
-                    where);
-    // The last index read, starts + (sizes - 1) * steps, must stay in
-    // [0, dim); checked by division so nothing overflows.
-    uint64_t room = steps[d] > 0
-                        ? static_cast<uint64_t>(x.dims[d] - 1 - starts[d])
-                        : static_cast<uint64_t>(starts[d]);
-    uint64_t stride = steps[d] > 0
-                          ? static_cast<uint64_t>(steps[d])
-                          : uint64_t(0) - static_cast<uint64_t>(steps[d]);
-    if (static_cast<uint64_t>(sizes[d] - 1) > room / stride)
-      return r.fail("start " + std::to_string(starts[d]) + ", step " +
-                    std::to_string(steps[d]) + " and size " +
-                    std::to_string(sizes[d]) + " read outside [0, " +
-                    std::to_string(x.dims[d]) + ")" + where);
-  }
+  COLOSSAL_RETURN_IF_ERROR(checkSliceWindow(r, x.dims, starts, steps, sizes));
   result = TensorType{x.dtype, sizes};
+  return Status::ok();
+}
+
+/// slice_grad: the slice window runs over `shape` (the sliced input), with
+/// sizes = grad.dims; the result is grad's dtype with dims `shape`.
+Status inferSliceGrad(const Rules &r, TensorType &result) {
+  const TensorType &grad = r.in(0);
+  const std::vector<int64_t> &starts = r.list("starts");
+  const std::vector<int64_t> &steps = r.list("steps");
+  const std::vector<int64_t> &shape = r.list("shape");
+  result = TensorType{grad.dtype, shape};
+  COLOSSAL_RETURN_IF_ERROR(r.checkType("shape", result));
+  if (grad.rank() != shape.size() || starts.size() != shape.size() ||
+      steps.size() != shape.size())
+    return r.fail("grad rank, starts and steps need one entry per dim of "
+                  "shape " +
+                  shapeString(shape) + " (" + std::to_string(shape.size()) +
+                  "), got " + std::to_string(grad.rank()) + ", " +
+                  std::to_string(starts.size()) + " and " +
+                  std::to_string(steps.size()));
+  return checkSliceWindow(r, shape, starts, steps, grad.dims);
+}
+
+/// gather_grad: the result has dims `shape` (the gathered data's) and
+/// grad's dtype; grad must have the shape gather would give.
+Status inferGatherGrad(const Rules &r, const Attrs &attrs, TensorType &result) {
+  const TensorType &grad = r.in(0), &indices = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  COLOSSAL_RETURN_IF_ERROR(r.requireIndices(1));
+  const std::vector<int64_t> &shape = attrs.list("shape");
+  result = TensorType{grad.dtype, shape};
+  COLOSSAL_RETURN_IF_ERROR(r.checkType("shape", result));
+  int64_t axis = attrs.i("axis");
+  COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, shape.size()));
+  std::vector<int64_t> expected(shape.begin(), shape.begin() + axis);
+  expected.insert(expected.end(), indices.dims.begin(), indices.dims.end());
+  expected.insert(expected.end(), shape.begin() + axis + 1, shape.end());
+  if (grad.dims != expected)
+    return r.fail("grad shape " + shapeString(grad.dims) +
+                  " must be shape[:axis] ++ indices ++ shape[axis+1:] = " +
+                  shapeString(expected));
+  int64_t rows = shape[axis];
+  int64_t paddingIdx = attrs.i("padding_idx");
+  if (paddingIdx != std::numeric_limits<int64_t>::min() &&
+      (paddingIdx < -rows || paddingIdx >= rows))
+    return r.fail("padding_idx " + std::to_string(paddingIdx) +
+                  " out of range [" + std::to_string(-rows) + ", " +
+                  std::to_string(rows) + ") (INT64_MIN means none)");
   return Status::ok();
 }
 
@@ -624,6 +759,82 @@ Status inferCrossEntropy(const Rules &r, TensorType &result) {
     result.dims = labelDims;
   else
     result.dims.clear();
+  return Status::ok();
+}
+
+/// softmax_cross_entropy_grad (scores, labels, dloss): dloss has the
+/// forward's result shape; the result is scores' type.
+Status inferCrossEntropyGrad(const Rules &r, TensorType &result) {
+  TensorType loss;
+  COLOSSAL_RETURN_IF_ERROR(inferCrossEntropy(r, loss));
+  const TensorType &dloss = r.in(2);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(2));
+  if (dloss.dims != loss.dims)
+    return r.fail("dloss shape " + shapeString(dloss.dims) + " must be " +
+                  shapeString(loss.dims) + " (the loss's shape for reduction " +
+                  std::to_string(r.attr("reduction")) + ")");
+  result = r.in(0);
+  return Status::ok();
+}
+
+/// The operands shared by adamw and sgd: param (operand 0, f32), grad
+/// (operand 1, any float dtype), the f32 states in `states`, all of
+/// param's shape; then lr (f32 []) and step (i64 []) as the last two.
+Status checkOptimizerOperands(const Rules &r,
+                              const std::vector<const char *> &names) {
+  const TensorType &param = r.in(0);
+  size_t lrIndex = names.size() - 2, stepIndex = names.size() - 1;
+  for (size_t k = 0; k < names.size(); ++k) {
+    const TensorType &type = r.in(k);
+    bool dtypeOk = k == 1           ? isFloatDType(type.dtype)
+                   : k == stepIndex ? type.dtype == DType::kI64
+                                    : type.dtype == DType::kF32;
+    if (!dtypeOk)
+      return r.fail(std::string(names[k]) + " must be " +
+                    (k == 1           ? "float"
+                     : k == stepIndex ? "i64"
+                                      : "f32") +
+                    ", got " + type.toString());
+    bool scalar = k == lrIndex || k == stepIndex;
+    if (scalar && !type.dims.empty())
+      return r.fail(std::string(names[k]) + " must be a scalar [], got " +
+                    type.toString());
+    if (!scalar && type.dims != param.dims)
+      return r.fail(std::string(names[k]) + " shape " + shapeString(type.dims) +
+                    " must be param's shape " + shapeString(param.dims));
+  }
+  return Status::ok();
+}
+
+Status inferAdamW(const Rules &r, std::vector<TensorType> &results) {
+  COLOSSAL_RETURN_IF_ERROR(
+      checkOptimizerOperands(r, {"param", "grad", "m", "v", "lr", "step"}));
+  // PyTorch's constructor checks: 0 <= beta < 1, eps >= 0, wd >= 0. beta < 1
+  // keeps both bias corrections 1 - beta^t positive.
+  COLOSSAL_RETURN_IF_ERROR(r.finiteInRange("beta1", 0.0, 1.0));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteInRange("beta2", 0.0, 1.0));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("eps", 0.0));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("weight_decay", 0.0));
+  results.assign(3, r.in(0));
+  return Status::ok();
+}
+
+Status inferSgd(const Rules &r, const Attrs &attrs,
+                std::vector<TensorType> &results) {
+  COLOSSAL_RETURN_IF_ERROR(
+      checkOptimizerOperands(r, {"param", "grad", "buf", "lr", "step"}));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("momentum", 0.0));
+  COLOSSAL_RETURN_IF_ERROR(
+      r.finiteAtLeast("dampening", -std::numeric_limits<double>::max()));
+  COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("weight_decay", 0.0));
+  COLOSSAL_RETURN_IF_ERROR(r.flag("nesterov"));
+  if (attrs.i("nesterov") &&
+      !(attrs.f("momentum") > 0.0 && attrs.f("dampening") == 0.0))
+    return r.fail("nesterov needs momentum > 0 and dampening 0, got "
+                  "momentum " +
+                  doubleString(attrs.f("momentum")) + " and dampening " +
+                  doubleString(attrs.f("dampening")));
+  results.assign(2, r.in(0));
   return Status::ok();
 }
 
@@ -825,8 +1036,34 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
   }
   case OpKind::SoftmaxCrossEntropy:
     return inferCrossEntropy(r, result);
+  case OpKind::GatherGrad:
+    return inferGatherGrad(r, attrs, result);
+  case OpKind::SliceGrad:
+    return inferSliceGrad(r, result);
+  case OpKind::SoftmaxCrossEntropyGrad:
+    return inferCrossEntropyGrad(r, result);
+  case OpKind::LayerNormGrad: // several results: inferResults
+  case OpKind::AdamW:
+  case OpKind::Sgd:
+    break;
   }
   return r.fail("has no shape rule");
+}
+
+/// Every result type of the op, in order.
+Status inferResults(const Rules &r, const Attrs &attrs,
+                    std::vector<TensorType> &results) {
+  switch (attrs.kind()) {
+  case OpKind::LayerNormGrad:
+    return inferLayerNormGrad(r, attrs, results);
+  case OpKind::AdamW:
+    return inferAdamW(r, results);
+  case OpKind::Sgd:
+    return inferSgd(r, attrs, results);
+  default:
+    results.resize(1);
+    return inferResult(r, attrs, results[0]);
+  }
 }
 
 } // namespace
@@ -879,10 +1116,14 @@ Status inferOutputTypes(const Attrs &attrs,
   for (size_t k = 0; k < inputs.size(); ++k)
     COLOSSAL_RETURN_IF_ERROR(
         rules.checkType("operand " + std::to_string(k), inputs[k]));
-  TensorType result;
-  COLOSSAL_RETURN_IF_ERROR(inferResult(rules, attrs, result));
-  COLOSSAL_RETURN_IF_ERROR(rules.checkType("result", result));
-  outputs.push_back(std::move(result));
+  std::vector<TensorType> results;
+  COLOSSAL_RETURN_IF_ERROR(inferResults(rules, attrs, results));
+  assert(results.size() == static_cast<size_t>(info->numOutputs));
+  for (size_t k = 0; k < results.size(); ++k)
+    COLOSSAL_RETURN_IF_ERROR(rules.checkType(
+        results.size() == 1 ? "result" : "result " + std::to_string(k),
+        results[k]));
+  outputs = std::move(results);
   return Status::ok();
 }
 

@@ -871,8 +871,10 @@ TEST(KernelsTest, WhateverInferenceAcceptsRunsSafely) {
           << status.toString();
       continue;
     }
-    ASSERT_EQ(outputs.size(), 1u);
-    EXPECT_EQ(outputs[0].type, outTypes[0]) << info.name;
+    ASSERT_EQ(outputs.size(), static_cast<size_t>(info.numOutputs));
+    ASSERT_EQ(outputs.size(), outTypes.size());
+    for (size_t k = 0; k < outputs.size(); ++k)
+      EXPECT_EQ(outputs[k].type, outTypes[k]) << info.name << " result " << k;
   }
   EXPECT_GT(accepted, 2000);
 }

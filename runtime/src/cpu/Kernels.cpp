@@ -9,7 +9,8 @@
 //
 // Kernels trust that the types passed the rules of inferOutputTypes() (the
 // plan reader and evaluateOp check that once); they re-check only what
-// depends on data: gather indices, labels, integer division by zero.
+// depends on data: gather indices, labels, integer division by zero, the
+// optimizer step.
 //
 // Cost: most kernels are simple loops that widen their inputs into a vector
 // of doubles or int64s first (8 bytes per element, simple and aliasing-safe).
@@ -919,6 +920,269 @@ Status runFill(const Attrs &attrs, const TensorRef &out) {
   return Status::ok();
 }
 
+//===----------------------------------------------------------------------===//
+// Training: backward kernels and optimizer updates
+//===----------------------------------------------------------------------===//
+
+Status runGatherGrad(const Attrs &attrs, const TensorRef &grad,
+                     const TensorRef &indices, const TensorRef &out) {
+  const Dims &dims = out.type.dims; // the gathered data's shape
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  int64_t outer = product(dims, 0, axis), length = dims[axis],
+          inner = product(dims, axis + 1, dims.size());
+  std::vector<int64_t> index = loadInts(indices);
+  // Check every index before writing anything, as gather does.
+  for (int64_t &value : index) {
+    if (value < -length || value >= length)
+      return kernelError(attrs, "index " + std::to_string(value) +
+                                    " out of range [" +
+                                    std::to_string(-length) + ", " +
+                                    std::to_string(length) + ")");
+    if (value < 0)
+      value += length;
+  }
+  // Inference bounded padding_idx to [-length, length) unless it is the
+  // INT64_MIN "none", which no normalised index (>= 0) can equal.
+  int64_t paddingIdx = attrs.i("padding_idx");
+  if (paddingIdx != std::numeric_limits<int64_t>::min() && paddingIdx < 0)
+    paddingIdx += length;
+  // Scatter-add into f64 in a fixed order (o, then j, then the slice), so
+  // repeated indices sum exactly as in f64 and deterministically; round once.
+  std::vector<double> values = loadDoubles(grad);
+  std::vector<double> acc(static_cast<size_t>(out.type.numElements()), 0.0);
+  int64_t count = static_cast<int64_t>(index.size());
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t j = 0; j < count; ++j) {
+      if (index[j] == paddingIdx)
+        continue;
+      double *dst = acc.data() + (o * length + index[j]) * inner;
+      const double *src = values.data() + (o * count + j) * inner;
+      for (int64_t e = 0; e < inner; ++e)
+        dst[e] += src[e];
+    }
+  }
+  storeDoubles(out, acc);
+  return Status::ok();
+}
+
+Status runSliceGrad(const Attrs &attrs, const TensorRef &grad,
+                    const TensorRef &out) {
+  // All-zero bytes are 0 (or false) in every dtype.
+  if (out.type.numElements() != 0)
+    std::memset(out.data, 0, static_cast<size_t>(out.type.sizeBytes()));
+  if (grad.type.numElements() == 0)
+    return Status::ok(); // starts need not be in range then
+  const std::vector<int64_t> &starts = attrs.list("starts");
+  const std::vector<int64_t> &steps = attrs.list("steps");
+  Dims outStrides = contiguousStrides(out.type.dims);
+  Dims strides(starts.size());
+  int64_t base = 0;
+  for (size_t d = 0; d < starts.size(); ++d) {
+    base += starts[d] * outStrides[d];
+    // As in runSlice: a step is only taken when the grad dim exceeds 1.
+    strides[d] = grad.type.dims[d] > 1 ? steps[d] * outStrides[d] : 0;
+  }
+  // The inverse of slice's strided copy: grad element i goes where slice
+  // read its element i from. Positions are distinct (|step| >= 1).
+  size_t bytes = elementBytes(out);
+  walk<1>(grad.type.dims, {&strides}, {base},
+          [&](int64_t i, const std::array<int64_t, 1> &at) {
+            copyBytes(bytesOf(out) + at[0] * bytes, bytesOf(grad) + i * bytes,
+                      bytes);
+          });
+  return Status::ok();
+}
+
+Status runLayerNormGrad(const Attrs &attrs,
+                        const std::vector<TensorRef> &inputs,
+                        const std::vector<TensorRef> &outputs) {
+  const Dims &dims = inputs[0].type.dims;
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  double epsilon = attrs.f("epsilon");
+  int64_t outer = product(dims, 0, axis),
+          inner = product(dims, axis, dims.size());
+  std::vector<double> x = loadDoubles(inputs[0]);
+  std::vector<double> scale = loadDoubles(inputs[1]);
+  std::vector<double> dy = loadDoubles(inputs[2]);
+  std::vector<double> dscale(scale.size(), 0.0), dbias(scale.size(), 0.0);
+  std::vector<double> normalised(static_cast<size_t>(inner));
+  double count = static_cast<double>(inner);
+  // Per row, with xhat = (x - mean) * rstd and g = dy * scale:
+  //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),
+  // and dscale += dy * xhat, dbias += dy over all rows, in row order. The
+  // statistics are the forward's: two-pass mean, biased variance. dx
+  // overwrites x in place (x of a row is no longer needed after xhat).
+  for (int64_t o = 0; o < outer; ++o) {
+    double *row = x.data() + o * inner;
+    const double *dyRow = dy.data() + o * inner;
+    double sum = 0.0;
+    for (int64_t j = 0; j < inner; ++j)
+      sum += row[j];
+    double mean = sum / count;
+    double squares = 0.0;
+    for (int64_t j = 0; j < inner; ++j)
+      squares += (row[j] - mean) * (row[j] - mean);
+    double rstd = 1.0 / std::sqrt(squares / count + epsilon);
+    double sumG = 0.0, sumGXhat = 0.0;
+    for (int64_t j = 0; j < inner; ++j) {
+      double xhat = (row[j] - mean) * rstd;
+      double g = dyRow[j] * scale[j];
+      normalised[j] = xhat;
+      sumG += g;
+      sumGXhat += g * xhat;
+      dscale[j] += dyRow[j] * xhat;
+      dbias[j] += dyRow[j];
+    }
+    double meanG = sumG / count, meanGXhat = sumGXhat / count;
+    for (int64_t j = 0; j < inner; ++j)
+      row[j] = rstd * (dyRow[j] * scale[j] - meanG - normalised[j] * meanGXhat);
+  }
+  storeDoubles(outputs[0], x);
+  storeDoubles(outputs[1], dscale);
+  storeDoubles(outputs[2], dbias);
+  return Status::ok();
+}
+
+Status runCrossEntropyGrad(const Attrs &attrs, const TensorRef &scores,
+                           const TensorRef &labels, const TensorRef &dloss,
+                           const TensorRef &out) {
+  const Dims &dims = scores.type.dims;
+  int64_t batch = dims[0], classes = dims[1];
+  int64_t inner = product(dims, 2, dims.size());
+  int64_t ignoreIndex = attrs.i("ignore_index");
+  int64_t reduction = attrs.i("reduction");
+  std::vector<int64_t> targets = loadInts(labels);
+  // Validate every label and count the scored ones before writing anything.
+  int64_t counted = 0;
+  for (int64_t label : targets) {
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= classes)
+      return kernelError(
+          attrs, "label " + std::to_string(label) + " out of range [0, " +
+                     std::to_string(classes) + ") and not ignore_index " +
+                     std::to_string(ignoreIndex));
+    ++counted;
+  }
+  std::vector<double> values = loadDoubles(scores);
+  std::vector<double> upstream = loadDoubles(dloss);
+  std::vector<double> result(values.size(), 0.0);
+  // mean with counted == 0: every position is ignored, so nothing below
+  // divides by the zero count and the gradient stays 0 (the forward is NaN).
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t j = 0; j < inner; ++j) {
+      int64_t label = targets[n * inner + j];
+      if (label == ignoreIndex)
+        continue;
+      double weight = reduction == 0 ? upstream[n * inner + j] : upstream[0];
+      if (reduction == 2)
+        weight /= static_cast<double>(counted);
+      const double *base = values.data() + n * classes * inner + j;
+      double *grad = result.data() + n * classes * inner + j;
+      // The forward's stable softmax: subtract the max before exp.
+      double maxValue = -INFINITY;
+      for (int64_t c = 0; c < classes; ++c)
+        maxValue = std::max(maxValue, base[c * inner]);
+      double sum = 0.0;
+      for (int64_t c = 0; c < classes; ++c)
+        sum += std::exp(base[c * inner] - maxValue);
+      for (int64_t c = 0; c < classes; ++c) {
+        double probability = std::exp(base[c * inner] - maxValue) / sum;
+        grad[c * inner] = (probability - (c == label ? 1.0 : 0.0)) * weight;
+      }
+    }
+  }
+  storeDoubles(out, result);
+  return Status::ok();
+}
+
+/// The 0-based optimizer step of an i64 [] tensor; negative is an error.
+Status loadStep(const Attrs &attrs, const TensorRef &ref, int64_t &step) {
+  step = loadAsInt64(ref, 0);
+  if (step < 0)
+    return kernelError(attrs, "step " + std::to_string(step) + " must be >= 0");
+  return Status::ok();
+}
+
+// The optimizer kernels are elementwise: for each i they read every input's
+// element i and then write every output's element i, so an output may alias
+// its matching input exactly (param'<-param, m'<-m, v'<-v, buf'<-buf). The
+// scalars lr and step are read before the loop. Each element is computed in
+// double from the stored f32 values and rounded once per output.
+
+Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+                const std::vector<TensorRef> &outputs) {
+  const TensorRef &param = inputs[0], &grad = inputs[1];
+  const float *p = static_cast<const float *>(param.data);
+  const float *m = static_cast<const float *>(inputs[2].data);
+  const float *v = static_cast<const float *>(inputs[3].data);
+  double lr = loadAsDouble(inputs[4], 0);
+  int64_t step = 0;
+  COLOSSAL_RETURN_IF_ERROR(loadStep(attrs, inputs[5], step));
+  double beta1 = attrs.f("beta1"), beta2 = attrs.f("beta2");
+  double eps = attrs.f("eps"), weightDecay = attrs.f("weight_decay");
+  // t = step + 1 >= 1 and beta < 1, so both corrections are > 0 (they
+  // round to 1 once beta^t underflows).
+  double t = static_cast<double>(step) + 1.0;
+  double correction1 = 1.0 - std::pow(beta1, t);
+  double correction2Sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+  double stepSize = lr / correction1;
+  double decay = 1.0 - lr * weightDecay;
+  float *pOut = static_cast<float *>(outputs[0].data);
+  float *mOut = static_cast<float *>(outputs[1].data);
+  float *vOut = static_cast<float *>(outputs[2].data);
+  const float *gF32 = grad.type.dtype == DType::kF32
+                          ? static_cast<const float *>(grad.data)
+                          : nullptr;
+  int64_t count = param.type.numElements();
+  for (int64_t i = 0; i < count; ++i) {
+    double g = gF32 ? gF32[i] : loadAsDouble(grad, i);
+    double pi = p[i], mi = m[i], vi = v[i];
+    pi *= decay;
+    mi = beta1 * mi + (1.0 - beta1) * g;
+    vi = beta2 * vi + (1.0 - beta2) * g * g;
+    double denom = std::sqrt(vi) / correction2Sqrt + eps;
+    pi -= stepSize * mi / denom;
+    pOut[i] = static_cast<float>(pi);
+    mOut[i] = static_cast<float>(mi);
+    vOut[i] = static_cast<float>(vi);
+  }
+  return Status::ok();
+}
+
+Status runSgd(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+              const std::vector<TensorRef> &outputs) {
+  const TensorRef &param = inputs[0], &grad = inputs[1];
+  const float *p = static_cast<const float *>(param.data);
+  const float *buf = static_cast<const float *>(inputs[2].data);
+  double lr = loadAsDouble(inputs[3], 0);
+  int64_t step = 0;
+  COLOSSAL_RETURN_IF_ERROR(loadStep(attrs, inputs[4], step));
+  double momentum = attrs.f("momentum"), dampening = attrs.f("dampening");
+  double weightDecay = attrs.f("weight_decay");
+  bool nesterov = attrs.i("nesterov") != 0;
+  float *pOut = static_cast<float *>(outputs[0].data);
+  float *bufOut = static_cast<float *>(outputs[1].data);
+  const float *gF32 = grad.type.dtype == DType::kF32
+                          ? static_cast<const float *>(grad.data)
+                          : nullptr;
+  int64_t count = param.type.numElements();
+  for (int64_t i = 0; i < count; ++i) {
+    double g = gF32 ? gF32[i] : loadAsDouble(grad, i);
+    double pi = p[i], bi = buf[i];
+    g += weightDecay * pi;
+    if (momentum != 0.0) {
+      // PyTorch starts the buffer as a copy of the first gradient.
+      bi = step == 0 ? g : momentum * bi + (1.0 - dampening) * g;
+      g = nesterov ? g + momentum * bi : bi;
+    }
+    pi -= lr * g;
+    pOut[i] = static_cast<float>(pi);
+    bufOut[i] = static_cast<float>(bi); // momentum 0: buf unchanged
+  }
+  return Status::ok();
+}
+
 Status runCopy(const TensorRef &in, const TensorRef &out) {
   // Reshape outputs may alias their input (same bytes): nothing to move then.
   if (in.data != out.data)
@@ -937,7 +1201,8 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                        std::to_string(static_cast<uint32_t>(attrs.kind())));
   int64_t count = static_cast<int64_t>(inputs.size());
   if (count < info->minInputs ||
-      (info->maxInputs >= 0 && count > info->maxInputs) || outputs.size() != 1)
+      (info->maxInputs >= 0 && count > info->maxInputs) ||
+      outputs.size() != static_cast<size_t>(info->numOutputs))
     return COLOSSAL_ERROR(kInternal,
                           std::string(info->name) + ": kernel called with " +
                               std::to_string(inputs.size()) + " inputs and " +
@@ -1017,6 +1282,18 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runFill(attrs, out);
   case OpKind::SoftmaxCrossEntropy:
     return runCrossEntropy(attrs, inputs[0], inputs[1], out);
+  case OpKind::GatherGrad:
+    return runGatherGrad(attrs, inputs[0], inputs[1], out);
+  case OpKind::SliceGrad:
+    return runSliceGrad(attrs, inputs[0], out);
+  case OpKind::LayerNormGrad:
+    return runLayerNormGrad(attrs, inputs, outputs);
+  case OpKind::SoftmaxCrossEntropyGrad:
+    return runCrossEntropyGrad(attrs, inputs[0], inputs[1], inputs[2], out);
+  case OpKind::AdamW:
+    return runAdamW(attrs, inputs, outputs);
+  case OpKind::Sgd:
+    return runSgd(attrs, inputs, outputs);
   }
   return COLOSSAL_ERROR(kInternal, std::string(info->name) + ": no CPU kernel");
 }

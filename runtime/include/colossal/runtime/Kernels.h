@@ -19,7 +19,9 @@ namespace colossal::runtime {
 /// Runs one op on the CPU. `inputs` and `outputs` must have the types that
 /// inferOutputTypes() gives for these attrs (the caller checked that once;
 /// kernels do not re-check shapes). Outputs must not overlap inputs unless
-/// the op is elementwise and the types are equal. Data-dependent failures
+/// the op is elementwise and the types are equal, or the op is adamw or sgd
+/// and the output aliases its matching input exactly (param'<-param,
+/// m'<-m, v'<-v, buf'<-buf). Data-dependent failures
 /// (a gather index out of range, a label out of [0, C)) return an error
 /// naming the op and the offending value.
 Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,

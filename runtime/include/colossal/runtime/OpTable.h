@@ -59,6 +59,67 @@
 //                     (0/0 gives NaN, as PyTorch). Result dtype = scores';
 //                     shape [] unless reduction is none ([N, d...]).
 //
+// Training ops: the backward of some forward ops, and optimizer updates.
+// All compute in f64 on the CPU and store once in the result dtype.
+//
+//  gather_grad        (grad float, indices i32/i64); attrs axis, shape (the
+//                     gathered data's dims; axis in [0, rank(shape))),
+//                     padding_idx (INT64_MIN: none; else in [-shape[axis],
+//                     shape[axis]), negative counts from the end). grad must
+//                     be shape[:axis] ++ indices ++ shape[axis+1:]. Result
+//                     grad.dtype x shape: zeros, plus each grad slice added
+//                     into row indices[...] of axis `axis` (repeated indices
+//                     sum, in f64; negative indices count from the end; out
+//                     of range is a run-time error). Rows whose normalised
+//                     index equals the normalised padding_idx get nothing
+//                     (nn.Embedding(padding_idx=...)).
+//  slice_grad         (grad, any dtype); attrs starts, steps, shape (the
+//                     sliced input's dims). Result grad.dtype x shape: zeros
+//                     with grad written where `slice` with these starts and
+//                     steps and sizes = grad.dims reads (same range rules).
+//  layer_norm_grad    (x float, scale, dy: scale shape x.dims[axis:], scale
+//                     and dy of x's dtype, dy of x's shape); attrs axis,
+//                     epsilon as layer_norm. THREE results: dx (x's type),
+//                     dscale and dbias (scale's type). Biased variance,
+//                     statistics and sums in f64.
+//  softmax_cross_entropy_grad
+//                     (scores [N, C, d...] float, labels [N, d...] i32/i64,
+//                     dloss float: [] for reduction sum/mean, [N, d...] for
+//                     none); attrs ignore_index, reduction as the forward.
+//                     Result dscores (scores' type) = (softmax(scores) -
+//                     onehot(label)) * dloss at that position (/ the count
+//                     of non-ignored labels for mean), 0 at ignored
+//                     positions. With mean and every label ignored the
+//                     forward is NaN but every position is ignored, so the
+//                     gradient is 0 everywhere. A label outside [0, C) that
+//                     is not ignore_index is a run-time error.
+//  adamw              (param f32, grad float, m f32, v f32: one shape; lr f32
+//                     [], step i64 [], the 0-based optimizer step); attrs
+//                     beta1, beta2 (in [0, 1)), eps, weight_decay (finite,
+//                     >= 0). THREE results param', m', v' (f32, param's
+//                     shape): torch.optim.AdamW (single tensor, no amsgrad,
+//                     no maximize) with t = step + 1:
+//                       param *= 1 - lr * wd
+//                       m = beta1 * m + (1 - beta1) * g
+//                       v = beta2 * v + (1 - beta2) * g * g
+//                       param -= lr / (1 - beta1^t) * m
+//                                / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//                     A negative step is a run-time error. Results may alias
+//                     their inputs exactly: param'<-param, m'<-m, v'<-v.
+//  sgd                (param f32, grad float, buf f32: one shape; lr f32 [],
+//                     step i64 []); attrs momentum (finite, >= 0), dampening
+//                     (finite), weight_decay (finite, >= 0), nesterov (0/1;
+//                     1 needs momentum > 0 and dampening 0, as PyTorch).
+//                     TWO results param', buf': torch.optim.SGD:
+//                       g = grad + wd * param
+//                       if momentum != 0:
+//                         buf = step == 0 ? g : momentum * buf
+//                                               + (1 - dampening) * g
+//                         g = nesterov ? g + momentum * buf : buf
+//                       param -= lr * g
+//                     With momentum 0, buf' = buf. A negative step is a
+//                     run-time error. Aliases: param'<-param, buf'<-buf.
+//
 // Numeric OpKind values are stored in plan files: append, never renumber.
 //
 //===----------------------------------------------------------------------===//
@@ -128,7 +189,13 @@ namespace colossal::runtime {
   X(Concat, "concat", 64, 1, -1)                                               \
   X(Pad, "pad", 65, 1, 1)                                                      \
   X(Fill, "fill", 66, 0, 0)                                                    \
-  X(SoftmaxCrossEntropy, "softmax_cross_entropy", 80, 2, 2)
+  X(SoftmaxCrossEntropy, "softmax_cross_entropy", 80, 2, 2)                    \
+  X(GatherGrad, "gather_grad", 90, 2, 2)                                       \
+  X(SliceGrad, "slice_grad", 91, 1, 1)                                         \
+  X(LayerNormGrad, "layer_norm_grad", 92, 3, 3)                                \
+  X(SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 93, 3, 3)           \
+  X(AdamW, "adamw", 94, 6, 6)                                                  \
+  X(Sgd, "sgd", 95, 5, 5)
 
 enum class OpKind : uint32_t {
 #define COLOSSAL_OP_ENUM(E, N, C, MIN, MAX) E = C,
@@ -153,6 +220,9 @@ struct OpInfo {
   int minInputs;
   int maxInputs; ///< -1: unbounded
   std::vector<AttrSpec> attrs;
+  /// How many results inferOutputTypes gives and the kernel writes (1 for
+  /// all but layer_norm_grad, adamw: 3, and sgd: 2).
+  int numOutputs = 1;
 };
 
 /// All kinds, in enum order.
