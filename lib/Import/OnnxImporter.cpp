@@ -26,6 +26,8 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <google/protobuf/unknown_field_set.h>
+
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -408,6 +410,9 @@ private:
   OnnxModel &model;
   ImportResult &result;
   std::map<std::string, Entry> values;
+  /// The dynamo exporter's graph signature: initializer name -> PARAMETER,
+  /// BUFFER or CONSTANT_TENSOR (from ValueInfo metadata_props).
+  std::map<std::string, std::string> signatureKinds;
   std::vector<std::pair<std::string, std::string>> unsupported; // node, op
   bool hadError = false;
   int64_t opset = 0;
@@ -419,10 +424,14 @@ Value Importer::materialize(Entry &e, Location loc) {
   if (e.value)
     return e.value;
   if (!e.weightName.empty()) {
-    e.value = graph::WeightOp::create(b, NameLoc::get(b.getStringAttr(e.weightName)),
-                                      toRankedTensorType(ctx, e.type),
-                                      e.weightName)
-                  .getResult();
+    StringAttr signature;
+  if (auto it = signatureKinds.find(e.weightName); it != signatureKinds.end())
+    signature = b.getStringAttr(it->second);
+  e.value = graph::WeightOp::create(
+                b, NameLoc::get(b.getStringAttr(e.weightName)),
+                toRankedTensorType(ctx, e.type), e.weightName,
+                /*trainable=*/false, signature, IntegerAttr())
+                .getResult();
     return e.value;
   }
   const rt::HostTensor &t = *e.constant;
@@ -497,7 +506,35 @@ FailureOr<Entry> Importer::emit(const NodeCtx &n, const rt::Attrs &attrs,
   return out;
 }
 
+/// ONNX IR 10 added `metadata_props` (field 4, repeated StringStringEntryProto)
+/// to ValueInfoProto; libonnx 1.12 keeps it as an unknown field, so it is
+/// read through protobuf's unknown-field API.
+static std::map<std::string, std::string>
+readSignatureKinds(const onnx::GraphProto &graph) {
+  constexpr int kMetadataPropsField = 4;
+  const std::string key = "pkg.torch.export.graph_signature.InputSpec.kind";
+  std::map<std::string, std::string> kinds;
+  auto scan = [&](const onnx::ValueInfoProto &vi) {
+    const auto &unknown = vi.GetReflection()->GetUnknownFields(vi);
+    for (int i = 0; i < unknown.field_count(); ++i) {
+      const auto &f = unknown.field(i);
+      if (f.number() != kMetadataPropsField ||
+          f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+        continue;
+      onnx::StringStringEntryProto entry;
+      if (entry.ParseFromString(f.length_delimited()) && entry.key() == key)
+        kinds[vi.name()] = entry.value();
+    }
+  };
+  for (const auto &vi : graph.value_info())
+    scan(vi);
+  for (const auto &vi : graph.input())
+    scan(vi);
+  return kinds;
+}
+
 LogicalResult Importer::importInitializers() {
+  signatureKinds = readSignatureKinds(model.proto.graph());
   for (const onnx::TensorProto &t : model.proto.graph().initializer()) {
     if (t.name().empty()) {
       emitError(UnknownLoc::get(ctx)) << "an initializer has no name";
@@ -517,8 +554,16 @@ LogicalResult Importer::importInitializers() {
     }
     const int64_t n = e.type.numElements();
     bool isFloat = rt::isFloatDType(e.type.dtype);
-    bool asConstant = isFloat ? n < options.minWeightElements
-                              : n <= options.maxFoldElements;
+    // A dynamo export's buffers and constant tensors (rotary inv_freq, a
+    // mask fill value) are not parameters: small ones become constants, so
+    // that what they feed folds.
+    auto sig = signatureKinds.find(t.name());
+    bool notParameter = sig != signatureKinds.end() &&
+                        (sig->second == "BUFFER" ||
+                         sig->second == "CONSTANT_TENSOR");
+    bool asConstant = (isFloat && !notParameter)
+                          ? n < options.minWeightElements
+                          : n <= options.maxFoldElements;
     if (asConstant) {
       rt::HostTensor value;
       st = readTensorProto(t, model.modelDir, value);
@@ -542,6 +587,8 @@ LogicalResult Importer::importInitializers() {
     w.name = t.name();
     w.type = e.type;
     w.external = isExternal(t);
+    if (sig != signatureKinds.end())
+      w.signature = sig->second;
     if (w.external) {
       for (const auto &kv : t.external_data()) {
         if (kv.key() == "location") {

@@ -5,6 +5,7 @@
 #include "colossal/Dialect/Plan/PlanDialect.h"
 
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
 
 using namespace mlir;
 using namespace mlir::colossal;
@@ -64,7 +65,24 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
                          static_cast<uint64_t>(arenaBytes[1]), 64});
 
   llvm::DenseMap<Value, uint32_t> bufferIndex, tensorIndex;
+  llvm::StringMap<uint32_t> programIndex;
   WalkResult walk = func.walk([&](Operation *op) -> WalkResult {
+    if (auto program = dyn_cast<plan::ProgramOp>(op)) {
+      if (programIndex.count(program.getName())) {
+        program.emitOpError() << "repeats program '" << program.getName()
+                              << "'";
+        return WalkResult::interrupt();
+      }
+      if (!plan.programs.empty())
+        plan.programs.back().numInstrs =
+            plan.instrs.size() - plan.programs.back().firstInstr;
+      programIndex[program.getName()] = plan.programs.size();
+      rt::PlanProgram p;
+      p.name = program.getName().str();
+      p.firstInstr = plan.instrs.size();
+      plan.programs.push_back(std::move(p));
+      return WalkResult::advance();
+    }
     if (auto alloc = dyn_cast<plan::BufferAllocOp>(op)) {
       auto live = alloc.getLive();
       auto offset = alloc.getOffset();
@@ -155,8 +173,37 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
       case plan::BindingRole::constant:
         binding.role = rt::BindingRole::kConstant;
         break;
+      case plan::BindingRole::state:
+        binding.role = rt::BindingRole::kState;
+        break;
       }
       binding.name = bind.getName().str();
+      if (auto program = bind.getProgram()) {
+        auto it = programIndex.find(*program);
+        if (it == programIndex.end()) {
+          bind.emitOpError() << "names program '" << *program
+                             << "', which no cplan.program starts before it";
+          return WalkResult::interrupt();
+        }
+        binding.program = it->second;
+      }
+      binding.trainable = bind.getTrainable();
+      if (auto init = bind.getInit()) {
+        if (*init == "zeros")
+          binding.init = rt::InitKind::kZeros;
+        else if (*init == "ones")
+          binding.init = rt::InitKind::kOnes;
+        else if (*init == "normal")
+          binding.init = rt::InitKind::kNormal;
+        else {
+          bind.emitOpError() << "has an unknown init rule '" << *init << "'";
+          return WalkResult::interrupt();
+        }
+      }
+      if (auto scale = bind.getInitScale())
+        binding.initScale = scale->convertToDouble();
+      if (auto exportName = bind.getExportName())
+        binding.exportName = exportName->str();
       binding.tensor = tensorOf(bind.getView());
       if (auto value = bind.getValue())
         binding.data = constantBytes(
@@ -168,6 +215,12 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
   });
   if (walk.wasInterrupted())
     return failure();
+  if (!plan.programs.empty())
+    plan.programs.back().numInstrs =
+        plan.instrs.size() - plan.programs.back().firstInstr;
+  if (auto config = func->getParentOfType<ModuleOp>()
+                        ->getAttrOfType<StringAttr>("colossal.train_config"))
+    plan.trainConfig = config.str();
   rt::Status st = rt::validatePlan(plan);
   if (!st.isOk())
     return func.emitOpError() << "produced an invalid plan: " << st.message();

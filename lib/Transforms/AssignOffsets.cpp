@@ -5,6 +5,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
 
 #define DEBUG_TYPE "colossal-assign-offsets"
 
@@ -40,6 +41,32 @@ void AssignOffsetsPass::runOnOperation() {
   });
   const uint32_t last = count ? count - 1 : 0;
 
+  // Each program's instruction range [first, last], from the cplan.program
+  // markers (an empty program gets [first, first]).
+  llvm::StringMap<std::pair<uint32_t, uint32_t>> programRange;
+  {
+    std::string current;
+    uint32_t at = 0;
+    func.walk([&](Operation *op) {
+      if (auto p = dyn_cast<plan::ProgramOp>(op)) {
+        current = p.getName().str();
+        programRange[current] = {at, at};
+      } else if (index.count(op)) {
+        if (!current.empty())
+          programRange[current].second = at;
+        ++at;
+      }
+    });
+  }
+  auto rangeOf = [&](plan::BindOp bind) -> std::pair<uint32_t, uint32_t> {
+    if (auto p = bind.getProgram()) {
+      auto it = programRange.find(*p);
+      if (it != programRange.end())
+        return it->second;
+    }
+    return {0, last};
+  };
+
   SmallVector<plan::BufferAllocOp> allocs;
   func.walk([&](plan::BufferAllocOp a) { allocs.push_back(a); });
   if (allocs.empty())
@@ -66,15 +93,18 @@ void AssignOffsetsPass::runOnOperation() {
         if (auto it = index.find(user); it != index.end()) {
           touch(it->second);
         } else if (auto bind = dyn_cast<plan::BindOp>(user)) {
+          // Inputs are written before their program's first instruction,
+          // outputs read after its last; the rest persist.
           switch (bind.getRole()) {
           case plan::BindingRole::input:
-            touch(0);
+            touch(rangeOf(bind).first);
             break;
           case plan::BindingRole::output:
-            touch(last);
+            touch(rangeOf(bind).second);
             break;
           case plan::BindingRole::weight:
           case plan::BindingRole::constant:
+          case plan::BindingRole::state:
             touch(0);
             touch(last);
             break;

@@ -1,10 +1,19 @@
-//===- LowerToPlan.cpp - Graph functions -> plans of buffers and kernels --===//
+//===- LowerToPlan.cpp - Graph functions -> one plan of buffers and kernels ===//
+//
+// Every graph function is a program (`forward`, or `micro_step` then
+// `apply_step`); they become one plan function so that weights and states,
+// named and persistent, are one buffer shared by all programs.
+//
+//===----------------------------------------------------------------------===//
 
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Transforms/Passes.h"
+#include "colossal/runtime/PlanFormat.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 
 #define DEBUG_TYPE "colossal-lower-to-plan"
 
@@ -23,90 +32,157 @@ constexpr int64_t kBufferAlignBytes = 64;
 /// Splat constants at least this large become `fill` kernels.
 constexpr int64_t kMinFillBytes = 256;
 
+/// Kernels that may write their output over one of their inputs (the plan
+/// reader accepts exact aliases for elementwise ops and the optimizers).
+bool mayWriteInPlace(StringRef op) {
+  static const llvm::StringSet<> ops = {
+      "add", "sub", "mul", "div", "max", "min", "neg", "identity", "fill",
+      "adamw", "sgd"};
+  return ops.contains(op);
+}
+
+plan::BindOp createBind(OpBuilder &b, Location loc, plan::BindingRole role,
+                        StringRef name, Value view, ElementsAttr value) {
+  return plan::BindOp::create(
+      b, loc, plan::BindingRoleAttr::get(b.getContext(), role),
+      b.getStringAttr(name), view, value, StringAttr(), UnitAttr(),
+      StringAttr(), FloatAttr(), StringAttr());
+}
+
+/// Hugging Face's default initialisation, by name and shape: biases 0,
+/// 1-D weights (norm scales) 1, everything else N(0, std).
+void initRule(StringRef name, ArrayRef<int64_t> shape, double std,
+              StringRef &kind, double &scale) {
+  if (name.ends_with("bias")) {
+    kind = "zeros";
+    scale = 0.0;
+  } else if (shape.size() == 1) {
+    kind = "ones";
+    scale = 0.0;
+  } else {
+    kind = "normal";
+    scale = std;
+  }
+}
+
 struct LowerToPlanPass
     : public mlir::colossal::impl::LowerToPlanPassBase<LowerToPlanPass> {
   using LowerToPlanPassBase::LowerToPlanPassBase;
+  void runOnOperation() override;
 
-  void runOnOperation() override {
-    SmallVector<func::FuncOp> graphs;
-    for (auto func : getOperation().getOps<func::FuncOp>())
-      if (isGraphFunction(func))
-        graphs.push_back(func);
-    for (func::FuncOp func : graphs)
-      if (failed(lower(func)))
-        return signalPassFailure();
-  }
+private:
+  FailureOr<Value> newView(OpBuilder &b, Location loc, Type tensorType);
+  LogicalResult lowerProgram(OpBuilder &b, func::FuncOp func,
+                             StringRef program);
+  Value persistent(OpBuilder &b, Location loc, StringRef name, Type type,
+                   plan::BindingRole role, Operation *source);
 
-  /// A graph function has tensor arguments/results or colossal ops; a plan
-  /// function has neither, so running the pass twice is harmless.
-  static bool isGraphFunction(func::FuncOp func) {
-    if (func.isExternal())
-      return false;
-    if (func.getNumArguments() || func.getNumResults())
-      return true;
-    bool hasGraphOps = false;
-    func.walk([&](Operation *op) {
-      if (isa<graph::ColossalDialect>(op->getDialect()))
-        hasGraphOps = true;
-    });
-    return hasGraphOps;
-  }
-
-  LogicalResult lower(func::FuncOp func);
+  /// Weights and states by name: one view each, shared by every program.
+  llvm::StringMap<Value> persistentViews;
+  int64_t numConstants = 0;
 };
 
 } // namespace
 
-LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
-  MLIRContext *ctx = &getContext();
-  OpBuilder b(func);
-  auto plan = func::FuncOp::create(b, func.getLoc(), func.getName(),
-                                   b.getFunctionType({}, {}));
-  plan->setAttr("cplan.num_streams", b.getI64IntegerAttr(1));
-  plan->setAttr("cplan.num_events", b.getI64IntegerAttr(0));
-  Block *body = plan.addEntryBlock();
-  b.setInsertionPointToEnd(body);
+FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
+                                          Type tensorType) {
+  MLIRContext *ctx = b.getContext();
+  auto tt = toTensorType(tensorType);
+  if (!tt)
+    return emitError(loc) << "cannot plan a value of type " << tensorType
+                          << ": it needs a static shape and a runtime dtype";
+  auto shaped = cast<RankedTensorType>(tensorType);
+  auto alloc = plan::BufferAllocOp::create(
+      b, loc, plan::BufferType::get(ctx),
+      plan::MemorySpaceAttr::get(ctx, plan::MemorySpace::device),
+      b.getI64IntegerAttr(static_cast<int64_t>(tt->sizeBytes())),
+      b.getI64IntegerAttr(kBufferAlignBytes), DenseI64ArrayAttr(),
+      IntegerAttr());
+  auto memref = MemRefType::get(shaped.getShape(), shaped.getElementType());
+  return plan::ViewOp::create(b, loc, memref, alloc.getResult(),
+                              b.getI64IntegerAttr(0))
+      .getResult();
+}
 
-  int64_t numConstants = 0;
-  // The view that holds each graph value.
-  llvm::DenseMap<Value, Value> viewOf;
-  auto newView = [&](Location loc, Type tensorType) -> FailureOr<Value> {
-    auto tt = toTensorType(tensorType);
-    if (!tt)
-      return emitError(loc) << "cannot plan a value of type " << tensorType
-                            << ": it needs a static shape and a runtime dtype";
-    auto shaped = cast<RankedTensorType>(tensorType);
-    auto alloc = plan::BufferAllocOp::create(
-        b, loc, plan::BufferType::get(ctx),
-        plan::MemorySpaceAttr::get(ctx, plan::MemorySpace::device),
-        b.getI64IntegerAttr(static_cast<int64_t>(tt->sizeBytes())),
-        b.getI64IntegerAttr(kBufferAlignBytes), DenseI64ArrayAttr(),
-        IntegerAttr());
-    auto memref = MemRefType::get(shaped.getShape(), shaped.getElementType());
-    return plan::ViewOp::create(b, loc, memref, alloc.getResult(),
-                                b.getI64IntegerAttr(0))
-        .getResult();
-  };
+Value LowerToPlanPass::persistent(OpBuilder &b, Location loc, StringRef name,
+                                  Type type, plan::BindingRole role,
+                                  Operation *source) {
+  auto it = persistentViews.find(name);
+  if (it != persistentViews.end())
+    return it->second;
+  auto view = newView(b, loc, type);
+  if (failed(view))
+    return {};
+  auto bind = createBind(b, loc, role, name, *view, ElementsAttr());
+  if (role == plan::BindingRole::weight) {
+    StringRef kind;
+    double scale;
+    initRule(name, cast<RankedTensorType>(type).getShape(), initStd, kind,
+             scale);
+    bind.setInitAttr(b.getStringAttr(kind));
+    if (scale > 0)
+      bind.setInitScaleAttr(b.getF64FloatAttr(scale));
+    StringRef exportName = name;
+    if (!exportPrefix.empty() && exportName.starts_with(exportPrefix))
+      exportName = exportName.drop_front(exportPrefix.size());
+    bind.setExportNameAttr(b.getStringAttr(exportName));
+  }
+  persistentViews[name] = *view;
+  return *view;
+}
+
+LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
+                                            StringRef program) {
+  MLIRContext *ctx = b.getContext();
+  plan::ProgramOp::create(b, func.getLoc(), program);
+  auto programAttr = b.getStringAttr(program);
   auto bind = [&](Location loc, plan::BindingRole role, StringRef name,
                   Value view, ElementsAttr value = {}) {
-    plan::BindOp::create(b, loc, plan::BindingRoleAttr::get(ctx, role),
-                         b.getStringAttr(name), view, value);
+    auto op = createBind(b, loc, role, name, view, value);
+    if (role == plan::BindingRole::input || role == plan::BindingRole::output)
+      op.setProgramAttr(programAttr);
+    return op;
   };
 
+  // The view that holds each graph value.
+  llvm::DenseMap<Value, Value> viewOf;
   for (BlockArgument arg : func.getArguments()) {
     auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(),
                                                   "colossal.name");
     if (!name)
       return func.emitOpError() << "argument #" << arg.getArgNumber()
                                 << " has no colossal.name";
-    auto view = newView(NameLoc::get(name), arg.getType());
+    auto view = newView(b, NameLoc::get(name), arg.getType());
     if (failed(view))
       return failure();
     bind(NameLoc::get(name), plan::BindingRole::input, name.getValue(), *view);
     viewOf[arg] = *view;
   }
 
-  for (Operation &op : func.getBody().front()) {
+  Block &body = func.getBody().front();
+  // Reads of each persistent name in this function, to know when an update
+  // may be written in place (after its last read).
+  llvm::StringMap<SmallVector<Operation *>> readers;
+  for (Operation &op : body) {
+    StringRef name;
+    if (auto w = dyn_cast<graph::WeightOp>(op))
+      name = w.getName();
+    else if (auto s = dyn_cast<graph::StateOp>(op))
+      name = s.getName();
+    else
+      continue;
+    for (Operation *user : op.getUsers())
+      readers[name].push_back(user);
+  }
+  auto persistentNameOf = [&](Value v) -> StringRef {
+    if (!v.hasOneUse())
+      return {};
+    if (auto assign = dyn_cast<graph::AssignOp>(*v.getUsers().begin()))
+      return assign.getName();
+    return {};
+  };
+
+  for (Operation &op : body) {
     Location loc = op.getLoc();
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
@@ -120,15 +196,55 @@ LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
       continue;
     }
     if (auto w = dyn_cast<graph::WeightOp>(op)) {
-      auto view = newView(loc, w.getType());
-      if (failed(view))
+      Value view = persistent(b, loc, w.getName(), w.getType(),
+                              plan::BindingRole::weight, w);
+      if (!view)
         return failure();
-      bind(loc, plan::BindingRole::weight, w.getName(), *view);
-      viewOf[w.getResult()] = *view;
+      if (w.getTrainable()) {
+        for (Operation *user : view.getUsers())
+          if (auto bop = dyn_cast<plan::BindOp>(user))
+            bop.setTrainable(true);
+      }
+      viewOf[w.getResult()] = view;
+      continue;
+    }
+    if (auto s = dyn_cast<graph::StateOp>(op)) {
+      Value view = persistent(b, loc, s.getName(), s.getType(),
+                              plan::BindingRole::state, s);
+      if (!view)
+        return failure();
+      viewOf[s.getResult()] = view;
+      continue;
+    }
+    if (auto assign = dyn_cast<graph::AssignOp>(op)) {
+      Value target = persistent(b, loc, assign.getName(),
+                                assign.getValue().getType(),
+                                plan::BindingRole::state, assign);
+      if (!target)
+        return failure();
+      auto valueType = cast<RankedTensorType>(assign.getValue().getType());
+      if (target.getType() != MemRefType::get(valueType.getShape(),
+                                              valueType.getElementType()))
+        return assign.emitOpError()
+               << "assigns a " << valueType << " to '" << assign.getName()
+               << "' of type " << target.getType();
+      if (auto fill = assign.getValue().getDefiningOp<graph::FillOp>()) {
+        // A splat (zeroing gradients): fill the target itself rather than
+        // copying a shared filled buffer (CSE merges equal fills).
+        plan::KernelOp::create(b, loc, b.getStringAttr("fill"), ValueRange{},
+                               ValueRange{target}, fill->getAttrDictionary(),
+                               b.getI64IntegerAttr(0));
+        continue;
+      }
+      Value source = viewOf.lookup(assign.getValue());
+      if (source != target)
+        plan::KernelOp::create(b, loc, b.getStringAttr("identity"),
+                               ValueRange{source}, ValueRange{target},
+                               b.getDictionaryAttr({}), b.getI64IntegerAttr(0));
       continue;
     }
     if (auto c = dyn_cast<graph::ConstantOp>(op)) {
-      auto view = newView(loc, c.getType());
+      auto view = newView(b, loc, c.getType());
       if (failed(view))
         return failure();
       auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
@@ -149,7 +265,8 @@ LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
         if (bytes > maxConstantBytes)
           return emitError(loc) << "constant of " << bytes
                                 << " bytes exceeds max-constant-bytes ("
-                                << static_cast<int64_t>(maxConstantBytes) << ")";
+                                << static_cast<int64_t>(maxConstantBytes)
+                                << ")";
         // Unique per plan: the node name plus a counter.
         std::string name = "const" + std::to_string(numConstants++);
         if (auto nl = dyn_cast<NameLoc>(loc))
@@ -161,8 +278,11 @@ LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
     }
     if (!isa<graph::ColossalDialect>(op.getDialect()))
       return op.emitOpError() << "cannot be lowered to a plan";
-    if (op.getNumResults() != 1)
-      return op.emitOpError() << "must have one result to be planned";
+    // A fill only assigned is written by its assigns, into their targets.
+    if (isa<graph::FillOp>(op) && !op.use_empty() &&
+        llvm::all_of(op.getUsers(),
+                     [](Operation *u) { return isa<graph::AssignOp>(u); }))
+      continue;
     SmallVector<Value> ins;
     for (Value v : op.getOperands()) {
       Value view = viewOf.lookup(v);
@@ -182,19 +302,101 @@ LogicalResult LowerToPlanPass::lower(func::FuncOp func) {
               .getResult();
       continue;
     }
-    auto out = newView(loc, op.getResult(0).getType());
-    if (failed(out))
-      return failure();
+    StringRef kernel = op.getName().stripDialect();
+    SmallVector<Value> outs;
+    for (Value r : op.getResults()) {
+      // An update assigned to a weight or state is written straight into it
+      // when this op comes after every read of the old value here and the
+      // kernel tolerates writing over its input.
+      StringRef target = persistentNameOf(r);
+      auto it = persistentViews.find(target);
+      bool inPlace = !target.empty() && it != persistentViews.end() &&
+                     it->second.getType() ==
+                         MemRefType::get(cast<RankedTensorType>(r.getType())
+                                             .getShape(),
+                                         cast<RankedTensorType>(r.getType())
+                                             .getElementType()) &&
+                     mayWriteInPlace(kernel) &&
+                     llvm::all_of(readers[target], [&](Operation *reader) {
+                       return reader == &op || reader->isBeforeInBlock(&op);
+                     });
+      if (inPlace) {
+        // Exact aliases only: the target is not read through another view.
+        for (Value in : ins)
+          if (in != it->second &&
+              in.getDefiningOp<plan::ViewOp>().getBuffer() ==
+                  it->second.getDefiningOp<plan::ViewOp>().getBuffer())
+            inPlace = false;
+      }
+      if (inPlace) {
+        outs.push_back(it->second);
+        viewOf[r] = it->second;
+        continue;
+      }
+      auto out = newView(b, loc, r.getType());
+      if (failed(out))
+        return failure();
+      outs.push_back(*out);
+      viewOf[r] = *out;
+    }
     SmallVector<NamedAttribute> params;
     for (NamedAttribute attr : op.getAttrs())
       params.push_back(attr);
-    plan::KernelOp::create(b, loc,
-                           b.getStringAttr(op.getName().stripDialect()), ins,
-                           ValueRange{*out}, b.getDictionaryAttr(params),
+    plan::KernelOp::create(b, loc, b.getStringAttr(kernel), ins, outs,
+                           b.getDictionaryAttr(params),
                            b.getI64IntegerAttr(0));
-    viewOf[op.getResult(0)] = *out;
   }
-  func::ReturnOp::create(b, func.getLoc());
-  func.erase();
   return success();
+}
+
+void LowerToPlanPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  MLIRContext *ctx = &getContext();
+  llvm::StringMap<func::FuncOp> graphs;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    if (!func->hasAttr("cplan.num_streams")) // not already a plan
+      graphs[func.getName()] = func;
+  }
+  if (graphs.empty())
+    return;
+  // Programs, in execution order.
+  SmallVector<std::pair<func::FuncOp, StringRef>> programs;
+  if (graphs.count(rt::kMicroStepProgram) || graphs.count(rt::kApplyStepProgram)) {
+    if (!graphs.count(rt::kMicroStepProgram) ||
+        !graphs.count(rt::kApplyStepProgram) || graphs.size() != 2) {
+      module.emitError("a training plan needs exactly @micro_step and "
+                       "@apply_step");
+      return signalPassFailure();
+    }
+    programs.push_back({graphs[rt::kMicroStepProgram], rt::kMicroStepProgram});
+    programs.push_back({graphs[rt::kApplyStepProgram], rt::kApplyStepProgram});
+  } else if (graphs.size() == 1) {
+    programs.push_back({graphs.begin()->second, rt::kForwardProgram});
+  } else {
+    module.emitError("expected one forward graph function or @micro_step and "
+                     "@apply_step, got ")
+        << graphs.size() << " functions";
+    return signalPassFailure();
+  }
+
+  func::FuncOp first = programs.front().first;
+  OpBuilder b(first);
+  auto plan = func::FuncOp::create(b, first.getLoc(),
+                                   programs.size() == 1
+                                       ? first.getName()
+                                       : StringRef("train_step"),
+                                   b.getFunctionType({}, {}));
+  plan->setAttr("cplan.num_streams", b.getI64IntegerAttr(1));
+  plan->setAttr("cplan.num_events", b.getI64IntegerAttr(0));
+  Block *body = plan.addEntryBlock();
+  b.setInsertionPointToEnd(body);
+  for (auto &[func, name] : programs)
+    if (failed(lowerProgram(b, func, name)))
+      return signalPassFailure();
+  func::ReturnOp::create(b, plan.getLoc());
+  for (auto &[func, name] : programs)
+    func.erase();
+  (void)ctx;
 }

@@ -9,9 +9,12 @@ using namespace mlir::colossal;
 
 void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
                                           const CompileOptions &options) {
-  (void)options; // forward only until the training-step passes land
+  if (!options.forwardOnly) {
+    pm.addPass(createAutodiffPass(options.autodiff));
+    pm.addPass(createBuildOptimizerStepPass(options.optimizer));
+  }
   // Graph level: merge identical constants and computations.
   pm.addPass(createCSEPass());
-  pm.addPass(createLowerToPlanPass());
+  pm.addPass(createLowerToPlanPass(options.lowering));
   pm.addNestedPass<func::FuncOp>(createAssignOffsetsPass());
 }

@@ -24,12 +24,17 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Regex.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
 #include <cstdio>
+#include <cmath>
 #include <fstream>
+#include <optional>
+#include <tuple>
+#include <map>
 #include <set>
 
 using namespace mlir;
@@ -44,6 +49,12 @@ struct CommonArgs {
   std::string emitGraph; ///< --emit-graph FILE: the imported graph MLIR
   std::string emitPlan;  ///< --emit-plan FILE: the plan MLIR
   bool forwardOnly = false;
+  // Training (without --forward-only).
+  CompileOptions compile;
+  std::string trainableRe, frozenRe;
+  std::map<std::string, int64_t> paddingIdx; ///< weight name -> row
+  int64_t gradAccum = 1;
+  std::string precision = "fp32";
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -71,6 +82,28 @@ options:
   --shape NAME=DxD...     fix a graph input's shape (every dynamic dim must
                           be fixed); repeat per input
   --emit-graph FILE       also write the imported graph MLIR ('-': stdout)
+
+training (the default; --forward-only turns it off):
+  --optimizer adamw|sgd   (default adamw)
+  --lr X                  peak learning rate (default 1e-3)
+  --betas B1,B2           AdamW betas (default 0.9,0.999)
+  --eps X                 AdamW epsilon (default 1e-8)
+  --weight-decay X        decoupled weight decay (default 0.01)
+  --no-decay REGEX        weights whose name matches get no weight decay
+  --momentum X            SGD momentum (default 0); --nesterov, --dampening X
+  --schedule constant|cosine
+                          lr schedule; cosine = linear warm-up then cosine
+  --warmup-steps N --total-steps N --min-lr-ratio X
+                          the cosine schedule's shape
+  --clip-grad-norm X      clip the global gradient norm (default: off)
+  --grad-accum N          split each batch into N micro-batches: --shape
+                          gives the full batch, the plan runs micro-batches
+  --trainable REGEX       train only the weights whose name matches
+  --frozen REGEX          do not train the weights whose name matches
+  --padding-idx NAME=ROW  the embedding NAME's padding row gets no gradient
+                          (PyTorch's nn.Embedding(padding_idx=ROW))
+  --loss NAME             the graph output to minimise (default loss)
+  --init-std X            std of the --init random rule (default 0.02)
   --emit-plan FILE        also write the plan MLIR ('-': stdout)
   --quiet                 no summary
 )";
@@ -149,6 +182,90 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
       args.printLocations = true;
     } else if (allowCompileFlags && a == "--forward-only") {
       args.forwardOnly = true;
+    } else if (allowCompileFlags && a == "--nesterov") {
+      args.compile.optimizer.nesterov = true;
+    } else if (allowCompileFlags &&
+               (flagIs("--optimizer") || flagIs("--lr") || flagIs("--betas") ||
+                flagIs("--eps") || flagIs("--weight-decay") ||
+                flagIs("--no-decay") || flagIs("--momentum") ||
+                flagIs("--dampening") || flagIs("--schedule") ||
+                flagIs("--warmup-steps") || flagIs("--total-steps") ||
+                flagIs("--min-lr-ratio") || flagIs("--clip-grad-norm") ||
+                flagIs("--grad-accum") || flagIs("--trainable") ||
+                flagIs("--frozen") || flagIs("--padding-idx") ||
+                flagIs("--loss") || flagIs("--init-std") ||
+                flagIs("--precision"))) {
+      std::string flag = a.substr(0, a.find('=')), v;
+      if (!value(v))
+        return usageError(cmd, flag + " needs a value");
+      auto number = [&](double &out) {
+        char *end = nullptr;
+        out = std::strtod(v.c_str(), &end);
+        return !v.empty() && end && *end == 0 && std::isfinite(out);
+      };
+      auto integer = [&](int64_t &out) {
+        return !llvm::StringRef(v).getAsInteger(10, out);
+      };
+      auto &opt = args.compile.optimizer;
+      bool ok = true;
+      double d = 0;
+      int64_t n = 0;
+      if (flag == "--optimizer") {
+        ok = v == "adamw" || v == "sgd";
+        opt.optimizer = v;
+      } else if (flag == "--lr") {
+        ok = number(opt.lr) && opt.lr >= 0;
+      } else if (flag == "--betas") {
+        llvm::StringRef b1, b2;
+        std::tie(b1, b2) = llvm::StringRef(v).split(',');
+        ok = !b1.getAsDouble(opt.beta1) && !b2.getAsDouble(opt.beta2) &&
+             opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1;
+      } else if (flag == "--eps") {
+        ok = number(opt.eps) && opt.eps >= 0;
+      } else if (flag == "--weight-decay") {
+        ok = number(opt.weightDecay) && opt.weightDecay >= 0;
+      } else if (flag == "--no-decay") {
+        opt.noDecay = v;
+      } else if (flag == "--momentum") {
+        ok = number(opt.momentum) && opt.momentum >= 0;
+      } else if (flag == "--dampening") {
+        ok = number(opt.dampening);
+      } else if (flag == "--schedule") {
+        ok = v == "constant" || v == "cosine";
+        opt.schedule = v;
+      } else if (flag == "--warmup-steps") {
+        ok = integer(opt.warmupSteps) && opt.warmupSteps >= 0;
+      } else if (flag == "--total-steps") {
+        ok = integer(opt.totalSteps) && opt.totalSteps > 0;
+      } else if (flag == "--min-lr-ratio") {
+        ok = number(opt.minLrRatio) && opt.minLrRatio >= 0 &&
+             opt.minLrRatio <= 1;
+      } else if (flag == "--clip-grad-norm") {
+        ok = number(opt.clipGradNorm) && opt.clipGradNorm > 0;
+      } else if (flag == "--grad-accum") {
+        ok = integer(n) && n >= 1;
+        args.gradAccum = n;
+      } else if (flag == "--trainable") {
+        args.trainableRe = v;
+      } else if (flag == "--frozen") {
+        args.frozenRe = v;
+      } else if (flag == "--padding-idx") {
+        size_t eq = v.rfind('=');
+        ok = eq != std::string::npos && eq > 0 &&
+             !llvm::StringRef(v).substr(eq + 1).getAsInteger(10, n) && n >= 0;
+        if (ok)
+          args.paddingIdx[v.substr(0, eq)] = n;
+      } else if (flag == "--loss") {
+        args.compile.autodiff.lossName = v;
+      } else if (flag == "--init-std") {
+        ok = number(d) && d > 0;
+        args.compile.lowering.initStd = d;
+      } else if (flag == "--precision") {
+        ok = v == "fp32" || v == "bf16";
+        args.precision = v;
+      }
+      if (!ok)
+        return usageError(cmd, "invalid value '" + v + "' for " + flag);
     } else if (allowCompileFlags && a == "--quiet") {
       args.quiet = true;
     } else if (allowCompileFlags && flagIs("--emit-graph")) {
@@ -298,10 +415,29 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     return rc;
   if (args.output.empty())
     return usageError("compile", "no output plan given (-o PLAN.cplan)");
-  if (!args.forwardOnly)
-    return fail("training-step compilation (autodiff, optimizer) is not "
-                "available yet; pass --forward-only to compile the forward "
-                "pass");
+  if (args.precision != "fp32")
+    return fail("--precision " + args.precision +
+                " is not implemented yet; only fp32 plans can be compiled");
+  if (args.forwardOnly && args.gradAccum != 1)
+    return usageError("compile", "--grad-accum needs a training plan (drop "
+                                 "--forward-only)");
+  // --grad-accum N: --shape gives the full batch, the plan is compiled at
+  // the micro-batch shape (dim 0 divided by N).
+  int64_t fullBatch = 0;
+  if (args.gradAccum > 1) {
+    if (args.import.inputShapes.empty())
+      return usageError("compile", "--grad-accum needs --shape for the graph "
+                                   "inputs (the full batch)");
+    for (auto &[name, dims] : args.import.inputShapes) {
+      if (dims.empty() || dims[0] % args.gradAccum != 0)
+        return usageError("compile", "--grad-accum " +
+                                         std::to_string(args.gradAccum) +
+                                         " does not divide the batch dim of "
+                                         "--shape " + name);
+      fullBatch = dims[0];
+      dims[0] /= args.gradAccum;
+    }
+  }
   auto start = std::chrono::steady_clock::now();
 
   MLIRContext ctx;
@@ -321,15 +457,91 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                  err))
     return fail(err);
 
-  // Parameters as the graph holds them (before CSE may merge anything).
-  uint64_t paramElems = 0, paramBytes = 0;
+  // Parameters as the graph holds them (before CSE may merge anything): the
+  // weights, less those a dynamo export marks as buffers or constants.
+  uint64_t paramElems = 0, paramBytes = 0, paramCount = 0;
   for (const WeightInfo &w : imported->weights) {
+    if (w.signature == "BUFFER" || w.signature == "CONSTANT_TENSOR")
+      continue;
     paramElems += static_cast<uint64_t>(w.type.numElements());
     paramBytes += w.type.sizeBytes();
+    ++paramCount;
+  }
+
+  // What is trained: float weights that are parameters (the dynamo export's
+  // signature says; without one, every float weight), narrowed by
+  // --trainable and --frozen.
+  uint64_t trainedElems = 0, trainedBytes = 0, trainedCount = 0;
+  if (!args.forwardOnly) {
+    std::optional<llvm::Regex> trainRe, frozenRe;
+    for (auto [re, text, flag] :
+         {std::tuple{&trainRe, &args.trainableRe, "--trainable"},
+          std::tuple{&frozenRe, &args.frozenRe, "--frozen"}}) {
+      if (text->empty())
+        continue;
+      re->emplace(*text);
+      std::string reErr;
+      if (!(*re)->isValid(reErr))
+        return usageError("compile", std::string(flag) + ": invalid regex '" +
+                                         *text + "': " + reErr);
+    }
+    std::set<std::string> seenPadding;
+    module.walk([&](graph::WeightOp w) {
+      auto type = cast<RankedTensorType>(w.getType());
+      StringRef sig = w.getSignature().value_or("");
+      bool trainable = isa<FloatType>(type.getElementType()) &&
+                       sig != "BUFFER" && sig != "CONSTANT_TENSOR";
+      if (trainRe && !trainRe->match(w.getName()))
+        trainable = false;
+      if (frozenRe && frozenRe->match(w.getName()))
+        trainable = false;
+      w.setTrainable(trainable);
+      if (auto it = args.paddingIdx.find(w.getName().str());
+          it != args.paddingIdx.end()) {
+        w.setPaddingIdxAttr(
+            IntegerAttr::get(IntegerType::get(&ctx, 64), it->second));
+        seenPadding.insert(it->first);
+      }
+    });
+    for (auto &[name, row] : args.paddingIdx)
+      if (!seenPadding.count(name))
+        return usageError("compile", "--padding-idx names '" + name +
+                                         "', which is not a weight of the "
+                                         "model");
+    for (const WeightInfo &w : imported->weights) {
+      bool trained = false;
+      module.walk([&](graph::WeightOp op) {
+        if (op.getName() == w.name && op.getTrainable())
+          trained = true;
+      });
+      if (!trained)
+        continue;
+      trainedElems += static_cast<uint64_t>(w.type.numElements());
+      trainedBytes += w.type.sizeBytes();
+      ++trainedCount;
+    }
+    if (trainedCount == 0)
+      return fail("no weight is trainable (check --trainable/--frozen)");
+
+    // How the step was compiled, for colossal-run and checkpoints.
+    std::string config;
+    llvm::raw_string_ostream cs(config);
+    const auto &o = args.compile.optimizer;
+    cs << "{\"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr
+       << ", \"betas\": [" << o.beta1 << ", " << o.beta2 << "], \"eps\": "
+       << o.eps << ", \"weight_decay\": " << o.weightDecay
+       << ", \"momentum\": " << o.momentum << ", \"schedule\": \""
+       << o.schedule << "\", \"warmup_steps\": " << o.warmupSteps
+       << ", \"total_steps\": " << o.totalSteps
+       << ", \"clip_grad_norm\": " << o.clipGradNorm
+       << ", \"grad_accum\": " << args.gradAccum
+       << ", \"full_batch\": " << fullBatch << ", \"precision\": \""
+       << args.precision << "\"}";
+    module->setAttr("colossal.train_config", StringAttr::get(&ctx, config));
   }
 
   PassManager pm(&ctx);
-  CompileOptions options;
+  CompileOptions options = args.compile;
   options.forwardOnly = args.forwardOnly;
   buildCompilePipeline(pm, options);
   if (failed(pm.run(module)))
@@ -395,8 +607,21 @@ int mlir::colossal::runCompile(int argc, char **argv) {
        << " nodes) in " << llvm::format("%.2f", seconds) << " s\n";
     os << "  ops: " << plan->instrs.size() << "\n";
     os << "  parameters: " << paramElems << " (" << human(paramElems)
-       << ") in " << imported->weights.size() << " tensors, " << paramBytes
-       << " bytes\n";
+       << ") in " << paramCount << " tensors, " << paramBytes << " bytes\n";
+    if (!args.forwardOnly) {
+      os << "  trained: " << trainedElems << " (" << human(trainedElems)
+         << ") in " << trainedCount << " tensors, " << trainedBytes
+         << " bytes; frozen: " << paramElems - std::min(paramElems, trainedElems)
+         << " in " << paramCount - std::min(paramCount, trainedCount)
+         << " tensors\n";
+      const auto &o = args.compile.optimizer;
+      os << "  step: " << o.optimizer << " lr " << o.lr << " ("
+         << o.schedule << ")";
+      if (args.gradAccum > 1)
+        os << ", " << args.gradAccum << " micro-batches of "
+           << fullBatch / args.gradAccum;
+      os << "\n";
+    }
     os << "  constants: " << constBytes << " bytes in the plan\n";
     os << "  device arena: " << arenaBytes[0] << " bytes ("
        << humanBytes(arenaBytes[0]) << "), liveness lower bound "

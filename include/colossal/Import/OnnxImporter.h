@@ -47,6 +47,9 @@ struct WeightInfo {
   std::string externalPath;  ///< resolved against the model's folder
   uint64_t externalOffset = 0;
   int64_t externalLength = -1; ///< -1: to the end of the file
+  /// The dynamo exporter's graph-signature kind (PARAMETER, BUFFER,
+  /// CONSTANT_TENSOR), or empty when the export does not say.
+  std::string signature;
 };
 
 class OnnxModel;

@@ -18,7 +18,12 @@ namespace mlir::colossal {
 
 /// What `colossal-opt compile` asks of the pipeline.
 struct CompileOptions {
+  /// Forward only (loss and logits); otherwise a training step:
+  /// micro_step (autodiff) + apply_step (optimizer).
   bool forwardOnly = true;
+  AutodiffPassOptions autodiff;
+  BuildOptimizerStepPassOptions optimizer;
+  LowerToPlanPassOptions lowering;
 };
 
 /// The whole compile pipeline, from an imported graph module to a plan

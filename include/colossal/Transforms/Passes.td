@@ -5,23 +5,120 @@
 include "mlir/Pass/PassBase.td"
 
 //===----------------------------------------------------------------------===//
+// autodiff
+//===----------------------------------------------------------------------===//
+
+def AutodiffPass : Pass<"colossal-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Differentiate the forward into micro_step: loss, count, gradients";
+  let description = [{
+    Input: one graph function `@main` whose result named `loss-name` is a
+    float scalar, and `colossal.weight` ops, some marked `trainable`.
+
+    Output: `@main` becomes `@micro_step(inputs) -> (loss, __count)`: the
+    forward, `__count` (the number of labels a mean cross-entropy loss
+    scores; 1 for any other loss), the reverse-mode backward seeded with
+    d loss = count, and for every trainable weight `p`:
+    `grad.p <- grad.p + f32(count * dL/dp)` through `colossal.state` /
+    `colossal.assign`. Other results (logits) and the forward work only they
+    needed are dropped. A weight used several times (a tied embedding) sums
+    its gradients; a trainable weight that does not reach the loss loses its
+    `trainable` mark (PyTorch leaves its .grad None and the optimizer skips
+    it). Integer, boolean and mask computations are not differentiated.
+    docs/autodiff.md tables the gradient rule of every op.
+
+    ```mlir
+    // after (sketch)
+    func.func @micro_step(%ids: tensor<2x16xi64> {colossal.name = "input_ids"}, ...)
+        -> (tensor<f32> {colossal.name = "loss"}, tensor<f32> {colossal.name = "__count"}) {
+      %w = colossal.weight "model.w" {trainable} : tensor<64x64xf32>
+      ... forward ... backward ...
+      %acc = colossal.state "grad.model.w" : tensor<64x64xf32>
+      %sum = colossal.add %acc, %dw : ...
+      colossal.assign "grad.model.w", %sum : tensor<64x64xf32>
+      return %loss, %count : tensor<f32>, tensor<f32>
+    }
+    ```
+  }];
+  let options = [
+    Option<"lossName", "loss-name", "std::string", "\"loss\"",
+           "The graph output to differentiate.">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
+// build-optimizer-step
+//===----------------------------------------------------------------------===//
+
+def BuildOptimizerStepPass
+    : Pass<"colossal-build-optimizer-step", "::mlir::ModuleOp"> {
+  let summary = "Build apply_step: normalise, clip, schedule and update every weight";
+  let description = [{
+    Input: `@micro_step` (from `colossal-autodiff`).
+
+    Output: `@apply_step(__step: i64, __count_total: f32) -> (grad_norm, lr)`:
+    each `grad.p` state divided by `__count_total`; the global L2 norm of
+    those gradients (reported before clipping); PyTorch's clip_grad_norm_
+    when `clip-grad-norm` > 0; the learning rate from the step counter
+    (`constant`, or `cosine`: Hugging Face's linear warm-up then cosine
+    decay to `min-lr-ratio` x lr at `total-steps`); one `adamw` (decoupled
+    weight decay, bias correction) or `sgd` (momentum, dampening, Nesterov)
+    update per trainable weight, assigned back in place with its optimizer
+    states (`adam.m.p`, `adam.v.p` or `sgd.momentum.p`); and the gradient
+    states set to zero. Weights whose name matches `no-decay` get no weight
+    decay.
+  }];
+  let options = [
+    Option<"optimizer", "optimizer", "std::string", "\"adamw\"", "adamw or sgd">,
+    Option<"lr", "lr", "double", "1e-3", "Peak learning rate">,
+    Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
+    Option<"eps", "eps", "double", "1e-8", "AdamW epsilon">,
+    Option<"weightDecay", "weight-decay", "double", "0.01", "Weight decay">,
+    Option<"noDecay", "no-decay", "std::string", "\"\"",
+           "Regex of weight names that get no weight decay">,
+    Option<"momentum", "momentum", "double", "0.0", "SGD momentum">,
+    Option<"dampening", "dampening", "double", "0.0", "SGD dampening">,
+    Option<"nesterov", "nesterov", "bool", "false", "SGD Nesterov momentum">,
+    Option<"clipGradNorm", "clip-grad-norm", "double", "0.0",
+           "Clip the global gradient norm to this (0: no clipping)">,
+    Option<"schedule", "schedule", "std::string", "\"constant\"",
+           "constant or cosine">,
+    Option<"warmupSteps", "warmup-steps", "int64_t", "0", "Linear warm-up steps">,
+    Option<"totalSteps", "total-steps", "int64_t", "0",
+           "Steps at which the cosine schedule reaches its floor">,
+    Option<"minLrRatio", "min-lr-ratio", "double", "0.0",
+           "The cosine schedule's floor, as a fraction of lr">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // lower-to-plan
 //===----------------------------------------------------------------------===//
 
 def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
   let summary = "Turn graph functions into plans of buffers, views and kernels";
   let description = [{
-    Input: `func.func`s of `colossal` ops on static tensors (as the importer
-    writes them), arguments and results named by `colossal.name`.
+    Input: graph functions of `colossal` ops on static tensors, arguments
+    and results named by `colossal.name`: one forward function (as the
+    importer writes it), or `@micro_step` and `@apply_step` (after
+    `colossal-autodiff` and `colossal-build-optimizer-step`).
 
-    Output: each such function becomes a no-argument plan function of `cplan`
-    ops: one `cplan.buffer.alloc` (device space, 64-byte aligned) and
-    `cplan.view` per tensor value, a `cplan.bind` for each input, output,
-    weight and constant, and one `cplan.kernel` per computational op, in the
-    original order on stream 0. A `colossal.reshape` becomes a second view of
-    its input's buffer (no copy, no kernel). Large splat constants become
-    `fill` kernels instead of stored bytes. Live ranges and offsets are left
-    for `colossal-assign-offsets`.
+    Output: one no-argument plan function of `cplan` ops with a
+    `cplan.program` marker before each program's instructions (`forward`;
+    or `micro_step`, `apply_step`): one `cplan.buffer.alloc` (device space,
+    64-byte aligned) and `cplan.view` per tensor value, a `cplan.bind` for
+    each input and output (with its program), weight, state and constant,
+    and one `cplan.kernel` per computational op, in the original order on
+    stream 0. Weights and states are one buffer per name, shared by all
+    programs; each weight binding carries its `--init random` rule (biases
+    zeros, 1-D weights ones, others normal(0, init-std)) and its export name.
+    A `colossal.assign` is written in place when the update's op comes after
+    every read of the old value and its kernel may alias its input (the
+    elementwise ops, `fill`, `adamw`, `sgd`); otherwise it is an `identity`
+    copy. A `colossal.reshape` becomes a second view of its input's buffer
+    (no copy, no kernel). Large splat constants become `fill` kernels
+    instead of stored bytes. Live ranges and offsets are left for
+    `colossal-assign-offsets`.
 
     ```mlir
     // before
@@ -45,7 +142,12 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
   let options = [
     Option<"maxConstantBytes", "max-constant-bytes", "int64_t", "1 << 20",
            "A non-splat constant larger than this is an error (the importer "
-           "keeps large computations as ops instead of folding them).">
+           "keeps large computations as ops instead of folding them).">,
+    Option<"initStd", "init-std", "double", "0.02",
+           "Standard deviation of the `normal` init rule of matrix weights">,
+    Option<"exportPrefix", "export-prefix", "std::string", "\"model.\"",
+           "Prefix stripped from weight names for --export-weights (the "
+           "export wrapper's attribute name)">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];

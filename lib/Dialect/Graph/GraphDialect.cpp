@@ -78,6 +78,12 @@ LogicalResult WeightOp::verify() {
   return checkRuntimeType(getOperation(), getType(), "result", 0);
 }
 
+LogicalResult StateOp::verify() {
+  if (getName().empty())
+    return emitOpError("requires a non-empty state name");
+  return checkRuntimeType(getOperation(), getType(), "result", 0);
+}
+
 LogicalResult ConstantOp::verify() {
   auto value = getValue();
   if (value.getType() != getType())

@@ -20,10 +20,50 @@ def Colossal_WeightOp : Colossal_Op<"weight", [Pure]> {
     %w = colossal.weight "model.lm_head.weight" : tensor<512x64xf32>
     ```
   }];
+  let arguments = (ins StrAttr:$name, UnitAttr:$trainable,
+                   OptionalAttr<StrAttr>:$signature,
+                   OptionalAttr<I64Attr>:$padding_idx);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Attribute names, for passes that set them.
+    static constexpr ::llvm::StringLiteral kTrainable = "trainable";
+    static constexpr ::llvm::StringLiteral kPaddingIdx = "padding_idx";
+  }];
+}
+
+def Colossal_StateOp : Colossal_Op<"state"> {
+  let summary = "Persistent state that is not a weight, read by name";
+  let description = [{
+    Optimizer moments, accumulated gradients: zero when a run starts, kept
+    across programs and steps, saved in checkpoints. Reads the value the
+    state has when the op runs (a later `colossal.assign` to the same name
+    does not change what this op returned).
+
+    ```mlir
+    %m = colossal.state "adam.m.model.w" : tensor<64x64xf32>
+    ```
+  }];
   let arguments = (ins StrAttr:$name);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
   let hasVerifier = 1;
+}
+
+def Colossal_AssignOp : Colossal_Op<"assign"> {
+  let summary = "Store a value into a named weight or state";
+  let description = [{
+    The new value of the persistent tensor `name` (a `colossal.weight` or
+    `colossal.state` of the same type, in this or another function), visible
+    to the ops that read it after this one, in later programs and steps.
+
+    ```mlir
+    colossal.assign "model.w", %new : tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, AnyRankedTensor:$value);
+  let assemblyFormat = "$name `,` $value attr-dict `:` type($value)";
 }
 
 def Colossal_ConstantOp : Colossal_Op<"constant",
@@ -302,6 +342,76 @@ def Colossal_SoftmaxCrossEntropyOp : Colossal_TableOp<"softmax_cross_entropy"> {
   let arguments = (ins AnyRankedTensor:$scores, AnyRankedTensor:$labels,
                    I64Attr:$ignore_index, I64Attr:$reduction);
   let results = (outs AnyRankedTensor:$result);
+}
+
+//===----------------------------------------------------------------------===//
+// Training: gradient kernels and optimizer updates
+//===----------------------------------------------------------------------===//
+
+def Colossal_GatherGradOp : Colossal_TableOp<"gather_grad"> {
+  let summary = "The gradient of gather: a scatter-add into zeros";
+  let description = [{
+    The result has the gathered data's dims (`shape`, from the result type);
+    every gathered row adds its gradient slice; rows whose index equals
+    `padding_idx` receive nothing (PyTorch's `nn.Embedding(padding_idx=)`).
+  }];
+  let arguments = (ins AnyRankedTensor:$grad, AnyRankedTensor:$indices,
+                   I64Attr:$axis, I64Attr:$padding_idx);
+  let results = (outs AnyRankedTensor:$result);
+}
+
+def Colossal_SliceGradOp : Colossal_TableOp<"slice_grad"> {
+  let summary = "The gradient of slice: zeros with the slice written back";
+  let arguments = (ins AnyRankedTensor:$grad, DenseI64ArrayAttr:$starts,
+                   DenseI64ArrayAttr:$steps);
+  let results = (outs AnyRankedTensor:$result);
+}
+
+def Colossal_LayerNormGradOp : Colossal_TableOp<"layer_norm_grad"> {
+  let summary = "The gradient of layer_norm: dx, dscale and dbias";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$scale,
+                   AnyRankedTensor:$grad, I64Attr:$axis, F64Attr:$epsilon);
+  let results = (outs AnyRankedTensor:$dx, AnyRankedTensor:$dscale,
+                 AnyRankedTensor:$dbias);
+}
+
+def Colossal_SoftmaxCrossEntropyGradOp
+    : Colossal_TableOp<"softmax_cross_entropy_grad"> {
+  let summary = "The gradient of softmax_cross_entropy with respect to scores";
+  let arguments = (ins AnyRankedTensor:$scores, AnyRankedTensor:$labels,
+                   AnyRankedTensor:$grad, I64Attr:$ignore_index,
+                   I64Attr:$reduction);
+  let results = (outs AnyRankedTensor:$result);
+}
+
+def Colossal_AdamWOp : Colossal_TableOp<"adamw"> {
+  let summary = "One AdamW update of a parameter and its moments";
+  let description = [{
+    PyTorch's `torch.optim.AdamW`: decoupled weight decay, bias correction
+    with t = step + 1. Returns the new parameter and moments; lowering
+    writes them in place over the old ones.
+  }];
+  let arguments = (ins AnyRankedTensor:$param, AnyRankedTensor:$grad,
+                   AnyRankedTensor:$m, AnyRankedTensor:$v, AnyRankedTensor:$lr,
+                   AnyRankedTensor:$step, F64Attr:$beta1, F64Attr:$beta2,
+                   F64Attr:$eps, F64Attr:$weight_decay);
+  let results = (outs AnyRankedTensor:$new_param, AnyRankedTensor:$new_m,
+                 AnyRankedTensor:$new_v);
+}
+
+def Colossal_SgdOp : Colossal_TableOp<"sgd"> {
+  let summary = "One SGD (with momentum) update of a parameter";
+  let description = [{
+    PyTorch's `torch.optim.SGD`: weight decay added to the gradient, the
+    momentum buffer starts as the first gradient, optional Nesterov.
+  }];
+  let arguments = (ins AnyRankedTensor:$param, AnyRankedTensor:$grad,
+                   AnyRankedTensor:$buf, AnyRankedTensor:$lr,
+                   AnyRankedTensor:$step, F64Attr:$momentum,
+                   DefaultValuedAttr<F64Attr, "0.0">:$dampening,
+                   DefaultValuedAttr<F64Attr, "0.0">:$weight_decay,
+                   DefaultValuedAttr<I64Attr, "0">:$nesterov);
+  let results = (outs AnyRankedTensor:$new_param, AnyRankedTensor:$new_buf);
 }
 
 #endif // COLOSSAL_DIALECT_GRAPH_GRAPHOPS_TD

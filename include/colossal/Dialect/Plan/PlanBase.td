@@ -48,7 +48,8 @@ def CPlan_BindingRole : I32EnumAttr<"BindingRole", "what a binding connects", [
   I32EnumAttrCase<"input", 0>,
   I32EnumAttrCase<"output", 1>,
   I32EnumAttrCase<"weight", 2>,
-  I32EnumAttrCase<"constant", 3>
+  I32EnumAttrCase<"constant", 3>,
+  I32EnumAttrCase<"state", 4>
 ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::colossal::plan";

@@ -99,9 +99,14 @@ def CPlan_EventWaitOp : CPlan_Op<"event.wait"> {
 def CPlan_BindOp : CPlan_Op<"bind"> {
   let summary = "Connect a view to a graph input, output, weight or constant";
   let description = [{
-    Inputs are written before the first instruction, outputs read after the
-    last; weights are loaded once from the weights file by `name`; constants
-    carry their bytes in `value`.
+    Inputs are written before the first instruction of their `program`,
+    outputs read after its last; weights are loaded once from the weights
+    file by `name` (or initialised by their `init` rule: `zeros`, `ones`,
+    `normal` with standard deviation `init_scale`), and the optimizer
+    updates the `trainable` ones; states (optimizer moments, accumulated
+    gradients) start at zero; weights and states persist across programs
+    and steps. Constants carry their bytes in `value`. `export_name` is the
+    name `colossal-run --export-weights` writes a weight under.
 
     ```mlir
     cplan.bind input "input_ids" %v : memref<2x16xi64>
@@ -109,9 +114,27 @@ def CPlan_BindOp : CPlan_Op<"bind"> {
     ```
   }];
   let arguments = (ins CPlan_BindingRoleAttr:$role, StrAttr:$name,
-                   AnyStaticShapeMemRef:$view, OptionalAttr<ElementsAttr>:$value);
+                   AnyStaticShapeMemRef:$view, OptionalAttr<ElementsAttr>:$value,
+                   OptionalAttr<StrAttr>:$program, UnitAttr:$trainable,
+                   OptionalAttr<StrAttr>:$init, OptionalAttr<F64Attr>:$init_scale,
+                   OptionalAttr<StrAttr>:$export_name);
   let assemblyFormat = "$role $name $view attr-dict `:` type($view)";
   let hasVerifier = 1;
+}
+
+def CPlan_ProgramOp : CPlan_Op<"program"> {
+  let summary = "Start a named program (an entry point) of the plan";
+  let description = [{
+    The instructions that follow, up to the next `cplan.program`, form the
+    program `name`: `forward`, or `micro_step` and `apply_step` for a
+    training step. A plan with no marker is one `forward` program.
+
+    ```mlir
+    cplan.program "micro_step"
+    ```
+  }];
+  let arguments = (ins StrAttr:$name);
+  let assemblyFormat = "$name attr-dict";
 }
 
 #endif // COLOSSAL_DIALECT_PLAN_PLANOPS_TD

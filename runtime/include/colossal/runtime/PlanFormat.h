@@ -34,7 +34,7 @@ namespace colossal::runtime {
 
 inline constexpr char kPlanMagic[8] = {'C', 'P', 'L', 'A', 'N', 0x1a, '\n', 0};
 inline constexpr uint16_t kPlanMajorVersion = 1;
-inline constexpr uint16_t kPlanMinorVersion = 0;
+inline constexpr uint16_t kPlanMinorVersion = 1;
 
 /// Limits a reader enforces before allocating anything.
 inline constexpr uint32_t kMaxSections = 64;
@@ -54,6 +54,9 @@ enum class SectionId : uint32_t {
   kAttrFloats = 9, ///< double attribute pool
   kBindings = 10,  ///< BindingRecord[]
   kData = 11,      ///< raw bytes of constant tensors
+  /// ProgramRecord[] (format 1.1): the named entry points; absent or empty
+  /// in a forward plan of format 1.0 (one `forward` over every instruction).
+  kPrograms = 12,
 };
 
 /// Where an arena lives. Values are stored in plan files.
@@ -69,7 +72,38 @@ enum class BindingRole : uint8_t {
   kOutput = 1,   ///< a graph output, named as in the ONNX graph
   kWeight = 2,   ///< an initializer, read from the weights file by name
   kConstant = 3, ///< bytes stored in the plan's data section
+  /// Persistent state that is not a weight (optimizer moments, accumulated
+  /// gradients): zero-filled when the executor is prepared, kept across
+  /// programs and steps, saved in checkpoints.
+  kState = 4,
 };
+
+/// How a weight is initialised when there is no weights file (`colossal-run
+/// --init random`). Values are stored in plan files.
+enum class InitKind : uint8_t {
+  kNone = 0,   ///< no rule: the weight must come from a weights file
+  kZeros = 1,  ///< 0 (biases)
+  kOnes = 2,   ///< 1 (norm scales)
+  kNormal = 3, ///< N(0, initScale^2), Hugging Face's default init
+};
+const char *initKindName(InitKind kind);
+
+/// Inputs that colossal-run provides itself, by name (never in a data file).
+/// `__step`: i64 [], the 0-based optimizer step (bias correction, schedules).
+inline constexpr const char *kStepInputName = "__step";
+/// `__count_total`: f32 [], the number of scored labels of the whole batch,
+/// summed over the micro-batches' `__count` outputs (gradient accumulation).
+inline constexpr const char *kCountTotalInputName = "__count_total";
+/// `__count`: f32 [] output of `micro_step`: scored labels in the micro-batch.
+inline constexpr const char *kCountOutputName = "__count";
+
+/// Program names. A forward plan has `forward`; a training plan has
+/// `micro_step` (forward + backward, adding count x gradient into the
+/// `grad.*` states) and `apply_step` (clipping, the optimizer update, zeroing
+/// the gradient states), run as micro_step x grad_accum, then apply_step.
+inline constexpr const char *kForwardProgram = "forward";
+inline constexpr const char *kMicroStepProgram = "micro_step";
+inline constexpr const char *kApplyStepProgram = "apply_step";
 const char *bindingRoleName(BindingRole role);
 
 // ---- In-memory model (what writePlan takes and readPlan returns) ---------
@@ -111,11 +145,37 @@ struct PlanInstr {
   std::string location;          ///< the ONNX node name it came from
 };
 
+/// Sentinel for PlanBinding::program: the binding belongs to every program
+/// (weights, states, constants).
+inline constexpr uint32_t kAllPrograms = 0xffffffffu;
+
 struct PlanBinding {
   BindingRole role = BindingRole::kInput;
   std::string name;
   uint32_t tensor = 0;
   std::vector<uint8_t> data; ///< kConstant only: exactly the tensor's bytes
+  /// kInput: written before this program runs; kOutput: read after it.
+  /// kAllPrograms for kWeight, kState and kConstant (and for inputs/outputs
+  /// of a plan with a single program).
+  uint32_t program = kAllPrograms;
+  /// kWeight only: updated by the optimizer (saved by --export-weights and
+  /// checkpoints either way).
+  bool trainable = false;
+  /// kWeight only: the rule for `--init random`, with its scale (kNormal's
+  /// standard deviation).
+  InitKind init = InitKind::kNone;
+  double initScale = 0.0;
+  /// kWeight only: the name under which --export-weights writes it (the
+  /// Hugging Face state-dict name); empty: the binding's name.
+  std::string exportName;
+};
+
+/// A named entry point: instructions [firstInstr, firstInstr + numInstrs).
+/// Programs cover disjoint, consecutive instruction ranges in plan order.
+struct PlanProgram {
+  std::string name;
+  uint32_t firstInstr = 0;
+  uint32_t numInstrs = 0;
 };
 
 struct Plan {
@@ -134,6 +194,13 @@ struct Plan {
   std::vector<PlanTensor> tensors;
   std::vector<PlanInstr> instrs;
   std::vector<PlanBinding> bindings;
+  /// Entry points; empty means one program, `forward`, over every
+  /// instruction (format 1.0 files).
+  std::vector<PlanProgram> programs;
+  /// Training plans: how the step was compiled, as a JSON object (optimizer
+  /// and its hyper-parameters, lr schedule, grad_accum, precision, micro-batch
+  /// and full-batch shapes); printed by colossal-run and kept in checkpoints.
+  std::string trainConfig;
 };
 
 /// Checks every cross-reference and size of an in-memory plan: arena,

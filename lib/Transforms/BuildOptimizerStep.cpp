@@ -1,0 +1,280 @@
+//===- BuildOptimizerStep.cpp - apply_step: normalise, clip, update -------===//
+//
+// Builds `apply_step` next to `micro_step`: the accumulated gradients are
+// divided by the batch's scored-label count, their global norm is measured
+// (and clipped), the learning rate is computed from the step counter, every
+// trainable weight gets one AdamW or SGD update in place, and the gradient
+// states are zeroed for the next step.
+//
+//===----------------------------------------------------------------------===//
+
+#include "colossal/Dialect/Graph/GraphBuilder.h"
+#include "colossal/Dialect/OpTableBridge.h"
+#include "colossal/Transforms/Passes.h"
+#include "colossal/runtime/PlanFormat.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/Support/Regex.h"
+
+#include <cmath>
+
+#define DEBUG_TYPE "colossal-build-optimizer-step"
+
+namespace mlir::colossal {
+#define GEN_PASS_DEF_BUILDOPTIMIZERSTEPPASS
+#include "colossal/Transforms/Passes.h.inc"
+} // namespace mlir::colossal
+
+using namespace mlir;
+using namespace mlir::colossal;
+namespace rt = ::colossal::runtime;
+using K = rt::OpKind;
+
+namespace {
+
+struct BuildOptimizerStepPass
+    : public mlir::colossal::impl::BuildOptimizerStepPassBase<
+          BuildOptimizerStepPass> {
+  using BuildOptimizerStepPassBase::BuildOptimizerStepPassBase;
+  void runOnOperation() override;
+  LogicalResult build(func::FuncOp micro);
+  FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
+};
+
+} // namespace
+
+/// lr(step) in f32: constant, or Hugging Face's linear warm-up then cosine
+/// decay (get_cosine_schedule_with_warmup): s < W: lr s / W; else
+/// lr (min + (1 - min) 0.5 (1 + cos(pi min(1, (s - W) / (T - W))))).
+FailureOr<Value> BuildOptimizerStepPass::learningRate(GraphBuilder &gb,
+                                                      Location loc,
+                                                      Value step) {
+  Type f32 = gb.builder().getF32Type();
+  Value base = gb.scalar(loc, f32, lr);
+  if (schedule == "constant")
+    return base;
+  if (schedule != "cosine")
+    return emitError(loc) << "unknown lr schedule '" << schedule
+                          << "' (constant, cosine)";
+  if (totalSteps <= 0)
+    return emitError(loc) << "the cosine schedule needs total-steps > 0";
+  auto s = gb.cast(loc, step, f32);
+  if (failed(s))
+    return failure();
+  double w = std::max<int64_t>(warmupSteps, 0);
+  // Warm-up factor s / max(1, W).
+  auto warm = gb.create1(loc, K::Div, {*s, gb.scalar(loc, f32, std::max(1.0, w))});
+  // Cosine factor.
+  auto sw = gb.create1(loc, K::Sub, {*s, gb.scalar(loc, f32, w)});
+  if (failed(warm) || failed(sw))
+    return failure();
+  auto prog = gb.create1(loc, K::Div,
+                         {*sw, gb.scalar(loc, f32, std::max(1.0, totalSteps - w))});
+  if (failed(prog))
+    return failure();
+  auto progc = gb.create1(loc, K::Min, {*prog, gb.scalar(loc, f32, 1.0)});
+  if (failed(progc))
+    return failure();
+  auto ang = gb.create1(loc, K::Mul, {*progc, gb.scalar(loc, f32, M_PI)});
+  if (failed(ang))
+    return failure();
+  auto c = gb.create1(loc, K::Cos, {*ang});
+  if (failed(c))
+    return failure();
+  auto c1 = gb.create1(loc, K::Add, {*c, gb.scalar(loc, f32, 1.0)});
+  if (failed(c1))
+    return failure();
+  auto half = gb.create1(loc, K::Mul, {*c1, gb.scalar(loc, f32, 0.5 * (1.0 - minLrRatio))});
+  if (failed(half))
+    return failure();
+  auto cosf = gb.create1(loc, K::Add, {*half, gb.scalar(loc, f32, minLrRatio)});
+  if (failed(cosf))
+    return failure();
+  auto inWarmup = gb.create1(loc, K::Less, {*s, gb.scalar(loc, f32, w)});
+  if (failed(inWarmup))
+    return failure();
+  auto factor = gb.create1(loc, K::Where, {*inWarmup, *warm, *cosf});
+  if (failed(factor))
+    return failure();
+  return gb.create1(loc, K::Mul, {base, *factor});
+}
+
+LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
+  MLIRContext *ctx = &getContext();
+  OpBuilder b(ctx);
+  b.setInsertionPointAfter(micro);
+  Location loc = NameLoc::get(b.getStringAttr("optimizer"));
+
+  // The trainable weights, in the order micro_step first reads them.
+  llvm::MapVector<StringRef, RankedTensorType> params;
+  micro.walk([&](graph::WeightOp w) {
+    if (w.getTrainable())
+      params.insert({w.getName(), cast<RankedTensorType>(w.getType())});
+  });
+  if (params.empty())
+    return micro.emitOpError("has no trainable weight to optimise");
+  for (auto &[name, type] : params)
+    if (!type.getElementType().isF32())
+      return micro.emitOpError() << "trainable weight '" << name
+                                 << "' is " << type.getElementType()
+                                 << "; master weights must be f32";
+
+  Type f32 = b.getF32Type();
+  auto scalarF32 = RankedTensorType::get({}, f32);
+  auto scalarI64 = RankedTensorType::get({}, b.getI64Type());
+  auto func = func::FuncOp::create(
+      b, loc, rt::kApplyStepProgram,
+      b.getFunctionType({scalarI64, scalarF32}, {scalarF32, scalarF32}));
+  func.setArgAttr(0, "colossal.name", b.getStringAttr(rt::kStepInputName));
+  func.setArgAttr(1, "colossal.name", b.getStringAttr(rt::kCountTotalInputName));
+  func.setResultAttr(0, "colossal.name", b.getStringAttr("grad_norm"));
+  func.setResultAttr(1, "colossal.name", b.getStringAttr("lr"));
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToEnd(body);
+  GraphBuilder gb(b);
+  Value step = body->getArgument(0), countTotal = body->getArgument(1);
+
+  std::optional<llvm::Regex> noDecayRe;
+  if (!noDecay.empty()) {
+    noDecayRe.emplace(noDecay);
+    std::string err;
+    if (!noDecayRe->isValid(err))
+      return emitError(loc) << "no-decay: invalid regex '" << noDecay
+                            << "': " << err;
+  }
+
+  // Normalised gradients and the global norm (before clipping).
+  SmallVector<Value> grads;
+  Value sumSq;
+  for (auto &[name, type] : params) {
+    Location ploc = NameLoc::get(b.getStringAttr(("grad." + name).str()));
+    auto ft = RankedTensorType::get(type.getShape(), f32);
+    Value acc = graph::StateOp::create(b, ploc, ft, ("grad." + name).str());
+    auto g = gb.create1(ploc, K::Div, {acc, countTotal});
+    if (failed(g))
+      return failure();
+    grads.push_back(*g);
+    auto sq = gb.create1(ploc, K::Mul, {*g, *g});
+    if (failed(sq))
+      return failure();
+    rt::Attrs sum(K::ReduceSum);
+    std::vector<int64_t> axes;
+    for (int64_t d = 0; d < ft.getRank(); ++d)
+      axes.push_back(d);
+    sum.setList("axes", axes);
+    sum.setI("keepdims", 0);
+    auto s = gb.create1(ploc, sum, {*sq});
+    if (failed(s))
+      return failure();
+    if (!sumSq) {
+      sumSq = *s;
+    } else {
+      auto t = gb.create1(ploc, K::Add, {sumSq, *s});
+      if (failed(t))
+        return failure();
+      sumSq = *t;
+    }
+  }
+  auto norm = gb.create1(loc, K::Sqrt, {sumSq});
+  if (failed(norm))
+    return failure();
+  if (clipGradNorm > 0) {
+    // PyTorch's clip_grad_norm_: coef = min(1, max_norm / (norm + 1e-6)).
+    auto denom = gb.create1(loc, K::Add, {*norm, gb.scalar(loc, f32, 1e-6)});
+    if (failed(denom))
+      return failure();
+    auto coef = gb.create1(loc, K::Div, {gb.scalar(loc, f32, clipGradNorm), *denom});
+    if (failed(coef))
+      return failure();
+    auto clamped = gb.create1(loc, K::Min, {*coef, gb.scalar(loc, f32, 1.0)});
+    if (failed(clamped))
+      return failure();
+    for (Value &g : grads) {
+      auto c = gb.create1(loc, K::Mul, {g, *clamped});
+      if (failed(c))
+        return failure();
+      g = *c;
+    }
+  }
+  auto lrValue = learningRate(gb, loc, step);
+  if (failed(lrValue))
+    return failure();
+
+  // The updates, written back in place; then zero the gradient states.
+  unsigned i = 0;
+  for (auto &[name, type] : params) {
+    Location ploc = NameLoc::get(b.getStringAttr(name));
+    Value g = grads[i++];
+    auto w = graph::WeightOp::create(b, ploc, type, name, /*trainable=*/true,
+                                     StringAttr(), IntegerAttr());
+    double wd = weightDecay;
+    if (noDecayRe && noDecayRe->match(name))
+      wd = 0.0;
+    if (optimizer == "adamw") {
+      Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
+      Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
+      rt::Attrs a(K::AdamW);
+      a.setF("beta1", beta1);
+      a.setF("beta2", beta2);
+      a.setF("eps", eps);
+      a.setF("weight_decay", wd);
+      auto r = gb.create(ploc, a, {w.getResult(), g, m, v, *lrValue, step});
+      if (failed(r))
+        return failure();
+      graph::AssignOp::create(b, ploc, name, (*r)[0]);
+      graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
+      graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
+    } else if (optimizer == "sgd") {
+      std::string bufName = ("sgd.momentum." + name).str();
+      Value buf = graph::StateOp::create(b, ploc, type, bufName);
+      rt::Attrs a(K::Sgd);
+      a.setF("momentum", momentum);
+      a.setF("dampening", dampening);
+      a.setF("weight_decay", wd);
+      a.setI("nesterov", nesterov ? 1 : 0);
+      auto r = gb.create(ploc, a, {w.getResult(), g, buf, *lrValue, step});
+      if (failed(r))
+        return failure();
+      graph::AssignOp::create(b, ploc, name, (*r)[0]);
+      graph::AssignOp::create(b, ploc, bufName, (*r)[1]);
+    } else {
+      return emitError(loc) << "unknown optimizer '" << optimizer
+                            << "' (adamw, sgd)";
+    }
+  }
+  for (auto &[name, type] : params) {
+    Location ploc = NameLoc::get(b.getStringAttr(("grad." + name).str()));
+    rt::Attrs zero(K::Fill);
+    zero.setDType("to", rt::DType::kF32);
+    zero.setList("shape", std::vector<int64_t>(type.getShape().begin(),
+                                               type.getShape().end()));
+    zero.setF("value", 0.0);
+    auto z = gb.create1(ploc, zero, {});
+    if (failed(z))
+      return failure();
+    graph::AssignOp::create(b, ploc, ("grad." + name).str(), *z);
+  }
+  func::ReturnOp::create(b, loc, ValueRange{*norm, *lrValue});
+  return success();
+}
+
+void BuildOptimizerStepPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  func::FuncOp micro;
+  for (auto f : module.getOps<func::FuncOp>()) {
+    if (f.getName() == rt::kApplyStepProgram) {
+      f.emitOpError("already exists");
+      return signalPassFailure();
+    }
+    if (f.getName() == rt::kMicroStepProgram)
+      micro = f;
+  }
+  if (!micro) {
+    module.emitError("colossal-build-optimizer-step needs @micro_step (run "
+                     "colossal-autodiff first)");
+    return signalPassFailure();
+  }
+  if (failed(build(micro)))
+    signalPassFailure();
+}
