@@ -21,7 +21,7 @@ die() { echo "[setup] error: $*" >&2; exit 1; }
 PACKAGES=(
   build-essential cmake ninja-build
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
-  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx python3-numpy
+  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx python3-numpy python3-venv
   ccache mold libgtest-dev clang-22 libclang-rt-22-dev
 )
 
@@ -118,4 +118,6 @@ if [[ -e /usr/local/cuda ]]; then
 else
   log "CUDA: /usr/local/cuda not found (not apt-installable here); the CPU backend and the tests do not need it"
 fi
+# --- the Python virtualenv with onnxruntime (op tests' reference) -----------
+bash "$(dirname "${BASH_SOURCE[0]}")/python-env.sh"
 log "done"

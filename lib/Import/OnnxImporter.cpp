@@ -1562,10 +1562,25 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
   if (op == "Constant")
     return importConstant(n);
   if (op == "Pow") {
+    // The exponent's type may differ from the base's; the result has the
+    // base's type. An integer base with a float exponent is computed in the
+    // exponent's float type and truncated back (onnxruntime does the same).
     auto x = requireInput(n, 0), y = requireInput(n, 1);
     if (failed(x) || failed(y))
       return failure();
-    auto yc = emitCast(n, *y, (*x)->type.dtype);
+    rt::DType baseType = (*x)->type.dtype, expType = (*y)->type.dtype;
+    if (!rt::isFloatDType(baseType) && rt::isFloatDType(expType)) {
+      auto xf = emitCast(n, *x, expType);
+      if (failed(xf))
+        return failure();
+      Entry xfv = *xf;
+      auto p = emit(n, rt::Attrs(K::Pow), {&xfv, *y});
+      if (failed(p))
+        return failure();
+      Entry pv = *p;
+      return defineResult(emitCast(n, &pv, baseType));
+    }
+    auto yc = emitCast(n, *y, baseType);
     if (failed(yc))
       return failure();
     Entry ycv = *yc;
@@ -1882,6 +1897,28 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
     a.setDType("to", dtype);
     a.setList("shape", *shape);
     a.setF("value", value);
+    // fill carries its value as a double: an integer beyond 2^53 is exact
+    // only as a constant.
+    if (!rt::isFloatDType(dtype)) {
+      rt::HostTensor t;
+      (void)readTensorProto(attr(n, "value")->t(), model.modelDir, t);
+      int64_t exact = rt::loadAsInt64(t.ref(), 0);
+      if (static_cast<int64_t>(static_cast<double>(exact)) != exact) {
+        rt::TensorType type{dtype, *shape};
+        if (type.numElements() > options.maxFoldElements)
+          return error(n, "an integer fill value beyond 2^53 over more than " +
+                              Twine(options.maxFoldElements) +
+                              " elements is not supported");
+        Entry e;
+        e.type = type;
+        rt::HostTensor filled(type);
+        for (int64_t i = 0; i < type.numElements(); ++i)
+          rt::storeFromInt64(filled.ref(), i, exact);
+        e.constant = std::move(filled);
+        define(n, 0, std::move(e));
+        return success();
+      }
+    }
     return defineResult(emit(n, a, {}));
   }
   if (op == "Range") {
