@@ -158,6 +158,20 @@ def _():
                    [vi("y", "f32", [2, 3]), vi("z", "f32", [2, 3])], 15)
 
 
+@case("pow-mixed-types", 15, "Pow: int64 base ^ float exponent (result int64, truncated), float base ^ int64 exponent")
+def _():
+    g = Graph()
+    # The integer base is a constant (a negative base to a fractional power
+    # is NaN, whose conversion to int64 is implementation-defined).
+    base = g.const("base", np.array([4, 9, 2, 0], dtype=np.int64))
+    half = g.const("half", np.array(0.5, dtype=np.float32))
+    three = g.const("three", np.array(3, dtype=np.int64))
+    g.node("Pow", [base, half], ["y"])
+    g.node("Pow", ["x", three], ["z"])
+    return g.model("pow_mixed", [vi("x", "f32", [2, 3])],
+                   [vi("y", "i64", [4]), vi("z", "f32", [2, 3])], 15)
+
+
 @case("max", 13, "Max: variadic, [2,3] max [3] max scalar -> [2,3]")
 def _():
     g = Graph()
