@@ -741,7 +741,7 @@ LogicalResult AutodiffPass::differentiate(func::FuncOp func) {
       ce && ce.getReduction() == 2) {
     Value labels = ce.getLabels();
     auto ignore = gb.splat(lossLoc, RankedTensorType::get({}, elemOf(labels)),
-                           static_cast<double>(ce.getIgnoreIndex()));
+                           static_cast<double>(ce.getIgnoreIndexAttr().getInt()));
     auto eq = gb.create1(lossLoc, K::Equal, {labels, ignore});
     if (failed(eq))
       return failure();

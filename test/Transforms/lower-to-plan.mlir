@@ -52,3 +52,43 @@ func.func @constants(%x: tensor<256xf32> {colossal.name = "x"}) -> (tensor<256xf
   %0 = colossal.add %x, %s : (tensor<256xf32>, tensor<256xf32>) -> tensor<256xf32>
   return %0 : tensor<256xf32>
 }
+
+// -----
+
+// A training step: micro_step and apply_step become one plan with a program
+// marker each; the weight and each state are one buffer shared by both
+// programs; updates are written in place after the last read; a zeroing
+// fill writes straight into its state.
+// CHECK-LABEL: func.func @train_step()
+// CHECK: cplan.program "micro_step"
+// CHECK: cplan.bind input "x" %{{.+}} {program = "micro_step"}
+// CHECK: cplan.bind weight "model.w" %[[W:[0-9]+]] {export_name = "w", init = "ones", trainable}
+// CHECK: cplan.bind state "grad.model.w" %[[G:[0-9]+]]
+// The accumulation writes over the state it reads (an exact alias).
+// CHECK: cplan.kernel "add" ins(%[[G]], %{{.+}} : memref<4xf32>, memref<4xf32>) outs(%[[G]] : memref<4xf32>)
+// CHECK-NOT: "identity"
+// CHECK: cplan.bind output "loss" %{{.+}} {program = "micro_step"}
+// CHECK: cplan.program "apply_step"
+// CHECK: cplan.kernel "sub" ins(%[[W]], %{{.+}} : memref<4xf32>, memref<4xf32>) outs(%[[W]] : memref<4xf32>)
+// CHECK: cplan.kernel "fill" ins() outs(%[[G]] : memref<4xf32>) params {value = 0.000000e+00 : f64}
+// CHECK-NOT: "identity"
+// CHECK: return
+func.func @micro_step(%x: tensor<4xf32> {colossal.name = "x"}) -> (tensor<f32> {colossal.name = "loss"}) {
+  %w = colossal.weight "model.w" {trainable} : tensor<4xf32>
+  %p = colossal.mul %x, %w : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  %l = colossal.reduce_sum %p {axes = array<i64: 0>, keepdims = 0 : i64} : (tensor<4xf32>) -> tensor<f32>
+  %g = colossal.state "grad.model.w" : tensor<4xf32>
+  %s = colossal.add %g, %x : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  colossal.assign "grad.model.w", %s : tensor<4xf32>
+  return %l : tensor<f32>
+}
+func.func @apply_step(%lr: tensor<f32> {colossal.name = "__count_total"}) -> (tensor<f32> {colossal.name = "lr"}) {
+  %w = colossal.weight "model.w" {trainable} : tensor<4xf32>
+  %g = colossal.state "grad.model.w" : tensor<4xf32>
+  %d = colossal.mul %g, %lr : (tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  %n = colossal.sub %w, %d : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  colossal.assign "model.w", %n : tensor<4xf32>
+  %z = colossal.fill {value = 0.0 : f64} : () -> tensor<4xf32>
+  colossal.assign "grad.model.w", %z : tensor<4xf32>
+  return %lr : tensor<f32>
+}
