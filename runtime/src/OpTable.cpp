@@ -54,6 +54,12 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
     return {{"batch_dims", kI64}};
   case OpKind::CumSum:
     return {{"axis", kI64}, {"exclusive", kI64}, {"reverse", kI64}};
+  case OpKind::GatherElements:
+    return {{"axis", kI64}};
+  case OpKind::GatherElementsGrad:
+    return {{"axis", kI64}, {"shape", kList}};
+  case OpKind::Trilu:
+    return {{"upper", kI64}, {"k", kI64}};
   case OpKind::Reshape:
   case OpKind::Expand:
     return {{"shape", kList}};
@@ -698,6 +704,59 @@ Status inferGatherGrad(const Rules &r, const Attrs &attrs, TensorType &result) {
   return Status::ok();
 }
 
+/// The index operand of gather_elements and gather_elements_grad against
+/// the gathered data's dims `dataDims` (`what` names them in messages):
+/// same rank, axis in range, and indices.dims[d] <= dataDims[d] for every
+/// d != axis, so that every position but the axis one is in bounds; the
+/// axis dim of indices is free (onnxruntime checks exactly this).
+Status checkGatherElementsIndices(const Rules &r, const Attrs &attrs,
+                                  const std::vector<int64_t> &dataDims,
+                                  const char *what) {
+  const TensorType &indices = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireIndices(1));
+  if (indices.rank() != dataDims.size())
+    return r.fail("indices rank " + std::to_string(indices.rank()) +
+                  " must equal " + what + " rank " +
+                  std::to_string(dataDims.size()) + ", got " +
+                  shapeString(indices.dims) + " and " + shapeString(dataDims));
+  int64_t axis = attrs.i("axis");
+  COLOSSAL_RETURN_IF_ERROR(r.axisInRange("axis", axis, dataDims.size()));
+  for (size_t d = 0; d < dataDims.size(); ++d)
+    if (static_cast<int64_t>(d) != axis && indices.dims[d] > dataDims[d])
+      return r.fail("indices dim " + std::to_string(d) + " is " +
+                    std::to_string(indices.dims[d]) + ", must be <= " + what +
+                    " dim " + std::to_string(d) + " = " +
+                    std::to_string(dataDims[d]) + " (off the axis " +
+                    std::to_string(axis) + ")");
+  return Status::ok();
+}
+
+/// gather_elements (data, indices): data's dtype, indices' dims.
+Status inferGatherElements(const Rules &r, const Attrs &attrs,
+                           TensorType &result) {
+  COLOSSAL_RETURN_IF_ERROR(
+      checkGatherElementsIndices(r, attrs, r.in(0).dims, "data"));
+  result = TensorType{r.in(0).dtype, r.in(1).dims};
+  return Status::ok();
+}
+
+/// gather_elements_grad (grad, indices): grad has indices' dims; the result
+/// has dims `shape` (the gathered data's) and grad's dtype.
+Status inferGatherElementsGrad(const Rules &r, const Attrs &attrs,
+                               TensorType &result) {
+  const TensorType &grad = r.in(0), &indices = r.in(1);
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  const std::vector<int64_t> &shape = attrs.list("shape");
+  result = TensorType{grad.dtype, shape};
+  COLOSSAL_RETURN_IF_ERROR(r.checkType("shape", result));
+  COLOSSAL_RETURN_IF_ERROR(
+      checkGatherElementsIndices(r, attrs, shape, "shape"));
+  if (grad.dims != indices.dims)
+    return r.fail("grad shape " + shapeString(grad.dims) +
+                  " must be indices' shape " + shapeString(indices.dims));
+  return Status::ok();
+}
+
 Status inferPad(const Rules &r, const Attrs &attrs, TensorType &result) {
   const TensorType &x = r.in(0);
   const std::vector<int64_t> &pads = attrs.list("pads");
@@ -948,6 +1007,17 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
         r.axisInRange("axis", attrs.i("axis"), r.in(0).rank()));
     COLOSSAL_RETURN_IF_ERROR(r.flag("exclusive"));
     COLOSSAL_RETURN_IF_ERROR(r.flag("reverse"));
+    result = r.in(0);
+    return Status::ok();
+  case OpKind::GatherElements:
+    return inferGatherElements(r, attrs, result);
+  case OpKind::GatherElementsGrad:
+    return inferGatherElementsGrad(r, attrs, result);
+  case OpKind::Trilu:
+    // Any dtype (zero is all-zero bytes in each); every k is meaningful.
+    if (r.in(0).rank() < 2)
+      return r.fail("x needs rank >= 2, got " + r.in(0).toString());
+    COLOSSAL_RETURN_IF_ERROR(r.flag("upper"));
     result = r.in(0);
     return Status::ok();
   case OpKind::Reshape: {

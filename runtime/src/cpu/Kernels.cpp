@@ -797,6 +797,89 @@ Status runGatherND(const Attrs &attrs, const TensorRef &data,
   return Status::ok();
 }
 
+/// Loads the indices of gather_elements(_grad) and normalises them into
+/// [0, length), the gathered axis' size; the first one outside [-length,
+/// length) is an error naming it.
+Status loadAxisIndices(const Attrs &attrs, const TensorRef &indices,
+                       int64_t length, std::vector<int64_t> &index) {
+  index = loadInts(indices);
+  for (int64_t &value : index) {
+    if (value < -length || value >= length)
+      return kernelError(attrs, "index " + std::to_string(value) +
+                                    " out of range [" +
+                                    std::to_string(-length) + ", " +
+                                    std::to_string(length) + ")");
+    if (value < 0)
+      value += length;
+  }
+  return Status::ok();
+}
+
+/// Strides of the gathered data (dims `dataDims`) for walking the indices'
+/// dims: the data's own strides, except 0 on `axis`, where the offset comes
+/// from the index instead. Inference bounded indices.dims[d] by
+/// dataDims[d] off the axis, so every walked offset is in bounds.
+Dims gatherElementsStrides(const Dims &dataDims, size_t axis) {
+  Dims strides = contiguousStrides(dataDims);
+  strides[axis] = 0;
+  return strides;
+}
+
+Status runGatherElements(const Attrs &attrs, const TensorRef &data,
+                         const TensorRef &indices, const TensorRef &out) {
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  const Dims &dims = data.type.dims;
+  std::vector<int64_t> index;
+  // Check every index before writing anything.
+  COLOSSAL_RETURN_IF_ERROR(loadAxisIndices(attrs, indices, dims[axis], index));
+  Dims strides = gatherElementsStrides(dims, axis);
+  int64_t axisStride = contiguousStrides(dims)[axis];
+  size_t bytes = elementBytes(data);
+  walk<1>(indices.type.dims, {&strides}, {0},
+          [&](int64_t i, const std::array<int64_t, 1> &at) {
+            copyBytes(bytesOf(out) + i * bytes,
+                      bytesOf(data) + (at[0] + index[i] * axisStride) * bytes,
+                      bytes);
+          });
+  return Status::ok();
+}
+
+Status runTrilu(const Attrs &attrs, const TensorRef &in, const TensorRef &out) {
+  const Dims &dims = in.type.dims;
+  size_t rank = dims.size();
+  int64_t rows = dims[rank - 2], cols = dims[rank - 1];
+  int64_t matrices = product(dims, 0, rank - 2);
+  if (rows == 0 || cols == 0 || matrices == 0)
+    return Status::ok();
+  bool upper = attrs.i("upper") != 0;
+  // Row i keeps columns j with j - i >= k (upper) or j - i <= k (lower): one
+  // contiguous run. Clamping k to [-rows, cols] first changes no run (every
+  // j - i lies in (-rows, cols)) and keeps i + k from overflowing.
+  int64_t k = std::clamp<int64_t>(attrs.i("k"), -rows, cols);
+  size_t bytes = elementBytes(out);
+  // Each element is read (memmove) before it is written and only from its
+  // own position, so in and out may alias exactly.
+  for (int64_t m = 0; m < matrices; ++m) {
+    for (int64_t i = 0; i < rows; ++i) {
+      int64_t keepBegin = upper ? std::clamp<int64_t>(i + k, 0, cols) : 0;
+      int64_t keepEnd = upper ? cols : std::clamp<int64_t>(i + k + 1, 0, cols);
+      int64_t row = (m * rows + i) * cols;
+      // All-zero bytes are 0 (or false) in every dtype.
+      if (keepBegin > 0)
+        std::memset(bytesOf(out) + row * bytes, 0,
+                    static_cast<size_t>(keepBegin) * bytes);
+      if (keepEnd > keepBegin)
+        copyBytes(bytesOf(out) + (row + keepBegin) * bytes,
+                  bytesOf(in) + (row + keepBegin) * bytes,
+                  static_cast<size_t>(keepEnd - keepBegin) * bytes);
+      if (keepEnd < cols)
+        std::memset(bytesOf(out) + (row + keepEnd) * bytes, 0,
+                    static_cast<size_t>(cols - keepEnd) * bytes);
+    }
+  }
+  return Status::ok();
+}
+
 /// out[i] = in[base + sum index[d] * strides[d]] for every index of out.
 void stridedCopy(const TensorRef &in, const TensorRef &out, const Dims &strides,
                  int64_t base) {
@@ -961,6 +1044,27 @@ Status runGatherGrad(const Attrs &attrs, const TensorRef &grad,
         dst[e] += src[e];
     }
   }
+  storeDoubles(out, acc);
+  return Status::ok();
+}
+
+Status runGatherElementsGrad(const Attrs &attrs, const TensorRef &grad,
+                             const TensorRef &indices, const TensorRef &out) {
+  size_t axis = static_cast<size_t>(attrs.i("axis"));
+  const Dims &dims = out.type.dims; // the gathered data's shape
+  std::vector<int64_t> index;
+  // Check every index before writing anything, as gather_elements does.
+  COLOSSAL_RETURN_IF_ERROR(loadAxisIndices(attrs, indices, dims[axis], index));
+  Dims strides = gatherElementsStrides(dims, axis);
+  int64_t axisStride = contiguousStrides(dims)[axis];
+  // Scatter-add into f64 in grad's row-major order, so repeated positions
+  // sum exactly as in f64 and deterministically; round once.
+  std::vector<double> values = loadDoubles(grad);
+  std::vector<double> acc(static_cast<size_t>(out.type.numElements()), 0.0);
+  walk<1>(grad.type.dims, {&strides}, {0},
+          [&](int64_t i, const std::array<int64_t, 1> &at) {
+            acc[at[0] + index[i] * axisStride] += values[i];
+          });
   storeDoubles(out, acc);
   return Status::ok();
 }
@@ -1266,6 +1370,12 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runGatherND(attrs, inputs[0], inputs[1], out);
   case OpKind::CumSum:
     return runCumSum(attrs, inputs[0], out);
+  case OpKind::GatherElements:
+    return runGatherElements(attrs, inputs[0], inputs[1], out);
+  case OpKind::GatherElementsGrad:
+    return runGatherElementsGrad(attrs, inputs[0], inputs[1], out);
+  case OpKind::Trilu:
+    return runTrilu(attrs, inputs[0], out);
   case OpKind::Expand:
     stridedCopy(inputs[0], out,
                 broadcastStrides(inputs[0].type.dims, out.type.dims), 0);

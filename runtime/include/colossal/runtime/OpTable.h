@@ -41,6 +41,19 @@
 //                     index is a run-time error, not a crash.
 //  gather_nd          ONNX GatherND with attr batch_dims.
 //  cumsum             attrs axis, exclusive (0/1), reverse (0/1).
+//  gather_elements    ONNX GatherElements: (data, indices: i32/i64, of one
+//                     rank >= 1); attr axis in [0, rank). Result data.dtype
+//                     x indices.dims; indices.dims[d] <= data.dims[d] for
+//                     every d != axis (onnxruntime's rule; the axis dim is
+//                     free). For axis 0 of rank 3, out[i][j][k] =
+//                     data[indices[i][j][k]][j][k], likewise on the other
+//                     axes. Negative indices count from the end; an
+//                     out-of-range index is a run-time error.
+//  trilu              ONNX Trilu, with k an attribute: x (rank >= 2, any
+//                     dtype); attrs upper (0/1), k (any int64: the diagonal
+//                     offset). Keeps element [..., i, j] where j - i >= k
+//                     (upper) or j - i <= k (lower) and zeroes the rest.
+//                     Its gradient is trilu of the gradient, same attrs.
 //  reshape            attr shape (fully static, product preserved).
 //  expand             attr shape: broadcast the input to it (ONNX Expand,
 //                     with the result shape already resolved).
@@ -73,6 +86,15 @@
 //                     of range is a run-time error). Rows whose normalised
 //                     index equals the normalised padding_idx get nothing
 //                     (nn.Embedding(padding_idx=...)).
+//  gather_elements_grad
+//                     (grad float, indices i32/i64: one shape); attrs axis,
+//                     shape (the gathered data's dims; rank(shape) =
+//                     rank(indices), axis in [0, rank), indices.dims[d] <=
+//                     shape[d] for d != axis). Result grad.dtype x shape:
+//                     zeros, plus each grad element added where
+//                     gather_elements read it from (repeated positions sum,
+//                     in f64; negative indices count from the end; out of
+//                     range is a run-time error).
 //  slice_grad         (grad, any dtype); attrs starts, steps, shape (the
 //                     sliced input's dims). Result grad.dtype x shape: zeros
 //                     with grad written where `slice` with these starts and
@@ -182,6 +204,9 @@ namespace colossal::runtime {
   X(Gather, "gather", 48, 2, 2)                                                \
   X(GatherND, "gather_nd", 49, 2, 2)                                           \
   X(CumSum, "cumsum", 50, 1, 1)                                                \
+  X(GatherElements, "gather_elements", 52, 2, 2)                               \
+  X(GatherElementsGrad, "gather_elements_grad", 53, 2, 2)                      \
+  X(Trilu, "trilu", 54, 1, 1)                                                  \
   X(Reshape, "reshape", 60, 1, 1)                                              \
   X(Expand, "expand", 61, 1, 1)                                                \
   X(Transpose, "transpose", 62, 1, 1)                                          \
