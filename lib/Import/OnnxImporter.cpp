@@ -1704,6 +1704,35 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
     a.setI("batch_dims", attrInt(n, "batch_dims", 0));
     return defineResult(emit(n, a, {*x, *idx}));
   }
+  if (op == "GatherElements") {
+    auto x = requireInput(n, 0), idx = requireInput(n, 1);
+    if (failed(x) || failed(idx))
+      return failure();
+    auto axis = normAxis(n, attrInt(n, "axis", 0), (*x)->type.rank());
+    if (failed(axis))
+      return failure();
+    rt::Attrs a(K::GatherElements);
+    a.setI("axis", *axis);
+    return defineResult(emit(n, a, {*x, *idx}));
+  }
+  if (op == "Trilu") {
+    auto x = requireInput(n, 0);
+    if (failed(x))
+      return failure();
+    int64_t k = 0;
+    if (hasInput(n, 1)) {
+      auto kv = constInts(n, 1, "k");
+      if (failed(kv))
+        return failure();
+      if (kv->size() != 1)
+        return error(n, "k must hold one value");
+      k = kv->front();
+    }
+    rt::Attrs a(K::Trilu);
+    a.setI("upper", attrInt(n, "upper", 1) ? 1 : 0);
+    a.setI("k", k);
+    return defineResult(emit(n, a, {*x}));
+  }
   if (op == "CumSum") {
     auto x = requireInput(n, 0);
     if (failed(x))

@@ -668,6 +668,23 @@ LogicalResult Differentiator::backward(Operation *op) {
     auto g = gb.create1(loc, attrs, {dy, op->getOperand(1)});
     return failed(g) ? failure() : accumulate(loc, x, *g);
   }
+  if (name == "gather_elements") {
+    rt::Attrs attrs(K::GatherElementsGrad);
+    attrs.setI("axis", op->getAttrOfType<IntegerAttr>("axis").getInt());
+    attrs.setList("shape", std::vector<int64_t>(dimsOf(x).begin(), dimsOf(x).end()));
+    auto g = gb.create1(loc, attrs, {dy, op->getOperand(1)});
+    return failed(g) ? failure() : accumulate(loc, x, *g);
+  }
+  if (name == "trilu") {
+    // The kept elements pass their gradient through; the zeroed ones none.
+    rt::Attrs attrs(K::Trilu);
+    auto upper = op->getAttrOfType<IntegerAttr>("upper");
+    auto k = op->getAttrOfType<IntegerAttr>("k");
+    attrs.setI("upper", upper ? upper.getInt() : 0);
+    attrs.setI("k", k ? k.getInt() : 0);
+    auto g = gb.create1(loc, attrs, {dy});
+    return failed(g) ? failure() : accumulate(loc, x, *g);
+  }
   if (name == "softmax_cross_entropy") {
     rt::Attrs attrs(K::SoftmaxCrossEntropyGrad);
     attrs.setI("ignore_index",

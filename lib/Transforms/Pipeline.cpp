@@ -9,6 +9,8 @@ using namespace mlir::colossal;
 
 void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
                                           const CompileOptions &options) {
+  if (options.bf16)
+    pm.addPass(createMixedPrecisionPass());
   if (!options.forwardOnly) {
     pm.addPass(createAutodiffPass(options.autodiff));
     pm.addPass(createBuildOptimizerStepPass(options.optimizer));

@@ -17,17 +17,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <set>
+#include <string_view>
+#include <tuple>
 #include <unistd.h>
 
 namespace colossal::runtime {
 
 //===----------------------------------------------------------------------===//
-// On-disk layout (format 1.0)
+// On-disk layout (format 1.1; 1.0 records are prefixes of these)
 //===----------------------------------------------------------------------===//
 
 namespace {
@@ -54,8 +57,9 @@ constexpr size_t kSecSizeBytes = 16;  // u64 payload bytes
 
 // StringRef: u32 offset, u32 length into the strings section.
 
-// MetaRecord, 56 bytes.
-constexpr uint32_t kMetaBytes = 56;
+// MetaRecord, 64 bytes (56 in format 1.0).
+constexpr uint32_t kMetaBytes10 = 56;
+constexpr uint32_t kMetaBytes = 64;
 constexpr size_t kMetaWorldSize = 0;    // u32
 constexpr size_t kMetaRank = 4;         // u32
 constexpr size_t kMetaNumStreams = 8;   // u32
@@ -67,7 +71,8 @@ constexpr size_t kMetaNumBuffers = 36;  // u32
 constexpr size_t kMetaNumTensors = 40;  // u32
 constexpr size_t kMetaNumInstrs = 44;   // u32
 constexpr size_t kMetaNumBindings = 48; // u32
-// 52..55 reserved.
+constexpr size_t kMetaNumPrograms = 52; // u32 (1.0: reserved, so 0)
+constexpr size_t kMetaTrainConfig = 56; // StringRef (1.1)
 
 // ArenaRecord, 24 bytes.
 constexpr uint32_t kArenaBytes = 24;
@@ -110,19 +115,35 @@ constexpr size_t kInsFloatsBegin = 32; // u32 index into the f64 pool
 constexpr size_t kInsNumFloats = 36;   // u32
 constexpr size_t kInsLocation = 40;    // StringRef
 
-// BindingRecord, 32 bytes.
-constexpr uint32_t kBindingBytes = 32;
+// BindingRecord, 56 bytes (32 in format 1.0).
+constexpr uint32_t kBindingBytes10 = 32;
+constexpr uint32_t kBindingBytes = 56;
 constexpr size_t kBndRole = 0;        // u8 BindingRole; 1..3 reserved
 constexpr size_t kBndTensor = 4;      // u32
 constexpr size_t kBndName = 8;        // StringRef
 constexpr size_t kBndDataOffset = 16; // u64 into the data section
 constexpr size_t kBndDataBytes = 24;  // u64, 0 unless a constant
+constexpr size_t kBndProgram = 32;    // u32 program index or kAllPrograms
+constexpr size_t kBndTrainable = 36;  // u8, 0 or 1
+constexpr size_t kBndInit = 37;       // u8 InitKind
+// 38..39 reserved.
+constexpr size_t kBndInitScale = 40;  // f64
+constexpr size_t kBndExportName = 48; // StringRef
 
-constexpr uint32_t kNumKnownSections = 11;
+// ProgramRecord, 16 bytes (section 12, format 1.1).
+constexpr uint32_t kProgramBytes = 16;
+constexpr size_t kProgName = 0;       // StringRef
+constexpr size_t kProgFirstInstr = 8; // u32
+constexpr size_t kProgNumInstrs = 12; // u32
 
-/// Record size of each known section in format 1.0, and whether a later
-/// minor may grow it (records may; pools of scalars and raw bytes may not).
+constexpr uint32_t kNumKnownSections = 12;
+
+/// Record size of each known section: the smallest a reader accepts (the
+/// first format that had the section), the size this writer emits, and
+/// whether a later minor may grow it (records may; pools of scalars and raw
+/// bytes may not). Fields past a short record read as their defaults.
 struct SectionShape {
+  uint32_t minRecordBytes;
   uint32_t recordBytes;
   bool growable;
 };
@@ -130,29 +151,31 @@ struct SectionShape {
 SectionShape sectionShape(SectionId id) {
   switch (id) {
   case SectionId::kMeta:
-    return {kMetaBytes, true};
+    return {kMetaBytes10, kMetaBytes, true};
   case SectionId::kStrings:
-    return {1, false};
+    return {1, 1, false};
   case SectionId::kArenas:
-    return {kArenaBytes, true};
+    return {kArenaBytes, kArenaBytes, true};
   case SectionId::kBuffers:
-    return {kBufferBytes, true};
+    return {kBufferBytes, kBufferBytes, true};
   case SectionId::kTensors:
-    return {kTensorBytes, true};
+    return {kTensorBytes, kTensorBytes, true};
   case SectionId::kInstrs:
-    return {kInstrBytes, true};
+    return {kInstrBytes, kInstrBytes, true};
   case SectionId::kOperands:
-    return {4, false};
+    return {4, 4, false};
   case SectionId::kAttrInts:
-    return {8, false};
+    return {8, 8, false};
   case SectionId::kAttrFloats:
-    return {8, false};
+    return {8, 8, false};
   case SectionId::kBindings:
-    return {kBindingBytes, true};
+    return {kBindingBytes10, kBindingBytes, true};
   case SectionId::kData:
-    return {1, false};
+    return {1, 1, false};
+  case SectionId::kPrograms:
+    return {kProgramBytes, kProgramBytes, true};
   }
-  return {0, false};
+  return {0, 0, false};
 }
 
 const char *sectionName(SectionId id) {
@@ -179,6 +202,8 @@ const char *sectionName(SectionId id) {
     return "bindings";
   case SectionId::kData:
     return "data";
+  case SectionId::kPrograms:
+    return "programs";
   }
   return "?";
 }
@@ -299,6 +324,45 @@ bool isElementwise(OpKind kind) {
   return (code >= 1 && code <= 17) || (code >= 20 && code <= 35);
 }
 
+/// The optimizer kernels update a weight and its moments in place, element
+/// by element: these (output, input) pairs may alias exactly. They are
+/// matched by op name so that this file does not depend on when the kinds
+/// were appended to the op table. adamw writes (param, m, v) over its
+/// inputs 0, 2, 3 (param, grad, m, v, lr, step); sgd writes (param, buf)
+/// over its inputs 0, 2 (param, grad, buf, lr, step).
+bool isInPlaceOptimizerPair(std::string_view op, size_t out, size_t in) {
+  if (op == "adamw")
+    return (out == 0 && in == 0) || (out == 1 && in == 2) ||
+           (out == 2 && in == 3);
+  if (op == "sgd")
+    return (out == 0 && in == 0) || (out == 1 && in == 2);
+  return false;
+}
+
+bool isKnownProgramName(const std::string &name) {
+  return name == kForwardProgram || name == kMicroStepProgram ||
+         name == kApplyStepProgram;
+}
+
+/// The type a reserved binding name requires, or nullptr for other names.
+const TensorType *reservedType(BindingRole role, const std::string &name) {
+  static const TensorType kI64Scalar{DType::kI64, {}};
+  static const TensorType kF32Scalar{DType::kF32, {}};
+  if (role == BindingRole::kInput && name == kStepInputName)
+    return &kI64Scalar;
+  if (role == BindingRole::kInput && name == kCountTotalInputName)
+    return &kF32Scalar;
+  if (role == BindingRole::kOutput && name == kCountOutputName)
+    return &kF32Scalar;
+  return nullptr;
+}
+
+std::string formatDouble(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 } // namespace
 
 const char *memorySpaceName(MemorySpace space) {
@@ -321,6 +385,22 @@ const char *bindingRoleName(BindingRole role) {
     return "weight";
   case BindingRole::kConstant:
     return "constant";
+  case BindingRole::kState:
+    return "state";
+  }
+  return "?";
+}
+
+const char *initKindName(InitKind kind) {
+  switch (kind) {
+  case InitKind::kNone:
+    return "none";
+  case InitKind::kZeros:
+    return "zeros";
+  case InitKind::kOnes:
+    return "ones";
+  case InitKind::kNormal:
+    return "normal";
   }
   return "?";
 }
@@ -353,7 +433,7 @@ Status validatePlan(const Plan &plan) {
   constexpr size_t kMaxCount = std::numeric_limits<uint32_t>::max();
   if (plan.arenas.size() > kMaxCount || plan.buffers.size() > kMaxCount ||
       plan.tensors.size() > kMaxCount || plan.instrs.size() > kMaxCount ||
-      plan.bindings.size() > kMaxCount)
+      plan.bindings.size() > kMaxCount || plan.programs.size() > kMaxCount)
     return corrupt("plan has more than 2^32 - 1 records of one kind");
 
   for (size_t a = 0; a < plan.arenas.size(); ++a) {
@@ -489,8 +569,8 @@ Status validatePlan(const Plan &plan) {
     }
     // Kernels assume outputs do not overlap inputs or each other. The one
     // exception is an exact alias: an elementwise op writing over an input
-    // of its own type, or a byte-preserving copy (identity, reshape) in
-    // place.
+    // of its own type, a byte-preserving copy (identity, reshape) in place,
+    // or an optimizer update of a weight and its moments in place.
     for (size_t k = 0; k < in.outputs.size(); ++k) {
       uint32_t o = in.outputs[k];
       const Extent &eo = extents[o];
@@ -504,10 +584,12 @@ Status validatePlan(const Plan &plan) {
         if (!overlaps(ex))
           continue;
         bool exact = ex.begin == eo.begin && ex.bytes == eo.bytes;
-        bool ok = exact && ((isElementwise(in.attrs.kind()) &&
-                             plan.tensors[x].type == plan.tensors[o].type) ||
-                            in.attrs.kind() == OpKind::Identity ||
-                            in.attrs.kind() == OpKind::Reshape);
+        bool sameType = plan.tensors[x].type == plan.tensors[o].type;
+        bool ok =
+            exact && ((isElementwise(in.attrs.kind()) && sameType) ||
+                      in.attrs.kind() == OpKind::Identity ||
+                      in.attrs.kind() == OpKind::Reshape ||
+                      (isInPlaceOptimizerPair(info->name, k, j) && sameType));
         if (!ok)
           return corrupt(label + ": output " + std::to_string(k) + " (tensor " +
                          std::to_string(o) + ") overlaps input " +
@@ -521,11 +603,70 @@ Status validatePlan(const Plan &plan) {
     }
   }
 
-  std::set<std::pair<uint8_t, std::string>> seen;
+  // Programs partition the instructions: consecutive ranges, in order,
+  // covering every instruction (an instruction outside every program would
+  // never run).
+  uint64_t nextInstr = 0;
+  std::set<std::string> programNames;
+  for (size_t p = 0; p < plan.programs.size(); ++p) {
+    const PlanProgram &prog = plan.programs[p];
+    std::string label =
+        "program " + std::to_string(p) + " " + quoted(prog.name);
+    if (!isKnownProgramName(prog.name))
+      return corrupt(label + ": unknown program name (expected " +
+                     kForwardProgram + ", " + kMicroStepProgram + " or " +
+                     kApplyStepProgram + ")");
+    if (!programNames.insert(prog.name).second)
+      return corrupt(label + ": a second program with this name");
+    if (prog.firstInstr != nextInstr)
+      return corrupt(label + ": starts at instruction " +
+                     std::to_string(prog.firstInstr) + ", expected " +
+                     std::to_string(nextInstr) +
+                     " (programs cover consecutive instruction ranges in "
+                     "order)");
+    if (!fitsIn(prog.firstInstr, prog.numInstrs, plan.instrs.size()))
+      return corrupt(
+          label + ": instructions [" + std::to_string(prog.firstInstr) + ", " +
+          std::to_string(uint64_t(prog.firstInstr) + prog.numInstrs) +
+          ") exceed the " + std::to_string(plan.instrs.size()) +
+          " instructions");
+    nextInstr = uint64_t(prog.firstInstr) + prog.numInstrs;
+  }
+  if (!plan.programs.empty()) {
+    if (nextInstr != plan.instrs.size())
+      return corrupt("instructions [" + std::to_string(nextInstr) + ", " +
+                     std::to_string(plan.instrs.size()) +
+                     ") belong to no program");
+    bool forwardPlan =
+        plan.programs.size() == 1 && programNames.count(kForwardProgram);
+    bool trainingPlan = plan.programs.size() == 2 &&
+                        programNames.count(kMicroStepProgram) &&
+                        programNames.count(kApplyStepProgram);
+    if (!forwardPlan && !trainingPlan) {
+      std::string names;
+      for (const PlanProgram &prog : plan.programs)
+        names += (names.empty() ? "" : ", ") + prog.name;
+      return corrupt("programs (" + names +
+                     ") are not a valid set: a plan has " + kForwardProgram +
+                     " alone, or " + kMicroStepProgram + " and " +
+                     kApplyStepProgram);
+    }
+  }
+  const size_t numPrograms = plan.programs.size();
+  const bool trainingPlan = numPrograms > 1;
+
+  // Names are unique per role (and, for inputs and outputs of a plan with
+  // several programs, per program). Weights and states share one namespace:
+  // a checkpoint stores both by name. Export names are unique too: they
+  // key the exported weights file.
+  std::set<std::tuple<uint8_t, uint32_t, std::string>> seen;
+  std::map<std::string, size_t> persistentNames, exportNames;
+  std::vector<bool> persistentBuffer(plan.buffers.size(), false);
   for (size_t b = 0; b < plan.bindings.size(); ++b) {
     const PlanBinding &bind = plan.bindings[b];
     std::string label = "binding " + std::to_string(b);
-    if (static_cast<unsigned>(bind.role) > 3)
+    if (static_cast<unsigned>(bind.role) >
+        static_cast<unsigned>(BindingRole::kState))
       return corrupt(label + ": invalid role " +
                      std::to_string(static_cast<unsigned>(bind.role)));
     label += " (" + std::string(bindingRoleName(bind.role)) + " " +
@@ -536,21 +677,115 @@ Status validatePlan(const Plan &plan) {
       return corrupt(label + ": tensor index " + std::to_string(bind.tensor) +
                      " is out of range (" +
                      std::to_string(plan.tensors.size()) + " tensors)");
-    if (!seen.insert({static_cast<uint8_t>(bind.role), bind.name}).second)
-      return corrupt(label + ": a second " +
-                     std::string(bindingRoleName(bind.role)) +
-                     " binding with this name");
+    const TensorType &type = plan.tensors[bind.tensor].type;
+    bool io =
+        bind.role == BindingRole::kInput || bind.role == BindingRole::kOutput;
+    if (bind.program != kAllPrograms && bind.program >= numPrograms)
+      return corrupt(label + ": program index " + std::to_string(bind.program) +
+                     " is out of range (" + std::to_string(numPrograms) +
+                     " programs)");
+    if (!io && bind.program != kAllPrograms)
+      return corrupt(label + ": a " + bindingRoleName(bind.role) +
+                     " belongs to every program (program " +
+                     std::to_string(kAllPrograms) + "), got program " +
+                     std::to_string(bind.program));
+    if (io && trainingPlan && bind.program == kAllPrograms)
+      return corrupt(label + ": must name its program in a plan with " +
+                     std::to_string(numPrograms) + " programs");
+    uint32_t programKey = io && trainingPlan ? bind.program : 0;
+    if (!seen.insert({static_cast<uint8_t>(bind.role), programKey, bind.name})
+             .second)
+      return corrupt(
+          label + ": a second " + std::string(bindingRoleName(bind.role)) +
+          " binding with this name" +
+          (io && trainingPlan
+               ? " in program " + quoted(plan.programs[bind.program].name)
+               : std::string()));
+    if (const TensorType *want = reservedType(bind.role, bind.name))
+      if (type != *want)
+        return corrupt(label + ": the reserved name needs " + want->toString() +
+                       ", tensor " + std::to_string(bind.tensor) + " is " +
+                       type.toString());
+
+    // The 1.1 weight fields.
+    if (static_cast<unsigned>(bind.init) >
+        static_cast<unsigned>(InitKind::kNormal))
+      return corrupt(label + ": invalid init kind " +
+                     std::to_string(static_cast<unsigned>(bind.init)));
+    if (bind.role != BindingRole::kWeight) {
+      if (bind.trainable)
+        return corrupt(label + ": only weights can be trainable");
+      if (bind.init != InitKind::kNone || bind.initScale != 0.0)
+        return corrupt(label + ": only weights have an init rule");
+      if (!bind.exportName.empty())
+        return corrupt(label + ": only weights have an export name");
+    }
+    if (bind.init == InitKind::kNormal) {
+      if (!(bind.initScale > 0.0) || !std::isfinite(bind.initScale))
+        return corrupt(label + ": init normal needs a finite scale > 0, got " +
+                       formatDouble(bind.initScale));
+      if (!isFloatDType(type.dtype))
+        return corrupt(label + ": init normal needs a float tensor, got " +
+                       type.toString());
+    } else if (bind.initScale != 0.0) {
+      return corrupt(label + ": init scale " + formatDouble(bind.initScale) +
+                     " given for init " + initKindName(bind.init) +
+                     " (only normal takes a scale)");
+    }
+    if (bind.role == BindingRole::kWeight || bind.role == BindingRole::kState) {
+      auto it = persistentNames.emplace(bind.name, b);
+      if (!it.second)
+        return corrupt(label + ": binding " + std::to_string(it.first->second) +
+                       " (" +
+                       bindingRoleName(plan.bindings[it.first->second].role) +
+                       ") has the same name (checkpoints key weights and "
+                       "states by name)");
+      if (bind.role == BindingRole::kState || trainingPlan)
+        persistentBuffer[plan.tensors[bind.tensor].buffer] = true;
+    }
+    if (bind.role == BindingRole::kWeight) {
+      const std::string &exported =
+          bind.exportName.empty() ? bind.name : bind.exportName;
+      auto it = exportNames.emplace(exported, b);
+      if (!it.second)
+        return corrupt(label + ": export name " + quoted(exported) +
+                       " is also binding " + std::to_string(it.first->second) +
+                       "'s");
+    }
+
     // Tensor sizes were checked above, so sizeBytes() cannot overflow.
-    uint64_t bytes = plan.tensors[bind.tensor].type.sizeBytes();
+    uint64_t bytes = type.sizeBytes();
     if (bind.role == BindingRole::kConstant) {
       if (bind.data.size() != bytes)
         return corrupt(label + ": has " + std::to_string(bind.data.size()) +
                        " data bytes, tensor " + std::to_string(bind.tensor) +
-                       " (" + plan.tensors[bind.tensor].type.toString() +
-                       ") needs " + std::to_string(bytes));
+                       " (" + type.toString() + ") needs " +
+                       std::to_string(bytes));
     } else if (!bind.data.empty()) {
       return corrupt(label + ": has " + std::to_string(bind.data.size()) +
                      " data bytes, but only constants carry data");
+    }
+  }
+
+  // States (and the weights of a training plan) keep their values from one
+  // program and step to the next, so no other buffer may reuse their bytes.
+  // O(persistent x buffers): a few hundred by a few thousand in practice.
+  for (size_t p = 0; p < plan.buffers.size(); ++p) {
+    if (!persistentBuffer[p])
+      continue;
+    const PlanBuffer &pb = plan.buffers[p];
+    for (size_t q = 0; q < plan.buffers.size(); ++q) {
+      const PlanBuffer &qb = plan.buffers[q];
+      if (q == p || qb.arena != pb.arena || pb.sizeBytes == 0 ||
+          qb.sizeBytes == 0 ||
+          qb.offsetBytes >= pb.offsetBytes + pb.sizeBytes ||
+          pb.offsetBytes >= qb.offsetBytes + qb.sizeBytes)
+        continue;
+      return corrupt("buffer " + std::to_string(p) + " " + quoted(pb.name) +
+                     " holds a state or a training weight, but buffer " +
+                     std::to_string(q) + " " + quoted(qb.name) +
+                     " shares its bytes (persistent buffers keep their bytes "
+                     "for the whole run)");
     }
   }
   return Status::ok();
@@ -613,7 +848,8 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
   st32(meta.data(), kMetaNumStreams, plan.numStreams);
   st32(meta.data(), kMetaNumEvents, plan.numEvents);
   if (!strings.add(plan.sourceModel, meta.data(), kMetaSourceModel) ||
-      !strings.add(plan.weightsFile, meta.data(), kMetaWeightsFile))
+      !strings.add(plan.weightsFile, meta.data(), kMetaWeightsFile) ||
+      !strings.add(plan.trainConfig, meta.data(), kMetaTrainConfig))
     return tooBig;
   st32(meta.data(), kMetaNumArenas, static_cast<uint32_t>(plan.arenas.size()));
   st32(meta.data(), kMetaNumBuffers,
@@ -623,6 +859,8 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
   st32(meta.data(), kMetaNumInstrs, static_cast<uint32_t>(plan.instrs.size()));
   st32(meta.data(), kMetaNumBindings,
        static_cast<uint32_t>(plan.bindings.size()));
+  st32(meta.data(), kMetaNumPrograms,
+       static_cast<uint32_t>(plan.programs.size()));
 
   std::vector<uint8_t> &arenas = section(SectionId::kArenas);
   arenas.assign(plan.arenas.size() * kArenaBytes, 0);
@@ -726,6 +964,14 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
     st32(r, kBndTensor, bind.tensor);
     if (!strings.add(bind.name, r, kBndName))
       return tooBig;
+    st32(r, kBndProgram, bind.program);
+    st8(r, kBndTrainable, bind.trainable ? 1 : 0);
+    st8(r, kBndInit, static_cast<uint8_t>(bind.init));
+    uint64_t scaleBits;
+    std::memcpy(&scaleBits, &bind.initScale, sizeof(scaleBits));
+    st64(r, kBndInitScale, scaleBits);
+    if (!strings.add(bind.exportName, r, kBndExportName))
+      return tooBig;
     if (!bind.data.empty()) {
       // Each constant starts 8-aligned within the data section.
       data.resize(alignUp8(data.size()), 0);
@@ -733,6 +979,16 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
       st64(r, kBndDataBytes, bind.data.size());
       data.insert(data.end(), bind.data.begin(), bind.data.end());
     }
+  }
+  std::vector<uint8_t> &programs = section(SectionId::kPrograms);
+  programs.assign(plan.programs.size() * kProgramBytes, 0);
+  for (size_t p = 0; p < plan.programs.size(); ++p) {
+    const PlanProgram &prog = plan.programs[p];
+    uint8_t *r = programs.data() + p * kProgramBytes;
+    if (!strings.add(prog.name, r, kProgName))
+      return tooBig;
+    st32(r, kProgFirstInstr, prog.firstInstr);
+    st32(r, kProgNumInstrs, prog.numInstrs);
   }
   section(SectionId::kStrings) = std::move(strings.bytes());
 
@@ -868,6 +1124,11 @@ Status PlanDecoder::decode(Plan &plan) const {
       string(meta, kMetaSourceModel, "meta source model", plan.sourceModel));
   COLOSSAL_RETURN_IF_ERROR(
       string(meta, kMetaWeightsFile, "meta weights file", plan.weightsFile));
+  // Format 1.0 meta records end before the train config; their bytes
+  // 52..55 (now the program count) were reserved and written as zero.
+  if (metaSec.recordBytes >= kMetaBytes)
+    COLOSSAL_RETURN_IF_ERROR(
+        string(meta, kMetaTrainConfig, "meta train config", plan.trainConfig));
 
   // Counts are only trusted once they agree with the section sizes, which
   // were checked against the file size: no allocation below exceeds what
@@ -887,6 +1148,9 @@ Status PlanDecoder::decode(Plan &plan) const {
       checkCount(instrSec, SectionId::kInstrs, ld32(meta, kMetaNumInstrs)));
   COLOSSAL_RETURN_IF_ERROR(checkCount(bindingSec, SectionId::kBindings,
                                       ld32(meta, kMetaNumBindings)));
+  const SectionView &programSec = sec(SectionId::kPrograms);
+  COLOSSAL_RETURN_IF_ERROR(checkCount(programSec, SectionId::kPrograms,
+                                      ld32(meta, kMetaNumPrograms)));
 
   plan.arenas.resize(arenaSec.count());
   for (uint64_t a = 0; a < arenaSec.count(); ++a) {
@@ -1010,7 +1274,7 @@ Status PlanDecoder::decode(Plan &plan) const {
     PlanBinding &bind = plan.bindings[b];
     std::string label = "binding " + std::to_string(b);
     uint8_t role = ld8(r, kBndRole);
-    if (role > static_cast<uint8_t>(BindingRole::kConstant))
+    if (role > static_cast<uint8_t>(BindingRole::kState))
       return corrupt(label + ": invalid role " + std::to_string(role));
     bind.role = static_cast<BindingRole>(role);
     bind.tensor = ld32(r, kBndTensor);
@@ -1029,6 +1293,32 @@ Status PlanDecoder::decode(Plan &plan) const {
                      std::to_string(dataSec.sizeBytes) + " bytes");
     if (size != 0)
       bind.data.assign(dataSec.data + offset, dataSec.data + offset + size);
+    // Format 1.0 records (32 bytes) stop here: the fields below keep their
+    // defaults (every program, not trainable, no init rule, no export name).
+    if (bindingSec.recordBytes < kBindingBytes)
+      continue;
+    bind.program = ld32(r, kBndProgram);
+    uint8_t trainable = ld8(r, kBndTrainable), init = ld8(r, kBndInit);
+    if (trainable > 1)
+      return corrupt(label + ": trainable flag " + std::to_string(trainable) +
+                     " is not 0 or 1");
+    if (init > static_cast<uint8_t>(InitKind::kNormal))
+      return corrupt(label + ": invalid init kind " + std::to_string(init));
+    bind.trainable = trainable != 0;
+    bind.init = static_cast<InitKind>(init);
+    bind.initScale = ldF64(r, kBndInitScale);
+    COLOSSAL_RETURN_IF_ERROR(
+        string(r, kBndExportName, label + " export name", bind.exportName));
+  }
+
+  plan.programs.resize(programSec.count());
+  for (uint64_t p = 0; p < programSec.count(); ++p) {
+    const uint8_t *r = programSec.record(p);
+    PlanProgram &prog = plan.programs[p];
+    COLOSSAL_RETURN_IF_ERROR(string(
+        r, kProgName, "program " + std::to_string(p) + " name", prog.name));
+    prog.firstInstr = ld32(r, kProgFirstInstr);
+    prog.numInstrs = ld32(r, kProgNumInstrs);
   }
   return Status::ok();
 }
@@ -1111,12 +1401,12 @@ Status readPlan(const uint8_t *data, size_t size, Plan &plan) {
       continue;
     SectionId sid = static_cast<SectionId>(id);
     SectionShape shape = sectionShape(sid);
-    if (shape.growable ? (recordBytes < shape.recordBytes || recordBytes % 8)
-                       : recordBytes != shape.recordBytes)
+    if (shape.growable ? (recordBytes < shape.minRecordBytes || recordBytes % 8)
+                       : recordBytes != shape.minRecordBytes)
       return corrupt(std::string(sectionName(sid)) + " section: record size " +
                      std::to_string(recordBytes) + " is not " +
                      (shape.growable ? "a multiple of 8 of at least " : "") +
-                     std::to_string(shape.recordBytes));
+                     std::to_string(shape.minRecordBytes));
     if (sections[id].present)
       return corrupt(std::string("a second ") + sectionName(sid) + " section");
     sections[id] = {true, recordBytes, offset, sizeBytes, data + offset};
@@ -1131,7 +1421,8 @@ Status readPlan(const uint8_t *data, size_t size, Plan &plan) {
       return corrupt("sections with ids " + std::to_string(prev.id) + " and " +
                      std::to_string(cur.id) + " overlap");
   }
-  // Absent sections read as empty.
+  // Absent sections read as empty (with the current record size, so that
+  // an absent meta section is reported as such, not as a short record).
   for (uint32_t id = 1; id <= kNumKnownSections; ++id)
     if (!sections[id].present)
       sections[id].recordBytes =

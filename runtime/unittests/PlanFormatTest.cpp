@@ -142,7 +142,19 @@ void expectSamePlan(const Plan &a, const Plan &b) {
     EXPECT_EQ(a.bindings[i].name, b.bindings[i].name);
     EXPECT_EQ(a.bindings[i].tensor, b.bindings[i].tensor);
     EXPECT_EQ(a.bindings[i].data, b.bindings[i].data);
+    EXPECT_EQ(a.bindings[i].program, b.bindings[i].program);
+    EXPECT_EQ(a.bindings[i].trainable, b.bindings[i].trainable);
+    EXPECT_EQ(a.bindings[i].init, b.bindings[i].init);
+    EXPECT_EQ(a.bindings[i].initScale, b.bindings[i].initScale);
+    EXPECT_EQ(a.bindings[i].exportName, b.bindings[i].exportName);
   }
+  ASSERT_EQ(a.programs.size(), b.programs.size());
+  for (size_t i = 0; i < a.programs.size(); ++i) {
+    EXPECT_EQ(a.programs[i].name, b.programs[i].name);
+    EXPECT_EQ(a.programs[i].firstInstr, b.programs[i].firstInstr);
+    EXPECT_EQ(a.programs[i].numInstrs, b.programs[i].numInstrs);
+  }
+  EXPECT_EQ(a.trainConfig, b.trainConfig);
 }
 
 bool contains(const std::string &text, const std::string &part) {
@@ -168,6 +180,62 @@ constexpr size_t kInsKind = 0, kInsStream = 4, kInsOperandsBegin = 8,
                  kInsNumInputs = 12, kInsIntsBegin = 24, kInsNumInts = 28,
                  kInsNumFloats = 36;
 constexpr size_t kBndRole = 0, kBndTensor = 4, kBndName = 8, kBndDataBytes = 24;
+// Format 1.1 fields.
+constexpr size_t kMetaNumPrograms = 52, kMetaTrainConfig = 56;
+constexpr size_t kBndProgram = 32, kBndTrainable = 36, kBndInit = 37,
+                 kBndInitScale = 40, kBndExportName = 48;
+constexpr size_t kProgName = 0, kProgFirstInstr = 8, kProgNumInstrs = 12;
+
+/// The string a StringRef at `off` points to.
+std::string stringAt(const PlanBytes &p, size_t off) {
+  uint64_t begin = p.sectionOffset(SectionId::kStrings) + p.get(off, 4);
+  uint64_t length = p.get(off + 4, 4);
+  return std::string(p.bytes.begin() + begin, p.bytes.begin() + begin + length);
+}
+
+/// Rewrites a 1.1 file in the 1.0 layout, as a 1.0 writer laid it out:
+/// minor 0, the first eleven sections only, 56-byte meta records (bytes
+/// 52..55 reserved, zero) and 32-byte binding records. Only plans without
+/// 1.1 content (no programs, states or weight fields) survive this intact.
+PlanBytes downgradeTo10(const PlanBytes &in) {
+  std::vector<uint8_t> payload[12];
+  for (uint32_t id = 1; id <= 11; ++id) {
+    SectionId sid = static_cast<SectionId>(id);
+    uint64_t off = in.sectionOffset(sid), size = in.sectionSize(sid);
+    uint32_t rb = static_cast<uint32_t>(in.get(in.entry(sid) + 4, 4));
+    uint32_t keep = sid == SectionId::kMeta       ? 56
+                    : sid == SectionId::kBindings ? 32
+                                                  : rb;
+    for (uint64_t r = 0; r < size / rb; ++r)
+      payload[id].insert(payload[id].end(), in.bytes.begin() + off + r * rb,
+                         in.bytes.begin() + off + r * rb + keep);
+    if (sid == SectionId::kMeta)
+      std::fill(payload[id].begin() + 52, payload[id].end(), 0);
+  }
+  PlanBytes out;
+  out.bytes.assign(64 + 11 * 24, 0);
+  std::memcpy(out.bytes.data(), in.bytes.data(), 64);
+  out.put(10, 0, 2);  // minor 0
+  out.put(24, 11, 4); // eleven sections
+  for (uint32_t id = 1; id <= 11; ++id) {
+    uint32_t rb =
+        id == 1    ? 56
+        : id == 10 ? 32
+                   : static_cast<uint32_t>(
+                         in.get(in.entry(static_cast<SectionId>(id)) + 4, 4));
+    size_t e = 64 + (id - 1) * 24;
+    out.bytes.resize((out.bytes.size() + 7) / 8 * 8, 0);
+    out.put(e, id, 4);
+    out.put(e + 4, rb, 4);
+    out.put(e + 8, out.bytes.size(), 8);
+    out.put(e + 16, payload[id].size(), 8);
+    out.bytes.insert(out.bytes.end(), payload[id].begin(), payload[id].end());
+  }
+  out.bytes.resize((out.bytes.size() + 7) / 8 * 8, 0);
+  out.put(16, out.bytes.size(), 8);
+  out.reseal();
+  return out;
+}
 
 } // namespace
 
@@ -211,15 +279,15 @@ TEST(PlanFormat, HeaderAndLayoutAreAsDocumented) {
   EXPECT_EQ(pb.get(10, 2), kPlanMinorVersion);
   EXPECT_EQ(pb.get(12, 4), 64u);
   EXPECT_EQ(pb.get(16, 8), pb.bytes.size());
-  EXPECT_EQ(pb.get(24, 4), 11u); // one entry per SectionId
+  EXPECT_EQ(pb.get(24, 4), 12u); // one entry per SectionId
   EXPECT_EQ(pb.get(28, 4), 24u);
   EXPECT_EQ(pb.get(32, 8), fnv1a64(pb.bytes.data() + 64, pb.bytes.size() - 64));
   EXPECT_EQ(pb.get(56, 8), fnv1a64(pb.bytes.data(), 56));
   EXPECT_EQ(pb.bytes.size() % 8, 0u);
   // Sections in id order, each 8-aligned, records of the documented sizes.
-  const uint32_t recordBytes[] = {0, 56, 1, 24, 48, 88, 48, 4, 8, 8, 32, 1};
-  uint64_t end = 64 + 11 * 24;
-  for (uint32_t id = 1; id <= 11; ++id) {
+  const uint32_t recordBytes[] = {0, 64, 1, 24, 48, 88, 48, 4, 8, 8, 56, 1, 16};
+  uint64_t end = 64 + 12 * 24;
+  for (uint32_t id = 1; id <= 12; ++id) {
     size_t e = pb.entry(static_cast<SectionId>(id));
     EXPECT_EQ(pb.get(e + 4, 4), recordBytes[id]) << "section " << id;
     uint64_t offset = pb.get(e + 8, 8);
@@ -319,6 +387,7 @@ TEST(PlanFormat, RejectsWrongMagic) {
 TEST(PlanFormat, RejectsUnknownMajorVersion) {
   PlanBytes pb = writeTestPlan();
   pb.put(8, 2, 2);
+  pb.put(10, 0, 2);
   pb.reseal();
   Plan read;
   Status st = pb.read(read);
@@ -685,6 +754,7 @@ TEST(PlanFormat, RejectsBadMeta) {
   EXPECT_ERROR(validatePlan(plan), kCorruptPlan, "event count");
   plan = makeTestPlan();
   plan.majorVersion = 3;
+  plan.minorVersion = 0;
   EXPECT_ERROR(validatePlan(plan), kUnsupported,
                "plan format version 3.0 is not supported");
 }
@@ -752,4 +822,451 @@ TEST(PlanFormat, NamesOfEnums) {
   EXPECT_STREQ(bindingRoleName(BindingRole::kOutput), "output");
   EXPECT_STREQ(bindingRoleName(BindingRole::kWeight), "weight");
   EXPECT_STREQ(bindingRoleName(BindingRole::kConstant), "constant");
+  EXPECT_STREQ(bindingRoleName(BindingRole::kState), "state");
+  EXPECT_STREQ(initKindName(InitKind::kNone), "none");
+  EXPECT_STREQ(initKindName(InitKind::kZeros), "zeros");
+  EXPECT_STREQ(initKindName(InitKind::kOnes), "ones");
+  EXPECT_STREQ(initKindName(InitKind::kNormal), "normal");
+}
+
+//===----------------------------------------------------------------------===//
+// Format 1.1: programs, states, weight fields, train config
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+uint32_t bindingIndex(const Plan &plan, BindingRole role,
+                      const std::string &name) {
+  for (size_t b = 0; b < plan.bindings.size(); ++b)
+    if (plan.bindings[b].role == role && plan.bindings[b].name == name)
+      return static_cast<uint32_t>(b);
+  ADD_FAILURE() << "no binding " << name;
+  return 0;
+}
+
+uint32_t tensorIndex(const Plan &plan, const std::string &name) {
+  for (size_t t = 0; t < plan.tensors.size(); ++t)
+    if (plan.tensors[t].name == name)
+      return static_cast<uint32_t>(t);
+  ADD_FAILURE() << "no tensor " << name;
+  return 0;
+}
+
+/// Adds an unused weight tensor (its own buffer) to `plan`.
+PlanBinding &addWeight(Plan &plan, const std::string &name, DType dtype) {
+  TensorType type{dtype, {2}};
+  PlanBuffer buf;
+  buf.name = name;
+  buf.offsetBytes = plan.arenas[0].sizeBytes;
+  buf.sizeBytes = type.sizeBytes();
+  plan.arenas[0].sizeBytes += 64;
+  plan.buffers.push_back(buf);
+  plan.tensors.push_back(PlanTensor{
+      name, static_cast<uint32_t>(plan.buffers.size() - 1), 0, type});
+  PlanBinding bind;
+  bind.role = BindingRole::kWeight;
+  bind.name = name;
+  bind.tensor = static_cast<uint32_t>(plan.tensors.size() - 1);
+  plan.bindings.push_back(bind);
+  return plan.bindings.back();
+}
+
+} // namespace
+
+TEST(PlanFormat, TrainingPlanRoundTripKeepsEveryField) {
+  Plan original = makeTrainingPlan();
+  ASSERT_TRUE(validatePlan(original).isOk())
+      << validatePlan(original).toString();
+  ASSERT_EQ(original.programs.size(), 2u);
+  PlanBytes pb = writeTestPlan(original);
+  Plan read;
+  Status st = pb.read(read);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  expectSamePlan(original, read);
+  EXPECT_EQ(read.programs[0].name, "micro_step");
+  EXPECT_EQ(read.programs[1].name, "apply_step");
+  EXPECT_EQ(read.bindings[0].init, InitKind::kNormal);
+  EXPECT_EQ(read.bindings[0].initScale, 0.5);
+  EXPECT_TRUE(read.bindings[0].trainable);
+  EXPECT_EQ(read.bindings[0].exportName, "model.w");
+  EXPECT_EQ(read.bindings[2].role, BindingRole::kState);
+  // Writing what was read gives the same bytes.
+  PlanBytes again = writeTestPlan(read);
+  EXPECT_EQ(again.bytes, pb.bytes);
+}
+
+TEST(PlanFormat, TrainingFieldsAreAtTheDocumentedOffsets) {
+  Plan plan = makeTrainingPlan();
+  PlanBytes pb = writeTestPlan(plan);
+  using S = SectionId;
+  EXPECT_EQ(pb.get(pb.field(S::kMeta, 0, kMetaNumPrograms), 4), 2u);
+  EXPECT_EQ(stringAt(pb, pb.field(S::kMeta, 0, kMetaTrainConfig)),
+            plan.trainConfig);
+  // Binding 0: weight w, every program, trainable, normal(0.5), "model.w".
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, 0, kBndProgram), 4), kAllPrograms);
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, 0, kBndTrainable), 1), 1u);
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, 0, kBndInit), 1), 3u);
+  double scale = 0.5;
+  uint64_t scaleBits;
+  std::memcpy(&scaleBits, &scale, 8);
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, 0, kBndInitScale), 8), scaleBits);
+  EXPECT_EQ(stringAt(pb, pb.field(S::kBindings, 0, kBndExportName)), "model.w");
+  // Binding 2: state grad.w (role 4).
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, 2, kBndRole), 1), 4u);
+  // Input x belongs to program 0, __step to program 1.
+  uint32_t x = bindingIndex(plan, BindingRole::kInput, "x");
+  uint32_t step = bindingIndex(plan, BindingRole::kInput, "__step");
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, x, kBndProgram), 4), 0u);
+  EXPECT_EQ(pb.get(pb.field(S::kBindings, step, kBndProgram), 4), 1u);
+  // The program records.
+  EXPECT_EQ(pb.sectionSize(S::kPrograms), 2u * 16);
+  EXPECT_EQ(stringAt(pb, pb.field(S::kPrograms, 0, kProgName)), "micro_step");
+  EXPECT_EQ(pb.get(pb.field(S::kPrograms, 0, kProgFirstInstr), 4), 0u);
+  EXPECT_EQ(pb.get(pb.field(S::kPrograms, 0, kProgNumInstrs), 4),
+            plan.programs[0].numInstrs);
+  EXPECT_EQ(stringAt(pb, pb.field(S::kPrograms, 1, kProgName)), "apply_step");
+  EXPECT_EQ(pb.get(pb.field(S::kPrograms, 1, kProgFirstInstr), 4),
+            plan.programs[0].numInstrs);
+}
+
+TEST(PlanFormat, ReadsAFormat10File) {
+  Plan original = makeTestPlan(/*weightBinding=*/true);
+  PlanBytes v10 = downgradeTo10(writeTestPlan(original));
+  EXPECT_EQ(v10.get(24, 4), 11u);
+  EXPECT_EQ(v10.get(v10.entry(SectionId::kBindings) + 4, 4), 32u);
+  EXPECT_EQ(v10.get(v10.entry(SectionId::kMeta) + 4, 4), 56u);
+  Plan read;
+  Status st = v10.read(read);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  EXPECT_EQ(read.minorVersion, 0);
+  // The 1.1 fields take their defaults: no programs (one implicit forward),
+  // every binding in every program, no init rules, no train config.
+  original.minorVersion = 0;
+  expectSamePlan(original, read);
+  for (const PlanBinding &bind : read.bindings) {
+    EXPECT_EQ(bind.program, kAllPrograms);
+    EXPECT_FALSE(bind.trainable);
+    EXPECT_EQ(bind.init, InitKind::kNone);
+    EXPECT_TRUE(bind.exportName.empty());
+  }
+  // And it runs as before.
+  CpuExecutor exec;
+  ASSERT_TRUE(exec.prepare(read).isOk());
+  SafetensorsFile weights, inputs, outputs;
+  HostTensor w(TensorType{DType::kF32, {2, 3}});
+  w.bytes = f32Bytes(testWeightValues());
+  weights.tensors.emplace_back("w", w);
+  HostTensor a(TensorType{DType::kF32, {2, 2}}), b = a;
+  a.bytes = f32Bytes({1, 2, 3, 4});
+  b.bytes = f32Bytes({10, 20, 30, 40});
+  inputs.tensors.emplace_back("a", a);
+  inputs.tensors.emplace_back("b", b);
+  ASSERT_TRUE(exec.loadWeights(weights).isOk());
+  st = exec.run(inputs, outputs);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  ASSERT_NE(outputs.find("loss"), nullptr);
+  EXPECT_EQ(outputs.find("loss")->as<float>()[0], 66.0f);
+}
+
+TEST(PlanFormat, ReadsAFileWithoutAProgramsSection) {
+  // A 1.1 file whose writer left out the (empty) programs section.
+  PlanBytes pb = writeTestPlan();
+  size_t e = pb.entry(SectionId::kPrograms);
+  pb.put(e, 99, 4); // an unknown id: skipped, so the section is absent
+  pb.reseal();
+  Plan read;
+  Status st = pb.read(read);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  EXPECT_TRUE(read.programs.empty());
+}
+
+TEST(PlanFormat, ForwardProgramRoundTrips) {
+  Plan plan = makeTestPlan();
+  plan.programs.push_back(PlanProgram{"forward", 0, 5});
+  plan.bindings[0].program = 0; // an input may name the single program
+  PlanBytes pb = writeTestPlan(plan);
+  Plan read;
+  ASSERT_TRUE(pb.read(read).isOk());
+  expectSamePlan(plan, read);
+}
+
+TEST(PlanFormat, RejectsCorrupt11FieldsBehindAValidChecksum) {
+  struct Case {
+    const char *what;
+    std::function<void(PlanBytes &)> corrupt;
+    std::string message;
+  };
+  using S = SectionId;
+  std::vector<Case> cases = {
+      {"bad init kind",
+       [](PlanBytes &p) { p.put(p.field(S::kBindings, 0, kBndInit), 7, 1); },
+       "binding 0 (weight 'w'): invalid init kind 7"},
+      {"trainable flag not 0 or 1",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kBindings, 0, kBndTrainable), 2, 1);
+       },
+       "binding 0 (weight 'w'): trainable flag 2 is not 0 or 1"},
+      {"program count that disagrees with its section",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kMeta, 0, kMetaNumPrograms), 3, 4);
+       },
+       "meta record says 3 programs but the programs section holds 2"},
+      {"program that does not start where the previous ended",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kPrograms, 1, kProgFirstInstr), 3, 4);
+       },
+       "program 1 'apply_step': starts at instruction 3, expected 14"},
+      {"program past the instructions",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kPrograms, 1, kProgNumInstrs), 0xfffffff0u, 4);
+       },
+       "program 1 'apply_step': instructions [14, 4294967294) exceed the 29 "
+       "instructions"},
+      {"binding program out of range",
+       [](PlanBytes &p) { p.put(p.field(S::kBindings, 4, kBndProgram), 7, 4); },
+       "binding 4 (input 'x'): program index 7 is out of range (2 programs)"},
+      {"export name past the strings section",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kBindings, 0, kBndExportName), 100000, 4);
+       },
+       "binding 0 (weight 'w') export name: string at 100000"},
+      {"train config past the strings section",
+       [](PlanBytes &p) {
+         p.put(p.field(S::kMeta, 0, kMetaTrainConfig) + 4, 100000, 4);
+       },
+       "meta train config: string at"},
+      {"program record smaller than 16 bytes",
+       [](PlanBytes &p) { p.put(p.entry(S::kPrograms) + 4, 8, 4); },
+       "programs section: record size 8 is not a multiple of 8 of at least "
+       "16"},
+      {"binding record smaller than format 1.0's",
+       [](PlanBytes &p) { p.put(p.entry(S::kBindings) + 4, 24, 4); },
+       "bindings section: record size 24 is not a multiple of 8 of at least "
+       "32"},
+      {"binding role past state",
+       [](PlanBytes &p) { p.put(p.field(S::kBindings, 2, kBndRole), 5, 1); },
+       "binding 2: invalid role 5"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    PlanBytes pb = writeTestPlan(makeTrainingPlan());
+    c.corrupt(pb);
+    pb.reseal();
+    Plan read;
+    Status st = pb.read(read);
+    EXPECT_FALSE(st.isOk());
+    EXPECT_EQ(st.code(), StatusCode::kCorruptPlan) << st.message();
+    EXPECT_TRUE(contains(st.message(), c.message))
+        << "message: " << st.message() << "\nexpected part: " << c.message;
+  }
+}
+
+/// Every validatePlan rule of format 1.1, each on a copy of the training
+/// plan with one thing wrong.
+TEST(PlanFormat, RejectsEachTrainingPlanRule) {
+  struct Case {
+    const char *what;
+    std::function<void(Plan &)> corrupt;
+    std::string message;
+  };
+  auto bind = [](Plan &p, BindingRole role, const char *name) -> PlanBinding & {
+    return p.bindings[bindingIndex(p, role, name)];
+  };
+  using R = BindingRole;
+  std::vector<Case> cases = {
+      {"unknown program name",
+       [](Plan &p) { p.programs[1].name = "optimizer"; },
+       "program 1 'optimizer': unknown program name (expected forward, "
+       "micro_step or apply_step)"},
+      {"duplicate program name",
+       [](Plan &p) { p.programs[1].name = "micro_step"; },
+       "program 1 'micro_step': a second program with this name"},
+      {"programs with a gap", [](Plan &p) { p.programs[0].numInstrs -= 1; },
+       "program 1 'apply_step': starts at instruction 14, expected 13"},
+      {"programs that do not reach the end",
+       [](Plan &p) { p.programs[1].numInstrs -= 2; },
+       "instructions [27, 29) belong to no program"},
+      {"micro_step without apply_step",
+       [](Plan &p) {
+         p.programs[0].numInstrs = 29;
+         p.programs.pop_back();
+         for (PlanBinding &b : p.bindings)
+           if (b.program == 1)
+             b.program = 0;
+       },
+       "programs (micro_step) are not a valid set: a plan has forward alone, "
+       "or micro_step and apply_step"},
+      {"forward with apply_step",
+       [](Plan &p) { p.programs[0].name = "forward"; },
+       "programs (forward, apply_step) are not a valid set"},
+      {"weight bound to one program",
+       [&](Plan &p) { bind(p, R::kWeight, "w").program = 0; },
+       "binding 0 (weight 'w'): a weight belongs to every program (program "
+       "4294967295), got program 0"},
+      {"state bound to one program",
+       [&](Plan &p) { bind(p, R::kState, "grad.w").program = 1; },
+       "binding 2 (state 'grad.w'): a state belongs to every program"},
+      {"input without a program in a training plan",
+       [&](Plan &p) { bind(p, R::kInput, "x").program = kAllPrograms; },
+       "binding 4 (input 'x'): must name its program in a plan with 2 "
+       "programs"},
+      {"output program out of range",
+       [&](Plan &p) { bind(p, R::kOutput, "loss").program = 2; },
+       "binding 6 (output 'loss'): program index 2 is out of range (2 "
+       "programs)"},
+      {"trainable state",
+       [&](Plan &p) { bind(p, R::kState, "grad.w").trainable = true; },
+       "binding 2 (state 'grad.w'): only weights can be trainable"},
+      {"init rule on an input",
+       [&](Plan &p) { bind(p, R::kInput, "x").init = InitKind::kZeros; },
+       "binding 4 (input 'x'): only weights have an init rule"},
+      {"init scale on a state",
+       [&](Plan &p) { bind(p, R::kState, "grad.b").initScale = 1.0; },
+       "binding 3 (state 'grad.b'): only weights have an init rule"},
+      {"export name on an output",
+       [&](Plan &p) { bind(p, R::kOutput, "loss").exportName = "l"; },
+       "binding 6 (output 'loss'): only weights have an export name"},
+      {"normal init with scale 0",
+       [&](Plan &p) { bind(p, R::kWeight, "w").initScale = 0.0; },
+       "binding 0 (weight 'w'): init normal needs a finite scale > 0, got 0"},
+      {"normal init with a NaN scale",
+       [&](Plan &p) { bind(p, R::kWeight, "w").initScale = std::nan(""); },
+       "init normal needs a finite scale > 0, got nan"},
+      {"normal init with an infinite scale",
+       [&](Plan &p) {
+         bind(p, R::kWeight, "w").initScale =
+             std::numeric_limits<double>::infinity();
+       },
+       "init normal needs a finite scale > 0, got inf"},
+      {"normal init of an integer weight",
+       [](Plan &p) {
+         PlanBinding &b = addWeight(p, "ids", DType::kI64);
+         b.init = InitKind::kNormal;
+         b.initScale = 1.0;
+       },
+       "binding 12 (weight 'ids'): init normal needs a float tensor, got "
+       "2xi64"},
+      {"scale on a zeros init",
+       [&](Plan &p) { bind(p, R::kWeight, "b").initScale = 0.02; },
+       "binding 1 (weight 'b'): init scale 0.02 given for init zeros (only "
+       "normal takes a scale)"},
+      {"state named as a weight",
+       [&](Plan &p) { bind(p, R::kState, "grad.b").name = "w"; },
+       "binding 3 (state 'w'): binding 0 (weight) has the same name "
+       "(checkpoints key weights and states by name)"},
+      {"two weights exported under one name",
+       [&](Plan &p) { bind(p, R::kWeight, "b").exportName = "model.w"; },
+       "binding 1 (weight 'b'): export name 'model.w' is also binding 0's"},
+      {"an export name equal to another weight's name",
+       [](Plan &p) { addWeight(p, "model.b", DType::kF32); },
+       "binding 12 (weight 'model.b'): export name 'model.b' is also binding "
+       "1's"},
+      {"__step of the wrong type",
+       [](Plan &p) {
+         uint32_t t = tensorIndex(p, "step");
+         p.tensors[t].type = TensorType{DType::kI32, {}};
+       },
+       "binding 8 (input '__step'): the reserved name needs i64, tensor"},
+      {"__count_total of the wrong type",
+       [](Plan &p) {
+         p.tensors[tensorIndex(p, "count_total")].type.dims = {1};
+       },
+       "(input '__count_total'): the reserved name needs f32"},
+      {"__count output of the wrong type",
+       [&](Plan &p) {
+         bind(p, R::kOutput, "__count").tensor = tensorIndex(p, "step");
+         bind(p, R::kOutput, "__count").program = 1;
+       },
+       "(output '__count'): the reserved name needs f32, tensor"},
+      {"two inputs of one name in one program",
+       [&](Plan &p) { bind(p, R::kInput, "t").name = "x"; },
+       "binding 5 (input 'x'): a second input binding with this name in "
+       "program 'micro_step'"},
+      {"a buffer sharing a state's bytes",
+       [](Plan &p) {
+         // "two" is a micro_step temporary; put it over grad.w.
+         uint32_t two = p.tensors[tensorIndex(p, "two")].buffer;
+         uint32_t grad = p.tensors[tensorIndex(p, "grad.w")].buffer;
+         p.buffers[two].offsetBytes = p.buffers[grad].offsetBytes;
+       },
+       "buffer 2 'grad.w' holds a state or a training weight, but buffer 15 "
+       "'two' shares its bytes (persistent buffers keep their bytes for the "
+       "whole run)"},
+      {"a buffer sharing a training weight's bytes",
+       [](Plan &p) {
+         uint32_t sq = p.tensors[tensorIndex(p, "sum_d")].buffer;
+         p.buffers[sq].offsetBytes = 0; // w's buffer
+       },
+       "buffer 0 'w' holds a state or a training weight, but buffer 14 "
+       "'sum_d' shares its bytes"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    Plan plan = makeTrainingPlan();
+    c.corrupt(plan);
+    Status st = validatePlan(plan);
+    EXPECT_FALSE(st.isOk());
+    EXPECT_EQ(st.code(), StatusCode::kCorruptPlan) << st.message();
+    EXPECT_TRUE(contains(st.message(), c.message))
+        << "message: " << st.message() << "\nexpected part: " << c.message;
+  }
+}
+
+TEST(PlanFormat, AcceptsTrainingPlanVariants) {
+  // The same input name in two programs is fine, as is an output that
+  // echoes an input.
+  Plan plan = makeTrainingPlan();
+  plan.bindings[bindingIndex(plan, BindingRole::kOutput, "lr")].name = "loss";
+  Status st = validatePlan(plan);
+  EXPECT_TRUE(st.isOk()) << st.toString();
+  // A forward plan may carry states and weights with init rules; its weight
+  // buffers are not required to be persistent.
+  plan = makeTestPlan(/*weightBinding=*/true);
+  plan.bindings[2].init = InitKind::kOnes;
+  plan.bindings[2].trainable = true;
+  plan.bindings[2].exportName = "linear.weight";
+  st = validatePlan(plan);
+  EXPECT_TRUE(st.isOk()) << st.toString();
+  // Token inputs, ones init.
+  TrainingPlanOptions o;
+  o.tokens = true;
+  o.initW = InitKind::kOnes;
+  st = validatePlan(makeTrainingPlan(o));
+  EXPECT_TRUE(st.isOk()) << st.toString();
+}
+
+/// The optimizer kernels write the weight and its moments in place: those
+/// exact aliases are accepted, any other overlap is not.
+TEST(PlanFormat, AllowsOptimizerUpdatesInPlace) {
+  for (const char *name : {"adamw", "sgd"}) {
+    SCOPED_TRACE(name);
+    const OpInfo *info = lookupOp(std::string_view(name));
+    if (!info)
+      GTEST_SKIP() << name << " is not in the op table yet";
+    bool adam = std::string(name) == "adamw";
+    PlanBuilder pb;
+    uint32_t param = pb.tensor("param", DType::kF32, {4});
+    uint32_t grad = pb.tensor("grad", DType::kF32, {4});
+    uint32_t m = pb.tensor("m", DType::kF32, {4});
+    uint32_t v = adam ? pb.tensor("v", DType::kF32, {4}) : 0;
+    uint32_t lr = pb.tensor("lr", DType::kF32, {});
+    uint32_t step = pb.tensor("step", DType::kI64, {});
+    Attrs attrs(info->kind);
+    for (const AttrSpec &spec : info->attrs)
+      if (spec.type == AttrType::kF64)
+        attrs.setF(spec.name, 0.5); // valid for betas, eps, decay, momentum
+    std::vector<uint32_t> ins =
+        adam ? std::vector<uint32_t>{param, grad, m, v, lr, step}
+             : std::vector<uint32_t>{param, grad, m, lr, step};
+    std::vector<uint32_t> outs = adam ? std::vector<uint32_t>{param, m, v}
+                                      : std::vector<uint32_t>{param, m};
+    pb.instr(attrs, ins, outs);
+    Plan plan = pb.finish();
+    Status st = validatePlan(plan);
+    EXPECT_TRUE(st.isOk()) << st.toString();
+    // The moment written over the gradient: not an allowed pair.
+    plan.instrs[0].outputs[1] = grad;
+    EXPECT_ERROR(validatePlan(plan), kCorruptPlan,
+                 "output 1 (tensor 1) overlaps input 1 (tensor 1) in memory");
+  }
 }

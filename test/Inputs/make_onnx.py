@@ -356,6 +356,25 @@ def _():
                    [vi("y", "f32", [2, 3]), vi("z", "f32", [2, 2, 3])], 13)
 
 
+@case("gather-elements", 13, "GatherElements axis=1: data [3,4], indices [3,2] -> [3,2] (BERT's token-type lookup)")
+def _():
+    g = Graph()
+    g.node("GatherElements", ["x", "idx"], ["y"], axis=1)
+    return g.model("gather_elements", [vi("x", "f32", [3, 4]), vi("idx", "i64", [3, 2])],
+                   [vi("y", "f32", [3, 2])], 13)
+
+
+@case("trilu", 14, "Trilu upper (default) with k=1 and lower with k=-1 on [2,4,5]")
+def _():
+    g = Graph()
+    k1 = g.const("k1", np.array(1, dtype=np.int64))
+    km1 = g.const("km1", np.array(-1, dtype=np.int64))
+    g.node("Trilu", ["x", k1], ["u"])
+    g.node("Trilu", ["x", km1], ["l"], upper=0)
+    return g.model("trilu", [vi("x", "f32", [2, 4, 5])],
+                   [vi("u", "f32", [2, 4, 5]), vi("l", "f32", [2, 4, 5])], 14)
+
+
 @case("gathernd", 13, "GatherND batch_dims=0: data [2,3,4], indices [5,2] -> [5,4] (as the dynamo loss gathers rows)")
 def _():
     g = Graph()

@@ -104,6 +104,8 @@ training (the default; --forward-only turns it off):
                           (PyTorch's nn.Embedding(padding_idx=ROW))
   --loss NAME             the graph output to minimise (default loss)
   --init-std X            std of the --init random rule (default 0.02)
+  --precision fp32|bf16   bf16: bf16 compute and activations, f32 master
+                          weights, optimizer state and loss (default fp32)
   --emit-plan FILE        also write the plan MLIR ('-': stdout)
   --quiet                 no summary
 )";
@@ -415,9 +417,6 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     return rc;
   if (args.output.empty())
     return usageError("compile", "no output plan given (-o PLAN.cplan)");
-  if (args.precision != "fp32")
-    return fail("--precision " + args.precision +
-                " is not implemented yet; only fp32 plans can be compiled");
   if (args.forwardOnly && args.gradAccum != 1)
     return usageError("compile", "--grad-accum needs a training plan (drop "
                                  "--forward-only)");
@@ -543,6 +542,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   PassManager pm(&ctx);
   CompileOptions options = args.compile;
   options.forwardOnly = args.forwardOnly;
+  options.bf16 = args.precision == "bf16";
   buildCompilePipeline(pm, options);
   if (failed(pm.run(module)))
     return fail("compiling '" + args.model + "' failed");

@@ -21,6 +21,8 @@ struct CompileOptions {
   /// Forward only (loss and logits); otherwise a training step:
   /// micro_step (autodiff) + apply_step (optimizer).
   bool forwardOnly = true;
+  /// bf16 compute, f32 master weights and loss (colossal-mixed-precision).
+  bool bf16 = false;
   AutodiffPassOptions autodiff;
   BuildOptimizerStepPassOptions optimizer;
   LowerToPlanPassOptions lowering;

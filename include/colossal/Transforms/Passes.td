@@ -5,6 +5,37 @@
 include "mlir/Pass/PassBase.td"
 
 //===----------------------------------------------------------------------===//
+// mixed-precision
+//===----------------------------------------------------------------------===//
+
+def MixedPrecisionPass : Pass<"colossal-mixed-precision", "::mlir::ModuleOp"> {
+  let summary = "Compute in bf16 with f32 master weights and an f32 loss";
+  let description = [{
+    Input: forward graph functions (before `colossal-autodiff`).
+
+    Output: every f32 weight (the master copy, which stays f32 and is what
+    the optimizer updates) is read through a cast to bf16; f32 inputs and
+    constants become bf16; every op is rebuilt on the new types (f32
+    operands of an op that also has bf16 ones are cast down; casts and
+    fills to f32 produce bf16); `softmax_cross_entropy` gets f32 scores, so
+    the loss is f32; the outputs are cast back to their original types.
+    Normalisation statistics and reductions accumulate in f64 in the CPU
+    kernels whatever the storage type. The backward then runs in bf16 and
+    the weight gradients are accumulated in f32.
+
+    ```mlir
+    // before
+    %w = colossal.weight "w" : tensor<4x4xf32>
+    %y = colossal.matmul %x, %w : (tensor<2x4xf32>, tensor<4x4xf32>) -> tensor<2x4xf32>
+    // after
+    %w = colossal.weight "w" : tensor<4x4xf32>
+    %wb = colossal.cast %w : (tensor<4x4xf32>) -> tensor<4x4xbf16>
+    %y = colossal.matmul %xb, %wb : (tensor<2x4xbf16>, tensor<4x4xbf16>) -> tensor<2x4xbf16>
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // autodiff
 //===----------------------------------------------------------------------===//
 

@@ -275,6 +275,36 @@ def Colossal_CumSumOp : Colossal_TableOp<"cumsum"> {
   let results = (outs AnyRankedTensor:$result);
 }
 
+def Colossal_GatherElementsOp : Colossal_TableOp<"gather_elements"> {
+  let summary = "ONNX GatherElements: index data along one axis elementwise";
+  let description = [{
+    The result has the indices' shape; element `p` reads data at `p` with
+    its `axis` coordinate replaced by `indices[p]` (negative from the end).
+  }];
+  let arguments = (ins AnyRankedTensor:$data, AnyRankedTensor:$indices,
+                   I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+}
+
+def Colossal_GatherElementsGradOp : Colossal_TableOp<"gather_elements_grad"> {
+  let summary = "The gradient of gather_elements: a scatter-add into zeros";
+  let arguments = (ins AnyRankedTensor:$grad, AnyRankedTensor:$indices,
+                   I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+}
+
+def Colossal_TriluOp : Colossal_TableOp<"trilu"> {
+  let summary = "Keep the upper or lower triangle of the last two dims";
+  let description = [{
+    ONNX Trilu: `upper = 1` keeps elements with column - row >= k, `upper = 0`
+    those with column - row <= k; the rest become 0.
+  }];
+  let arguments = (ins AnyRankedTensor:$input,
+                   DefaultValuedAttr<I64Attr, "0">:$upper,
+                   DefaultValuedAttr<I64Attr, "0">:$k);
+  let results = (outs AnyRankedTensor:$result);
+}
+
 def Colossal_ReshapeOp : Colossal_TableOp<"reshape"> {
   let summary = "Same elements, the result's static shape";
   let arguments = (ins AnyRankedTensor:$input);

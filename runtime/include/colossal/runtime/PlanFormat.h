@@ -206,9 +206,15 @@ struct Plan {
 /// Checks every cross-reference and size of an in-memory plan: arena,
 /// buffer and tensor indices in range, buffers inside their arena, tensors
 /// inside their buffer, live ranges ordered, every instruction's operand
-/// types equal to inferOutputTypes() of its inputs, constant data sizes,
-/// binding names unique per role. The first failure is returned, naming the
-/// record ("instruction 12 (matmul at node_MatMul_45): ...").
+/// types equal to inferOutputTypes() of its inputs, no overlapping operands
+/// but the allowed in-place ones, constant data sizes, binding names unique
+/// per role (and program); format 1.1: programs that partition the
+/// instructions with known names (forward alone, or micro_step and
+/// apply_step), binding programs in range (kAllPrograms for weights, states
+/// and constants), weight-only fields on weights only, valid init rules,
+/// reserved names with their types, persistent buffers not shared. The
+/// first failure is returned, naming the record ("instruction 12 (matmul at
+/// node_MatMul_45): ..."); docs/plan-format.md lists every rule.
 Status validatePlan(const Plan &plan);
 
 /// Serialises `plan` (validated first) to bytes.
