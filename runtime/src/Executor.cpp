@@ -2,8 +2,13 @@
 //
 // Arenas are allocated once in prepare() and never resized: every tensor
 // lives at arena base + buffer offset + tensor byte offset, exactly as the
-// plan says. Weights persist across run() calls (a training step updates
-// them in place); inputs are copied in and outputs copied out on each run.
+// plan says. Weights and states persist across programs and run() calls (a
+// training step updates them in place); inputs are copied in and outputs
+// copied out on each program run.
+//
+// This file is compiled with -ffp-contract=off (runtime/CMakeLists.txt):
+// the weight initialiser must give the same bytes on every platform, and a
+// fused multiply-add would round differently from a multiply then an add.
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,10 +17,13 @@
 #include "colossal/runtime/Kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <set>
 
 namespace colossal::runtime {
@@ -26,10 +34,157 @@ Status invalid(const std::string &message) {
   return Status(StatusCode::kInvalidArgument, message);
 }
 
+std::string quoted(const std::string &s) { return "'" + s + "'"; }
+
+bool isReservedInput(const std::string &name) {
+  return name == kStepInputName || name == kCountTotalInputName;
+}
+
+uint64_t fnv1a64(const void *data, size_t size, uint64_t hash) {
+  const uint8_t *p = static_cast<const uint8_t *>(data);
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= p[i];
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+
+//===----------------------------------------------------------------------===//
+// The weight initialiser's random numbers
+//
+// Everything below uses integer arithmetic and the IEEE-754 basic operations
+// (+ - * / sqrt, correctly rounded everywhere) in double, never the C
+// library's log/sin/cos (whose last bit differs between platforms), so the
+// same seed gives the same bytes on every machine.
+//===----------------------------------------------------------------------===//
+
+/// splitmix64 (Steele, Lea, Flood 2014): a 64-bit counter stepped by the
+/// golden-ratio increment, then a bijective mix.
+uint64_t splitmix64(uint64_t &state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// Natural log of s in (0, 1], good to a few ulps and bit-reproducible:
+/// s = m * 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(r) with
+/// r = (m - 1) / (m + 1), |r| < 0.172, summed to r^29 (the next term is
+/// below 2^-75 of the result).
+double reproducibleLog(double s) {
+  int e = 0;
+  double m = std::frexp(s, &e); // exact: m in [0.5, 1)
+  if (m < 0.70710678118654752440) {
+    m *= 2.0;
+    e -= 1;
+  }
+  double r = (m - 1.0) / (m + 1.0);
+  double r2 = r * r;
+  double sum = 1.0 / 29.0;
+  for (int k = 27; k >= 1; k -= 2)
+    sum = sum * r2 + 1.0 / static_cast<double>(k);
+  double logM = 2.0 * r * sum;
+  // ln 2 split so that e * kLn2Hi is exact for |e| < 2^11.
+  const double kLn2Hi = 6.93147180369123816490e-01;
+  const double kLn2Lo = 1.90821492927058770002e-10;
+  return static_cast<double>(e) * kLn2Hi +
+         (static_cast<double>(e) * kLn2Lo + logM);
+}
+
+/// Standard normal pairs by Marsaglia's polar method (the rejection form of
+/// Box-Muller): u, v uniform in [-1, 1) from the top 53 bits of two
+/// splitmix64 outputs, rejected unless 0 < s = u^2 + v^2 < 1, then
+/// (u, v) * sqrt(-2 log(s) / s).
+class NormalStream {
+public:
+  explicit NormalStream(uint64_t state) : state_(state) {}
+  double next() {
+    if (hasSpare_) {
+      hasSpare_ = false;
+      return spare_;
+    }
+    for (;;) {
+      double u = uniform() * 2.0 - 1.0;
+      double v = uniform() * 2.0 - 1.0;
+      double s = u * u + v * v;
+      if (s >= 1.0 || s == 0.0)
+        continue;
+      double f = std::sqrt(-2.0 * reproducibleLog(s) / s);
+      spare_ = v * f;
+      hasSpare_ = true;
+      return u * f;
+    }
+  }
+
+private:
+  double uniform() {
+    return static_cast<double>(splitmix64(state_) >> 11) *
+           (1.0 / 9007199254740992.0); // 2^-53
+  }
+  uint64_t state_;
+  double spare_ = 0.0;
+  bool hasSpare_ = false;
+};
+
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// Plan helpers
+//===----------------------------------------------------------------------===//
+
+std::vector<PlanProgram> effectivePrograms(const Plan &plan) {
+  if (!plan.programs.empty())
+    return plan.programs;
+  PlanProgram all;
+  all.name = kForwardProgram;
+  all.firstInstr = 0;
+  all.numInstrs = static_cast<uint32_t>(plan.instrs.size());
+  return {all};
+}
+
+bool isTrainingPlan(const Plan &plan) {
+  bool micro = false, apply = false;
+  for (const PlanProgram &prog : plan.programs) {
+    micro |= prog.name == kMicroStepProgram;
+    apply |= prog.name == kApplyStepProgram;
+  }
+  return micro && apply;
+}
+
+bool bindingInProgram(const PlanBinding &bind, uint32_t index) {
+  return bind.program == kAllPrograms || bind.program == index;
+}
+
+std::string planFingerprint(const Plan &plan) {
+  // Canonical text, one line per record; names cannot contain '\n' in a way
+  // that matters (a name with '\n' still hashes deterministically).
+  std::string text = "colossal-plan-fingerprint 1\n";
+  for (const PlanProgram &prog : plan.programs)
+    text += "program " + prog.name + "\n";
+  for (const PlanBinding &bind : plan.bindings) {
+    const TensorType &type = plan.tensors[bind.tensor].type;
+    text += "binding " + std::to_string(static_cast<unsigned>(bind.role)) +
+            " " + std::to_string(bind.program) + " " + bind.name + " " +
+            type.toString() + "\n";
+  }
+  for (const PlanInstr &instr : plan.instrs)
+    text += "instr " +
+            std::to_string(static_cast<uint32_t>(instr.attrs.kind())) + "\n";
+  uint64_t hash = fnv1a64(text.data(), text.size(), kFnvOffset);
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx",
+                static_cast<unsigned long long>(hash));
+  return hex;
+}
+
+//===----------------------------------------------------------------------===//
+// CpuExecutor
+//===----------------------------------------------------------------------===//
 
 Status CpuExecutor::prepare(const Plan &plan) {
   plan_ = nullptr;
+  programs_.clear();
   arenas_.clear();
   arenaBase_.clear();
   weightsLoaded_ = false;
@@ -70,10 +225,17 @@ Status CpuExecutor::prepare(const Plan &plan) {
     arenaBase_.push_back(reinterpret_cast<uint8_t *>(aligned));
   }
   plan_ = &plan;
+  programs_ = effectivePrograms(plan);
 
-  for (const PlanBinding &bind : plan.bindings)
+  for (const PlanBinding &bind : plan.bindings) {
     if (bind.role == BindingRole::kConstant && !bind.data.empty())
       std::memcpy(tensorData(bind.tensor), bind.data.data(), bind.data.size());
+    // The arena is zeroed already; the explicit fill states the contract
+    // (accumulated gradients and optimizer moments start at zero).
+    if (bind.role == BindingRole::kState)
+      std::memset(tensorData(bind.tensor), 0,
+                  plan.tensors[bind.tensor].type.sizeBytes());
+  }
   return Status::ok();
 }
 
@@ -126,19 +288,85 @@ Status CpuExecutor::loadWeights(const SafetensorsFile &weights) {
   return Status::ok();
 }
 
+Status CpuExecutor::initWeights(uint64_t seed) {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "initWeights() called before a successful prepare()");
+  for (const PlanBinding &bind : plan_->bindings)
+    if (bind.role == BindingRole::kWeight && bind.init == InitKind::kNone)
+      return invalid("weight '" + bind.name +
+                     "' has no init rule; give --weights FILE");
+  for (const PlanBinding &bind : plan_->bindings) {
+    if (bind.role != BindingRole::kWeight)
+      continue;
+    const TensorType &type = plan_->tensors[bind.tensor].type;
+    TensorRef ref{type, tensorData(bind.tensor)};
+    int64_t n = type.numElements();
+    switch (bind.init) {
+    case InitKind::kNone:
+      break; // rejected above
+    case InitKind::kZeros:
+      std::memset(ref.data, 0, type.sizeBytes());
+      break;
+    case InitKind::kOnes:
+      for (int64_t i = 0; i < n; ++i)
+        storeFromDouble(ref, i, 1.0);
+      break;
+    case InitKind::kNormal: {
+      // One stream per weight, keyed by its name: adding or reordering
+      // weights leaves the others' values unchanged.
+      NormalStream normal(
+          seed ^ fnv1a64(bind.name.data(), bind.name.size(), kFnvOffset));
+      for (int64_t i = 0; i < n; ++i)
+        storeFromDouble(ref, i, bind.initScale * normal.next());
+      break;
+    }
+    }
+  }
+  weightsLoaded_ = true;
+  return Status::ok();
+}
+
 Status CpuExecutor::run(const SafetensorsFile &inputs,
                         SafetensorsFile &outputs) {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
                           "run() called before a successful prepare()");
+  if (programs_.size() != 1) {
+    std::string names;
+    for (const PlanProgram &prog : programs_)
+      names += (names.empty() ? "" : ", ") + prog.name;
+    return invalid("the plan has " + std::to_string(programs_.size()) +
+                   " programs (" + names + "); run one by name");
+  }
+  return runProgram(programs_[0].name, inputs, outputs);
+}
+
+Status CpuExecutor::runProgram(const std::string &name,
+                               const SafetensorsFile &inputs,
+                               SafetensorsFile &outputs) {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "runProgram() called before a successful prepare()");
   const Plan &plan = *plan_;
+  uint32_t index = 0;
+  while (index < programs_.size() && programs_[index].name != name)
+    ++index;
+  if (index == programs_.size()) {
+    std::string names;
+    for (const PlanProgram &prog : programs_)
+      names += (names.empty() ? "" : ", ") + prog.name;
+    return invalid("the plan has no program '" + name + "' (it has " + names +
+                   ")");
+  }
+  const PlanProgram &program = programs_[index];
 
   size_t numWeights = 0;
   std::set<std::string> inputNames;
   for (const PlanBinding &bind : plan.bindings) {
     if (bind.role == BindingRole::kWeight)
       ++numWeights;
-    if (bind.role == BindingRole::kInput)
+    if (bind.role == BindingRole::kInput && bindingInProgram(bind, index))
       inputNames.insert(bind.name);
   }
   if (numWeights != 0 && !weightsLoaded_)
@@ -147,7 +375,7 @@ Status CpuExecutor::run(const SafetensorsFile &inputs,
 
   // Check all inputs before writing any, then copy them in.
   for (const PlanBinding &bind : plan.bindings) {
-    if (bind.role != BindingRole::kInput)
+    if (bind.role != BindingRole::kInput || !bindingInProgram(bind, index))
       continue;
     const TensorType &expected = plan.tensors[bind.tensor].type;
     const HostTensor *in = inputs.find(bind.name);
@@ -163,25 +391,44 @@ Status CpuExecutor::run(const SafetensorsFile &inputs,
                      std::to_string(expected.sizeBytes()));
   }
   for (const auto &entry : inputs.tensors) {
-    if (inputNames.count(entry.first))
+    if (inputNames.count(entry.first) || isReservedInput(entry.first))
       continue;
     std::string known;
-    for (const std::string &name : inputNames)
-      known += (known.empty() ? "" : ", ") + name;
-    return invalid(
-        "unexpected input '" + entry.first +
-        "' (the plan's inputs are: " + (known.empty() ? "none" : known) + ")");
+    for (const std::string &n : inputNames)
+      known += (known.empty() ? "" : ", ") + n;
+    std::string whose = programs_.size() > 1
+                            ? "program " + quoted(name) + " reads"
+                            : std::string("the plan's inputs are");
+    return invalid("unexpected input '" + entry.first + "' (" + whose + ": " +
+                   (known.empty() ? "none" : known) + ")");
   }
   for (const PlanBinding &bind : plan.bindings) {
-    if (bind.role != BindingRole::kInput)
+    if (bind.role != BindingRole::kInput || !bindingInProgram(bind, index))
       continue;
     const HostTensor *in = inputs.find(bind.name);
     if (!in->bytes.empty())
       std::memcpy(tensorData(bind.tensor), in->bytes.data(), in->bytes.size());
   }
 
+  COLOSSAL_RETURN_IF_ERROR(
+      runInstructions(program.firstInstr, program.numInstrs));
+
+  outputs = SafetensorsFile();
+  for (const PlanBinding &bind : plan.bindings) {
+    if (bind.role != BindingRole::kOutput || !bindingInProgram(bind, index))
+      continue;
+    HostTensor out(plan.tensors[bind.tensor].type);
+    if (!out.bytes.empty())
+      std::memcpy(out.bytes.data(), tensorData(bind.tensor), out.bytes.size());
+    outputs.tensors.emplace_back(bind.name, std::move(out));
+  }
+  return Status::ok();
+}
+
+Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
+  const Plan &plan = *plan_;
   std::vector<TensorRef> ins, outs;
-  for (size_t i = 0; i < plan.instrs.size(); ++i) {
+  for (uint64_t i = first; i < uint64_t(first) + count; ++i) {
     const PlanInstr &instr = plan.instrs[i];
     ins.clear();
     outs.clear();
@@ -198,15 +445,325 @@ Status CpuExecutor::run(const SafetensorsFile &inputs,
       return Status(st.code(), where + "): " + st.message());
     }
   }
+  return Status::ok();
+}
 
-  outputs = SafetensorsFile();
+//===----------------------------------------------------------------------===//
+// Training steps
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+HostTensor stepTensor(uint64_t step) {
+  HostTensor t(TensorType{DType::kI64, {}});
+  storeFromInt64(t.ref(), 0, static_cast<int64_t>(step));
+  return t;
+}
+
+HostTensor f32Scalar(double value) {
+  HostTensor t(TensorType{DType::kF32, {}});
+  storeFromDouble(t.ref(), 0, value);
+  return t;
+}
+
+/// Reads scalar output `name` of `program`; `required` makes a missing one
+/// an error.
+Status scalarOutput(const SafetensorsFile &outputs, const std::string &program,
+                    const std::string &name, bool required,
+                    std::optional<double> &value) {
+  const HostTensor *t = outputs.find(name);
+  if (!t) {
+    if (required)
+      return invalid("program '" + program + "' has no output '" + name +
+                     "' (a training plan's " + program + " must give it)");
+    value.reset();
+    return Status::ok();
+  }
+  if (t->type.numElements() != 1)
+    return invalid("program '" + program + "' output '" + name + "' is " +
+                   t->type.toString() + ", expected a scalar");
+  value = loadAsDouble(t->ref(), 0);
+  return Status::ok();
+}
+
+} // namespace
+
+Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
+                              TrainStepStats &stats,
+                              SafetensorsFile *gradsBeforeApply) {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "trainStep() called before a successful prepare()");
+  const Plan &plan = *plan_;
+  if (!isTrainingPlan(plan))
+    return invalid("the plan is not a training plan (it has no " +
+                   std::string(kMicroStepProgram) + " and " +
+                   kApplyStepProgram + " programs)");
+  if (step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return invalid("step " + std::to_string(step) + " does not fit __step");
+  uint32_t micro = 0;
+  while (programs_[micro].name != kMicroStepProgram)
+    ++micro;
+
+  // Split the batch: every user input of micro_step, dim 0 a multiple G of
+  // the planned dim 0, the same G for all.
+  struct Slice {
+    const PlanBinding *bind;
+    const HostTensor *full;
+    uint64_t microBytes;
+  };
+  std::vector<Slice> slices;
+  int64_t groups = -1;
+  bool stepInMicro = false;
   for (const PlanBinding &bind : plan.bindings) {
-    if (bind.role != BindingRole::kOutput)
+    if (bind.role != BindingRole::kInput || !bindingInProgram(bind, micro))
       continue;
-    HostTensor out(plan.tensors[bind.tensor].type);
-    if (!out.bytes.empty())
-      std::memcpy(out.bytes.data(), tensorData(bind.tensor), out.bytes.size());
-    outputs.tensors.emplace_back(bind.name, std::move(out));
+    if (isReservedInput(bind.name)) {
+      stepInMicro |= bind.name == kStepInputName;
+      continue;
+    }
+    const TensorType &planned = plan.tensors[bind.tensor].type;
+    const HostTensor *full = batch.find(bind.name);
+    if (!full)
+      return invalid("missing batch input '" + bind.name + "' (micro-batch " +
+                     planned.toString() + ")");
+    const TensorType &got = full->type;
+    bool sameTail = got.dtype == planned.dtype && got.rank() == planned.rank();
+    for (size_t d = 1; sameTail && d < planned.rank(); ++d)
+      sameTail = got.dims[d] == planned.dims[d];
+    int64_t g = planned.rank() == 0 ? 1
+                : planned.dims[0] == 0
+                    ? (got.rank() > 0 && got.dims[0] == 0 ? 1 : -1)
+                    : (got.rank() > 0 && got.dims[0] % planned.dims[0] == 0
+                           ? got.dims[0] / planned.dims[0]
+                           : -1);
+    if (!sameTail || g <= 0)
+      return invalid("batch input '" + bind.name + "' is " + got.toString() +
+                     ", expected the micro-batch " + planned.toString() +
+                     " with dim 0 multiplied by the number of micro-batches");
+    if (groups >= 0 && g != groups)
+      return invalid("batch input '" + bind.name + "' holds " +
+                     std::to_string(g) + " micro-batches, the others " +
+                     std::to_string(groups));
+    groups = g;
+    slices.push_back({&bind, full, planned.sizeBytes()});
+  }
+  for (const auto &entry : batch.tensors) {
+    bool known = false;
+    for (const Slice &s : slices)
+      known |= s.bind->name == entry.first;
+    if (!known)
+      return invalid("unexpected batch input '" + entry.first +
+                     "' (micro_step does not read it)");
+  }
+  if (groups < 0)
+    groups = 1; // micro_step reads no user input
+
+  stats = TrainStepStats();
+  stats.microSteps = groups;
+  double lossSum = 0.0, countTotal = 0.0;
+  SafetensorsFile microInputs, outputs;
+  for (int64_t g = 0; g < groups; ++g) {
+    microInputs.tensors.clear();
+    for (const Slice &s : slices) {
+      HostTensor t(plan.tensors[s.bind->tensor].type);
+      if (s.microBytes != 0)
+        std::memcpy(t.bytes.data(), s.full->bytes.data() + g * s.microBytes,
+                    s.microBytes);
+      microInputs.tensors.emplace_back(s.bind->name, std::move(t));
+    }
+    if (stepInMicro)
+      microInputs.tensors.emplace_back(kStepInputName, stepTensor(step));
+    COLOSSAL_RETURN_IF_ERROR(
+        runProgram(kMicroStepProgram, microInputs, outputs));
+    std::optional<double> loss, count;
+    COLOSSAL_RETURN_IF_ERROR(
+        scalarOutput(outputs, kMicroStepProgram, "loss", true, loss));
+    COLOSSAL_RETURN_IF_ERROR(scalarOutput(outputs, kMicroStepProgram,
+                                          kCountOutputName, true, count));
+    // A micro-batch without scored labels has loss 0/0 = NaN and adds
+    // nothing, as in PyTorch's token-weighted mean over the whole batch.
+    if (*count > 0)
+      lossSum += *loss * *count;
+    countTotal += *count;
+  }
+  stats.countTotal = countTotal;
+  stats.loss = countTotal > 0 ? lossSum / countTotal
+                              : std::numeric_limits<double>::quiet_NaN();
+
+  if (gradsBeforeApply) {
+    *gradsBeforeApply = SafetensorsFile();
+    const std::string prefix = "grad.";
+    for (const PlanBinding &bind : plan.bindings) {
+      if (bind.role != BindingRole::kState ||
+          bind.name.compare(0, prefix.size(), prefix) != 0)
+        continue;
+      const TensorType &type = plan.tensors[bind.tensor].type;
+      TensorRef src{type, tensorData(bind.tensor)};
+      HostTensor out(TensorType{
+          type.dtype == DType::kF64 ? DType::kF64 : DType::kF32, type.dims});
+      int64_t n = type.numElements();
+      for (int64_t i = 0; i < n; ++i)
+        storeFromDouble(out.ref(), i, loadAsDouble(src, i) / countTotal);
+      gradsBeforeApply->tensors.emplace_back(bind.name.substr(prefix.size()),
+                                             std::move(out));
+    }
+  }
+
+  SafetensorsFile applyInputs;
+  applyInputs.tensors.emplace_back(kStepInputName, stepTensor(step));
+  applyInputs.tensors.emplace_back(kCountTotalInputName, f32Scalar(countTotal));
+  COLOSSAL_RETURN_IF_ERROR(runProgram(kApplyStepProgram, applyInputs, outputs));
+  COLOSSAL_RETURN_IF_ERROR(scalarOutput(outputs, kApplyStepProgram, "grad_norm",
+                                        false, stats.gradNorm));
+  COLOSSAL_RETURN_IF_ERROR(
+      scalarOutput(outputs, kApplyStepProgram, "lr", false, stats.lr));
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Binding access and checkpoints
+//===----------------------------------------------------------------------===//
+
+const PlanBinding *CpuExecutor::findBinding(BindingRole role,
+                                            const std::string &name) const {
+  if (!plan_)
+    return nullptr;
+  for (const PlanBinding &bind : plan_->bindings)
+    if (bind.role == role && bind.name == name)
+      return &bind;
+  return nullptr;
+}
+
+Status CpuExecutor::bindingTensor(BindingRole role, const std::string &name,
+                                  TensorRef &out) const {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal, "bindingTensor() called before prepare()");
+  const PlanBinding *bind = findBinding(role, name);
+  if (!bind)
+    return Status(StatusCode::kNotFound, std::string("the plan has no ") +
+                                             bindingRoleName(role) + " " +
+                                             quoted(name));
+  out = TensorRef{plan_->tensors[bind->tensor].type, tensorData(bind->tensor)};
+  return Status::ok();
+}
+
+Status CpuExecutor::readBinding(BindingRole role, const std::string &name,
+                                HostTensor &out) const {
+  TensorRef ref;
+  COLOSSAL_RETURN_IF_ERROR(bindingTensor(role, name, ref));
+  out = HostTensor(ref.type);
+  if (!out.bytes.empty())
+    std::memcpy(out.bytes.data(), ref.data, out.bytes.size());
+  return Status::ok();
+}
+
+Status CpuExecutor::writeBinding(BindingRole role, const std::string &name,
+                                 const HostTensor &value) {
+  TensorRef ref;
+  COLOSSAL_RETURN_IF_ERROR(bindingTensor(role, name, ref));
+  if (value.type != ref.type || value.bytes.size() != ref.type.sizeBytes())
+    return invalid(std::string(bindingRoleName(role)) + " " + quoted(name) +
+                   ": the plan expects " + ref.type.toString() + ", got " +
+                   value.type.toString());
+  if (!value.bytes.empty())
+    std::memcpy(ref.data, value.bytes.data(), value.bytes.size());
+  return Status::ok();
+}
+
+Status CpuExecutor::saveCheckpoint(const std::string &path,
+                                   uint64_t step) const {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "saveCheckpoint() called before prepare()");
+  SafetensorsFile file;
+  file.metadata["format"] = "colossal-checkpoint";
+  file.metadata["step"] = std::to_string(step);
+  file.metadata["plan_fingerprint"] = planFingerprint(*plan_);
+  file.metadata["train_config"] = plan_->trainConfig;
+  for (const PlanBinding &bind : plan_->bindings) {
+    if (bind.role != BindingRole::kWeight && bind.role != BindingRole::kState)
+      continue;
+    HostTensor t;
+    COLOSSAL_RETURN_IF_ERROR(readBinding(bind.role, bind.name, t));
+    file.tensors.emplace_back(bind.name, std::move(t));
+  }
+  return writeSafetensorsFile(file, path);
+}
+
+Status CpuExecutor::loadCheckpoint(const std::string &path, uint64_t *step,
+                                   std::string *trainConfig) {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "loadCheckpoint() called before prepare()");
+  SafetensorsFile file;
+  COLOSSAL_RETURN_IF_ERROR(readSafetensorsFile(path, file));
+  auto bad = [&](const std::string &message) {
+    return invalid(path + ": " + message);
+  };
+  auto meta = [&](const char *key) -> const std::string * {
+    auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? nullptr : &it->second;
+  };
+  const std::string *format = meta("format");
+  if (!format || *format != "colossal-checkpoint")
+    return bad("not a colossal checkpoint (metadata \"format\" is " +
+               (format ? "\"" + *format + "\"" : std::string("missing")) +
+               ", expected \"colossal-checkpoint\")");
+  const std::string *stepText = meta("step");
+  uint64_t savedStep = 0;
+  bool stepOk = stepText && !stepText->empty() && stepText->size() <= 19;
+  for (size_t i = 0; stepOk && i < stepText->size(); ++i) {
+    char c = (*stepText)[i];
+    stepOk = c >= '0' && c <= '9';
+    savedStep = savedStep * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (!stepOk)
+    return bad("metadata \"step\" is " +
+               (stepText ? "\"" + *stepText + "\"" : std::string("missing")) +
+               ", expected a decimal step count");
+
+  // Every weight and state, by name, with its dtype and shape; nothing else.
+  std::set<std::string> expected;
+  for (const PlanBinding &bind : plan_->bindings) {
+    if (bind.role != BindingRole::kWeight && bind.role != BindingRole::kState)
+      continue;
+    expected.insert(bind.name);
+    const TensorType &type = plan_->tensors[bind.tensor].type;
+    const HostTensor *t = file.find(bind.name);
+    std::string what =
+        std::string(bindingRoleName(bind.role)) + " " + quoted(bind.name);
+    if (!t)
+      return bad(what + " (" + type.toString() + ") is not in the checkpoint");
+    if (t->type != type)
+      return bad(what + ": the plan expects " + type.toString() +
+                 ", the checkpoint has " + t->type.toString());
+  }
+  for (const auto &entry : file.tensors)
+    if (!expected.count(entry.first))
+      return bad("tensor " + quoted(entry.first) +
+                 " is not a weight or state of this plan");
+  const std::string *fingerprint = meta("plan_fingerprint");
+  std::string mine = planFingerprint(*plan_);
+  if (!fingerprint || *fingerprint != mine)
+    return bad("was saved from another plan (fingerprint " +
+               (fingerprint ? *fingerprint : std::string("missing")) +
+               ", this plan's is " + mine +
+               "): the tensors match, the computation differs");
+
+  for (const PlanBinding &bind : plan_->bindings) {
+    if (bind.role != BindingRole::kWeight && bind.role != BindingRole::kState)
+      continue;
+    const HostTensor *t = file.find(bind.name);
+    if (!t->bytes.empty())
+      std::memcpy(tensorData(bind.tensor), t->bytes.data(), t->bytes.size());
+  }
+  weightsLoaded_ = true;
+  if (step)
+    *step = savedStep;
+  if (trainConfig) {
+    const std::string *config = meta("train_config");
+    *trainConfig = config ? *config : std::string();
   }
   return Status::ok();
 }

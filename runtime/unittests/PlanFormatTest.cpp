@@ -1270,3 +1270,37 @@ TEST(PlanFormat, AllowsOptimizerUpdatesInPlace) {
                  "output 1 (tensor 1) overlaps input 1 (tensor 1) in memory");
   }
 }
+
+/// Random corruptions of a training plan: whatever is accepted trains (or
+/// fails cleanly).
+TEST(PlanFormat, RandomCorruptionsOfATrainingPlanNeverCrash) {
+  const PlanBytes clean = writeTestPlan(makeTrainingPlan());
+  std::mt19937_64 rng(20250101);
+  int accepted = 0;
+  for (int iter = 0; iter < 2000; ++iter) {
+    PlanBytes pb = clean;
+    size_t pos = 64 + rng() % (pb.bytes.size() - 64);
+    pb.bytes[pos] = static_cast<uint8_t>(rng());
+    pb.reseal();
+    Plan plan;
+    if (!pb.read(plan).isOk())
+      continue;
+    ++accepted;
+    CpuExecutor exec;
+    if (!exec.prepare(plan).isOk())
+      continue;
+    SafetensorsFile weights, batch, grads;
+    for (const PlanBinding &bind : plan.bindings) {
+      HostTensor t(plan.tensors[bind.tensor].type);
+      if (bind.role == BindingRole::kWeight)
+        weights.tensors.emplace_back(bind.name, t);
+      else if (bind.role == BindingRole::kInput && bind.program == 0 &&
+               !batch.find(bind.name))
+        batch.tensors.emplace_back(bind.name, t);
+    }
+    ASSERT_TRUE(exec.loadWeights(weights).isOk());
+    TrainStepStats stats;
+    (void)exec.trainStep(0, batch, stats, &grads);
+  }
+  EXPECT_GT(accepted, 0);
+}

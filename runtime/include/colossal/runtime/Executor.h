@@ -1,9 +1,15 @@
-//===- Executor.h - Runs a validated plan on the CPU backend ------*- C++ -*-===//
+//===- Executor.h - Runs a validated plan on the CPU backend ----*- C++ -*-===//
 //
 // The executor is thin: it allocates each arena once, places every tensor at
 // the offset the plan gives, copies weights, constants and inputs into their
-// tensors, runs the instructions in order and reads the outputs. It makes no
-// decisions of its own.
+// tensors, runs the instructions of a program in order and reads the outputs.
+// It makes no decisions of its own.
+//
+// Training plans have two programs run in a fixed pattern (trainStep): per
+// optimizer step, `micro_step` once per micro-batch (it adds count x gradient
+// into the `grad.*` states), then `apply_step` once (the optimizer update in
+// place on the weights and the optimizer states). Weights and states persist
+// between programs and steps; checkpoints save and restore them.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COLOSSAL_RUNTIME_EXECUTOR_H
@@ -15,31 +21,124 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace colossal::runtime {
 
+/// The programs of `plan` as the executor sees them: plan.programs, or, for a
+/// plan without any (format 1.0), one `forward` over every instruction.
+std::vector<PlanProgram> effectivePrograms(const Plan &plan);
+/// True when `plan` has the `micro_step` and `apply_step` programs.
+bool isTrainingPlan(const Plan &plan);
+/// True when binding `bind` (an input or output) belongs to program `index`
+/// of effectivePrograms(): its program is `index` or kAllPrograms.
+bool bindingInProgram(const PlanBinding &bind, uint32_t index);
+
+/// A hash of what a checkpoint depends on: every binding's role, name,
+/// program, dtype and shape, and every instruction's kind, in plan order
+/// (not offsets, so a plan re-compiled under another memory budget still
+/// matches when the computation is the same). 16 lowercase hex digits of
+/// FNV-1a 64 over a canonical byte string (docs/colossal-run.md).
+std::string planFingerprint(const Plan &plan);
+
+/// What one optimizer step (CpuExecutor::trainStep) reports.
+struct TrainStepStats {
+  /// sum(loss x count) / sum(count) over the micro-batches: the mean over
+  /// every scored label of the full batch (NaN when none was scored).
+  double loss = 0.0;
+  /// Scored labels of the full batch: the sum of the micro-steps' `__count`.
+  double countTotal = 0.0;
+  /// Micro-batches the batch was split into (grad_accum).
+  int64_t microSteps = 0;
+  /// apply_step's `grad_norm` and `lr` outputs, when it has them.
+  std::optional<double> gradNorm, lr;
+};
+
 class CpuExecutor {
 public:
   /// Takes a plan that readPlan()/validatePlan() accepted; allocates the
-  /// arenas and writes the constants. The executor keeps a pointer to
-  /// `plan`, which must outlive it (or the next prepare()).
+  /// arenas, writes the constants and zero-fills every kState binding. The
+  /// executor keeps a pointer to `plan`, which must outlive it (or the next
+  /// prepare()).
   Status prepare(const Plan &plan);
   /// Copies every kWeight binding from `weights`; a missing name, or a dtype
   /// or shape different from the plan's, is an error naming the tensor.
   Status loadWeights(const SafetensorsFile &weights);
-  /// Runs one step: `inputs` must hold every kInput binding with the planned
-  /// dtype and shape (extra names are an error too: a typo must not pass
-  /// silently). `outputs` receives every kOutput binding.
+  /// Initialises every kWeight binding by its InitKind instead: zeros, ones,
+  /// or N(0, initScale^2) drawn from a generator keyed by (seed, weight
+  /// name), so that the same seed gives the same bytes on every platform and
+  /// adding a weight does not change the others (docs/colossal-run.md gives
+  /// the algorithm). A weight without a rule is an error naming it, and no
+  /// weight is written then.
+  Status initWeights(uint64_t seed);
+
+  /// Runs the plan's only program (a forward plan): `inputs` must hold every
+  /// kInput binding with the planned dtype and shape (extra names are an
+  /// error too: a typo must not pass silently). `outputs` receives every
+  /// kOutput binding. A plan with several programs needs runProgram().
   Status run(const SafetensorsFile &inputs, SafetensorsFile &outputs);
+  /// Runs one program by name (see effectivePrograms()). `inputs` must hold
+  /// exactly the program's kInput bindings, as for run(), except that the
+  /// reserved names `__step` and `__count_total` may be given to a program
+  /// that does not read them. `outputs` receives the program's kOutput
+  /// bindings, in binding order. Weights and states carry over from the
+  /// previous program.
+  Status runProgram(const std::string &name, const SafetensorsFile &inputs,
+                    SafetensorsFile &outputs);
+  /// One optimizer step of a training plan. `batch` holds every user input
+  /// of micro_step (not the reserved `__*` names) with the planned dtype and
+  /// dims, except dim 0, which must be the same multiple G of the planned dim
+  /// 0 for every input: the batch is split along dim 0 into G micro-batches,
+  /// micro_step runs on each (with `__step` = step if it reads it), then
+  /// apply_step with `__step` = step and `__count_total` = the sum of the
+  /// micro-steps' `__count`. With `gradsBeforeApply`, it receives every
+  /// state named `grad.<p>` divided by `__count_total`, keyed by `<p>`, as
+  /// it was after the micro-steps and before apply_step (f32, or f64 for an
+  /// f64 state).
+  Status trainStep(uint64_t step, const SafetensorsFile &batch,
+                   TrainStepStats &stats,
+                   SafetensorsFile *gradsBeforeApply = nullptr);
+
+  /// The tensor of the binding with this role and name, pointing into the
+  /// arena (valid until the next prepare()). For inputs and outputs, names
+  /// may repeat across programs; the first binding in plan order is taken.
+  /// An unknown name is kNotFound.
+  Status bindingTensor(BindingRole role, const std::string &name,
+                       TensorRef &out) const;
+  /// A copy of a binding's current bytes.
+  Status readBinding(BindingRole role, const std::string &name,
+                     HostTensor &out) const;
+  /// Overwrites a binding's bytes; `value` must have its dtype and shape.
+  Status writeBinding(BindingRole role, const std::string &name,
+                      const HostTensor &value);
+
+  /// Writes every kWeight and kState binding, under its binding name and in
+  /// binding order, to a safetensors file (temporary file + rename), with
+  /// metadata {"format": "colossal-checkpoint", "step": "<step>",
+  /// "plan_fingerprint": planFingerprint(), "train_config": trainConfig}.
+  /// `step` is the number of optimizer steps done (the next step to run).
+  Status saveCheckpoint(const std::string &path, uint64_t step) const;
+  /// Restores a checkpoint written by saveCheckpoint() for this plan: the
+  /// format, then every weight and state (present, same dtype and shape, no
+  /// extra tensor; errors name the tensor), then the plan fingerprint are
+  /// checked before any byte is written. `step` receives the saved step;
+  /// `trainConfig`, when given, the saved train config (colossal-run warns
+  /// when it differs from the plan's).
+  Status loadCheckpoint(const std::string &path, uint64_t *step,
+                        std::string *trainConfig = nullptr);
 
   /// Bytes allocated for each arena, in plan order.
   std::vector<uint64_t> arenaBytes() const;
 
 private:
   void *tensorData(uint32_t tensorIndex) const;
+  const PlanBinding *findBinding(BindingRole role,
+                                 const std::string &name) const;
+  Status runInstructions(uint32_t first, uint32_t count);
 
   const Plan *plan_ = nullptr;
+  std::vector<PlanProgram> programs_;
   std::vector<std::unique_ptr<uint8_t[], void (*)(void *)>> arenas_;
   std::vector<uint8_t *> arenaBase_;
   bool weightsLoaded_ = false;
