@@ -1073,6 +1073,33 @@ TEST_F(AutodiffGradCheck, ReduceMaxTiesShareTheGradient) {
   EXPECT_NEAR(r.loss, 3 * r0 + 2 * r1, 1e-6);
 }
 
+TEST_F(AutodiffGradCheck, BinaryMaxMinTiesSplitTheGradient) {
+  // PyTorch's maximum/minimum: the larger (smaller) side gets the whole
+  // gradient, a tie gives half to each. loss = sum(max(w0, w1) * R).
+  for (const char *name : {"max", "min"}) {
+    std::string body = weight("w0", {3}) + weight("w1", {3}) +
+                       op("%y", name, {{"%w0", type({3})}, {"%w1", type({3})}},
+                          type({3}), "");
+    GradRun r;
+    ASSERT_TRUE(run(withLoss(body, "%y", {3}),
+                    {{"w0", {0, 0, 0, {1.0, 2.0, 5.0}}},
+                     {"w1", {0, 0, 0, {1.0, 3.0, 4.0}}}},
+                    r));
+    const std::vector<double> &g0 = r.grad["w0"], &g1 = r.grad["w1"];
+    // Element 0 ties: equal halves. Elements 1 and 2: one side only.
+    EXPECT_NEAR(g0[0], g1[0], 1e-9) << name;
+    bool isMax = std::string(name) == "max";
+    EXPECT_EQ(isMax ? g0[1] : g1[1], 0.0) << name;
+    EXPECT_EQ(isMax ? g1[2] : g0[2], 0.0) << name;
+    // The halves add up to the whole R0: the other element of each pair
+    // got all of R1 / R2, so R0 = g0[0] + g1[0] and the loss checks it.
+    double r0 = g0[0] + g1[0], r1 = isMax ? g1[1] : g0[1],
+           r2 = isMax ? g0[2] : g1[2];
+    double y0 = 1.0, y1 = isMax ? 3.0 : 2.0, y2 = isMax ? 5.0 : 4.0;
+    EXPECT_NEAR(r.loss, y0 * r0 + y1 * r1 + y2 * r2, 1e-6) << name;
+  }
+}
+
 TEST_F(AutodiffGradCheck, SoftmaxLogSoftmax) {
   for (const char *name : {"softmax", "log_softmax"})
     for (int64_t axis : {0, 1, 2}) {

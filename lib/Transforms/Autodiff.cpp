@@ -323,13 +323,20 @@ LogicalResult Differentiator::backward(Operation *op) {
     return success();
   }
   if (name == "max" || name == "min") {
+    // PyTorch's maximum/minimum: the selected side gets dy, a tie splits it.
     Value b = op->getOperand(1);
-    auto mask = binary(loc, name == "max" ? K::GreaterEqual : K::LessEqual, x, b);
-    if (failed(mask))
+    auto wins = binary(loc, name == "max" ? K::Greater : K::Less, x, b);
+    auto loses = binary(loc, name == "max" ? K::Less : K::Greater, x, b);
+    auto half = binary(loc, K::Mul, dy, scalarLike(loc, dy, 0.5));
+    if (failed(wins) || failed(loses) || failed(half))
       return failure();
     auto zero = scalarLike(loc, dy, 0.0);
-    auto ga = gb.create1(loc, K::Where, {*mask, dy, zero});
-    auto gbv = gb.create1(loc, K::Where, {*mask, zero, dy});
+    auto tieA = gb.create1(loc, K::Where, {*loses, zero, *half});
+    auto tieB = gb.create1(loc, K::Where, {*wins, zero, *half});
+    if (failed(tieA) || failed(tieB))
+      return failure();
+    auto ga = gb.create1(loc, K::Where, {*wins, dy, *tieA});
+    auto gbv = gb.create1(loc, K::Where, {*loses, dy, *tieB});
     if (failed(ga) || failed(gbv))
       return failure();
     auto ua = gb.unbroadcast(loc, *ga, dimsOf(x));
