@@ -63,3 +63,29 @@ verdict = "ok" if rel <= 1e-5 else "MISMATCH (tolerance 1e-5)"
 print(f"[demo] loss: colossal {ours:.7f}  PyTorch {torch:.7f}  relative error {rel:.2e}  {verdict}")
 sys.exit(0 if rel <= 1e-5 else 1)
 PYEOF
+
+# --- training: 30 AdamW steps of the bundled OPT oracle ----------------------
+TRAIN_MODEL=test/data/oracles/opt-train.torchscript.onnx
+TRAIN_PLAN=$DEMO_DIR/opt-train.cplan
+log ""
+log "training: $TRAIN_MODEL (the same tiny OPT, every parameter a named initializer)"
+log "compile: $OPT compile $TRAIN_MODEL -o $TRAIN_PLAN --lr 1e-3 --weight-decay 0.01 --padding-idx model.model.decoder.embed_tokens.weight=1"
+"$OPT" compile "$TRAIN_MODEL" -o "$TRAIN_PLAN" --lr 1e-3 --weight-decay 0.01 \
+  --padding-idx model.model.decoder.embed_tokens.weight=1 || die "compile (training) failed"
+"$PY" -c "
+import sys; sys.path.insert(0, 'test/Inputs'); import colossal_testutil as u
+r = u.read_safetensors('test/data/oracles/opt-train.oracle.safetensors')
+u.write_safetensors('$DEMO_DIR/batches.safetensors', {'input_ids': r['input_ids'], 'labels': r['labels']})"
+log "train: $RUN $TRAIN_PLAN --batches $DEMO_DIR/batches.safetensors --steps 30 --metrics $DEMO_DIR/metrics.jsonl"
+"$RUN" "$TRAIN_PLAN" --batches "$DEMO_DIR/batches.safetensors" --steps 30 \
+  --metrics "$DEMO_DIR/metrics.jsonl" --export-weights "$DEMO_DIR/trained.safetensors" \
+  || die "training failed"
+"$PY" - "$DEMO_DIR/metrics.jsonl" test/data/oracles/opt-train.oracle.json <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+torch = json.load(open(sys.argv[2]))["losses"]
+worst = max(abs(r["loss"] - torch[r["step"]]) / torch[r["step"]] for r in rows)
+print(f"[demo] loss fell from {rows[0]['loss']:.4f} to {rows[-1]['loss']:.4f} in {len(rows)} steps;"
+      f" PyTorch's curve: {torch[0]:.4f} -> {torch[len(rows) - 1]:.4f}; worst relative difference {worst:.1e}")
+sys.exit(0 if rows[-1]["loss"] < rows[0]["loss"] and worst <= 1e-4 else 1)
+PYEOF
