@@ -22,6 +22,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
 
 #include <onnx/onnx_pb.h>
@@ -430,7 +431,7 @@ Value Importer::materialize(Entry &e, Location loc) {
   e.value = graph::WeightOp::create(
                 b, NameLoc::get(b.getStringAttr(e.weightName)),
                 toRankedTensorType(ctx, e.type), e.weightName,
-                /*trainable=*/false, signature, IntegerAttr())
+                /*trainable=*/false, signature, IntegerAttr(), StringAttr())
                 .getResult();
     return e.value;
   }
@@ -1997,6 +1998,48 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
 // Entry points
 //===----------------------------------------------------------------------===//
 
+/// Parses the `colossal.export` metadata JSON (docs/python.md).
+static llvm::Expected<ExportMetadata> parseExportMetadata(llvm::StringRef text) {
+  auto value = llvm::json::parse(text);
+  if (!value)
+    return value.takeError();
+  auto *obj = value->getAsObject();
+  if (!obj)
+    return llvm::createStringError("expected a JSON object");
+  ExportMetadata meta;
+  if (auto format = obj->getInteger("format"); format && *format != 1)
+    return llvm::createStringError("format " + std::to_string(*format) +
+                                   " is not supported (1)");
+  if (auto prefix = obj->getString("wrapper_prefix"))
+    meta.wrapperPrefix = prefix->str();
+  if (auto *list = obj->getArray("trainable")) {
+    for (const auto &v : *list) {
+      auto s = v.getAsString();
+      if (!s)
+        return llvm::createStringError("trainable: expected strings");
+      meta.trainable.push_back(s->str());
+    }
+  }
+  if (auto *names = obj->getObject("export_names")) {
+    for (const auto &kv : *names) {
+      auto s = kv.second.getAsString();
+      if (!s)
+        return llvm::createStringError("export_names: expected string values");
+      meta.exportNames[kv.first.str()] = s->str();
+    }
+  }
+  if (auto *pads = obj->getObject("padding_idx")) {
+    for (const auto &kv : *pads) {
+      auto i = kv.second.getAsInteger();
+      if (!i || *i < 0)
+        return llvm::createStringError(
+            "padding_idx: expected non-negative integers");
+      meta.paddingIdx[kv.first.str()] = *i;
+    }
+  }
+  return meta;
+}
+
 FailureOr<ImportResult>
 mlir::colossal::importOnnxFile(MLIRContext *ctx, const std::string &path,
                                const ImportOptions &options) {
@@ -2042,6 +2085,17 @@ mlir::colossal::importOnnxFile(MLIRContext *ctx, const std::string &path,
 
   ImportResult result;
   result.model = model;
+  for (const auto &prop : model->proto.metadata_props()) {
+    if (prop.key() != "colossal.export")
+      continue;
+    auto parsed = parseExportMetadata(prop.value());
+    if (!parsed) {
+      emitError(fileLoc) << "'" << path << "': the colossal.export metadata "
+                         << "is malformed: " << llvm::toString(parsed.takeError());
+      return failure();
+    }
+    result.exportMetadata = std::move(*parsed);
+  }
   Importer importer(ctx, options, *model, result);
   if (failed(importer.run()))
     return failure();

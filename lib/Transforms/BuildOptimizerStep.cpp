@@ -207,7 +207,7 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
     Location ploc = NameLoc::get(b.getStringAttr(name));
     Value g = grads[i++];
     auto w = graph::WeightOp::create(b, ploc, type, name, /*trainable=*/true,
-                                     StringAttr(), IntegerAttr());
+                                     StringAttr(), IntegerAttr(), StringAttr());
     double wd = weightDecay;
     if (noDecayRe && noDecayRe->match(name))
       wd = 0.0;

@@ -125,6 +125,9 @@ Value LowerToPlanPass::persistent(OpBuilder &b, Location loc, StringRef name,
     StringRef exportName = name;
     if (!exportPrefix.empty() && exportName.starts_with(exportPrefix))
       exportName = exportName.drop_front(exportPrefix.size());
+    if (auto w = dyn_cast_or_null<graph::WeightOp>(source))
+      if (auto given = w.getExportName())
+        exportName = *given;
     bind.setExportNameAttr(b.getStringAttr(exportName));
   }
   persistentViews[name] = *view;

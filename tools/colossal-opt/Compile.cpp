@@ -53,6 +53,7 @@ struct CommonArgs {
   CompileOptions compile;
   std::string trainableRe, frozenRe;
   std::map<std::string, int64_t> paddingIdx; ///< weight name -> row
+  std::map<std::string, std::string> exportNames; ///< weight -> HF name
   int64_t gradAccum = 1;
   std::string precision = "fp32";
   bool quiet = false;
@@ -103,6 +104,9 @@ training (the default; --forward-only turns it off):
   --padding-idx NAME=ROW  the embedding NAME's padding row gets no gradient
                           (PyTorch's nn.Embedding(padding_idx=ROW))
   --loss NAME             the graph output to minimise (default loss)
+  --export-name W=NAME    colossal-run --export-weights writes weight W as
+                          NAME (e.g. a tied weight under the name the
+                          Hugging Face model expects); repeatable
   --init-std X            std of the --init random rule (default 0.02)
   --precision fp32|bf16   bf16: bf16 compute and activations, f32 master
                           weights, optimizer state and loss (default fp32)
@@ -196,6 +200,7 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
                 flagIs("--grad-accum") || flagIs("--trainable") ||
                 flagIs("--frozen") || flagIs("--padding-idx") ||
                 flagIs("--loss") || flagIs("--init-std") ||
+                flagIs("--export-name") ||
                 flagIs("--precision"))) {
       std::string flag = a.substr(0, a.find('=')), v;
       if (!value(v))
@@ -257,6 +262,11 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
              !llvm::StringRef(v).substr(eq + 1).getAsInteger(10, n) && n >= 0;
         if (ok)
           args.paddingIdx[v.substr(0, eq)] = n;
+      } else if (flag == "--export-name") {
+        size_t eq = v.find('=');
+        ok = eq != std::string::npos && eq > 0 && eq + 1 < v.size();
+        if (ok)
+          args.exportNames[v.substr(0, eq)] = v.substr(eq + 1);
       } else if (flag == "--loss") {
         args.compile.autodiff.lossName = v;
       } else if (flag == "--init-std") {
@@ -467,9 +477,33 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     ++paramCount;
   }
 
-  // What is trained: float weights that are parameters (the dynamo export's
-  // signature says; without one, every float weight), narrowed by
-  // --trainable and --frozen.
+  // colossal.export metadata (our own exporter) gives the trained set, the
+  // Hugging Face names and the padding rows; flags override it.
+  const std::optional<ExportMetadata> &meta = imported->exportMetadata;
+  if (meta) {
+    for (const auto &[name, row] : meta->paddingIdx)
+      args.paddingIdx.insert({name, row});
+    for (const auto &[name, hf] : meta->exportNames)
+      args.exportNames.insert({name, hf});
+    args.compile.lowering.exportPrefix = meta->wrapperPrefix;
+  }
+  for (const auto &[name, hf] : args.exportNames) {
+    bool found = false;
+    module.walk([&](graph::WeightOp w) {
+      if (w.getName() == name) {
+        w.setExportNameAttr(StringAttr::get(&ctx, hf));
+        found = true;
+      }
+    });
+    if (!found)
+      return usageError("compile", "--export-name names '" + name +
+                                       "', which is not a weight of the "
+                                       "model");
+  }
+
+  // What is trained: float weights that are parameters (the metadata's list;
+  // else the dynamo export's signature; else every float weight), narrowed
+  // by --trainable and --frozen.
   uint64_t trainedElems = 0, trainedBytes = 0, trainedCount = 0;
   if (!args.forwardOnly) {
     std::optional<llvm::Regex> trainRe, frozenRe;
@@ -490,8 +524,15 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       StringRef sig = w.getSignature().value_or("");
       bool trainable = isa<FloatType>(type.getElementType()) &&
                        sig != "BUFFER" && sig != "CONSTANT_TENSOR";
-      if (trainRe && !trainRe->match(w.getName()))
-        trainable = false;
+      if (meta)
+        trainable = isa<FloatType>(type.getElementType()) &&
+                    llvm::is_contained(meta->trainable, w.getName().str());
+      // --trainable selects the trained set itself (any float weight that is
+      // not a buffer), overriding the metadata's list.
+      if (trainRe)
+        trainable = isa<FloatType>(type.getElementType()) &&
+                    sig != "BUFFER" && sig != "CONSTANT_TENSOR" &&
+                    trainRe->match(w.getName());
       if (frozenRe && frozenRe->match(w.getName()))
         trainable = false;
       w.setTrainable(trainable);

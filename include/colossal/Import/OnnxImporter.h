@@ -22,6 +22,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,16 @@ struct WeightInfo {
   std::string signature;
 };
 
+/// What colossal.export writes into a model's `colossal.export`
+/// metadata_props entry (docs/python.md): which initializers are trained,
+/// their Hugging Face state-dict names, the embeddings' padding rows.
+struct ExportMetadata {
+  std::string wrapperPrefix;
+  std::vector<std::string> trainable;
+  std::map<std::string, std::string> exportNames;
+  std::map<std::string, int64_t> paddingIdx;
+};
+
 class OnnxModel;
 
 struct ImportResult {
@@ -60,6 +71,8 @@ struct ImportResult {
   std::vector<WeightInfo> weights;  ///< in the order the graph lists them
   int64_t opsetVersion = 0;
   int64_t numNodes = 0;
+  /// Present when the model carries a `colossal.export` metadata entry.
+  std::optional<ExportMetadata> exportMetadata;
 };
 
 /// Imports `path`. Every problem is reported through the context's

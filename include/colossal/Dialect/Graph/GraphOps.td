@@ -22,7 +22,8 @@ def Colossal_WeightOp : Colossal_Op<"weight", [Pure]> {
   }];
   let arguments = (ins StrAttr:$name, UnitAttr:$trainable,
                    OptionalAttr<StrAttr>:$signature,
-                   OptionalAttr<I64Attr>:$padding_idx);
+                   OptionalAttr<I64Attr>:$padding_idx,
+                   OptionalAttr<StrAttr>:$export_name);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
   let hasVerifier = 1;
@@ -30,6 +31,7 @@ def Colossal_WeightOp : Colossal_Op<"weight", [Pure]> {
     /// Attribute names, for passes that set them.
     static constexpr ::llvm::StringLiteral kTrainable = "trainable";
     static constexpr ::llvm::StringLiteral kPaddingIdx = "padding_idx";
+    static constexpr ::llvm::StringLiteral kExportName = "export_name";
   }];
 }
 
