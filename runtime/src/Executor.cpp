@@ -188,6 +188,8 @@ Status CpuExecutor::prepare(const Plan &plan) {
   arenas_.clear();
   arenaBase_.clear();
   weightsLoaded_ = false;
+  checking_ = false;
+  arenaChecks_.clear();
   // The runtime never trusts a plan, even one built in memory: validation
   // is what makes every address computed below fall inside an arena.
   COLOSSAL_RETURN_IF_ERROR(validatePlan(plan));
@@ -226,6 +228,17 @@ Status CpuExecutor::prepare(const Plan &plan) {
   }
   plan_ = &plan;
   programs_ = effectivePrograms(plan);
+  if (checkPlan_) {
+    Status st = startPlanCheck();
+    if (!st.isOk()) {
+      plan_ = nullptr;
+      programs_.clear();
+      arenas_.clear();
+      arenaBase_.clear();
+      checking_ = false;
+      return st;
+    }
+  }
 
   for (const PlanBinding &bind : plan.bindings) {
     if (bind.role == BindingRole::kConstant && !bind.data.empty())
@@ -408,8 +421,18 @@ Status CpuExecutor::runProgram(const std::string &name,
     const HostTensor *in = inputs.find(bind.name);
     if (!in->bytes.empty())
       std::memcpy(tensorData(bind.tensor), in->bytes.data(), in->bytes.size());
+    if (checking_)
+      touchBuffer(plan.tensors[bind.tensor].buffer);
   }
 
+  if (checking_) {
+    // Outputs are live to the program's last instruction and die once they
+    // are copied out below, not when their liveEnd instruction has run.
+    std::fill(programOutputBuffer_.begin(), programOutputBuffer_.end(), false);
+    for (const PlanBinding &bind : plan.bindings)
+      if (bind.role == BindingRole::kOutput && bindingInProgram(bind, index))
+        programOutputBuffer_[plan.tensors[bind.tensor].buffer] = true;
+  }
   COLOSSAL_RETURN_IF_ERROR(
       runInstructions(program.firstInstr, program.numInstrs));
 
@@ -421,8 +444,31 @@ Status CpuExecutor::runProgram(const std::string &name,
     if (!out.bytes.empty())
       std::memcpy(out.bytes.data(), tensorData(bind.tensor), out.bytes.size());
     outputs.tensors.emplace_back(bind.name, std::move(out));
+    if (checking_)
+      touchBuffer(plan.tensors[bind.tensor].buffer);
+  }
+  if (checking_ && program.numInstrs != 0) {
+    // An output whose buffer stays live past this program (not what the
+    // compiler emits) dies at its liveEnd instead.
+    uint64_t last = uint64_t(program.firstInstr) + program.numInstrs - 1;
+    for (const PlanBinding &bind : plan.bindings) {
+      if (bind.role != BindingRole::kOutput || !bindingInProgram(bind, index))
+        continue;
+      uint32_t b = plan.tensors[bind.tensor].buffer;
+      if (!persistentBuffer_[b] && plan.buffers[b].liveEnd <= last)
+        poisonBuffer(b);
+    }
   }
   return Status::ok();
+}
+
+std::string CpuExecutor::describeInstr(uint64_t index) const {
+  const PlanInstr &instr = plan_->instrs[index];
+  std::string where = "instruction " + std::to_string(index) + " (" +
+                      std::string(opInfo(instr.attrs.kind()).name);
+  if (!instr.location.empty())
+    where += " at " + instr.location;
+  return where + ")";
 }
 
 Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
@@ -430,6 +476,8 @@ Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
   std::vector<TensorRef> ins, outs;
   for (uint64_t i = first; i < uint64_t(first) + count; ++i) {
     const PlanInstr &instr = plan.instrs[i];
+    if (checking_)
+      COLOSSAL_RETURN_IF_ERROR(checkOperandsLive(i));
     ins.clear();
     outs.clear();
     for (uint32_t t : instr.inputs)
@@ -437,13 +485,231 @@ Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
     for (uint32_t t : instr.outputs)
       outs.push_back(TensorRef{plan.tensors[t].type, tensorData(t)});
     Status st = runCpuKernel(instr.attrs, ins, outs);
-    if (!st.isOk()) {
-      std::string where = "instruction " + std::to_string(i) + " (" +
-                          std::string(opInfo(instr.attrs.kind()).name);
-      if (!instr.location.empty())
-        where += " at " + instr.location;
-      return Status(st.code(), where + "): " + st.message());
+    if (!st.isOk())
+      return Status(st.code(), describeInstr(i) + ": " + st.message());
+    if (checking_)
+      for (uint32_t b : diesAfter_[i])
+        if (!programOutputBuffer_[b])
+          poisonBuffer(b);
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Check-plan mode
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Every byte of a dead buffer: 0xFF is a NaN in f16, bf16, f32 and f64
+/// (exponent all ones, mantissa all ones: a quiet NaN with the sign set and
+/// an all-ones payload, easy to spot in a dump as 0xffff...), -1 in every
+/// signed integer, 255 in u8 and true in bool.
+constexpr uint8_t kPoisonByte = 0xff;
+
+std::string liveRange(const PlanBuffer &buf) {
+  return "[" + std::to_string(buf.liveStart) + ", " +
+         std::to_string(buf.liveEnd) + "]";
+}
+
+Status planViolation(const std::string &message) {
+  return Status(StatusCode::kCorruptPlan, "check-plan: " + message);
+}
+
+} // namespace
+
+Status CpuExecutor::startPlanCheck() {
+  const Plan &plan = *plan_;
+  const size_t numBuffers = plan.buffers.size();
+  const uint64_t numInstrs = plan.instrs.size();
+  auto bufferText = [&](uint32_t b) {
+    return "buffer " + quoted(plan.buffers[b].name) + " live " +
+           liveRange(plan.buffers[b]);
+  };
+
+  // Bindings against live ranges: persistent tensors are live everywhere,
+  // inputs from their program's first instruction (they are written just
+  // before it), outputs to its last (they are read just after it).
+  persistentBuffer_.assign(numBuffers, false);
+  for (const PlanBinding &bind : plan.bindings)
+    if (bind.role == BindingRole::kWeight || bind.role == BindingRole::kState ||
+        bind.role == BindingRole::kConstant)
+      persistentBuffer_[plan.tensors[bind.tensor].buffer] = true;
+  for (const PlanBinding &bind : plan.bindings) {
+    uint32_t b = plan.tensors[bind.tensor].buffer;
+    const PlanBuffer &buf = plan.buffers[b];
+    std::string what =
+        std::string(bindingRoleName(bind.role)) + " " + quoted(bind.name);
+    if (bind.role != BindingRole::kInput && bind.role != BindingRole::kOutput) {
+      if (numInstrs != 0 && (buf.liveStart != 0 || buf.liveEnd < numInstrs - 1))
+        return planViolation(what +
+                             " must be live over every instruction [0, " +
+                             std::to_string(numInstrs - 1) + "], but its " +
+                             bufferText(b) + " is not");
+      continue;
     }
+    for (uint32_t p = 0; p < programs_.size(); ++p) {
+      const PlanProgram &prog = programs_[p];
+      if (!bindingInProgram(bind, p) || prog.numInstrs == 0)
+        continue;
+      bool input = bind.role == BindingRole::kInput;
+      uint64_t at = input ? prog.firstInstr
+                          : uint64_t(prog.firstInstr) + prog.numInstrs - 1;
+      if (at < buf.liveStart || at > buf.liveEnd)
+        return planViolation(what + " of program " + quoted(prog.name) +
+                             (input ? " is written before instruction "
+                                    : " is read after instruction ") +
+                             std::to_string(at) + ", but its " + bufferText(b) +
+                             " is not");
+    }
+  }
+
+  // No two buffers of an arena share bytes while both are live. A sweep in
+  // liveStart order against the buffers still live: O(buffers x the most
+  // buffers live at once).
+  std::vector<uint32_t> order(numBuffers);
+  for (uint32_t b = 0; b < numBuffers; ++b)
+    order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    return plan.buffers[x].liveStart < plan.buffers[y].liveStart;
+  });
+  std::vector<uint32_t> active;
+  for (uint32_t b : order) {
+    const PlanBuffer &cur = plan.buffers[b];
+    if (cur.sizeBytes == 0)
+      continue;
+    active.erase(std::remove_if(active.begin(), active.end(),
+                                [&](uint32_t a) {
+                                  return plan.buffers[a].liveEnd <
+                                         cur.liveStart;
+                                }),
+                 active.end());
+    for (uint32_t a : active) {
+      const PlanBuffer &old = plan.buffers[a];
+      if (old.arena != cur.arena ||
+          old.offsetBytes >= cur.offsetBytes + cur.sizeBytes ||
+          cur.offsetBytes >= old.offsetBytes + old.sizeBytes)
+        continue;
+      auto bytes = [](const PlanBuffer &buf) {
+        return "bytes [" + std::to_string(buf.offsetBytes) + ", " +
+               std::to_string(buf.offsetBytes + buf.sizeBytes) + ")";
+      };
+      return planViolation(
+          "buffers " + quoted(old.name) + " (" + bytes(old) + ", live " +
+          liveRange(old) + ") and " + quoted(cur.name) + " (" + bytes(cur) +
+          ", live " + liveRange(cur) + ") share " +
+          memorySpaceName(plan.arenas[cur.arena].space) +
+          " arena bytes while both are live (from instruction " +
+          std::to_string(cur.liveStart) + ")");
+    }
+    active.push_back(b);
+  }
+
+  // Per instruction: the buffers that die after it, and the live bytes of
+  // each arena (a difference array over the live ranges).
+  diesAfter_.assign(numInstrs, {});
+  liveBytesAt_.assign(plan.arenas.size(), std::vector<uint64_t>(numInstrs, 0));
+  for (uint32_t b = 0; b < numBuffers; ++b) {
+    const PlanBuffer &buf = plan.buffers[b];
+    if (buf.liveStart >= numInstrs)
+      continue;
+    uint64_t end = std::min<uint64_t>(buf.liveEnd, numInstrs - 1);
+    if (!persistentBuffer_[b] && buf.liveEnd < numInstrs)
+      diesAfter_[buf.liveEnd].push_back(b);
+    std::vector<uint64_t> &live = liveBytesAt_[buf.arena];
+    live[buf.liveStart] += buf.sizeBytes;
+    if (end + 1 < numInstrs)
+      live[end + 1] -= buf.sizeBytes; // wraps back: unsigned, exact sums
+  }
+  for (std::vector<uint64_t> &live : liveBytesAt_)
+    for (uint64_t i = 1; i < numInstrs; ++i)
+      live[i] += live[i - 1];
+
+  arenaChecks_.clear();
+  for (const PlanArena &arena : plan.arenas) {
+    ArenaCheck check;
+    check.space = arena.space;
+    check.plannedBytes = arena.sizeBytes;
+    arenaChecks_.push_back(check);
+  }
+  touchedBuffer_.assign(numBuffers, false);
+  programOutputBuffer_.assign(numBuffers, false);
+  checking_ = true;
+  // Weights, states and constants are written (prepare, loadWeights) and
+  // kept for the whole run.
+  for (uint32_t b = 0; b < numBuffers; ++b)
+    if (persistentBuffer_[b])
+      touchBuffer(b);
+  // Everything starts dead: a buffer read before it is written reads NaN.
+  // prepare() writes the constants and states over it next.
+  for (size_t a = 0; a < plan.arenas.size(); ++a)
+    if (plan.arenas[a].sizeBytes != 0)
+      std::memset(arenaBase_[a], kPoisonByte,
+                  static_cast<size_t>(plan.arenas[a].sizeBytes));
+  return Status::ok();
+}
+
+Status CpuExecutor::checkOperandsLive(uint64_t index) {
+  const Plan &plan = *plan_;
+  const PlanInstr &instr = plan.instrs[index];
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t t : pass == 0 ? instr.inputs : instr.outputs) {
+      const PlanTensor &tensor = plan.tensors[t];
+      const PlanBuffer &buf = plan.buffers[tensor.buffer];
+      if (index < buf.liveStart || index > buf.liveEnd)
+        return planViolation(describeInstr(index) +
+                             (pass == 0 ? " reads" : " writes") + " tensor " +
+                             quoted(tensor.name) + " of buffer " +
+                             quoted(buf.name) + " live " + liveRange(buf));
+      touchBuffer(tensor.buffer);
+    }
+  }
+  for (size_t a = 0; a < arenaChecks_.size(); ++a)
+    arenaChecks_[a].livePeakBytes =
+        std::max(arenaChecks_[a].livePeakBytes, liveBytesAt_[a][index]);
+  return Status::ok();
+}
+
+void CpuExecutor::touchBuffer(uint32_t buffer) {
+  if (touchedBuffer_[buffer])
+    return;
+  touchedBuffer_[buffer] = true;
+  const PlanBuffer &buf = plan_->buffers[buffer];
+  ArenaCheck &check = arenaChecks_[buf.arena];
+  check.touchedBytes =
+      std::max(check.touchedBytes, buf.offsetBytes + buf.sizeBytes);
+}
+
+void CpuExecutor::poisonBuffer(uint32_t buffer) {
+  const PlanBuffer &buf = plan_->buffers[buffer];
+  if (buf.sizeBytes != 0)
+    std::memset(arenaBase_[buf.arena] + buf.offsetBytes, kPoisonByte,
+                static_cast<size_t>(buf.sizeBytes));
+}
+
+std::vector<ArenaCheck> CpuExecutor::planCheck() const {
+  return checking_ ? arenaChecks_ : std::vector<ArenaCheck>();
+}
+
+Status CpuExecutor::verifyPlanPeak() const {
+  if (!checking_)
+    return Status::ok();
+  for (const ArenaCheck &check : arenaChecks_) {
+    std::string arena = std::string(memorySpaceName(check.space)) + " arena";
+    if (check.touchedBytes > check.plannedBytes)
+      return COLOSSAL_ERROR(
+          kInternal, "check-plan: " + arena + ": the run touched " +
+                         std::to_string(check.touchedBytes) +
+                         " bytes, more than the " +
+                         std::to_string(check.plannedBytes) +
+                         " planned (validation keeps every buffer inside its "
+                         "arena: an executor bug)");
+    if (check.touchedBytes < check.plannedBytes)
+      return planViolation(
+          arena + ": the plan allocates " + std::to_string(check.plannedBytes) +
+          " bytes, the run touched " + std::to_string(check.touchedBytes) +
+          " (over-allocated by " +
+          std::to_string(check.plannedBytes - check.touchedBytes) + " bytes)");
   }
   return Status::ok();
 }

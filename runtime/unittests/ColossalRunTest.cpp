@@ -192,6 +192,112 @@ TEST_F(ColossalRun, ForwardModeRunsAsBefore) {
   EXPECT_TRUE(contains(r.output, "no --outputs file given")) << r.output;
 }
 
+TEST_F(ColossalRun, CheckPlanReportsEachArena) {
+  // The test plan as written fails the binding checks: weight w is live
+  // over [0, 1] only (a weight keeps its bytes for the whole run), and
+  // output y is read after instruction 4, but its buffer claims to die at 2.
+  Plan plan = makeTestPlan(/*weightBinding=*/true);
+  SafetensorsFile weights, inputs;
+  weights.tensors.emplace_back("w", f32Tensor({2, 3}, testWeightValues()));
+  inputs.tensors.emplace_back("a", f32Tensor({2, 2}, {1, 2, 3, 4}));
+  inputs.tensors.emplace_back("b", f32Tensor({2, 2}, {10, 20, 30, 40}));
+  ASSERT_TRUE(writeSafetensorsFile(weights, path("tiny.safetensors")).isOk());
+  ASSERT_TRUE(writeSafetensorsFile(inputs, path("in.safetensors")).isOk());
+  auto run = [&](const Plan &p, const std::string &flags) {
+    EXPECT_TRUE(writePlanFile(p, path("tiny.cplan")).isOk());
+    return runTool(path("tiny.cplan") + " --inputs " + path("in.safetensors") +
+                   " --outputs " + path("out.safetensors") + flags);
+  };
+  Result r = run(plan, " --check-plan");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "colossal-run: error: " + path("tiny.cplan") +
+                                     ": check-plan: weight 'w' must be live "
+                                     "over every instruction [0, 4], but its "
+                                     "buffer 'w' live [0, 1] is not"))
+      << r.output;
+  plan.buffers[kW].liveEnd = 4;
+  r = run(plan, " --check-plan");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "colossal-run: error: " + path("tiny.cplan") +
+                                     ": check-plan: output 'y' of program "
+                                     "'forward' is read after instruction 4, "
+                                     "but its buffer 'y' live [1, 2] is not"))
+      << r.output;
+
+  // With y live to the end too, the run is right but the arena
+  // over-allocated: its 512 bytes end with 60 that nothing uses (loss, the
+  // last buffer, ends at 448 + 4). Live peak: a, b, sum, w at instruction
+  // 0, 16 + 16 + 16 + 24 = 72 bytes.
+  plan.buffers[kY].liveEnd = 4;
+  r = run(plan, " --check-plan");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "loss = 66.0000")) << r.output;
+  EXPECT_TRUE(contains(r.output, "check-plan: device arena 512 bytes: touched "
+                                 "452, live peak 72 (7.1111x): over-allocated"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "colossal-run: error: check-plan: device "
+                                 "arena: the plan allocates 512 bytes, the run "
+                                 "touched 452 (over-allocated by 60 bytes)"))
+      << r.output;
+  // Without --check-plan nothing is checked.
+  r = run(plan, "");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "check-plan")) << r.output;
+
+  plan.arenas[0].sizeBytes = 452;
+  r = run(plan, " --check-plan");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "loss = 66.0000")) << r.output;
+  EXPECT_TRUE(contains(r.output, "check-plan: device arena 452 bytes: touched "
+                                 "452, live peak 72 (6.2778x): ok"))
+      << r.output;
+
+  r = run(plan, " --check-plan=yes");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--check-plan takes no value")) << r.output;
+  r = run(plan, " --check-plan --check-plan");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--check-plan given twice")) << r.output;
+}
+
+TEST_F(ColossalRun, CheckPlanInTrainingMode) {
+  // The regression plan with its arena cut to the end of its last buffer;
+  // every buffer is live over the whole plan, so the live peak is the sum
+  // of their sizes.
+  TrainingPlanOptions o;
+  o.rows = 2;
+  Plan plan = makeTrainingPlan(o);
+  plan.weightsFile = "regression.safetensors";
+  uint64_t end = 0, sum = 0;
+  for (const PlanBuffer &buf : plan.buffers) {
+    end = std::max(end, buf.offsetBytes + buf.sizeBytes);
+    sum += buf.sizeBytes;
+  }
+  plan.arenas[0].sizeBytes = end;
+  ASSERT_TRUE(writePlanFile(plan, path("regression.cplan")).isOk());
+  SafetensorsFile weights;
+  weights.tensors.emplace_back("w", f32Tensor({1}, {0.5f}));
+  weights.tensors.emplace_back("b", f32Tensor({1}, {0.0f}));
+  ASSERT_TRUE(
+      writeSafetensorsFile(weights, path("regression.safetensors")).isOk());
+  std::string batches = writeBatches();
+  Result plain = runTool(path("regression.cplan") + " --batches " + batches +
+                         " --steps 4");
+  Result r = runTool(path("regression.cplan") + " --batches " + batches +
+                     " --steps 4 --check-plan");
+  EXPECT_EQ(r.code, 0) << r.output;
+  std::string line = "check-plan: device arena " + std::to_string(end) +
+                     " bytes: touched " + std::to_string(end) + ", live peak " +
+                     std::to_string(sum) + " (";
+  EXPECT_TRUE(contains(r.output, line)) << r.output;
+  EXPECT_TRUE(contains(r.output, "): ok")) << r.output;
+  // The same final loss as the unchecked run.
+  std::vector<std::string> a = lines(plain.output), b = lines(r.output);
+  ASSERT_FALSE(a.empty());
+  EXPECT_TRUE(contains(r.output, a.back())) << a.back() << "\n" << r.output;
+  EXPECT_TRUE(contains(a.back(), "loss = ")) << a.back();
+}
+
 //===----------------------------------------------------------------------===//
 // Training from --batches
 //===----------------------------------------------------------------------===//
@@ -585,7 +691,8 @@ TEST_F(ColossalRun, HelpDescribesTrainingFlags) {
   EXPECT_EQ(r.code, 0);
   for (const char *flag :
        {"--batches", "--data", "--data-dtype", "--steps", "--init", "--seed",
-        "--metrics", "--dump-grads", "--save", "--resume", "--export-weights"})
+        "--metrics", "--dump-grads", "--save", "--resume", "--export-weights",
+        "--check-plan"})
     EXPECT_TRUE(contains(r.output, flag)) << flag;
 }
 

@@ -4,12 +4,15 @@
 //                [--weights W.safetensors]                       (forward)
 //   colossal-run PLAN.cplan (--batches B.safetensors | --data TOKENS.bin)
 //                [--steps N] [--init random] [--seed S] ...       (training)
+//   either mode: [--check-plan]
 //
 // A forward plan runs once: reads the inputs, writes every output, prints
 // the scalar outputs as "name = value". A training plan (micro_step +
 // apply_step programs) runs N optimizer steps on batches from a safetensors
 // file or windows of a raw token stream, with progress on stderr, optional
-// per-step metrics, gradient dump, checkpoints and weight export. Exit codes:
+// per-step metrics, gradient dump, checkpoints and weight export.
+// --check-plan runs either mode with the executor's plan checks (live
+// operands, NaN poison in dead buffers, measured peak vs planned). Exit codes:
 // 0 success, 1 error (bad file, failed run), 2 usage error.
 // docs/colossal-run.md documents the tool.
 //
@@ -52,6 +55,9 @@ const char *const kUsage =
     "  PLAN.cplan                 the plan written by `colossal-opt compile`\n"
     "  --weights FILE             the weights (default: the plan's weights\n"
     "                             file, relative to the plan's folder)\n"
+    "  --check-plan               check the plan's live ranges while running:\n"
+    "                             operands live, dead buffers poisoned with\n"
+    "                             NaN, bytes touched equal to the arena size\n"
     "  --help                     print this message\n"
     "\n"
     "Forward plans:\n"
@@ -101,6 +107,7 @@ struct Options {
   std::string batches, data, dataDtype, init, seed, steps, metrics, dumpGrads,
       save, resume, exportWeights;
   bool help = false;
+  bool checkPlan = false;
 };
 
 /// Parses argv; returns 0 or the exit code of a usage error (already
@@ -133,6 +140,14 @@ int parseArgs(int argc, char **argv, Options &opts) {
       opts.help = true;
       return 0;
     }
+    if (arg == "--check-plan") {
+      if (opts.checkPlan)
+        return usageError("--check-plan given twice");
+      opts.checkPlan = true;
+      continue;
+    }
+    if (arg.rfind("--check-plan=", 0) == 0)
+      return usageError("--check-plan takes no value");
     std::string flag = arg, value;
     bool hasValue = false;
     size_t eq = arg.find('=');
@@ -251,6 +266,44 @@ Status loadWeightsFile(const Options &opts, const Plan &plan,
 }
 
 //===----------------------------------------------------------------------===//
+// --check-plan
+//===----------------------------------------------------------------------===//
+
+/// One line per arena on stderr, then the executor's verdict: 0, or the exit
+/// code of the violation (already reported).
+int reportPlanCheck(const CpuExecutor &executor) {
+  Status verdict = executor.verifyPlanPeak();
+  for (const ArenaCheck &check : executor.planCheck()) {
+    char ratio[32] = "-";
+    if (check.livePeakBytes != 0)
+      std::snprintf(ratio, sizeof(ratio), "%.4fx",
+                    static_cast<double>(check.plannedBytes) /
+                        static_cast<double>(check.livePeakBytes));
+    const char *state = check.touchedBytes == check.plannedBytes ? "ok"
+                        : check.touchedBytes < check.plannedBytes
+                            ? "over-allocated"
+                            : "out of bounds";
+    std::fprintf(stderr,
+                 "check-plan: %s arena %llu bytes: touched %llu, live peak "
+                 "%llu (%s): %s\n",
+                 memorySpaceName(check.space),
+                 static_cast<unsigned long long>(check.plannedBytes),
+                 static_cast<unsigned long long>(check.touchedBytes),
+                 static_cast<unsigned long long>(check.livePeakBytes), ratio,
+                 state);
+  }
+  return verdict.isOk() ? 0 : fail(verdict.toString());
+}
+
+/// Under --check-plan, dead buffers hold NaN: a NaN result most likely read
+/// one (a byte reused too early, or a buffer read before it was written).
+std::string poisonHint() {
+  return "NaN under --check-plan: poisoned bytes reached it (a buffer was "
+         "read after its bytes were reused, or before it was written); if a "
+         "run without --check-plan gives NaN too, the model itself does";
+}
+
+//===----------------------------------------------------------------------===//
 // Forward mode
 //===----------------------------------------------------------------------===//
 
@@ -266,6 +319,7 @@ int runForward(const Options &opts, const Plan &plan) {
     return fail(st.toString());
 
   CpuExecutor executor;
+  executor.setCheckPlan(opts.checkPlan);
   st = executor.prepare(plan);
   if (!st.isOk())
     return fail(opts.plan + ": " + st.toString());
@@ -297,6 +351,21 @@ int runForward(const Options &opts, const Plan &plan) {
   for (const auto &entry : outputs.tensors)
     if (entry.second.type.numElements() == 1)
       printScalar(entry.first, entry.second);
+  if (opts.checkPlan) {
+    if (int code = reportPlanCheck(executor))
+      return code;
+    for (const auto &entry : outputs.tensors) {
+      const HostTensor &t = entry.second;
+      if (!isFloatDType(t.type.dtype))
+        continue;
+      int64_t n = t.type.numElements(), nans = 0;
+      for (int64_t i = 0; i < n; ++i)
+        nans += std::isnan(loadAsDouble(t.ref(), i)) ? 1 : 0;
+      if (nans != 0)
+        return fail("output '" + entry.first + "' has " + std::to_string(nans) +
+                    " of " + std::to_string(n) + " values " + poisonHint());
+    }
+  }
   return 0;
 }
 
@@ -802,6 +871,7 @@ int runTraining(const Options &opts, const Plan &plan) {
     }
 
   CpuExecutor executor;
+  executor.setCheckPlan(opts.checkPlan);
   st = executor.prepare(plan);
   if (!st.isOk())
     return fail(opts.plan + ": " + st.toString());
@@ -861,6 +931,11 @@ int runTraining(const Options &opts, const Plan &plan) {
     st = executor.trainStep(k, batch, stats, dump ? &grads : nullptr);
     if (!st.isOk())
       return fail("step " + std::to_string(k) + ": " + st.toString());
+    if (opts.checkPlan && ((stats.countTotal > 0 && std::isnan(stats.loss)) ||
+                           (stats.gradNorm && std::isnan(*stats.gradNorm))))
+      return fail("step " + std::to_string(k) + ": the " +
+                  (std::isnan(stats.loss) ? "loss" : "gradient norm") + " is " +
+                  poisonHint());
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -969,6 +1044,8 @@ int runTraining(const Options &opts, const Plan &plan) {
                static_cast<long long>(tokensPerStep), trainSeconds,
                formatValue(stats.loss).c_str(), avgTokensPerSecond);
   std::printf("loss = %s\n", formatValue(stats.loss).c_str());
+  if (opts.checkPlan)
+    return reportPlanCheck(executor);
   return 0;
 }
 

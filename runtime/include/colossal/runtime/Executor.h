@@ -11,6 +11,11 @@
 // place on the weights and the optimizer states). Weights and states persist
 // between programs and steps; checkpoints save and restore them.
 //
+// Check-plan mode (setCheckPlan, `colossal-run --check-plan`) verifies the
+// compiler's live ranges while it runs: operands must be live, dead buffers
+// are poisoned with NaN, and the bytes touched are measured against the
+// planned arena size.
+//
 //===----------------------------------------------------------------------===//
 #ifndef COLOSSAL_RUNTIME_EXECUTOR_H
 #define COLOSSAL_RUNTIME_EXECUTOR_H
@@ -23,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace colossal::runtime {
 
@@ -55,8 +61,60 @@ struct TrainStepStats {
   std::optional<double> gradNorm, lr;
 };
 
+/// What check-plan mode (CpuExecutor::setCheckPlan) measured for one arena.
+struct ArenaCheck {
+  MemorySpace space = MemorySpace::kDevice;
+  /// PlanArena::sizeBytes: what the plan allocates.
+  uint64_t plannedBytes = 0;
+  /// High-water mark of the bytes in use: the largest offset + size of a
+  /// buffer that an executed instruction read or wrote, that a binding
+  /// filled (weights, states, constants, program inputs) or that was read
+  /// as a program output. Equals plannedBytes for a tight plan.
+  uint64_t touchedBytes = 0;
+  /// The largest sum of the sizes of the buffers live at one executed
+  /// instruction: what any packing of these live ranges needs at least
+  /// (the compiler's "liveness lower bound"). plannedBytes / livePeakBytes
+  /// is the packing overhead.
+  uint64_t livePeakBytes = 0;
+};
+
 class CpuExecutor {
 public:
+  /// Check-plan mode (`colossal-run --check-plan`), off by default: the
+  /// executor verifies that the plan's live ranges tell the truth. Call it
+  /// before prepare(); it takes effect there. When on:
+  ///  - prepare() fails (kCorruptPlan) when two buffers of an arena share
+  ///    bytes while both are live, when a weight, state or constant buffer
+  ///    is not live over every instruction, when a program input's buffer is
+  ///    not live at its program's first instruction or an output's at its
+  ///    last; and it fills every arena with the poison pattern (below)
+  ///    before it writes the constants and states.
+  ///  - before instruction i runs, every operand's buffer must be live at i
+  ///    (liveStart <= i <= liveEnd), else the run fails naming the
+  ///    instruction, the tensor and the buffer's live range.
+  ///  - after instruction i, every buffer whose liveEnd is i is poisoned,
+  ///    except persistent ones (weights, states, constants) and outputs of
+  ///    the running program, which are poisoned once they are copied out.
+  ///    Poison is 0xFF in every byte: a NaN for every float width, -1 for
+  ///    signed integers. A plan that reuses bytes too early, or reads a
+  ///    buffer before writing it, computes NaN.
+  ///  - planCheck() reports, per arena, the bytes touched and the live peak;
+  ///    verifyPlanPeak() compares them with the plan.
+  /// Outputs read with readBinding() after a run are poisoned then: use the
+  /// `outputs` that run() and runProgram() return.
+  void setCheckPlan(bool on) { checkPlan_ = on; }
+  bool checkPlan() const { return checkPlan_; }
+  /// Check-plan measurements since prepare(), one per arena in plan order;
+  /// empty unless check-plan mode was on at prepare().
+  std::vector<ArenaCheck> planCheck() const;
+  /// Ok when every arena's touched bytes equal its planned size. Fewer is
+  /// kCorruptPlan (the plan over-allocates: no executed instruction and no
+  /// binding uses the last bytes); more is kInternal (validation keeps every
+  /// buffer inside its arena). Both messages name the two numbers. Ok when
+  /// check-plan mode is off. Call it after the runs that should cover the
+  /// arena (a forward run; a training step runs both programs).
+  Status verifyPlanPeak() const;
+
   /// Takes a plan that readPlan()/validatePlan() accepted; allocates the
   /// arenas, writes the constants and zero-fills every kState binding. The
   /// executor keeps a pointer to `plan`, which must outlive it (or the next
@@ -136,12 +194,31 @@ private:
   const PlanBinding *findBinding(BindingRole role,
                                  const std::string &name) const;
   Status runInstructions(uint32_t first, uint32_t count);
+  /// "instruction 17 (matmul at node_MatMul_45)".
+  std::string describeInstr(uint64_t index) const;
+
+  // Check-plan mode (setCheckPlan).
+  Status startPlanCheck();
+  Status checkOperandsLive(uint64_t index);
+  void touchBuffer(uint32_t buffer);
+  void poisonBuffer(uint32_t buffer);
 
   const Plan *plan_ = nullptr;
   std::vector<PlanProgram> programs_;
   std::vector<std::unique_ptr<uint8_t[], void (*)(void *)>> arenas_;
   std::vector<uint8_t *> arenaBase_;
   bool weightsLoaded_ = false;
+
+  bool checkPlan_ = false; ///< requested (setCheckPlan)
+  bool checking_ = false;  ///< on since the last prepare()
+  std::vector<bool> persistentBuffer_, touchedBuffer_;
+  /// Per buffer: an output of the program now running (poisoned after it).
+  std::vector<bool> programOutputBuffer_;
+  /// Per instruction: the non-persistent buffers whose liveEnd it is.
+  std::vector<std::vector<uint32_t>> diesAfter_;
+  /// Per arena, per instruction: the bytes of the buffers live there.
+  std::vector<std::vector<uint64_t>> liveBytesAt_;
+  std::vector<ArenaCheck> arenaChecks_;
 };
 
 } // namespace colossal::runtime

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Patches one field of a compiled .cplan and re-seals it (both checksums),
+so that the plan still reads and validates, but lies about its memory:
+
+  patch_plan.py IN OUT --end-early NAME   buffer NAME's liveEnd minus 1
+  patch_plan.py IN OUT --grow-arena N     arena 0's sizeBytes plus N
+
+check-plan.test uses it to show that `colossal-run --check-plan` catches
+what an unchecked run does not. Offsets are those of docs/plan-format.md.
+"""
+import argparse
+import struct
+import sys
+
+
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+def sections(buf):
+    num, entry_bytes = struct.unpack_from("<II", buf, 24)
+    out = {}
+    for k in range(num):
+        sid, rec, off, size = struct.unpack_from("<IIQQ", buf, 64 + k * entry_bytes)
+        out[sid] = (rec, off, size)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("input")
+    ap.add_argument("output")
+    ap.add_argument("--end-early", metavar="NAME")
+    ap.add_argument("--grow-arena", type=int, metavar="N")
+    a = ap.parse_args()
+    buf = bytearray(open(a.input, "rb").read())
+    sec = sections(buf)
+    _, str_off, _ = sec[2]
+    if a.end_early is not None:
+        rec, off, size = sec[4]  # buffers: name StringRef at 0, liveEnd u32 at 40
+        for r in range(off, off + size, rec):
+            s, n = struct.unpack_from("<II", buf, r)
+            if bytes(buf[str_off + s:str_off + s + n]).decode() == a.end_early:
+                live_start = struct.unpack_from("<I", buf, r + 12)[0]
+                live_end = struct.unpack_from("<I", buf, r + 40)[0]
+                if live_end <= live_start:
+                    sys.exit(f"buffer '{a.end_early}' is live [{live_start}, {live_end}]: cannot end earlier")
+                struct.pack_into("<I", buf, r + 40, live_end - 1)
+                break
+        else:
+            sys.exit(f"no buffer '{a.end_early}'")
+    if a.grow_arena is not None:
+        rec, off, size = sec[3]  # arenas: sizeBytes u64 at 8
+        struct.pack_into("<Q", buf, off + 8, struct.unpack_from("<Q", buf, off + 8)[0] + a.grow_arena)
+    struct.pack_into("<Q", buf, 32, fnv1a64(buf[64:]))
+    struct.pack_into("<Q", buf, 56, fnv1a64(buf[:56]))
+    open(a.output, "wb").write(buf)
+
+
+if __name__ == "__main__":
+    main()
