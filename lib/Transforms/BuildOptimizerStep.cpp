@@ -39,6 +39,10 @@ struct BuildOptimizerStepPass
   using BuildOptimizerStepPassBase::BuildOptimizerStepPassBase;
   void runOnOperation() override;
   LogicalResult build(func::FuncOp micro);
+  LogicalResult buildFused(func::FuncOp micro);
+  LogicalResult update(GraphBuilder &gb, Location loc, StringRef name,
+                       RankedTensorType type, Value weight, Value grad,
+                       Value lr, Value step);
   FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
 };
 
@@ -208,40 +212,8 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
     Value g = grads[i++];
     auto w = graph::WeightOp::create(b, ploc, type, name, /*trainable=*/true,
                                      StringAttr(), IntegerAttr(), StringAttr());
-    double wd = weightDecay;
-    if (noDecayRe && noDecayRe->match(name))
-      wd = 0.0;
-    if (optimizer == "adamw") {
-      Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
-      Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
-      rt::Attrs a(K::AdamW);
-      a.setF("beta1", beta1);
-      a.setF("beta2", beta2);
-      a.setF("eps", eps);
-      a.setF("weight_decay", wd);
-      auto r = gb.create(ploc, a, {w.getResult(), g, m, v, *lrValue, step});
-      if (failed(r))
-        return failure();
-      graph::AssignOp::create(b, ploc, name, (*r)[0]);
-      graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
-      graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
-    } else if (optimizer == "sgd") {
-      std::string bufName = ("sgd.momentum." + name).str();
-      Value buf = graph::StateOp::create(b, ploc, type, bufName);
-      rt::Attrs a(K::Sgd);
-      a.setF("momentum", momentum);
-      a.setF("dampening", dampening);
-      a.setF("weight_decay", wd);
-      a.setI("nesterov", nesterov ? 1 : 0);
-      auto r = gb.create(ploc, a, {w.getResult(), g, buf, *lrValue, step});
-      if (failed(r))
-        return failure();
-      graph::AssignOp::create(b, ploc, name, (*r)[0]);
-      graph::AssignOp::create(b, ploc, bufName, (*r)[1]);
-    } else {
-      return emitError(loc) << "unknown optimizer '" << optimizer
-                            << "' (adamw, sgd)";
-    }
+    if (failed(update(gb, ploc, name, type, w.getResult(), g, *lrValue, step)))
+      return failure();
   }
   for (auto &[name, type] : params) {
     Location ploc = NameLoc::get(b.getStringAttr(("grad." + name).str()));
@@ -256,6 +228,193 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
     graph::AssignOp::create(b, ploc, ("grad." + name).str(), *z);
   }
   func::ReturnOp::create(b, loc, ValueRange{*norm, *lrValue});
+  return success();
+}
+
+/// One optimizer update of weight `name`, assigned back in place with its
+/// optimizer state.
+LogicalResult BuildOptimizerStepPass::update(GraphBuilder &gb, Location ploc,
+                                             StringRef name,
+                                             RankedTensorType type,
+                                             Value weight, Value g, Value lr,
+                                             Value step) {
+  OpBuilder &b = gb.builder();
+  std::optional<llvm::Regex> noDecayRe;
+  if (!noDecay.empty())
+    noDecayRe.emplace(noDecay);
+  double wd = weightDecay;
+  if (noDecayRe && noDecayRe->match(name))
+    wd = 0.0;
+  if (optimizer == "adamw") {
+    Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
+    Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
+    rt::Attrs a(K::AdamW);
+    a.setF("beta1", beta1);
+    a.setF("beta2", beta2);
+    a.setF("eps", eps);
+    a.setF("weight_decay", wd);
+    auto r = gb.create(ploc, a, {weight, g, m, v, lr, step});
+    if (failed(r))
+      return failure();
+    graph::AssignOp::create(b, ploc, name, (*r)[0]);
+    graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
+    graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
+    return success();
+  }
+  if (optimizer == "sgd") {
+    std::string bufName = ("sgd.momentum." + name).str();
+    Value buf = graph::StateOp::create(b, ploc, type, bufName);
+    rt::Attrs a(K::Sgd);
+    a.setF("momentum", momentum);
+    a.setF("dampening", dampening);
+    a.setF("weight_decay", wd);
+    a.setI("nesterov", nesterov ? 1 : 0);
+    auto r = gb.create(ploc, a, {weight, g, buf, lr, step});
+    if (failed(r))
+      return failure();
+    graph::AssignOp::create(b, ploc, name, (*r)[0]);
+    graph::AssignOp::create(b, ploc, bufName, (*r)[1]);
+    return success();
+  }
+  return emitError(ploc) << "unknown optimizer '" << optimizer
+                         << "' (adamw, sgd)";
+}
+
+/// The fused step (grad-accum 1, no clipping): every update goes into
+/// micro_step itself, right after the weight's gradient is complete and its
+/// last read is done, so no gradient outlives its update and no full-model
+/// gradient buffer exists. micro_step becomes train_step(inputs..., __step)
+/// -> (loss, __count, grad_norm, lr); there is no apply_step.
+LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
+  if (clipGradNorm > 0)
+    return micro.emitOpError("a fused optimizer step cannot clip: clipping "
+                             "needs every gradient before any update");
+  MLIRContext *ctx = &getContext();
+  OpBuilder b(ctx);
+  GraphBuilder gb(b);
+  Block &body = micro.getBody().front();
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  if (ret.getNumOperands() != 2)
+    return micro.emitOpError("expected micro_step to return (loss, __count)");
+  Value loss = ret.getOperand(0), count = ret.getOperand(1);
+
+  // The step counter becomes an argument.
+  auto scalarI64 = RankedTensorType::get({}, b.getI64Type());
+  BlockArgument step = body.addArgument(scalarI64, micro.getLoc());
+  SmallVector<Type> argTypes(micro.getArgumentTypes());
+  argTypes.push_back(scalarI64);
+
+  // The gradient of each weight, taken from its accumulation into grad.p.
+  struct Param {
+    StringRef name;
+    RankedTensorType type;
+    Value weight, grad;
+  };
+  SmallVector<Param> params;
+  for (auto assign : llvm::make_early_inc_range(body.getOps<graph::AssignOp>())) {
+    if (!assign.getName().starts_with("grad."))
+      continue;
+    auto add = assign.getValue().getDefiningOp<graph::AddOp>();
+    auto state = add ? add.getLhs().getDefiningOp<graph::StateOp>() : nullptr;
+    if (!state || state.getName() != assign.getName())
+      return assign.emitOpError("is not a gradient accumulation this pass "
+                                "can fuse");
+    StringRef name = assign.getName().drop_front(5);
+    Value weight;
+    for (auto w : body.getOps<graph::WeightOp>())
+      if (w.getName() == name && w.getTrainable())
+        weight = w.getResult();
+    if (!weight)
+      return assign.emitOpError() << "has no trainable weight '" << name << "'";
+    params.push_back({name, cast<RankedTensorType>(weight.getType()), weight,
+                      add.getRhs()});
+    assign.erase();
+    add.erase();
+    if (state->use_empty())
+      state.erase();
+  }
+  if (params.empty())
+    return micro.emitOpError("has no trainable weight to optimise");
+  for (const Param &p : params)
+    if (!p.type.getElementType().isF32())
+      return micro.emitOpError() << "trainable weight '" << p.name << "' is "
+                                 << p.type.getElementType()
+                                 << "; master weights must be f32";
+
+  // The learning rate, right after the count (which dominates the backward).
+  Location loc = NameLoc::get(b.getStringAttr("optimizer"));
+  if (Operation *def = count.getDefiningOp())
+    b.setInsertionPointAfter(def);
+  else
+    b.setInsertionPointToStart(&body);
+  auto lrValue = learningRate(gb, loc, step);
+  if (failed(lrValue))
+    return failure();
+  Operation *afterLr = lrValue->getDefiningOp();
+
+  // Each update goes after the later of the gradient's definition and the
+  // weight's last read.
+  SmallVector<Value> sumsOfSquares;
+  for (const Param &p : params) {
+    Operation *at = p.grad.getDefiningOp();
+    if (!at || (afterLr && at->isBeforeInBlock(afterLr)))
+      at = afterLr;
+    for (Operation *user : p.weight.getUsers())
+      if (at && user->getBlock() == &body && at->isBeforeInBlock(user))
+        at = user;
+    b.setInsertionPointAfter(at);
+    Location ploc = NameLoc::get(b.getStringAttr(p.name));
+    auto g = gb.create1(ploc, K::Div, {p.grad, count});
+    if (failed(g))
+      return failure();
+    auto sq = gb.create1(ploc, K::Mul, {*g, *g});
+    if (failed(sq))
+      return failure();
+    rt::Attrs sum(K::ReduceSum);
+    std::vector<int64_t> axes;
+    for (int64_t d = 0; d < p.type.getRank(); ++d)
+      axes.push_back(d);
+    sum.setList("axes", axes);
+    sum.setI("keepdims", 0);
+    auto s = gb.create1(ploc, sum, {*sq});
+    if (failed(s))
+      return failure();
+    sumsOfSquares.push_back(*s);
+    if (failed(update(gb, ploc, p.name, p.type, p.weight, *g, *lrValue, step)))
+      return failure();
+  }
+
+  // The global norm, from the per-weight sums, at the end.
+  b.setInsertionPoint(ret);
+  Value total = sumsOfSquares.front();
+  for (Value s : ArrayRef<Value>(sumsOfSquares).drop_front()) {
+    auto t = gb.create1(loc, K::Add, {total, s});
+    if (failed(t))
+      return failure();
+    total = *t;
+  }
+  auto norm = gb.create1(loc, K::Sqrt, {total});
+  if (failed(norm))
+    return failure();
+  ret->setOperands({loss, count, *norm, *lrValue});
+  SmallVector<DictionaryAttr> argAttrs;
+  for (unsigned i = 0; i + 1 < argTypes.size(); ++i)
+    argAttrs.push_back(micro.getArgAttrDict(i) ? micro.getArgAttrDict(i)
+                                               : b.getDictionaryAttr({}));
+  argAttrs.push_back(b.getDictionaryAttr(
+      {b.getNamedAttr("colossal.name", b.getStringAttr(rt::kStepInputName))}));
+  auto named = [&](StringRef n) {
+    return b.getDictionaryAttr(
+        {b.getNamedAttr("colossal.name", b.getStringAttr(n))});
+  };
+  micro.setType(b.getFunctionType(argTypes, {loss.getType(), count.getType(),
+                                             norm->getType(),
+                                             lrValue->getType()}));
+  micro.setAllArgAttrs(argAttrs);
+  micro.setAllResultAttrs(ArrayRef<DictionaryAttr>{
+      named("loss"), named(rt::kCountOutputName), named("grad_norm"),
+      named("lr")});
+  micro.setName(rt::kTrainStepProgram);
   return success();
 }
 
@@ -275,6 +434,14 @@ void BuildOptimizerStepPass::runOnOperation() {
                      "colossal-autodiff first)");
     return signalPassFailure();
   }
-  if (failed(build(micro)))
+  if (!noDecay.empty()) {
+    std::string err;
+    if (!llvm::Regex(noDecay).isValid(err)) {
+      module.emitError() << "no-decay: invalid regex '" << noDecay
+                         << "': " << err;
+      return signalPassFailure();
+    }
+  }
+  if (failed(fuse ? buildFused(micro) : build(micro)))
     signalPassFailure();
 }

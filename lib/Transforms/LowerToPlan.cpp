@@ -376,7 +376,10 @@ void LowerToPlanPass::runOnOperation() {
     programs.push_back({graphs[rt::kMicroStepProgram], rt::kMicroStepProgram});
     programs.push_back({graphs[rt::kApplyStepProgram], rt::kApplyStepProgram});
   } else if (graphs.size() == 1) {
-    programs.push_back({graphs.begin()->second, rt::kForwardProgram});
+    func::FuncOp only = graphs.begin()->second;
+    programs.push_back({only, only.getName() == rt::kTrainStepProgram
+                                  ? rt::kTrainStepProgram
+                                  : rt::kForwardProgram});
   } else {
     module.emitError("expected one forward graph function or @micro_step and "
                      "@apply_step, got ")

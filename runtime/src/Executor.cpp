@@ -144,12 +144,18 @@ std::vector<PlanProgram> effectivePrograms(const Plan &plan) {
 }
 
 bool isTrainingPlan(const Plan &plan) {
-  bool micro = false, apply = false;
+  bool micro = false, apply = false, fused = false;
   for (const PlanProgram &prog : plan.programs) {
     micro |= prog.name == kMicroStepProgram;
     apply |= prog.name == kApplyStepProgram;
+    fused |= prog.name == kTrainStepProgram;
   }
-  return micro && apply;
+  return (micro && apply) || fused;
+}
+
+bool isFusedTrainingPlan(const Plan &plan) {
+  return plan.programs.size() == 1 &&
+         plan.programs[0].name == kTrainStepProgram;
 }
 
 bool bindingInProgram(const PlanBinding &bind, uint32_t index) {
@@ -763,12 +769,20 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
   const Plan &plan = *plan_;
   if (!isTrainingPlan(plan))
     return invalid("the plan is not a training plan (it has no " +
-                   std::string(kMicroStepProgram) + " and " +
-                   kApplyStepProgram + " programs)");
+                   std::string(kTrainStepProgram) + " program, nor " +
+                   kMicroStepProgram + " and " + kApplyStepProgram + ")");
   if (step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     return invalid("step " + std::to_string(step) + " does not fit __step");
+  // A fused plan runs one program per step that also applies the updates;
+  // otherwise micro_step runs per micro-batch and apply_step once.
+  const bool fused = isFusedTrainingPlan(plan);
+  const char *stepProgram = fused ? kTrainStepProgram : kMicroStepProgram;
+  if (fused && gradsBeforeApply)
+    return invalid("this plan fuses each weight's update into the step, so "
+                   "no gradient is kept to dump; compile it with "
+                   "--separate-optimizer-step to use --dump-grads");
   uint32_t micro = 0;
-  while (programs_[micro].name != kMicroStepProgram)
+  while (programs_[micro].name != stepProgram)
     ++micro;
 
   // Split the batch: every user input of micro_step, dim 0 a multiple G of
@@ -824,6 +838,12 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
   }
   if (groups < 0)
     groups = 1; // micro_step reads no user input
+  if (fused && groups != 1)
+    return invalid("the batch holds " + std::to_string(groups) +
+                   " times the compiled batch, but this plan fuses the "
+                   "optimizer into the step (no gradient accumulation); "
+                   "compile it with --grad-accum " + std::to_string(groups) +
+                   " and --shape of the full batch");
 
   stats = TrainStepStats();
   stats.microSteps = groups;
@@ -840,13 +860,12 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
     }
     if (stepInMicro)
       microInputs.tensors.emplace_back(kStepInputName, stepTensor(step));
-    COLOSSAL_RETURN_IF_ERROR(
-        runProgram(kMicroStepProgram, microInputs, outputs));
+    COLOSSAL_RETURN_IF_ERROR(runProgram(stepProgram, microInputs, outputs));
     std::optional<double> loss, count;
     COLOSSAL_RETURN_IF_ERROR(
-        scalarOutput(outputs, kMicroStepProgram, "loss", true, loss));
-    COLOSSAL_RETURN_IF_ERROR(scalarOutput(outputs, kMicroStepProgram,
-                                          kCountOutputName, true, count));
+        scalarOutput(outputs, stepProgram, "loss", true, loss));
+    COLOSSAL_RETURN_IF_ERROR(
+        scalarOutput(outputs, stepProgram, kCountOutputName, true, count));
     // A micro-batch without scored labels has loss 0/0 = NaN and adds
     // nothing, as in PyTorch's token-weighted mean over the whole batch.
     if (*count > 0)
@@ -856,6 +875,11 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
   stats.countTotal = countTotal;
   stats.loss = countTotal > 0 ? lossSum / countTotal
                               : std::numeric_limits<double>::quiet_NaN();
+  if (fused) {
+    COLOSSAL_RETURN_IF_ERROR(scalarOutput(outputs, stepProgram, "grad_norm",
+                                          false, stats.gradNorm));
+    return scalarOutput(outputs, stepProgram, "lr", false, stats.lr);
+  }
 
   if (gradsBeforeApply) {
     *gradsBeforeApply = SafetensorsFile();

@@ -341,7 +341,7 @@ bool isInPlaceOptimizerPair(std::string_view op, size_t out, size_t in) {
 
 bool isKnownProgramName(const std::string &name) {
   return name == kForwardProgram || name == kMicroStepProgram ||
-         name == kApplyStepProgram;
+         name == kApplyStepProgram || name == kTrainStepProgram;
 }
 
 /// The type a reserved binding name requires, or nullptr for other names.
@@ -614,8 +614,8 @@ Status validatePlan(const Plan &plan) {
         "program " + std::to_string(p) + " " + quoted(prog.name);
     if (!isKnownProgramName(prog.name))
       return corrupt(label + ": unknown program name (expected " +
-                     kForwardProgram + ", " + kMicroStepProgram + " or " +
-                     kApplyStepProgram + ")");
+                     kForwardProgram + ", " + kMicroStepProgram + ", " +
+                     kApplyStepProgram + " or " + kTrainStepProgram + ")");
     if (!programNames.insert(prog.name).second)
       return corrupt(label + ": a second program with this name");
     if (prog.firstInstr != nextInstr)
@@ -642,18 +642,22 @@ Status validatePlan(const Plan &plan) {
     bool trainingPlan = plan.programs.size() == 2 &&
                         programNames.count(kMicroStepProgram) &&
                         programNames.count(kApplyStepProgram);
-    if (!forwardPlan && !trainingPlan) {
+    bool fusedPlan =
+        plan.programs.size() == 1 && programNames.count(kTrainStepProgram);
+    if (!forwardPlan && !trainingPlan && !fusedPlan) {
       std::string names;
       for (const PlanProgram &prog : plan.programs)
         names += (names.empty() ? "" : ", ") + prog.name;
       return corrupt("programs (" + names +
                      ") are not a valid set: a plan has " + kForwardProgram +
-                     " alone, or " + kMicroStepProgram + " and " +
-                     kApplyStepProgram);
+                     " alone, " + kTrainStepProgram + " alone, or " +
+                     kMicroStepProgram + " and " + kApplyStepProgram);
     }
   }
   const size_t numPrograms = plan.programs.size();
-  const bool trainingPlan = numPrograms > 1;
+  const bool trainingPlan =
+      numPrograms > 1 ||
+      (numPrograms == 1 && plan.programs[0].name == kTrainStepProgram);
 
   // Names are unique per role (and, for inputs and outputs of a plan with
   // several programs, per program). Weights and states share one namespace:

@@ -1077,7 +1077,7 @@ TEST(PlanFormat, RejectsEachTrainingPlanRule) {
       {"unknown program name",
        [](Plan &p) { p.programs[1].name = "optimizer"; },
        "program 1 'optimizer': unknown program name (expected forward, "
-       "micro_step or apply_step)"},
+       "micro_step, apply_step or train_step)"},
       {"duplicate program name",
        [](Plan &p) { p.programs[1].name = "micro_step"; },
        "program 1 'micro_step': a second program with this name"},
@@ -1095,7 +1095,7 @@ TEST(PlanFormat, RejectsEachTrainingPlanRule) {
              b.program = 0;
        },
        "programs (micro_step) are not a valid set: a plan has forward alone, "
-       "or micro_step and apply_step"},
+       "train_step alone, or micro_step and apply_step"},
       {"forward with apply_step",
        [](Plan &p) { p.programs[0].name = "forward"; },
        "programs (forward, apply_step) are not a valid set"},

@@ -7,8 +7,10 @@ exported so that every parameter is a named initializer, with PyTorch's
 and step-0 gradients (`grad0.<name>` in <arch>-train.oracle.safetensors).
 
 This script compiles the export as a training step with the oracle's
-hyper-parameters, runs `colossal-run --steps N --batches ...` on the oracle's
-batches (step k uses batch k % 4), and checks:
+hyper-parameters (the default plan, whose updates are fused into the step),
+runs `colossal-run --steps N --batches ...` on the oracle's batches (step k
+uses batch k % 4), runs step 0 of a --separate-optimizer-step plan with
+--dump-grads, and checks:
 
   fp32 (default): loss[k] within 1e-4 relative of `losses[k]` at every step,
       grad_norm[0] within 1e-4 relative, and every dumped step-0 gradient
@@ -97,11 +99,20 @@ def main():
                  else "model.lm_head.weight")
         cmd += ["--padding-idx", "%s=%d" % (table, pad)]
     run(cmd, "compile")
+    # The default plan fuses each update into the step (no gradient buffers):
+    # it trains the curve. The step-0 gradients need the separate optimizer
+    # program, which keeps them until apply_step: a second plan, one step.
+    separate = os.path.join(args.workdir, "separate.cplan")
+    run([c if c != plan else separate for c in cmd] + ["--separate-optimizer-step"],
+        "compile (separate optimizer step)")
 
     metrics = os.path.join(args.workdir, "metrics.jsonl")
     grads = os.path.join(args.workdir, "grads.safetensors")
     run([tool("colossal-run", args.run), plan, "--batches", batches, "--steps", str(steps),
-         "--metrics", metrics, "--dump-grads", grads], "train")
+         "--metrics", metrics], "train")
+    if args.precision == "fp32":
+        run([tool("colossal-run", args.run), separate, "--batches", batches, "--steps", "1",
+             "--dump-grads", grads], "step 0 with --dump-grads")
 
     rows = [json.loads(line) for line in open(metrics)]
     ok = True

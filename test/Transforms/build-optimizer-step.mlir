@@ -52,3 +52,4 @@ func.func @micro_step(%x: tensor<3xf32> {colossal.name = "x"}) -> (tensor<f32> {
   %c = colossal.constant dense<1.0> : tensor<f32>
   return %c, %c : tensor<f32>, tensor<f32>
 }
+

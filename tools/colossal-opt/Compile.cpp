@@ -13,6 +13,7 @@
 
 #include "colossal/Import/OnnxImporter.h"
 #include "colossal/Target/PlanEmitter.h"
+#include "colossal/Target/PlanReport.h"
 #include "colossal/Transforms/Passes.h"
 #include "colossal/runtime/PlanFormat.h"
 #include "colossal/runtime/Safetensors.h"
@@ -56,6 +57,7 @@ struct CommonArgs {
   std::map<std::string, std::string> exportNames; ///< weight -> HF name
   int64_t gradAccum = 1;
   std::string precision = "fp32";
+  bool separateOptimizerStep = false; ///< --separate-optimizer-step
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -97,6 +99,14 @@ training (the default; --forward-only turns it off):
   --warmup-steps N --total-steps N --min-lr-ratio X
                           the cosine schedule's shape
   --clip-grad-norm X      clip the global gradient norm (default: off)
+  --separate-optimizer-step
+                          keep the optimizer in its own program after the
+                          gradients (micro_step + apply_step, with full
+                          gradient buffers). It is implied by --grad-accum
+                          > 1 and --clip-grad-norm; otherwise each update is
+                          fused into the step right after its gradient
+                          (train_step), which needs no gradient buffers.
+                          colossal-run --dump-grads needs the separate form
   --grad-accum N          split each batch into N micro-batches: --shape
                           gives the full batch, the plan runs micro-batches
   --trainable REGEX       train only the weights whose name matches
@@ -112,6 +122,19 @@ training (the default; --forward-only turns it off):
                           weights, optimizer state and loss (default fp32)
   --emit-plan FILE        also write the plan MLIR ('-': stdout)
   --quiet                 no summary
+
+memory planning and report (docs/planner.md):
+  --budget SIZE           device memory the plan may use: 24GiB, 512MiB,
+                          24GB, 1e9 or plain bytes (default: the device
+                          profile's memory); a plan over it is an error
+  --device-profile FILE   rates for the cost model and the default budget
+                          (default: share/colossal/devices/h200.json beside
+                          the binary's bin/)
+  --policy cuda|cpu|auto  where state may live: cuda keeps everything on
+                          the device; cpu (offload to host memory) is not
+                          implemented yet; auto is cuda for now
+  --report-json FILE      write the memory and step-time report as JSON
+  --report FILE.html      write it as a page with the memory timeline
 )";
 
 const char *kImportUsage = R"(usage: colossal-opt import MODEL.onnx [--shape NAME=DxD...] [-o FILE]
@@ -188,6 +211,8 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
       args.printLocations = true;
     } else if (allowCompileFlags && a == "--forward-only") {
       args.forwardOnly = true;
+    } else if (allowCompileFlags && a == "--separate-optimizer-step") {
+      args.separateOptimizerStep = true;
     } else if (allowCompileFlags && a == "--nesterov") {
       args.compile.optimizer.nesterov = true;
     } else if (allowCompileFlags &&
@@ -423,6 +448,9 @@ int mlir::colossal::runImport(int argc, char **argv) {
 
 int mlir::colossal::runCompile(int argc, char **argv) {
   CommonArgs args;
+  PlanReportOptions reportOptions;
+  if (std::string e = takePlanReportArgs(argc, argv, reportOptions); !e.empty())
+    return usageError("compile", e);
   if (int rc = parseArgs("compile", argc, argv, args, true); rc >= 0)
     return rc;
   if (args.output.empty())
@@ -576,17 +604,30 @@ int mlir::colossal::runCompile(int argc, char **argv) {
        << ", \"clip_grad_norm\": " << o.clipGradNorm
        << ", \"grad_accum\": " << args.gradAccum
        << ", \"full_batch\": " << fullBatch << ", \"precision\": \""
-       << args.precision << "\"}";
+       << args.precision << "\", \"fused_optimizer\": "
+       << (!args.separateOptimizerStep && args.gradAccum == 1 &&
+                   o.clipGradNorm <= 0
+               ? "true"
+               : "false")
+       << "}";
     module->setAttr("colossal.train_config", StringAttr::get(&ctx, config));
   }
 
   PassManager pm(&ctx);
   CompileOptions options = args.compile;
   options.forwardOnly = args.forwardOnly;
+  options.optimizer.fuse = !args.separateOptimizerStep && args.gradAccum == 1 &&
+                           args.compile.optimizer.clipGradNorm <= 0;
   options.bf16 = args.precision == "bf16";
   buildCompilePipeline(pm, options);
   if (failed(pm.run(module)))
     return fail("compiling '" + args.model + "' failed");
+  // The planner's report; a plan over the budget fails before anything is
+  // written.
+  FailureOr<PlanReport> report =
+      buildPlanReport(module, reportOptions, args.model, err);
+  if (failed(report) || failed(checkPlanBudget(*report, err)))
+    return fail(err);
   if (!args.emitPlan.empty() &&
       !writeText(args.emitPlan, [&](llvm::raw_ostream &os) { module.print(os); },
                  err))
@@ -661,6 +702,9 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       if (args.gradAccum > 1)
         os << ", " << args.gradAccum << " micro-batches of "
            << fullBatch / args.gradAccum;
+      os << (options.optimizer.fuse
+                 ? ", updates fused into the step (train_step)"
+                 : ", separate optimizer program (micro_step + apply_step)");
       os << "\n";
     }
     os << "  constants: " << constBytes << " bytes in the plan\n";
@@ -674,5 +718,9 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       os << "  weights: none written: the model's weight data file '"
          << missing << "' is absent (a weight-free graph)\n";
   }
+  if (!args.quiet)
+    printPlanReportSummary(llvm::errs(), *report);
+  if (failed(writePlanReports(*report, reportOptions, err)))
+    return fail(err);
   return 0;
 }

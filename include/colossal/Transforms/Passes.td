@@ -97,6 +97,10 @@ def BuildOptimizerStepPass
     states (`adam.m.p`, `adam.v.p` or `sgd.momentum.p`); and the gradient
     states set to zero. Weights whose name matches `no-decay` get no weight
     decay.
+
+    With `fuse`, there is no apply_step: the updates go into the step
+    itself (see the option), which removes the full-model gradient buffers
+    and lets each gradient die as soon as its update is done.
   }];
   let options = [
     Option<"optimizer", "optimizer", "std::string", "\"adamw\"", "adamw or sgd">,
@@ -118,7 +122,12 @@ def BuildOptimizerStepPass
     Option<"totalSteps", "total-steps", "int64_t", "0",
            "Steps at which the cosine schedule reaches its floor">,
     Option<"minLrRatio", "min-lr-ratio", "double", "0.0",
-           "The cosine schedule's floor, as a fraction of lr">
+           "The cosine schedule's floor, as a fraction of lr">,
+    Option<"fuse", "fuse", "bool", "false",
+           "Fuse the updates into the step (grad-accum 1, no clipping): "
+           "micro_step becomes train_step(inputs, __step) -> (loss, __count, "
+           "grad_norm, lr), each update placed right after its weight's "
+           "gradient is complete and its last read, with no gradient states">
   ];
 }
 

@@ -812,8 +812,14 @@ int runTraining(const Options &opts, const Plan &plan) {
   // The micro_step's user inputs: what the data must provide.
   std::vector<PlanProgram> programs = effectivePrograms(plan);
   uint32_t microIndex = 0;
-  while (programs[microIndex].name != kMicroStepProgram)
+  const char *stepProgram =
+      isFusedTrainingPlan(plan) ? kTrainStepProgram : kMicroStepProgram;
+  while (programs[microIndex].name != stepProgram)
     ++microIndex;
+  if (isFusedTrainingPlan(plan) && !opts.dumpGrads.empty())
+    return fail(opts.plan + ": this plan fuses each weight's update into the "
+                "step, so no gradient is kept to dump; compile it with "
+                "--separate-optimizer-step to use --dump-grads");
   std::vector<DataInput> dataInputs;
   for (const PlanBinding &bind : plan.bindings)
     if (bind.role == BindingRole::kInput &&
@@ -821,7 +827,8 @@ int runTraining(const Options &opts, const Plan &plan) {
         bind.name != kCountTotalInputName)
       dataInputs.push_back({bind.name, plan.tensors[bind.tensor].type});
   if (dataInputs.empty())
-    return fail(opts.plan + ": micro_step reads no input: nothing to feed");
+    return fail(opts.plan + ": " + stepProgram +
+                " reads no input: nothing to feed");
 
   std::optional<int64_t> compiledAccum =
       jsonTopLevelInt(plan.trainConfig, "grad_accum");

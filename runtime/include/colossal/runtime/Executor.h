@@ -35,8 +35,12 @@ namespace colossal::runtime {
 /// The programs of `plan` as the executor sees them: plan.programs, or, for a
 /// plan without any (format 1.0), one `forward` over every instruction.
 std::vector<PlanProgram> effectivePrograms(const Plan &plan);
-/// True when `plan` has the `micro_step` and `apply_step` programs.
+/// True when `plan` has the `micro_step` and `apply_step` programs, or the
+/// fused `train_step`.
 bool isTrainingPlan(const Plan &plan);
+/// True for a plan whose one program, train_step, also applies the updates
+/// (no gradient accumulation, no --dump-grads).
+bool isFusedTrainingPlan(const Plan &plan);
 /// True when binding `bind` (an input or output) belongs to program `index`
 /// of effectivePrograms(): its program is `index` or kAllPrograms.
 bool bindingInProgram(const PlanBinding &bind, uint32_t index);

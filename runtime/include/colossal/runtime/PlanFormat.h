@@ -104,6 +104,11 @@ inline constexpr const char *kCountOutputName = "__count";
 inline constexpr const char *kForwardProgram = "forward";
 inline constexpr const char *kMicroStepProgram = "micro_step";
 inline constexpr const char *kApplyStepProgram = "apply_step";
+/// A fused training plan (grad-accum 1, no clipping): one program that runs
+/// forward, backward and each weight's update as soon as its gradient is
+/// complete. Inputs: the user inputs and `__step`; outputs: `loss`,
+/// `__count`, `grad_norm`, `lr`. No gradient states exist.
+inline constexpr const char *kTrainStepProgram = "train_step";
 const char *bindingRoleName(BindingRole role);
 
 // ---- In-memory model (what writePlan takes and readPlan returns) ---------
