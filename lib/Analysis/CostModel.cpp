@@ -1,0 +1,410 @@
+//===- CostModel.cpp - Device profiles and step-time estimates ------------===//
+
+#include "colossal/Analysis/CostModel.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+using namespace mlir::colossal;
+namespace rt = ::colossal::runtime;
+namespace json = llvm::json;
+
+std::optional<uint64_t> mlir::colossal::parseByteSize(llvm::StringRef text) {
+  // Split the longest numeric prefix (digits, '.', an exponent) from the unit.
+  size_t end = 0;
+  while (end < text.size() &&
+         (llvm::isDigit(text[end]) || text[end] == '.' || text[end] == '+' ||
+          ((text[end] == 'e' || text[end] == 'E') && end > 0 &&
+           end + 1 < text.size() &&
+           (llvm::isDigit(text[end + 1]) || text[end + 1] == '+'))))
+    ++end;
+  llvm::StringRef number = text.substr(0, end), unit = text.substr(end);
+  double value = 0;
+  if (number.empty() || number.getAsDouble(value) || !std::isfinite(value) ||
+      value < 0)
+    return std::nullopt;
+  std::string u = unit.lower();
+  double scale = 1;
+  if (!u.empty() && u != "b") {
+    static const char kPrefixes[] = "kmgt";
+    const char *p = std::strchr(kPrefixes, u[0]);
+    if (!p || (u.size() != 1 && u.substr(1) != "b" && u.substr(1) != "ib"))
+      return std::nullopt;
+    // "24G" alone is ambiguous; binary units are what memory sizes mean.
+    bool binary = u.size() == 1 || u.substr(1) == "ib";
+    scale = std::pow(binary ? 1024.0 : 1000.0, (p - kPrefixes) + 1);
+  }
+  double bytes = std::floor(value * scale);
+  if (bytes >= 9.2e18)
+    return std::nullopt;
+  return static_cast<uint64_t>(bytes);
+}
+
+double DeviceProfile::gemmFlopsPerS(rt::DType dtype, uint64_t minDim) const {
+  auto it = gemm.find(dtype);
+  if (it == gemm.end())
+    it = gemm.find(rt::DType::kF32);
+  if (it == gemm.end() || it->second.empty())
+    return 0;
+  for (const GemmRate &r : it->second) // sorted by decreasing minDim
+    if (minDim >= r.minDim)
+      return r.flopsPerS;
+  return it->second.back().flopsPerS;
+}
+
+namespace {
+
+/// Reads one profile object, recording which fields it consumed so that the
+/// rest can be reported as unknown.
+class FieldReader {
+public:
+  FieldReader(const json::Object &obj, std::string path)
+      : obj(obj), path(std::move(path)) {}
+
+  std::string field(llvm::StringRef key) const {
+    return path.empty() ? key.str() : path + "." + key.str();
+  }
+
+  /// A positive finite number; `required` or else left unchanged.
+  bool number(llvm::StringRef key, double &out, bool required,
+              std::string &err) {
+    used.insert(key.str());
+    const json::Value *v = obj.get(key);
+    if (!v) {
+      if (required)
+        err = "field '" + field(key) + "' is missing (a positive number)";
+      return !required;
+    }
+    std::optional<double> d = v->getAsNumber();
+    if (!d || !std::isfinite(*d) || *d <= 0) {
+      err = "field '" + field(key) + "': expected a positive number, got " +
+            render(*v);
+      return false;
+    }
+    out = *d;
+    return true;
+  }
+
+  /// Bytes: a number or a size string ("139.8GiB").
+  bool bytes(llvm::StringRef key, uint64_t &out, bool required,
+             std::string &err) {
+    used.insert(key.str());
+    const json::Value *v = obj.get(key);
+    if (!v) {
+      if (required)
+        err = "field '" + field(key) +
+              "' is missing (bytes: a number or a size such as \"80GiB\")";
+      return !required;
+    }
+    std::optional<uint64_t> size;
+    if (std::optional<double> d = v->getAsNumber();
+        d && std::isfinite(*d) && *d > 0 && *d < 9.2e18)
+      size = static_cast<uint64_t>(*d);
+    else if (std::optional<llvm::StringRef> s = v->getAsString())
+      size = parseByteSize(*s);
+    if (!size || *size == 0) {
+      err = "field '" + field(key) +
+            "': expected a positive size (bytes, or a string such as "
+            "\"80GiB\"), got " +
+            render(*v);
+      return false;
+    }
+    out = *size;
+    return true;
+  }
+
+  bool unknownFields(std::string &err) const {
+    // json::Object iterates in hash order: sort for a deterministic message.
+    std::vector<std::string> unknown;
+    for (const auto &kv : obj)
+      if (!used.count(kv.first.str()))
+        unknown.push_back(kv.first.str());
+    if (unknown.empty())
+      return false;
+    std::sort(unknown.begin(), unknown.end());
+    err = "unknown field '" + field(unknown.front()) + "'";
+    return true;
+  }
+
+  static std::string render(const json::Value &v) {
+    std::string s;
+    llvm::raw_string_ostream os(s);
+    os << v;
+    return s;
+  }
+
+  const json::Object &obj;
+  std::string path;
+  std::set<std::string> used;
+};
+
+} // namespace
+
+llvm::Expected<DeviceProfile>
+mlir::colossal::parseDeviceProfile(llvm::StringRef jsonText) {
+  auto fail = [](const std::string &msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+  };
+  llvm::Expected<json::Value> parsed = json::parse(jsonText);
+  if (!parsed)
+    return fail("not valid JSON: " + llvm::toString(parsed.takeError()));
+  const json::Object *root = parsed->getAsObject();
+  if (!root)
+    return fail("expected a JSON object at the top level");
+
+  DeviceProfile p;
+  FieldReader r(*root, "");
+  std::string err;
+  r.used.insert("name");
+  if (const json::Value *v = root->get("name")) {
+    if (!v->getAsString())
+      return fail("field 'name': expected a string, got " +
+                  FieldReader::render(*v));
+    p.name = v->getAsString()->str();
+  }
+  r.used.insert("notes");
+  if (const json::Value *v = root->get("notes")) {
+    const json::Array *a = v->getAsArray();
+    if (!a)
+      return fail("field 'notes': expected an array of strings");
+    for (const json::Value &n : *a) {
+      if (!n.getAsString())
+        return fail("field 'notes': expected an array of strings, got " +
+                    FieldReader::render(n));
+      p.notes.push_back(n.getAsString()->str());
+    }
+  }
+  p.kernelFloorS = 3e-6;
+  if (!r.bytes("device_memory", p.deviceMemoryBytes, true, err) ||
+      !r.bytes("host_memory", p.hostMemoryBytes, false, err) ||
+      !r.number("hbm_bytes_per_s", p.hbmBytesPerS, true, err) ||
+      !r.number("kernel_floor_s", p.kernelFloorS, false, err) ||
+      !r.number("h2d_bytes_per_s", p.h2dBytesPerS, true, err) ||
+      !r.number("d2h_bytes_per_s", p.d2hBytesPerS, true, err) ||
+      !r.number("copy_latency_s", p.copyLatencyS, true, err) ||
+      !r.number("cpu_adamw_params_per_s", p.cpuAdamwParamsPerS, true, err))
+    return fail(err);
+  p.bidirectionalBytesPerS = p.h2dBytesPerS + p.d2hBytesPerS;
+  if (!r.number("bidirectional_bytes_per_s", p.bidirectionalBytesPerS, false,
+                err))
+    return fail(err);
+  // AdamW in fp32 moves 28 bytes per parameter (read p, g, m, v; write p,
+  // m, v): its rate gives the CPU's memory bandwidth when not given.
+  p.cpuBytesPerS = p.cpuAdamwParamsPerS * 28;
+  if (!r.number("cpu_bytes_per_s", p.cpuBytesPerS, false, err))
+    return fail(err);
+
+  r.used.insert("gemm_tflops");
+  const json::Value *gemmValue = root->get("gemm_tflops");
+  if (!gemmValue)
+    return fail("field 'gemm_tflops' is missing (an object of element type "
+                "-> [{\"min_dim\": N, \"tflops\": X}, ...])");
+  const json::Object *gemm = gemmValue->getAsObject();
+  if (!gemm)
+    return fail("field 'gemm_tflops': expected an object of element type -> "
+                "list of rates, got " +
+                FieldReader::render(*gemmValue));
+  std::vector<std::string> dtypeKeys;
+  for (const auto &kv : *gemm)
+    dtypeKeys.push_back(kv.first.str());
+  std::sort(dtypeKeys.begin(), dtypeKeys.end());
+  for (const std::string &key : dtypeKeys) {
+    std::string where = "gemm_tflops." + key;
+    std::optional<rt::DType> dtype;
+    for (uint32_t raw = 1; raw <= rt::kMaxDType; ++raw)
+      if (rt::isValidDType(raw) &&
+          key == rt::dtypeName(static_cast<rt::DType>(raw)) &&
+          rt::isFloatDType(static_cast<rt::DType>(raw)))
+        dtype = static_cast<rt::DType>(raw);
+    if (!dtype)
+      return fail("field '" + where +
+                  "': not a floating-point element type (f32, bf16, f16, "
+                  "f64)");
+    const json::Array *list = gemm->get(key)->getAsArray();
+    if (!list || list->empty())
+      return fail("field '" + where +
+                  "': expected a non-empty list of {\"min_dim\", "
+                  "\"tflops\"}");
+    std::vector<GemmRate> rates;
+    for (size_t i = 0; i < list->size(); ++i) {
+      std::string at = where + "[" + std::to_string(i) + "]";
+      const json::Object *entry = (*list)[i].getAsObject();
+      if (!entry)
+        return fail("field '" + at +
+                    "': expected an object {\"min_dim\", "
+                    "\"tflops\"}, got " +
+                    FieldReader::render((*list)[i]));
+      FieldReader er(*entry, at);
+      er.used.insert("class"); // a label for people; ignored
+      double tflops = 0;
+      if (!er.number("tflops", tflops, true, err))
+        return fail(err);
+      er.used.insert("min_dim");
+      uint64_t minDim = 0;
+      if (const json::Value *m = entry->get("min_dim")) {
+        std::optional<int64_t> n = m->getAsInteger();
+        if (!n || *n < 0)
+          return fail("field '" + er.field("min_dim") +
+                      "': expected a non-negative integer, got " +
+                      FieldReader::render(*m));
+        minDim = static_cast<uint64_t>(*n);
+      } else {
+        return fail("field '" + er.field("min_dim") +
+                    "' is missing (the least min(M, N, K) of the class)");
+      }
+      if (er.unknownFields(err))
+        return fail(err);
+      rates.push_back({minDim, tflops * 1e12});
+    }
+    std::stable_sort(rates.begin(), rates.end(),
+                     [](const GemmRate &a, const GemmRate &b) {
+                       return a.minDim > b.minDim;
+                     });
+    if (rates.back().minDim != 0)
+      return fail("field '" + where +
+                  "': needs a class with \"min_dim\": 0 (the rate of the "
+                  "thinnest matmuls)");
+    p.gemm[*dtype] = std::move(rates);
+  }
+  if (!p.gemm.count(rt::DType::kF32))
+    return fail("field 'gemm_tflops.f32' is missing (the rate every element "
+                "type without its own falls back to)");
+  if (r.unknownFields(err))
+    return fail(err);
+  return p;
+}
+
+namespace {
+
+uint64_t sumBytes(const std::vector<rt::TensorType> &types) {
+  uint64_t n = 0;
+  for (const rt::TensorType &t : types)
+    n += t.sizeBytes();
+  return n;
+}
+
+} // namespace
+
+InstrCost mlir::colossal::estimateInstr(const CostInstr &instr,
+                                        const DeviceProfile &p) {
+  InstrCost c;
+  switch (instr.kind) {
+  case CostInstr::Kind::Event:
+    return c;
+  case CostInstr::Kind::Copy: {
+    c.bytes = instr.inputs.empty() ? 0 : instr.inputs[0].sizeBytes();
+    const bool fromHost = instr.placement == Placement::Host;
+    const bool toHost = instr.copyTo == Placement::Host;
+    if (fromHost && toHost) {
+      c.resource = Resource::Cpu;
+      c.seconds = 2.0 * c.bytes / p.cpuBytesPerS;
+    } else if (!fromHost && !toHost) {
+      c.resource = Resource::Compute;
+      c.seconds = std::max(2.0 * c.bytes / p.hbmBytesPerS, p.kernelFloorS);
+      c.atFloor = c.seconds == p.kernelFloorS;
+    } else {
+      c.resource = fromHost ? Resource::H2D : Resource::D2H;
+      c.seconds = c.bytes / (fromHost ? p.h2dBytesPerS : p.d2hBytesPerS) +
+                  p.copyLatencyS;
+    }
+    return c;
+  }
+  case CostInstr::Kind::Kernel:
+    break;
+  }
+
+  const uint64_t inBytes = sumBytes(instr.inputs);
+  const uint64_t outBytes = sumBytes(instr.outputs);
+  c.bytes = inBytes + outBytes;
+  if (instr.op == rt::OpKind::Gather && instr.inputs.size() == 2)
+    // Reads the gathered rows, not the whole table.
+    c.bytes = 2 * outBytes + instr.inputs[1].sizeBytes();
+
+  if (instr.placement == Placement::Host) {
+    c.resource = Resource::Cpu;
+    if (instr.op == rt::OpKind::AdamW && !instr.inputs.empty())
+      c.seconds = instr.inputs[0].numElements() / p.cpuAdamwParamsPerS;
+    else
+      c.seconds = c.bytes / p.cpuBytesPerS;
+    return c;
+  }
+
+  c.resource = Resource::Compute;
+  double seconds = c.bytes / p.hbmBytesPerS;
+  if (instr.op == rt::OpKind::MatMul && instr.inputs.size() == 2 &&
+      instr.outputs.size() == 1 && instr.inputs[0].rank() >= 2 &&
+      instr.outputs[0].rank() >= 2) {
+    const rt::TensorType &a = instr.inputs[0], &out = instr.outputs[0];
+    bool transposeA = instr.attrs.kind() == rt::OpKind::MatMul &&
+                      instr.attrs.i("transpose_a") != 0;
+    const size_t r = out.rank(), ra = a.rank();
+    const uint64_t m = out.dims[r - 2], n = out.dims[r - 1];
+    const uint64_t k = transposeA ? a.dims[ra - 2] : a.dims[ra - 1];
+    double batch = 1;
+    for (size_t i = 0; i + 2 < r; ++i)
+      batch *= static_cast<double>(out.dims[i]);
+    c.flops = 2.0 * batch * m * n * k;
+    c.isGemm = true;
+    double rate = p.gemmFlopsPerS(a.dtype, std::min({m, n, k}));
+    if (rate > 0)
+      seconds = std::max(seconds, c.flops / rate);
+  }
+  c.atFloor = seconds < p.kernelFloorS;
+  c.seconds = std::max(seconds, p.kernelFloorS);
+  return c;
+}
+
+StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
+                                      const DeviceProfile &p) {
+  StepCost s;
+  s.instrs.reserve(instrs.size());
+  for (const CostInstr &instr : instrs) {
+    InstrCost c = estimateInstr(instr, p);
+    const double times = instr.repeat;
+    switch (c.resource) {
+    case Resource::None:
+      break;
+    case Resource::Compute:
+      (c.isGemm ? s.gemmS : s.memoryBoundS) += times * c.seconds;
+      break;
+    case Resource::H2D:
+      s.h2dS += times * c.seconds;
+      s.h2dBytes += instr.repeat * c.bytes;
+      s.numCopies += instr.repeat;
+      break;
+    case Resource::D2H:
+      s.d2hS += times * c.seconds;
+      s.d2hBytes += instr.repeat * c.bytes;
+      s.numCopies += instr.repeat;
+      break;
+    case Resource::Cpu:
+      s.cpuS += times * c.seconds;
+      break;
+    }
+    s.flops += times * c.flops;
+    s.instrs.push_back(c);
+  }
+  s.computeS = s.gemmS + s.memoryBoundS;
+  double shared = 0;
+  if (s.h2dBytes + s.d2hBytes > 0)
+    shared = (s.h2dBytes + s.d2hBytes) / p.bidirectionalBytesPerS +
+             s.numCopies * p.copyLatencyS;
+  s.pcieS = std::max({s.h2dS, s.d2hS, shared});
+  s.stepS = s.computeS;
+  s.bottleneck = "compute";
+  if (s.pcieS > s.stepS) {
+    s.stepS = s.pcieS;
+    s.bottleneck = "pcie";
+  }
+  if (s.cpuS > s.stepS) {
+    s.stepS = s.cpuS;
+    s.bottleneck = "cpu_optimizer";
+  }
+  return s;
+}
