@@ -148,23 +148,29 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
                             << "': " << err;
   }
 
-  // Normalised gradients and the global norm (before clipping).
-  SmallVector<Value> grads;
+  // The global norm of the normalised gradients (before clipping). Each
+  // normalised gradient here is a temporary that dies at once; the update
+  // loop below normalises again right before each update (reading the state
+  // afresh, so CSE cannot merge the two), so that no full set of normalised
+  // gradients is ever alive.
+  auto normalised = [&](StringRef name, RankedTensorType type,
+                        Location ploc) -> FailureOr<Value> {
+    auto ft = RankedTensorType::get(type.getShape(), f32);
+    Value acc = graph::StateOp::create(b, ploc, ft, ("grad." + name).str());
+    return gb.create1(ploc, K::Div, {acc, countTotal});
+  };
   Value sumSq;
   for (auto &[name, type] : params) {
     Location ploc = NameLoc::get(b.getStringAttr(("grad." + name).str()));
-    auto ft = RankedTensorType::get(type.getShape(), f32);
-    Value acc = graph::StateOp::create(b, ploc, ft, ("grad." + name).str());
-    auto g = gb.create1(ploc, K::Div, {acc, countTotal});
+    auto g = normalised(name, type, ploc);
     if (failed(g))
       return failure();
-    grads.push_back(*g);
     auto sq = gb.create1(ploc, K::Mul, {*g, *g});
     if (failed(sq))
       return failure();
     rt::Attrs sum(K::ReduceSum);
     std::vector<int64_t> axes;
-    for (int64_t d = 0; d < ft.getRank(); ++d)
+    for (int64_t d = 0; d < type.getRank(); ++d)
       axes.push_back(d);
     sum.setList("axes", axes);
     sum.setI("keepdims", 0);
@@ -183,6 +189,7 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
   auto norm = gb.create1(loc, K::Sqrt, {sumSq});
   if (failed(norm))
     return failure();
+  Value clipCoef;
   if (clipGradNorm > 0) {
     // PyTorch's clip_grad_norm_: coef = min(1, max_norm / (norm + 1e-6)).
     auto denom = gb.create1(loc, K::Add, {*norm, gb.scalar(loc, f32, 1e-6)});
@@ -194,25 +201,28 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
     auto clamped = gb.create1(loc, K::Min, {*coef, gb.scalar(loc, f32, 1.0)});
     if (failed(clamped))
       return failure();
-    for (Value &g : grads) {
-      auto c = gb.create1(loc, K::Mul, {g, *clamped});
-      if (failed(c))
-        return failure();
-      g = *c;
-    }
+    clipCoef = *clamped;
   }
   auto lrValue = learningRate(gb, loc, step);
   if (failed(lrValue))
     return failure();
 
   // The updates, written back in place; then zero the gradient states.
-  unsigned i = 0;
   for (auto &[name, type] : params) {
     Location ploc = NameLoc::get(b.getStringAttr(name));
-    Value g = grads[i++];
+    auto g = normalised(name, type, ploc);
+    if (failed(g))
+      return failure();
+    Value gv = *g;
+    if (clipCoef) {
+      auto c = gb.create1(ploc, K::Mul, {gv, clipCoef});
+      if (failed(c))
+        return failure();
+      gv = *c;
+    }
     auto w = graph::WeightOp::create(b, ploc, type, name, /*trainable=*/true,
                                      StringAttr(), IntegerAttr(), StringAttr());
-    if (failed(update(gb, ploc, name, type, w.getResult(), g, *lrValue, step)))
+    if (failed(update(gb, ploc, name, type, w.getResult(), gv, *lrValue, step)))
       return failure();
   }
   for (auto &[name, type] : params) {

@@ -3,7 +3,9 @@
 
 // apply_step normalises each gradient by the batch's label count, takes the
 // global norm, updates every trainable weight in place with AdamW and zeroes
-// the gradient states.
+// the gradient states. Each gradient is normalised twice: once for the norm
+// (a temporary) and again right before its update, so that no full set of
+// normalised gradients is alive at once.
 // CHECK-LABEL: func.func @apply_step(
 // CHECK-SAME: %[[STEP:.+]]: tensor<i64> {colossal.name = "__step"}
 // CHECK-SAME: %[[COUNT:.+]]: tensor<f32> {colossal.name = "__count_total"}
@@ -14,10 +16,12 @@
 // CHECK: %[[NB:.+]] = colossal.div %[[GB]], %[[COUNT]]
 // CHECK: %[[NORM:.+]] = colossal.sqrt
 // CHECK: %[[LR:.+]] = colossal.constant dense<1.000000e-03> : tensor<f32>
+// CHECK: %[[GW2:.+]] = colossal.state "grad.w" : tensor<2x3xf32>
+// CHECK: %[[NW2:.+]] = colossal.div %[[GW2]], %[[COUNT]]
 // CHECK: %[[W:.+]] = colossal.weight "w" {trainable} : tensor<2x3xf32>
 // CHECK: %[[M:.+]] = colossal.state "adam.m.w"
 // CHECK: %[[V:.+]] = colossal.state "adam.v.w"
-// CHECK: %[[P:[^,]+]], %[[PM:[^,]+]], %[[PV:[^ ]+]] = colossal.adamw %[[W]], %[[NW]], %[[M]], %[[V]], %[[LR]], %[[STEP]] {beta1 = 9.000000e-01 : f64, beta2 = {{.*}}, eps = 1.000000e-08 : f64, weight_decay = 1.000000e-02 : f64}
+// CHECK: %[[P:[^,]+]], %[[PM:[^,]+]], %[[PV:[^ ]+]] = colossal.adamw %[[W]], %[[NW2]], %[[M]], %[[V]], %[[LR]], %[[STEP]] {beta1 = 9.000000e-01 : f64, beta2 = {{.*}}, eps = 1.000000e-08 : f64, weight_decay = 1.000000e-02 : f64}
 // CHECK: colossal.assign "w", %[[P]]
 // CHECK: colossal.assign "adam.m.w", %[[PM]]
 // CHECK: colossal.assign "adam.v.w", %[[PV]]
