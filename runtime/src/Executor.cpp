@@ -1,10 +1,14 @@
-//===- Executor.cpp - Run a validated plan with the CPU kernels -----------===//
+//===- Executor.cpp - Run a validated plan on a backend -------------------===//
 //
 // Arenas are allocated once in prepare() and never resized: every tensor
 // lives at arena base + buffer offset + tensor byte offset, exactly as the
 // plan says. Weights and states persist across programs and run() calls (a
 // training step updates them in place); inputs are copied in and outputs
 // copied out on each program run.
+//
+// The arenas belong to the backend (Backend.h): this file computes addresses
+// in them but touches their bytes only through the backend's upload,
+// download and fill, so the same code drives host and GPU memory.
 //
 // This file is compiled with -ffp-contract=off (runtime/CMakeLists.txt):
 // the weight initialiser must give the same bytes on every platform, and a
@@ -14,7 +18,7 @@
 
 #include "colossal/runtime/Executor.h"
 
-#include "colossal/runtime/Kernels.h"
+#include "Backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -185,86 +189,127 @@ std::string planFingerprint(const Plan &plan) {
 }
 
 //===----------------------------------------------------------------------===//
-// CpuExecutor
+// Devices and backends
 //===----------------------------------------------------------------------===//
 
-Status CpuExecutor::prepare(const Plan &plan) {
+namespace {
+
+BackendFactory &factorySlot(Device device) {
+  static BackendFactory cuda = nullptr;
+  static BackendFactory none = nullptr;
+  return device == Device::kCuda ? cuda : none;
+}
+
+} // namespace
+
+const char *deviceName(Device device) {
+  switch (device) {
+  case Device::kCpu:
+    return "cpu";
+  case Device::kCuda:
+    return "cuda";
+  }
+  return "?";
+}
+
+std::optional<Device> parseDevice(std::string_view name) {
+  if (name == "cpu")
+    return Device::kCpu;
+  if (name == "cuda")
+    return Device::kCuda;
+  return std::nullopt;
+}
+
+void registerBackendFactory(Device device, BackendFactory factory) {
+  if (device != Device::kCpu)
+    factorySlot(device) = factory;
+}
+
+bool deviceBuiltIn(Device device) {
+  return device == Device::kCpu || factorySlot(device) != nullptr;
+}
+
+Status createBackend(Device device, std::unique_ptr<Backend> &out) {
+  if (device == Device::kCpu) {
+    out = createCpuBackend();
+    return Status::ok();
+  }
+  BackendFactory factory = factorySlot(device);
+  if (!factory)
+    return Status(StatusCode::kUnsupported,
+                  std::string("this build has no ") + deviceName(device) +
+                      " backend (configure with -DCOLOSSAL_ENABLE_CUDA=ON "
+                      "where the CUDA toolkit is installed)");
+  return factory(out);
+}
+
+//===----------------------------------------------------------------------===//
+// Executor
+//===----------------------------------------------------------------------===//
+
+Executor::Executor() : backend_(createCpuBackend()) {}
+Executor::~Executor() = default;
+Executor::Executor(Executor &&) noexcept = default;
+Executor &Executor::operator=(Executor &&) noexcept = default;
+
+Status Executor::setDevice(Device device) {
+  if (backend_ && backend_->device() == device)
+    return Status::ok();
+  std::unique_ptr<Backend> backend;
+  COLOSSAL_RETURN_IF_ERROR(createBackend(device, backend));
+  reset();
+  backend_ = std::move(backend);
+  return Status::ok();
+}
+
+Device Executor::device() const { return backend_->device(); }
+
+void Executor::reset() {
   plan_ = nullptr;
   programs_.clear();
-  arenas_.clear();
-  arenaBase_.clear();
+  backend_->releaseArenas();
   weightsLoaded_ = false;
   checking_ = false;
   arenaChecks_.clear();
+}
+
+Status Executor::prepare(const Plan &plan) {
+  reset();
   // The runtime never trusts a plan, even one built in memory: validation
   // is what makes every address computed below fall inside an arena.
   COLOSSAL_RETURN_IF_ERROR(validatePlan(plan));
 
-  for (size_t a = 0; a < plan.arenas.size(); ++a) {
-    const PlanArena &arena = plan.arenas[a];
-    // calloc, over-allocated by the alignment and aligned by hand: large
-    // arenas come zeroed from the OS without touching every page, and an
-    // arena of 0 bytes still gets a valid base.
-    uint64_t align = std::max<uint64_t>(arena.alignBytes, 16);
-    uint64_t padded = arena.sizeBytes + align;
-    if (arena.sizeBytes > UINT64_MAX - align || padded > SIZE_MAX) {
-      arenas_.clear();
-      arenaBase_.clear();
-      return Status(StatusCode::kUnsupported,
-                    "arena " + std::to_string(a) + " of " +
-                        std::to_string(arena.sizeBytes) +
-                        " bytes is too large for this machine");
-    }
-    void *raw = std::calloc(static_cast<size_t>(padded), 1);
-    if (!raw) {
-      arenas_.clear();
-      arenaBase_.clear();
-      return Status(StatusCode::kUnsupported,
-                    "cannot allocate arena " + std::to_string(a) + " (" +
-                        memorySpaceName(arena.space) + ", " +
-                        std::to_string(arena.sizeBytes) + " bytes)");
-    }
-    // Zeroed, so that a plan reading a buffer before writing it (a compiler
-    // bug) gives the same numbers on every run.
-    uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
-    uintptr_t aligned =
-        (addr + (align - 1)) & ~static_cast<uintptr_t>(align - 1);
-    arenas_.emplace_back(static_cast<uint8_t *>(raw), &std::free);
-    arenaBase_.push_back(reinterpret_cast<uint8_t *>(aligned));
-  }
+  COLOSSAL_RETURN_IF_ERROR(backend_->allocateArenas(plan.arenas));
   plan_ = &plan;
   programs_ = effectivePrograms(plan);
-  if (checkPlan_) {
-    Status st = startPlanCheck();
-    if (!st.isOk()) {
-      plan_ = nullptr;
-      programs_.clear();
-      arenas_.clear();
-      arenaBase_.clear();
-      checking_ = false;
-      return st;
-    }
-  }
+  Status st = backend_->preparePlan(plan);
+  if (st.isOk() && checkPlan_)
+    st = startPlanCheck();
 
-  for (const PlanBinding &bind : plan.bindings) {
+  for (size_t b = 0; st.isOk() && b < plan.bindings.size(); ++b) {
+    const PlanBinding &bind = plan.bindings[b];
     if (bind.role == BindingRole::kConstant && !bind.data.empty())
-      std::memcpy(tensorData(bind.tensor), bind.data.data(), bind.data.size());
+      st = backend_->upload(tensorData(bind.tensor), bind.data.data(),
+                            bind.data.size());
     // The arena is zeroed already; the explicit fill states the contract
     // (accumulated gradients and optimizer moments start at zero).
     if (bind.role == BindingRole::kState)
-      std::memset(tensorData(bind.tensor), 0,
-                  plan.tensors[bind.tensor].type.sizeBytes());
+      st = backend_->fill(tensorData(bind.tensor), 0,
+                          plan.tensors[bind.tensor].type.sizeBytes());
   }
-  return Status::ok();
+  if (!st.isOk())
+    reset();
+  return st;
 }
 
-void *CpuExecutor::tensorData(uint32_t tensorIndex) const {
+void *Executor::tensorData(uint32_t tensorIndex) const {
   const PlanTensor &tensor = plan_->tensors[tensorIndex];
   const PlanBuffer &buffer = plan_->buffers[tensor.buffer];
-  return arenaBase_[buffer.arena] + buffer.offsetBytes + tensor.byteOffset;
+  return backend_->arenaBase(buffer.arena) + buffer.offsetBytes +
+         tensor.byteOffset;
 }
 
-std::vector<uint64_t> CpuExecutor::arenaBytes() const {
+std::vector<uint64_t> Executor::arenaBytes() const {
   std::vector<uint64_t> bytes;
   if (plan_)
     for (const PlanArena &arena : plan_->arenas)
@@ -272,7 +317,7 @@ std::vector<uint64_t> CpuExecutor::arenaBytes() const {
   return bytes;
 }
 
-Status CpuExecutor::loadWeights(const SafetensorsFile &weights) {
+Status Executor::loadWeights(const SafetensorsFile &weights) {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
                           "loadWeights() called before a successful prepare()");
@@ -300,14 +345,14 @@ Status CpuExecutor::loadWeights(const SafetensorsFile &weights) {
     if (bind.role != BindingRole::kWeight)
       continue;
     const HostTensor *w = weights.find(bind.name);
-    if (!w->bytes.empty())
-      std::memcpy(tensorData(bind.tensor), w->bytes.data(), w->bytes.size());
+    COLOSSAL_RETURN_IF_ERROR(backend_->upload(
+        tensorData(bind.tensor), w->bytes.data(), w->bytes.size()));
   }
   weightsLoaded_ = true;
   return Status::ok();
 }
 
-Status CpuExecutor::initWeights(uint64_t seed) {
+Status Executor::initWeights(uint64_t seed) {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
                           "initWeights() called before a successful prepare()");
@@ -319,14 +364,15 @@ Status CpuExecutor::initWeights(uint64_t seed) {
     if (bind.role != BindingRole::kWeight)
       continue;
     const TensorType &type = plan_->tensors[bind.tensor].type;
-    TensorRef ref{type, tensorData(bind.tensor)};
+    // Drawn on the host (the generator is sequential), then uploaded.
+    HostTensor value(type);
+    TensorRef ref = value.ref();
     int64_t n = type.numElements();
     switch (bind.init) {
     case InitKind::kNone:
       break; // rejected above
     case InitKind::kZeros:
-      std::memset(ref.data, 0, type.sizeBytes());
-      break;
+      break; // HostTensor starts zeroed
     case InitKind::kOnes:
       for (int64_t i = 0; i < n; ++i)
         storeFromDouble(ref, i, 1.0);
@@ -341,12 +387,14 @@ Status CpuExecutor::initWeights(uint64_t seed) {
       break;
     }
     }
+    COLOSSAL_RETURN_IF_ERROR(backend_->upload(
+        tensorData(bind.tensor), value.bytes.data(), value.bytes.size()));
   }
   weightsLoaded_ = true;
   return Status::ok();
 }
 
-Status CpuExecutor::run(const SafetensorsFile &inputs,
+Status Executor::run(const SafetensorsFile &inputs,
                         SafetensorsFile &outputs) {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
@@ -361,7 +409,7 @@ Status CpuExecutor::run(const SafetensorsFile &inputs,
   return runProgram(programs_[0].name, inputs, outputs);
 }
 
-Status CpuExecutor::runProgram(const std::string &name,
+Status Executor::runProgram(const std::string &name,
                                const SafetensorsFile &inputs,
                                SafetensorsFile &outputs) {
   if (!plan_)
@@ -425,8 +473,8 @@ Status CpuExecutor::runProgram(const std::string &name,
     if (bind.role != BindingRole::kInput || !bindingInProgram(bind, index))
       continue;
     const HostTensor *in = inputs.find(bind.name);
-    if (!in->bytes.empty())
-      std::memcpy(tensorData(bind.tensor), in->bytes.data(), in->bytes.size());
+    COLOSSAL_RETURN_IF_ERROR(backend_->upload(
+        tensorData(bind.tensor), in->bytes.data(), in->bytes.size()));
     if (checking_)
       touchBuffer(plan.tensors[bind.tensor].buffer);
   }
@@ -447,8 +495,8 @@ Status CpuExecutor::runProgram(const std::string &name,
     if (bind.role != BindingRole::kOutput || !bindingInProgram(bind, index))
       continue;
     HostTensor out(plan.tensors[bind.tensor].type);
-    if (!out.bytes.empty())
-      std::memcpy(out.bytes.data(), tensorData(bind.tensor), out.bytes.size());
+    COLOSSAL_RETURN_IF_ERROR(backend_->download(
+        out.bytes.data(), tensorData(bind.tensor), out.bytes.size()));
     outputs.tensors.emplace_back(bind.name, std::move(out));
     if (checking_)
       touchBuffer(plan.tensors[bind.tensor].buffer);
@@ -462,13 +510,13 @@ Status CpuExecutor::runProgram(const std::string &name,
         continue;
       uint32_t b = plan.tensors[bind.tensor].buffer;
       if (!persistentBuffer_[b] && plan.buffers[b].liveEnd <= last)
-        poisonBuffer(b);
+        COLOSSAL_RETURN_IF_ERROR(poisonBuffer(b));
     }
   }
   return Status::ok();
 }
 
-std::string CpuExecutor::describeInstr(uint64_t index) const {
+std::string Executor::describeInstr(uint64_t index) const {
   const PlanInstr &instr = plan_->instrs[index];
   std::string where = "instruction " + std::to_string(index) + " (" +
                       std::string(opInfo(instr.attrs.kind()).name);
@@ -477,7 +525,7 @@ std::string CpuExecutor::describeInstr(uint64_t index) const {
   return where + ")";
 }
 
-Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
+Status Executor::runInstructions(uint32_t first, uint32_t count) {
   const Plan &plan = *plan_;
   std::vector<TensorRef> ins, outs;
   for (uint64_t i = first; i < uint64_t(first) + count; ++i) {
@@ -490,14 +538,25 @@ Status CpuExecutor::runInstructions(uint32_t first, uint32_t count) {
       ins.push_back(TensorRef{plan.tensors[t].type, tensorData(t)});
     for (uint32_t t : instr.outputs)
       outs.push_back(TensorRef{plan.tensors[t].type, tensorData(t)});
-    Status st = runCpuKernel(instr.attrs, ins, outs);
+    Status st = backend_->run(i, instr, ins, outs);
     if (!st.isOk())
       return Status(st.code(), describeInstr(i) + ": " + st.message());
     if (checking_)
       for (uint32_t b : diesAfter_[i])
         if (!programOutputBuffer_[b])
-          poisonBuffer(b);
+          COLOSSAL_RETURN_IF_ERROR(poisonBuffer(b));
   }
+  // An asynchronous backend reports here what its kernels found (a gather
+  // index out of range) and names the instruction that found it.
+  uint64_t failed = UINT64_MAX;
+  Status st = backend_->synchronize(&failed);
+  if (!st.isOk())
+    return Status(st.code(),
+                  (failed < plan.instrs.size()
+                       ? describeInstr(failed)
+                       : "after instruction " +
+                             std::to_string(uint64_t(first) + count - 1)) +
+                      ": " + st.message());
   return Status::ok();
 }
 
@@ -524,7 +583,7 @@ Status planViolation(const std::string &message) {
 
 } // namespace
 
-Status CpuExecutor::startPlanCheck() {
+Status Executor::startPlanCheck() {
   const Plan &plan = *plan_;
   const size_t numBuffers = plan.buffers.size();
   const uint64_t numInstrs = plan.instrs.size();
@@ -649,13 +708,13 @@ Status CpuExecutor::startPlanCheck() {
   // Everything starts dead: a buffer read before it is written reads NaN.
   // prepare() writes the constants and states over it next.
   for (size_t a = 0; a < plan.arenas.size(); ++a)
-    if (plan.arenas[a].sizeBytes != 0)
-      std::memset(arenaBase_[a], kPoisonByte,
-                  static_cast<size_t>(plan.arenas[a].sizeBytes));
+    COLOSSAL_RETURN_IF_ERROR(
+        backend_->fill(backend_->arenaBase(a), kPoisonByte,
+                       static_cast<size_t>(plan.arenas[a].sizeBytes)));
   return Status::ok();
 }
 
-Status CpuExecutor::checkOperandsLive(uint64_t index) {
+Status Executor::checkOperandsLive(uint64_t index) {
   const Plan &plan = *plan_;
   const PlanInstr &instr = plan.instrs[index];
   for (int pass = 0; pass < 2; ++pass) {
@@ -676,7 +735,7 @@ Status CpuExecutor::checkOperandsLive(uint64_t index) {
   return Status::ok();
 }
 
-void CpuExecutor::touchBuffer(uint32_t buffer) {
+void Executor::touchBuffer(uint32_t buffer) {
   if (touchedBuffer_[buffer])
     return;
   touchedBuffer_[buffer] = true;
@@ -686,18 +745,17 @@ void CpuExecutor::touchBuffer(uint32_t buffer) {
       std::max(check.touchedBytes, buf.offsetBytes + buf.sizeBytes);
 }
 
-void CpuExecutor::poisonBuffer(uint32_t buffer) {
+Status Executor::poisonBuffer(uint32_t buffer) {
   const PlanBuffer &buf = plan_->buffers[buffer];
-  if (buf.sizeBytes != 0)
-    std::memset(arenaBase_[buf.arena] + buf.offsetBytes, kPoisonByte,
-                static_cast<size_t>(buf.sizeBytes));
+  return backend_->fill(backend_->arenaBase(buf.arena) + buf.offsetBytes,
+                        kPoisonByte, static_cast<size_t>(buf.sizeBytes));
 }
 
-std::vector<ArenaCheck> CpuExecutor::planCheck() const {
+std::vector<ArenaCheck> Executor::planCheck() const {
   return checking_ ? arenaChecks_ : std::vector<ArenaCheck>();
 }
 
-Status CpuExecutor::verifyPlanPeak() const {
+Status Executor::verifyPlanPeak() const {
   if (!checking_)
     return Status::ok();
   for (const ArenaCheck &check : arenaChecks_) {
@@ -760,7 +818,7 @@ Status scalarOutput(const SafetensorsFile &outputs, const std::string &program,
 
 } // namespace
 
-Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
+Status Executor::trainStep(uint64_t step, const SafetensorsFile &batch,
                               TrainStepStats &stats,
                               SafetensorsFile *gradsBeforeApply) {
   if (!plan_)
@@ -889,7 +947,10 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
           bind.name.compare(0, prefix.size(), prefix) != 0)
         continue;
       const TensorType &type = plan.tensors[bind.tensor].type;
-      TensorRef src{type, tensorData(bind.tensor)};
+      HostTensor state(type);
+      COLOSSAL_RETURN_IF_ERROR(backend_->download(
+          state.bytes.data(), tensorData(bind.tensor), state.bytes.size()));
+      TensorRef src = state.ref();
       HostTensor out(TensorType{
           type.dtype == DType::kF64 ? DType::kF64 : DType::kF32, type.dims});
       int64_t n = type.numElements();
@@ -915,7 +976,7 @@ Status CpuExecutor::trainStep(uint64_t step, const SafetensorsFile &batch,
 // Binding access and checkpoints
 //===----------------------------------------------------------------------===//
 
-const PlanBinding *CpuExecutor::findBinding(BindingRole role,
+const PlanBinding *Executor::findBinding(BindingRole role,
                                             const std::string &name) const {
   if (!plan_)
     return nullptr;
@@ -925,7 +986,7 @@ const PlanBinding *CpuExecutor::findBinding(BindingRole role,
   return nullptr;
 }
 
-Status CpuExecutor::bindingTensor(BindingRole role, const std::string &name,
+Status Executor::bindingTensor(BindingRole role, const std::string &name,
                                   TensorRef &out) const {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal, "bindingTensor() called before prepare()");
@@ -938,17 +999,15 @@ Status CpuExecutor::bindingTensor(BindingRole role, const std::string &name,
   return Status::ok();
 }
 
-Status CpuExecutor::readBinding(BindingRole role, const std::string &name,
+Status Executor::readBinding(BindingRole role, const std::string &name,
                                 HostTensor &out) const {
   TensorRef ref;
   COLOSSAL_RETURN_IF_ERROR(bindingTensor(role, name, ref));
   out = HostTensor(ref.type);
-  if (!out.bytes.empty())
-    std::memcpy(out.bytes.data(), ref.data, out.bytes.size());
-  return Status::ok();
+  return backend_->download(out.bytes.data(), ref.data, out.bytes.size());
 }
 
-Status CpuExecutor::writeBinding(BindingRole role, const std::string &name,
+Status Executor::writeBinding(BindingRole role, const std::string &name,
                                  const HostTensor &value) {
   TensorRef ref;
   COLOSSAL_RETURN_IF_ERROR(bindingTensor(role, name, ref));
@@ -956,12 +1015,10 @@ Status CpuExecutor::writeBinding(BindingRole role, const std::string &name,
     return invalid(std::string(bindingRoleName(role)) + " " + quoted(name) +
                    ": the plan expects " + ref.type.toString() + ", got " +
                    value.type.toString());
-  if (!value.bytes.empty())
-    std::memcpy(ref.data, value.bytes.data(), value.bytes.size());
-  return Status::ok();
+  return backend_->upload(ref.data, value.bytes.data(), value.bytes.size());
 }
 
-Status CpuExecutor::saveCheckpoint(const std::string &path,
+Status Executor::saveCheckpoint(const std::string &path,
                                    uint64_t step) const {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
@@ -981,7 +1038,7 @@ Status CpuExecutor::saveCheckpoint(const std::string &path,
   return writeSafetensorsFile(file, path);
 }
 
-Status CpuExecutor::loadCheckpoint(const std::string &path, uint64_t *step,
+Status Executor::loadCheckpoint(const std::string &path, uint64_t *step,
                                    std::string *trainConfig) {
   if (!plan_)
     return COLOSSAL_ERROR(kInternal,
@@ -1045,8 +1102,8 @@ Status CpuExecutor::loadCheckpoint(const std::string &path, uint64_t *step,
     if (bind.role != BindingRole::kWeight && bind.role != BindingRole::kState)
       continue;
     const HostTensor *t = file.find(bind.name);
-    if (!t->bytes.empty())
-      std::memcpy(tensorData(bind.tensor), t->bytes.data(), t->bytes.size());
+    COLOSSAL_RETURN_IF_ERROR(backend_->upload(
+        tensorData(bind.tensor), t->bytes.data(), t->bytes.size()));
   }
   weightsLoaded_ = true;
   if (step)

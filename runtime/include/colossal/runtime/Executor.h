@@ -1,9 +1,15 @@
-//===- Executor.h - Runs a validated plan on the CPU backend ----*- C++ -*-===//
+//===- Executor.h - Runs a validated plan on the CPU or a GPU ---*- C++ -*-===//
 //
 // The executor is thin: it allocates each arena once, places every tensor at
 // the offset the plan gives, copies weights, constants and inputs into their
 // tensors, runs the instructions of a program in order and reads the outputs.
 // It makes no decisions of its own.
+//
+// Where the arenas live and how an instruction runs is its backend's part
+// (setDevice): the CPU backend (default; the reference kernels of Kernels.h)
+// or, in a build with the CUDA toolkit, the CUDA backend (arenas in GPU
+// memory, docs/cuda.md). Everything else, including the training loop, is
+// the same code for both.
 //
 // Training plans have two programs run in a fixed pattern (trainStep): per
 // optimizer step, `micro_step` once per micro-batch (it adds count x gradient
@@ -28,9 +34,26 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace colossal::runtime {
+
+class Backend;
+
+/// Where an Executor keeps its arenas and runs its kernels.
+enum class Device : uint8_t {
+  kCpu = 0,  ///< host memory, the reference kernels (always built)
+  kCuda = 1, ///< GPU memory, CUDA kernels and cuBLASLt (CUDA builds only)
+};
+/// "cpu", "cuda".
+const char *deviceName(Device device);
+/// The Device named "cpu" or "cuda"; nothing for any other text.
+std::optional<Device> parseDevice(std::string_view name);
+/// True when this binary has the backend of `device` (kCpu always; kCuda
+/// when the CUDA backend was built and linked in). Says nothing about
+/// whether a GPU is visible: Executor::setDevice() checks that.
+bool deviceBuiltIn(Device device);
 
 /// The programs of `plan` as the executor sees them: plan.programs, or, for a
 /// plan without any (format 1.0), one `forward` over every instruction.
@@ -52,7 +75,7 @@ bool bindingInProgram(const PlanBinding &bind, uint32_t index);
 /// FNV-1a 64 over a canonical byte string (docs/colossal-run.md).
 std::string planFingerprint(const Plan &plan);
 
-/// What one optimizer step (CpuExecutor::trainStep) reports.
+/// What one optimizer step (Executor::trainStep) reports.
 struct TrainStepStats {
   /// sum(loss x count) / sum(count) over the micro-batches: the mean over
   /// every scored label of the full batch (NaN when none was scored).
@@ -65,7 +88,7 @@ struct TrainStepStats {
   std::optional<double> gradNorm, lr;
 };
 
-/// What check-plan mode (CpuExecutor::setCheckPlan) measured for one arena.
+/// What check-plan mode (Executor::setCheckPlan) measured for one arena.
 struct ArenaCheck {
   MemorySpace space = MemorySpace::kDevice;
   /// PlanArena::sizeBytes: what the plan allocates.
@@ -82,8 +105,23 @@ struct ArenaCheck {
   uint64_t livePeakBytes = 0;
 };
 
-class CpuExecutor {
+class Executor {
 public:
+  /// An executor on the CPU backend.
+  Executor();
+  ~Executor();
+  Executor(Executor &&) noexcept;
+  Executor &operator=(Executor &&) noexcept;
+  Executor(const Executor &) = delete;
+  Executor &operator=(const Executor &) = delete;
+
+  /// Selects the backend: where the arenas live and the kernels run. Call it
+  /// before prepare(); it drops a prepared plan. kUnsupported, naming the
+  /// reason, when this build has no backend for `device` or the device is
+  /// not usable (no GPU visible); the executor keeps its backend then.
+  Status setDevice(Device device);
+  Device device() const;
+
   /// Check-plan mode (`colossal-run --check-plan`), off by default: the
   /// executor verifies that the plan's live ranges tell the truth. Call it
   /// before prepare(); it takes effect there. When on:
@@ -163,7 +201,8 @@ public:
                    SafetensorsFile *gradsBeforeApply = nullptr);
 
   /// The tensor of the binding with this role and name, pointing into the
-  /// arena (valid until the next prepare()). For inputs and outputs, names
+  /// arena (valid until the next prepare()): host memory on the CPU backend,
+  /// device memory on the CUDA backend (read it with readBinding() there). For inputs and outputs, names
   /// may repeat across programs; the first binding in plan order is taken.
   /// An unknown name is kNotFound.
   Status bindingTensor(BindingRole role, const std::string &name,
@@ -194,7 +233,10 @@ public:
   std::vector<uint64_t> arenaBytes() const;
 
 private:
+  /// Address of a plan tensor in backend memory (see Backend::arenaBase).
   void *tensorData(uint32_t tensorIndex) const;
+  /// Drops the prepared plan and frees the arenas.
+  void reset();
   const PlanBinding *findBinding(BindingRole role,
                                  const std::string &name) const;
   Status runInstructions(uint32_t first, uint32_t count);
@@ -205,12 +247,11 @@ private:
   Status startPlanCheck();
   Status checkOperandsLive(uint64_t index);
   void touchBuffer(uint32_t buffer);
-  void poisonBuffer(uint32_t buffer);
+  Status poisonBuffer(uint32_t buffer);
 
+  std::unique_ptr<Backend> backend_;
   const Plan *plan_ = nullptr;
   std::vector<PlanProgram> programs_;
-  std::vector<std::unique_ptr<uint8_t[], void (*)(void *)>> arenas_;
-  std::vector<uint8_t *> arenaBase_;
   bool weightsLoaded_ = false;
 
   bool checkPlan_ = false; ///< requested (setCheckPlan)
@@ -224,6 +265,10 @@ private:
   std::vector<std::vector<uint64_t>> liveBytesAt_;
   std::vector<ArenaCheck> arenaChecks_;
 };
+
+/// The executor's name from before it had backends; an Executor is on the
+/// CPU backend unless setDevice() says otherwise.
+using CpuExecutor = Executor;
 
 } // namespace colossal::runtime
 
