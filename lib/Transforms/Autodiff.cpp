@@ -45,12 +45,6 @@ ArrayRef<int64_t> dimsOf(Value v) {
 
 Type elemOf(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); }
 
-std::string locName(Location loc) {
-  if (auto nl = dyn_cast<NameLoc>(loc))
-    return nl.getName().str();
-  return "op";
-}
-
 /// Ops whose results never carry gradient (comparisons, logic, index math,
 /// sources).
 bool isNonDifferentiable(StringRef name) {

@@ -136,7 +136,6 @@ Value LowerToPlanPass::persistent(OpBuilder &b, Location loc, StringRef name,
 
 LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
                                             StringRef program) {
-  MLIRContext *ctx = b.getContext();
   plan::ProgramOp::create(b, func.getLoc(), program);
   auto programAttr = b.getStringAttr(program);
   auto bind = [&](Location loc, plan::BindingRole role, StringRef name,
@@ -354,7 +353,6 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
 
 void LowerToPlanPass::runOnOperation() {
   ModuleOp module = getOperation();
-  MLIRContext *ctx = &getContext();
   llvm::StringMap<func::FuncOp> graphs;
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
@@ -404,5 +402,4 @@ void LowerToPlanPass::runOnOperation() {
   func::ReturnOp::create(b, plan.getLoc());
   for (auto &[func, name] : programs)
     func.erase();
-  (void)ctx;
 }

@@ -299,7 +299,7 @@ private:
         out += '\t';
         break;
       case 'u': {
-        uint32_t cp;
+        uint32_t cp = 0;
         COLOSSAL_RETURN_IF_ERROR(parseHex4(cp));
         if (cp >= 0xDC00 && cp <= 0xDFFF)
           return error("unpaired low surrogate in a \\u escape");

@@ -43,13 +43,16 @@ static LogicalResult checkStream(Operation *op, int64_t stream) {
   return success();
 }
 
+// ODS getters of I64Attr return the value zero-extended (uint64_t): the
+// verifiers read the attributes' signed values to catch negative ones.
 LogicalResult BufferAllocOp::verify() {
-  if (getSize() < 0)
-    return emitOpError() << "requires a non-negative size, got " << getSize();
-  uint64_t align = static_cast<uint64_t>(getAlign());
-  if (getAlign() <= 0 || !llvm::isPowerOf2_64(align))
+  int64_t size = getSizeAttr().getInt(), alignValue = getAlignAttr().getInt();
+  if (size < 0)
+    return emitOpError() << "requires a non-negative size, got " << size;
+  uint64_t align = static_cast<uint64_t>(alignValue);
+  if (alignValue <= 0 || !llvm::isPowerOf2_64(align))
     return emitOpError() << "requires a power-of-two alignment, got "
-                         << getAlign();
+                         << alignValue;
   if (auto live = getLive()) {
     if (live->size() != 2)
       return emitOpError() << "requires live(first, last), got "
@@ -58,10 +61,11 @@ LogicalResult BufferAllocOp::verify() {
       return emitOpError() << "requires 0 <= live first <= last, got ["
                            << (*live)[0] << ", " << (*live)[1] << "]";
   }
-  if (auto offset = getOffset()) {
-    if (*offset < 0 || static_cast<uint64_t>(*offset) % align != 0)
+  if (auto offsetAttr = getOffsetAttr()) {
+    int64_t offset = offsetAttr.getInt();
+    if (offset < 0 || static_cast<uint64_t>(offset) % align != 0)
       return emitOpError() << "requires a non-negative offset aligned to "
-                           << align << ", got " << *offset;
+                           << align << ", got " << offset;
   }
   return success();
 }
@@ -73,15 +77,17 @@ LogicalResult ViewOp::verify() {
   auto tt = toTensorType(type);
   if (!tt)
     return emitOpError() << "has no runtime element type: " << type;
-  if (getByteOffset() < 0)
+  int64_t byteOffset = getByteOffsetAttr().getInt();
+  if (byteOffset < 0)
     return emitOpError() << "requires a non-negative byte offset, got "
-                         << getByteOffset();
+                         << byteOffset;
   if (auto alloc = getBuffer().getDefiningOp<BufferAllocOp>()) {
-    uint64_t end = static_cast<uint64_t>(getByteOffset()) + tt->sizeBytes();
-    if (end > static_cast<uint64_t>(alloc.getSize()))
+    uint64_t end = static_cast<uint64_t>(byteOffset) + tt->sizeBytes();
+    if (alloc.getSizeAttr().getInt() < 0 ||
+        end > static_cast<uint64_t>(alloc.getSizeAttr().getInt()))
       return emitOpError() << "view of " << tt->sizeBytes() << " bytes at "
-                           << getByteOffset() << " exceeds its buffer of "
-                           << alloc.getSize() << " bytes";
+                           << byteOffset << " exceeds its buffer of "
+                           << alloc.getSizeAttr().getInt() << " bytes";
   }
   return success();
 }

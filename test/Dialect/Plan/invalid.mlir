@@ -100,3 +100,21 @@ func.func @copy_types() {
   cplan.copy %v to %w stream(0) : memref<16xf32>
   return
 }
+
+// -----
+
+// Negative sizes and offsets are caught (I64Attr getters are unsigned).
+func.func @negative_size() {
+  // expected-error @+1 {{requires a non-negative size, got -64}}
+  %b = cplan.buffer.alloc device size(-64) align(64)
+  return
+}
+
+// -----
+
+func.func @negative_view_offset() {
+  %b = cplan.buffer.alloc device size(64) align(64)
+  // expected-error @+1 {{requires a non-negative byte offset, got -4}}
+  %v = cplan.view %b[-4] : memref<4xf32>
+  return
+}
