@@ -446,6 +446,9 @@ Status validatePlan(const Plan &plan) {
     if (!isPowerOf2(arena.alignBytes))
       return corrupt(label + ": alignment " + std::to_string(arena.alignBytes) +
                      " is not a power of two");
+    if (arena.alignBytes > kMaxAlignBytes)
+      return corrupt(label + ": alignment " + std::to_string(arena.alignBytes) +
+                     " exceeds the limit " + std::to_string(kMaxAlignBytes));
   }
 
   for (size_t b = 0; b < plan.buffers.size(); ++b) {

@@ -808,6 +808,34 @@ TEST(PlanFormat, RejectsMisalignedTensorsAndBuffers) {
                "alignment 128 exceeds arena 0's alignment 64");
 }
 
+// Found by colossal-fuzz-plan-reader (fuzz/regressions/plan-reader/
+// huge-arena-alignment.cplan): arena alignments had no upper bound, and
+// CpuExecutor::prepare() over-allocates each arena by its alignment, so a
+// 512-byte arena aligned to 2^46 made it calloc 64 TiB. Alignments are now
+// capped at kMaxAlignBytes, before anything is allocated.
+TEST(PlanFormat, RejectsHugeArenaAlignment) {
+  Plan plan = makeTestPlan();
+  plan.arenas[0].alignBytes = kMaxAlignBytes;
+  Status st = validatePlan(plan);
+  EXPECT_TRUE(st.isOk()) << st.toString();
+  plan.arenas[0].alignBytes = kMaxAlignBytes * 2;
+  EXPECT_ERROR(validatePlan(plan), kCorruptPlan,
+               "arena 0: alignment 8192 exceeds the limit 4096");
+
+  // The same through the reader and the executor: 2^46 in the arena record
+  // (alignBytes at byte 16), checksums resealed.
+  PlanBytes pb = writeTestPlan();
+  pb.put(pb.field(SectionId::kArenas, 0, 16), uint64_t(1) << 46, 8);
+  pb.reseal();
+  Plan read;
+  EXPECT_ERROR(pb.read(read), kCorruptPlan,
+               "arena 0: alignment 70368744177664 exceeds the limit 4096");
+  plan = makeTestPlan();
+  plan.arenas[0].alignBytes = uint64_t(1) << 46;
+  CpuExecutor exec;
+  EXPECT_ERROR(exec.prepare(plan), kCorruptPlan, "exceeds the limit 4096");
+}
+
 TEST(PlanFormat, RejectsHugeTensorTypesWithoutOverflow) {
   Plan plan = makeTestPlan();
   plan.tensors[kA].type.dims = {int64_t(1) << 40, int64_t(1) << 40};

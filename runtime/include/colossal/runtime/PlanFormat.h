@@ -41,6 +41,10 @@ inline constexpr uint32_t kMaxSections = 64;
 inline constexpr uint32_t kMaxStreams = 64;
 inline constexpr uint32_t kMaxEvents = 1u << 20;
 inline constexpr uint32_t kMaxWorldSize = 1u << 16;
+/// Arena alignments: the CPU executor over-allocates each arena by its
+/// alignment, so an unbounded one (a 512-byte arena aligned to 2^46) would
+/// make it ask for terabytes. No backend needs more than a page.
+inline constexpr uint64_t kMaxAlignBytes = 4096;
 
 enum class SectionId : uint32_t {
   kMeta = 1,       ///< one MetaRecord
