@@ -771,6 +771,67 @@ TEST(KernelsTest, ContractViolations) {
             "neg: input 1xf32 has 3 bytes, expected 4");
 }
 
+// Found by colossal-fuzz-plan-reader (fuzz/regressions/plan-reader/
+// pad-empty-huge-dim.cplan): an empty tensor's other dims are unbounded (a
+// 0 x 2^40 tensor holds no bytes and passes every size check), and kernels
+// loop over, or size scratch buffers by, partial products of dims. pad built
+// a 2^40-entry index table for a dim of an empty result; the cases below,
+// found by running random ops on such tensors, crashed or ran for hours.
+// Each must now return at once, with the right (empty or reduced) result.
+TEST(KernelsTest, EmptyTensorsWithHugeDimsCostNothing) {
+  const int64_t huge = int64_t(1) << 40;
+  auto empty = [](DType dtype, Dims dims) {
+    return HostTensor(t(dtype, dims));
+  };
+  auto start = std::chrono::steady_clock::now();
+
+  expectValues(eval(pad({0, 0, 0, huge}, 0), {empty(f32, {0, 3})}),
+               t(f32, {0, 3 + huge}), {});
+  Attrs softmax(OpKind::Softmax);
+  softmax.setI("axis", 1);
+  expectValues(eval(softmax, {empty(f64, {huge, 0})}), t(f64, {huge, 0}), {});
+  Attrs logSoftmax(OpKind::LogSoftmax);
+  logSoftmax.setI("axis", 1);
+  expectValues(eval(logSoftmax, {empty(f32, {1, 0, huge})}),
+               t(f32, {1, 0, huge}), {});
+  Attrs cumsum(OpKind::CumSum);
+  cumsum.setI("axis", 0);
+  cumsum.setI("exclusive", 0);
+  cumsum.setI("reverse", 0);
+  expectValues(eval(cumsum, {empty(f64, {0, huge, 1})}), t(f64, {0, huge, 1}),
+               {});
+  Attrs concat(OpKind::Concat);
+  concat.setI("axis", 1);
+  expectValues(
+      eval(concat, {empty(f64, {huge, 0, 0}), empty(f64, {huge, 0, 0})}),
+      t(f64, {huge, 0, 0}), {});
+  expectValues(eval(matmul(0, 0), {empty(f32, {0, 0}), empty(f32, {0, huge})}),
+               t(f32, {0, huge}), {});
+  Attrs gather(OpKind::Gather);
+  gather.setI("axis", 1);
+  expectValues(eval(gather, {empty(i64, {huge, 2, 0}), empty(i64, {2, 0})}),
+               t(i64, {huge, 2, 0, 0}), {});
+  Attrs layerNormGrad(OpKind::LayerNormGrad);
+  layerNormGrad.setI("axis", 1);
+  layerNormGrad.setF("epsilon", 1e-5);
+  std::vector<HostTensor> grads;
+  Status st = evaluateOp(
+      layerNormGrad,
+      {empty(f16, {huge, 0}), empty(f16, {0}), empty(f16, {huge, 0})}, grads);
+  EXPECT_TRUE(st.isOk()) << st.toString();
+  // A reduced loss over no positions: sum 0, mean 0/0 = NaN, as always.
+  HostTensor scores = empty(f32, {huge, 2, 0});
+  HostTensor labels = empty(i64, {huge, 0});
+  expectValues(eval(crossEntropy(1), {scores, labels}), t(f32, {}), {0});
+  expectValues(eval(crossEntropy(2), {scores, labels}), t(f32, {}), {kNaN});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+
+  // An empty result does not hide a bad index: indices are still checked.
+  gather.setI("axis", 0);
+  evalFails(gather, {empty(f32, {3, 0}), ints(i64, {1}, {7})},
+            "gather: index 7 out of range [-3, 3)");
+}
+
 TEST(KernelsTest, WhateverInferenceAcceptsRunsSafely) {
   // Random small types and attributes for every op. Whenever
   // inferOutputTypes accepts them, the kernel must run without touching
