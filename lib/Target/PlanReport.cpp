@@ -51,10 +51,7 @@ std::string mlir::colossal::takePlanReportArgs(int &argc, char **argv,
                "or plain bytes";
       options.budgetBytes = *bytes;
     } else if (flag == "--policy") {
-      if (v == "cpu")
-        return "--policy cpu: not implemented yet: the offload planner is "
-               "not built";
-      if (v != "cuda" && v != "auto")
+      if (v != "cuda" && v != "cpu" && v != "auto")
         return "invalid value '" + v + "' for --policy (cuda, cpu or auto)";
       options.policy = v;
     } else if (v.empty()) {
@@ -473,10 +470,13 @@ LogicalResult mlir::colossal::checkPlanBudget(const PlanReport &r,
       need - r.lowerBoundBytes[0] >= (1ull << 20))
     err += "; packing adds " + fmtBytes(need - r.lowerBoundBytes[0]) +
            " over the liveness lower bound";
-  err += "; no offload or recomputation policy is available yet (--policy " +
-         (r.policy == "auto" ? std::string("auto, which is cuda today")
-                             : r.policy) +
-         ")";
+  if (r.policy == "cuda")
+    err += "; --policy cpu (or auto) would offload the optimizer state and "
+           "the master weights to host memory";
+  else
+    err += " even with the optimizer state and the master weights in host "
+           "memory (--policy " + r.policy +
+           "); recomputation and activation offload are not available yet";
   return failure();
 }
 

@@ -71,7 +71,13 @@ struct LowerToPlanPass
   void runOnOperation() override;
 
 private:
-  FailureOr<Value> newView(OpBuilder &b, Location loc, Type tensorType);
+  FailureOr<Value> newView(OpBuilder &b, Location loc, Type tensorType,
+                           plan::MemorySpace space = plan::MemorySpace::device);
+  /// A copy of `view` into a new buffer of `space` (an offload or prefetch).
+  FailureOr<Value> copyTo(OpBuilder &b, Location loc, Value view,
+                          plan::MemorySpace space);
+  /// Where a persistent name lives under the placement options.
+  plan::MemorySpace spaceOf(StringRef name, bool trainableWeight) const;
   LogicalResult lowerProgram(OpBuilder &b, func::FuncOp func,
                              StringRef program);
   Value persistent(OpBuilder &b, Location loc, StringRef name, Type type,
@@ -85,7 +91,8 @@ private:
 } // namespace
 
 FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
-                                          Type tensorType) {
+                                          Type tensorType,
+                                          plan::MemorySpace space) {
   MLIRContext *ctx = b.getContext();
   auto tt = toTensorType(tensorType);
   if (!tt)
@@ -94,7 +101,7 @@ FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
   auto shaped = cast<RankedTensorType>(tensorType);
   auto alloc = plan::BufferAllocOp::create(
       b, loc, plan::BufferType::get(ctx),
-      plan::MemorySpaceAttr::get(ctx, plan::MemorySpace::device),
+      plan::MemorySpaceAttr::get(ctx, space),
       b.getI64IntegerAttr(static_cast<int64_t>(tt->sizeBytes())),
       b.getI64IntegerAttr(kBufferAlignBytes), DenseI64ArrayAttr(),
       IntegerAttr());
@@ -104,13 +111,41 @@ FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
       .getResult();
 }
 
+FailureOr<Value> LowerToPlanPass::copyTo(OpBuilder &b, Location loc,
+                                         Value view, plan::MemorySpace space) {
+  auto memref = cast<MemRefType>(view.getType());
+  auto tensor = RankedTensorType::get(memref.getShape(),
+                                      memref.getElementType());
+  auto target = newView(b, loc, tensor, space);
+  if (failed(target))
+    return failure();
+  // Stream 0 for now: the single-stream executor runs copies in plan order;
+  // copy streams and events come with the overlap scheduler.
+  plan::CopyOp::create(b, loc, view, *target, b.getI64IntegerAttr(0));
+  return *target;
+}
+
+plan::MemorySpace LowerToPlanPass::spaceOf(StringRef name,
+                                           bool trainableWeight) const {
+  if (!offloadOptimizer)
+    return plan::MemorySpace::device;
+  // ZeRO-Offload: trained weights' master copies and the optimizer state
+  // live in pinned host memory; the update runs on the host.
+  if (trainableWeight || name.starts_with("adam.") ||
+      name.starts_with("sgd."))
+    return plan::MemorySpace::host;
+  return plan::MemorySpace::device;
+}
+
 Value LowerToPlanPass::persistent(OpBuilder &b, Location loc, StringRef name,
                                   Type type, plan::BindingRole role,
                                   Operation *source) {
   auto it = persistentViews.find(name);
   if (it != persistentViews.end())
     return it->second;
-  auto view = newView(b, loc, type);
+  auto sourceWeight = dyn_cast_or_null<graph::WeightOp>(source);
+  auto view = newView(b, loc, type,
+                      spaceOf(name, sourceWeight && sourceWeight.getTrainable()));
   if (failed(view))
     return {};
   auto bind = createBind(b, loc, role, name, *view, ElementsAttr());
@@ -146,8 +181,9 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
     return op;
   };
 
-  // The view that holds each graph value.
-  llvm::DenseMap<Value, Value> viewOf;
+  // The view that holds each graph value; for an offloaded weight, the host
+  // view of its master copy too.
+  llvm::DenseMap<Value, Value> viewOf, masterOf;
   for (BlockArgument arg : func.getArguments()) {
     auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(),
                                                   "colossal.name");
@@ -206,6 +242,19 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
         for (Operation *user : view.getUsers())
           if (auto bop = dyn_cast<plan::BindOp>(user))
             bop.setTrainable(true);
+      }
+      auto buffer = view.getDefiningOp<plan::ViewOp>()
+                        .getBuffer()
+                        .getDefiningOp<plan::BufferAllocOp>();
+      if (buffer.getSpace() == plan::MemorySpace::host) {
+        // An offloaded master weight: the step computes with a device copy
+        // fetched here, before its first use; the update reads the master.
+        auto working = copyTo(b, loc, view, plan::MemorySpace::device);
+        if (failed(working))
+          return failure();
+        masterOf[w.getResult()] = view;
+        viewOf[w.getResult()] = *working;
+        continue;
       }
       viewOf[w.getResult()] = view;
       continue;
@@ -291,6 +340,26 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
       if (!view)
         return op.emitOpError() << "uses a value with no planned buffer";
       ins.push_back(view);
+    }
+    if (offloadOptimizer && isa<graph::AdamWOp, graph::SgdOp>(op)) {
+      // The update runs on the host: the master weight and the optimizer
+      // state are there; the gradient, lr and step are copied down.
+      for (auto [i, v] : llvm::enumerate(op.getOperands())) {
+        if (Value master = masterOf.lookup(v)) {
+          ins[i] = master;
+          continue;
+        }
+        auto alloc = ins[i]
+                         .getDefiningOp<plan::ViewOp>()
+                         .getBuffer()
+                         .getDefiningOp<plan::BufferAllocOp>();
+        if (alloc.getSpace() == plan::MemorySpace::host)
+          continue;
+        auto down = copyTo(b, loc, ins[i], plan::MemorySpace::host);
+        if (failed(down))
+          return failure();
+        ins[i] = *down;
+      }
     }
     if (isa<graph::ReshapeOp>(op)) {
       // Same bytes, another shape: a second view of the input's buffer.

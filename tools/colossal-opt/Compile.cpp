@@ -131,8 +131,11 @@ memory planning and report (docs/planner.md):
                           (default: share/colossal/devices/h200.json beside
                           the binary's bin/)
   --policy cuda|cpu|auto  where state may live: cuda keeps everything on
-                          the device; cpu (offload to host memory) is not
-                          implemented yet; auto is cuda for now
+                          the device; cpu keeps the trained weights' master
+                          copies and the optimizer state in host memory and
+                          runs the update there (ZeRO-Offload); auto (the
+                          default) is cuda if the plan fits the budget, else
+                          cpu
   --report-json FILE      write the memory and step-time report as JSON
   --report FILE.html      write it as a page with the memory timeline
 )";
@@ -613,21 +616,49 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     module->setAttr("colossal.train_config", StringAttr::get(&ctx, config));
   }
 
-  PassManager pm(&ctx);
   CompileOptions options = args.compile;
   options.forwardOnly = args.forwardOnly;
   options.optimizer.fuse = !args.separateOptimizerStep && args.gradAccum == 1 &&
                            args.compile.optimizer.clipGradNorm <= 0;
   options.bf16 = args.precision == "bf16";
-  buildCompilePipeline(pm, options);
-  if (failed(pm.run(module)))
-    return fail("compiling '" + args.model + "' failed");
-  // The planner's report; a plan over the budget fails before anything is
-  // written.
-  FailureOr<PlanReport> report =
-      buildPlanReport(module, reportOptions, args.model, err);
-  if (failed(report) || failed(checkPlanBudget(*report, err)))
+  if (reportOptions.policy == "cpu" && args.forwardOnly)
+    return usageError("compile", "--policy cpu offloads the optimizer state "
+                                 "and master weights: a forward plan has none");
+  // --policy auto: everything on the device if it fits the budget, else the
+  // optimizer state and master weights in host memory (the pipeline runs
+  // again on a copy of the imported module).
+  OwningOpRef<ModuleOp> pristine;
+  if (reportOptions.policy == "auto" && !args.forwardOnly)
+    pristine = module.clone();
+  options.lowering.offloadOptimizer = reportOptions.policy == "cpu";
+  auto runPipeline = [&]() -> FailureOr<PlanReport> {
+    PassManager pm(&ctx);
+    buildCompilePipeline(pm, options);
+    if (failed(pm.run(module))) {
+      err = "compiling '" + args.model + "' failed";
+      return failure();
+    }
+    return buildPlanReport(module, reportOptions, args.model, err);
+  };
+  FailureOr<PlanReport> report = runPipeline();
+  if (failed(report))
     return fail(err);
+  if (failed(checkPlanBudget(*report, err))) {
+    if (!pristine)
+      return fail(err);
+    imported->module = std::move(pristine);
+    module = *imported->module;
+    options.lowering.offloadOptimizer = true;
+    reportOptions.policy = "cpu";
+    report = runPipeline();
+    if (failed(report))
+      return fail(err);
+    if (failed(checkPlanBudget(*report, err)))
+      return fail(err);
+    reportOptions.policy = "auto";
+    report->policy = "auto (optimizer offloaded: everything on the device "
+                     "would not fit)";
+  }
   if (!args.emitPlan.empty() &&
       !writeText(args.emitPlan, [&](llvm::raw_ostream &os) { module.print(os); },
                  err))

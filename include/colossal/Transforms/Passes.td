@@ -157,8 +157,10 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     elementwise ops, `fill`, `adamw`, `sgd`); otherwise it is an `identity`
     copy. A `colossal.reshape` becomes a second view of its input's buffer
     (no copy, no kernel). Large splat constants become `fill` kernels
-    instead of stored bytes. Live ranges and offsets are left for
-    `colossal-assign-offsets`.
+    instead of stored bytes. With `offload-optimizer`, trained weights and
+    optimizer states are placed in the host space and `cplan.copy` ops move
+    weights up and gradients down (see the option). Live ranges and offsets
+    are left for `colossal-assign-offsets`.
 
     ```mlir
     // before
@@ -187,7 +189,12 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
            "Standard deviation of the `normal` init rule of matrix weights">,
     Option<"exportPrefix", "export-prefix", "std::string", "\"model.\"",
            "Prefix stripped from weight names for --export-weights (the "
-           "export wrapper's attribute name)">
+           "export wrapper's attribute name)">,
+    Option<"offloadOptimizer", "offload-optimizer", "bool", "false",
+           "ZeRO-Offload placement: trained weights' master copies and the "
+           "optimizer state in the host arena, each update run on the host "
+           "(its gradient, lr and step copied down), the step computing with "
+           "device copies of the weights fetched before their first use">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];
