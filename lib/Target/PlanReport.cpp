@@ -475,8 +475,10 @@ LogicalResult mlir::colossal::checkPlanBudget(const PlanReport &r,
            "the master weights to host memory";
   else
     err += " even with the optimizer state and the master weights in host "
-           "memory (--policy " + r.policy +
-           "); recomputation and activation offload are not available yet";
+           "memory and idle device buffers parked there between uses "
+           "(--policy " + r.policy +
+           "): what remains is live at once; recomputation is not available "
+           "yet";
   return failure();
 }
 

@@ -18,5 +18,7 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
   // Graph level: merge identical constants and computations.
   pm.addPass(createCSEPass());
   pm.addPass(createLowerToPlanPass(options.lowering));
+  if (options.offload.budgetBytes > 0)
+    pm.addNestedPass<func::FuncOp>(createOffloadAcrossGapsPass(options.offload));
   pm.addNestedPass<func::FuncOp>(createAssignOffsetsPass());
 }

@@ -133,7 +133,10 @@ memory planning and report (docs/planner.md):
   --policy cuda|cpu|auto  where state may live: cuda keeps everything on
                           the device; cpu keeps the trained weights' master
                           copies and the optimizer state in host memory and
-                          runs the update there (ZeRO-Offload); auto (the
+                          runs the update there (ZeRO-Offload) and, under a
+                          --budget, parks idle device buffers (saved
+                          activations, fetched weights) in host memory
+                          between uses until the plan fits; auto (the
                           default) is cuda if the plan fits the budget, else
                           cpu
   --report-json FILE      write the memory and step-time report as JSON
@@ -631,6 +634,17 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   if (reportOptions.policy == "auto" && !args.forwardOnly)
     pristine = module.clone();
   options.lowering.offloadOptimizer = reportOptions.policy == "cpu";
+  // With the optimizer offloaded, idle device buffers (saved activations,
+  // fetched weights) may be parked in host memory until the liveness peak
+  // fits the budget, less 1% for the packer's alignment slack.
+  auto gapBudget = [&]() -> int64_t {
+    if (!reportOptions.budgetBytes)
+      return 0;
+    return static_cast<int64_t>(*reportOptions.budgetBytes) -
+           static_cast<int64_t>(*reportOptions.budgetBytes / 100);
+  };
+  if (options.lowering.offloadOptimizer)
+    options.offload.budgetBytes = gapBudget();
   auto runPipeline = [&]() -> FailureOr<PlanReport> {
     PassManager pm(&ctx);
     buildCompilePipeline(pm, options);
@@ -649,6 +663,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     imported->module = std::move(pristine);
     module = *imported->module;
     options.lowering.offloadOptimizer = true;
+    options.offload.budgetBytes = gapBudget();
     reportOptions.policy = "cpu";
     report = runPipeline();
     if (failed(report))

@@ -26,6 +26,9 @@ struct CompileOptions {
   AutodiffPassOptions autodiff;
   BuildOptimizerStepPassOptions optimizer;
   LowerToPlanPassOptions lowering;
+  /// Park idle device buffers in host memory until the device liveness
+  /// peak fits (0: off).
+  OffloadAcrossGapsPassOptions offload;
 };
 
 /// The whole compile pipeline, from an imported graph module to a plan

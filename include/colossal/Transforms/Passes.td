@@ -201,6 +201,51 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
 }
 
 //===----------------------------------------------------------------------===//
+// offload-across-gaps
+//===----------------------------------------------------------------------===//
+
+def OffloadAcrossGapsPass
+    : Pass<"colossal-offload-across-gaps", "::mlir::func::FuncOp"> {
+  let summary = "Park idle device buffers in host memory to meet a budget";
+  let description = [{
+    Input: a plan function after `colossal-lower-to-plan` (before offsets).
+
+    While the device's liveness peak (the sum of the sizes of device
+    buffers live at one instruction; inputs, outputs, weights, states and
+    constants pinned for the whole step) is above `budget-bytes`, the
+    largest unbound device buffer of at least `min-bytes` that is idle
+    across the peak instruction (between two consecutive uses at least
+    `min-gap` instructions apart) is parked: a `cplan.copy` to a new host
+    buffer right after the use before the gap, a copy back into a new device
+    buffer right before the use after it, and every later use reads the new
+    buffer (through views like the old ones). Activations saved for the
+    backward and device copies of offloaded weights are the typical
+    candidates. Stops when the peak fits, when nothing is left to park, or
+    after `max-copies` rounds; the budget check then reports what remains.
+    `budget-bytes` = 0 turns the pass off.
+
+    ```mlir
+    // a buffer used at instructions 3 and 40, the peak at 20:
+    cplan.kernel "relu" ins(...) outs(%v : memref<64xf32>) ...   // 3
+    cplan.copy %whole to %parked stream(0) : memref<256xui8>      // offload
+    ...
+    cplan.copy %parked to %fetched stream(0) : memref<256xui8>    // prefetch
+    cplan.kernel "mul" ins(%v2, ...) ...                           // 40, reads the fetched copy
+    ```
+  }];
+  let options = [
+    Option<"budgetBytes", "budget-bytes", "int64_t", "0",
+           "Device bytes the liveness peak must fit (0: off)">,
+    Option<"minBytes", "min-bytes", "int64_t", "256",
+           "Smaller buffers are not worth a copy">,
+    Option<"minGap", "min-gap", "int64_t", "2",
+           "Instructions between the two uses around a gap">,
+    Option<"maxCopies", "max-copies", "int64_t", "100000",
+           "At most this many buffers parked">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // assign-offsets
 //===----------------------------------------------------------------------===//
 
