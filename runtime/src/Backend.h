@@ -1,4 +1,5 @@
-//===- Backend.h - Where arenas live and how an instruction runs --*- C++ -*-===//
+//===- Backend.h - Where arenas live and how an instruction runs --*- C++
+//-*-===//
 //
 // Internal to the runtime (not installed, not included by public headers).
 // The Executor (Executor.cpp) does everything a plan asks on the host: plan

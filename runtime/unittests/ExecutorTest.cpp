@@ -76,6 +76,38 @@ void expectTestOutputs(const SafetensorsFile &out) {
 
 } // namespace
 
+TEST(Executor, DevicesHaveNamesAndTheCpuIsTheDefault) {
+  EXPECT_STREQ(deviceName(Device::kCpu), "cpu");
+  EXPECT_STREQ(deviceName(Device::kCuda), "cuda");
+  EXPECT_EQ(parseDevice("cpu"), Device::kCpu);
+  EXPECT_EQ(parseDevice("cuda"), Device::kCuda);
+  EXPECT_FALSE(parseDevice("gpu").has_value());
+  EXPECT_FALSE(parseDevice("").has_value());
+  EXPECT_TRUE(deviceBuiltIn(Device::kCpu));
+  Executor exec;
+  EXPECT_EQ(exec.device(), Device::kCpu);
+  EXPECT_TRUE(exec.setDevice(Device::kCpu).isOk());
+  EXPECT_EQ(exec.device(), Device::kCpu);
+}
+
+// This binary never links the CUDA backend (runtime-CudaKernelsTest does):
+// asking for it is a clear kUnsupported, and the executor stays usable on
+// the CPU.
+TEST(Executor, CudaWithoutTheBackendIsAClearError) {
+  EXPECT_FALSE(deviceBuiltIn(Device::kCuda));
+  Executor exec;
+  EXPECT_ERROR(exec.setDevice(Device::kCuda), kUnsupported,
+               "this build has no cuda backend (configure with "
+               "-DCOLOSSAL_ENABLE_CUDA=ON");
+  EXPECT_EQ(exec.device(), Device::kCpu);
+  Plan plan = makeTestPlan();
+  ASSERT_TRUE(exec.prepare(plan).isOk());
+  ASSERT_TRUE(exec.loadWeights(testWeights()).isOk());
+  SafetensorsFile out;
+  ASSERT_TRUE(exec.run(testInputs(), out).isOk());
+  expectTestOutputs(out);
+}
+
 TEST(CpuExecutor, RunsThePlanWithAConstant) {
   Plan plan = makeTestPlan();
   CpuExecutor exec;

@@ -1,10 +1,10 @@
-//===- colossal-run.cpp - Run or train a .cplan plan on the CPU backend ---===//
+//===- colossal-run.cpp - Run or train a .cplan plan on the CPU or a GPU --===//
 //
 //   colossal-run PLAN.cplan --inputs IN.safetensors --outputs OUT.safetensors
 //                [--weights W.safetensors]                       (forward)
 //   colossal-run PLAN.cplan (--batches B.safetensors | --data TOKENS.bin)
 //                [--steps N] [--init random] [--seed S] ...       (training)
-//   either mode: [--check-plan]
+//   either mode: [--check-plan] [--device cpu|cuda]
 //
 // A forward plan runs once: reads the inputs, writes every output, prints
 // the scalar outputs as "name = value". A training plan (micro_step +
@@ -12,7 +12,9 @@
 // file or windows of a raw token stream, with progress on stderr, optional
 // per-step metrics, gradient dump, checkpoints and weight export.
 // --check-plan runs either mode with the executor's plan checks (live
-// operands, NaN poison in dead buffers, measured peak vs planned). Exit codes:
+// operands, NaN poison in dead buffers, measured peak vs planned). --device
+// picks the executor's backend: the CPU (default) or the CUDA backend, which
+// a build without CUDA, or a machine without a GPU, refuses. Exit codes:
 // 0 success, 1 error (bad file, failed run), 2 usage error.
 // docs/colossal-run.md documents the tool.
 //
@@ -49,12 +51,14 @@ const char *const kUsage =
     "FILE.bin)\n"
     "                    [--steps N] [--init random] [--seed S] [options]\n"
     "\n"
-    "Runs a compiled plan on the CPU backend: one forward step, or N training\n"
-    "steps of a training plan (programs micro_step and apply_step).\n"
+    "Runs a compiled plan on the CPU or a GPU: one forward step, or N\n"
+    "training steps of a training plan (programs micro_step and apply_step).\n"
     "\n"
     "  PLAN.cplan                 the plan written by `colossal-opt compile`\n"
     "  --weights FILE             the weights (default: the plan's weights\n"
     "                             file, relative to the plan's folder)\n"
+    "  --device cpu|cuda          where the plan runs (default cpu); cuda\n"
+    "                             needs a CUDA build and a visible GPU\n"
     "  --check-plan               check the plan's live ranges while running:\n"
     "                             operands live, dead buffers poisoned with\n"
     "                             NaN, bytes touched equal to the arena size\n"
@@ -102,7 +106,7 @@ void warn(const std::string &message) {
 }
 
 struct Options {
-  std::string plan, inputs, outputs, weights;
+  std::string plan, inputs, outputs, weights, device;
   // Training.
   std::string batches, data, dataDtype, init, seed, steps, metrics, dumpGrads,
       save, resume, exportWeights;
@@ -122,6 +126,7 @@ int parseArgs(int argc, char **argv, Options &opts) {
       {"--inputs", &Options::inputs, "a file name"},
       {"--outputs", &Options::outputs, "a file name"},
       {"--weights", &Options::weights, "a file name"},
+      {"--device", &Options::device, "cpu or cuda"},
       {"--batches", &Options::batches, "a file name"},
       {"--data", &Options::data, "a file name"},
       {"--data-dtype", &Options::dataDtype, "uint16 or uint32"},
@@ -236,7 +241,7 @@ void printScalar(const std::string &name, const HostTensor &t) {
 
 /// Loads the plan's weights from --weights or the plan's weights file.
 Status loadWeightsFile(const Options &opts, const Plan &plan,
-                       CpuExecutor &executor, std::string &error) {
+                       Executor &executor, std::string &error) {
   size_t numWeights = 0;
   for (const PlanBinding &bind : plan.bindings)
     numWeights += bind.role == BindingRole::kWeight;
@@ -271,7 +276,7 @@ Status loadWeightsFile(const Options &opts, const Plan &plan,
 
 /// One line per arena on stderr, then the executor's verdict: 0, or the exit
 /// code of the violation (already reported).
-int reportPlanCheck(const CpuExecutor &executor) {
+int reportPlanCheck(const Executor &executor) {
   Status verdict = executor.verifyPlanPeak();
   for (const ArenaCheck &check : executor.planCheck()) {
     char ratio[32] = "-";
@@ -307,7 +312,7 @@ std::string poisonHint() {
 // Forward mode
 //===----------------------------------------------------------------------===//
 
-int runForward(const Options &opts, const Plan &plan) {
+int runForward(const Options &opts, const Plan &plan, Executor &executor) {
   if (opts.inputs.empty())
     return usageError("no --inputs file given");
   if (opts.outputs.empty())
@@ -318,7 +323,6 @@ int runForward(const Options &opts, const Plan &plan) {
   if (!st.isOk())
     return fail(st.toString());
 
-  CpuExecutor executor;
   executor.setCheckPlan(opts.checkPlan);
   st = executor.prepare(plan);
   if (!st.isOk())
@@ -770,7 +774,7 @@ std::string formatDuration(double seconds) {
   return buf;
 }
 
-int runTraining(const Options &opts, const Plan &plan) {
+int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
   // Flags that do not belong to training, and combinations that conflict.
   if (!opts.inputs.empty() || !opts.outputs.empty())
     return usageError("'" + opts.plan +
@@ -877,7 +881,6 @@ int runTraining(const Options &opts, const Plan &plan) {
         return fail(st.toString());
     }
 
-  CpuExecutor executor;
   executor.setCheckPlan(opts.checkPlan);
   st = executor.prepare(plan);
   if (!st.isOk())
@@ -1057,12 +1060,29 @@ int runTraining(const Options &opts, const Plan &plan) {
 }
 
 int runTool(const Options &opts) {
+  // The device first: asking for a GPU that is not there is the clearest
+  // error there is, whatever the plan.
+  Device device = Device::kCpu;
+  if (!opts.device.empty()) {
+    std::optional<Device> parsed = parseDevice(opts.device);
+    if (!parsed)
+      return usageError("--device must be cpu or cuda, got '" + opts.device +
+                        "'");
+    device = *parsed;
+  }
+  Executor executor;
+  Status st = executor.setDevice(device);
+  if (!st.isOk())
+    return fail("--device " + opts.device + ": " + st.toString());
+  if (device != Device::kCpu)
+    std::fprintf(stderr, "colossal-run: device %s\n", deviceName(device));
+
   Plan plan;
-  Status st = readPlanFile(opts.plan, plan);
+  st = readPlanFile(opts.plan, plan);
   if (!st.isOk())
     return fail(st.toString());
   if (isTrainingPlan(plan))
-    return runTraining(opts, plan);
+    return runTraining(opts, plan, executor);
 
   for (const auto &flag :
        {std::make_pair("--batches", &opts.batches),
@@ -1080,7 +1100,7 @@ int runTool(const Options &opts) {
       return usageError(std::string(flag.first) +
                         " applies to training plans; '" + opts.plan +
                         "' is a forward plan");
-  return runForward(opts, plan);
+  return runForward(opts, plan, executor);
 }
 
 } // namespace

@@ -1,0 +1,1048 @@
+//===- CudaBackend.cpp - Arenas in GPU memory, kernels on one stream ------===//
+//
+// The CUDA backend of the Executor (Backend.h). One cudaMalloc per device
+// arena (pinned, mapped host memory for a host arena), one stream, one
+// cuBLASLt handle. run() decodes an instruction into the launchers of
+// CudaKernels.h, or a cuBLASLt matmul, and returns without waiting; every
+// CUDA and cuBLASLt call is checked, and a failed call is a Status naming
+// the call (the executor adds the instruction). Kernels record
+// data-dependent failures in a DeviceError that synchronize() reads back,
+// so a bad gather index costs no synchronisation until the program ends.
+// With COLOSSAL_CUDA_SYNC=1 in the environment every instruction is
+// followed by a synchronize(), so an asynchronous fault (an illegal
+// address) is reported against the instruction that caused it.
+//
+// Registered as the kCuda backend by a static initializer: the objects of
+// this library are linked whole into the binaries that want it
+// (colossal_runtime_cuda is an OBJECT library).
+//
+//===----------------------------------------------------------------------===//
+
+#include "../Backend.h"
+#include "CudaKernels.h"
+
+#include "colossal/runtime/OpTable.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace colossal::runtime {
+
+namespace {
+
+using cuda::Dims;
+using cuda::ErrorSink;
+
+Status cudaFailure(cudaError_t err, const char *call, const char *file,
+                   int line) {
+  StatusCode code = err == cudaErrorMemoryAllocation ? StatusCode::kUnsupported
+                                                     : StatusCode::kInternal;
+  return Status(code,
+                std::string("CUDA call ") + call + " failed: " +
+                    cudaGetErrorName(err) + ": " + cudaGetErrorString(err),
+                file, line);
+}
+
+Status cublasFailure(cublasStatus_t st, const char *call, const char *file,
+                     int line) {
+  return Status(StatusCode::kInternal,
+                std::string("cuBLASLt call ") + call +
+                    " failed: " + cublasLtGetStatusName(st) + ": " +
+                    cublasLtGetStatusString(st),
+                file, line);
+}
+
+#define COLOSSAL_CUDA_RETURN_IF_ERROR(expr)                                    \
+  do {                                                                         \
+    cudaError_t colossalCudaErr_ = (expr);                                     \
+    if (colossalCudaErr_ != cudaSuccess)                                       \
+      return cudaFailure(colossalCudaErr_, #expr, __FILE__, __LINE__);         \
+  } while (0)
+
+#define COLOSSAL_CUBLAS_RETURN_IF_ERROR(expr)                                  \
+  do {                                                                         \
+    cublasStatus_t colossalCublasSt_ = (expr);                                 \
+    if (colossalCublasSt_ != CUBLAS_STATUS_SUCCESS)                            \
+      return cublasFailure(colossalCublasSt_, #expr, __FILE__, __LINE__);      \
+  } while (0)
+
+using IntVec = std::vector<int64_t>;
+
+int64_t product(const IntVec &dims, size_t begin, size_t end) {
+  int64_t count = 1;
+  for (size_t d = begin; d < end; ++d)
+    count *= dims[d];
+  return count;
+}
+int64_t product(const IntVec &dims) { return product(dims, 0, dims.size()); }
+
+IntVec contiguousStrides(const IntVec &dims) {
+  IntVec strides(dims.size(), 1);
+  for (size_t d = dims.size(); d-- > 1;)
+    strides[d - 1] = strides[d] * dims[d];
+  return strides;
+}
+
+/// Element strides of `in` read as if broadcast to `out` (0 where in is
+/// missing or has size 1), as the CPU kernels' broadcastStrides.
+IntVec broadcastStrides(const IntVec &in, const IntVec &out) {
+  IntVec inStrides = contiguousStrides(in);
+  IntVec strides(out.size(), 0);
+  size_t lead = out.size() - in.size();
+  for (size_t d = 0; d < in.size(); ++d)
+    strides[lead + d] = in[d] == 1 ? 0 : inStrides[d];
+  return strides;
+}
+
+Dims toDims(const IntVec &values) {
+  Dims dims;
+  dims.rank = static_cast<int>(std::min<size_t>(values.size(), cuda::kMaxDims));
+  for (int d = 0; d < dims.rank; ++d)
+    dims.d[d] = values[d];
+  return dims;
+}
+
+/// The bytes of `value` stored in `dtype` (storeFromDouble), little-endian
+/// in the low bytes.
+uint64_t valueBits(DType dtype, double value) {
+  uint8_t bytes[8] = {};
+  storeFromDouble(TensorRef{TensorType{dtype, {}}, bytes}, 0, value);
+  uint64_t bits = 0;
+  std::memcpy(&bits, bytes, sizeof(bits));
+  return bits;
+}
+
+/// Scratch memory an instruction needs besides its operands.
+size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
+  switch (attrs.kind()) {
+  case OpKind::SoftmaxCrossEntropy:
+    return attrs.i("reduction") != 0
+               ? static_cast<size_t>(in[1].numElements()) * sizeof(double)
+               : 0;
+  case OpKind::SoftmaxCrossEntropyGrad:
+    return sizeof(int64_t);
+  case OpKind::LayerNormGrad:
+    return static_cast<size_t>(
+               product(in[0].dims, 0, static_cast<size_t>(attrs.i("axis")))) *
+           2 * sizeof(double);
+  case OpKind::GatherGrad:
+    return static_cast<size_t>(in[1].numElements()) * sizeof(int64_t);
+  default:
+    return 0;
+  }
+}
+
+/// True when a kernel can neither write nor report anything (the CPU
+/// kernels' rule, Kernels.cpp): every output is empty, and so is every input
+/// whose values the op checks. Such instructions are skipped: an empty
+/// tensor does not bound its other dims ([0, 2^40]), and the launch sizes
+/// and scratch would be partial products of them.
+bool hasNoEffect(OpKind kind, const std::vector<TensorType> &inputs,
+                 const std::vector<TensorType> &outputs) {
+  for (const TensorType &out : outputs)
+    if (out.numElements() != 0)
+      return false;
+  switch (kind) {
+  case OpKind::Gather:
+  case OpKind::GatherND:
+  case OpKind::GatherElements:
+  case OpKind::GatherGrad:
+  case OpKind::GatherElementsGrad:
+  case OpKind::SoftmaxCrossEntropy:
+  case OpKind::SoftmaxCrossEntropyGrad:
+    return inputs[1].numElements() == 0; // the indices or labels
+  case OpKind::AdamW:
+  case OpKind::Sgd:
+    return false; // the step is checked whatever the parameters hold
+  default:
+    return true;
+  }
+}
+
+/// Largest power of two (<= 256) dividing the address and every stride.
+uint32_t alignmentOf(const void *ptr, int64_t strideBytes) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(ptr) |
+                  static_cast<uint64_t>(strideBytes) | 256u;
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+/// Frees cuBLASLt descriptors on every path out of a matmul.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescriptors() { reset(); }
+  void reset() {
+    if (pref)
+      cublasLtMatmulPreferenceDestroy(pref);
+    if (c)
+      cublasLtMatrixLayoutDestroy(c);
+    if (b)
+      cublasLtMatrixLayoutDestroy(b);
+    if (a)
+      cublasLtMatrixLayoutDestroy(a);
+    if (op)
+      cublasLtMatmulDescDestroy(op);
+    op = nullptr;
+    a = b = c = nullptr;
+    pref = nullptr;
+  }
+};
+
+constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+
+/// Fills `d` for gemm(): the operation, the three layouts (batched when
+/// batch > 1) and the heuristic preferences.
+Status describeGemm(LtDescriptors &d, cudaDataType_t type,
+                    cublasComputeType_t compute, cudaDataType_t scaleType,
+                    int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                    int64_t batch, int64_t strideA, int64_t strideB,
+                    int64_t strideC, uint32_t alignA, uint32_t alignB,
+                    uint32_t alignC) {
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescCreate(&d.op, compute, scaleType));
+  cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N; // our b
+  cublasOperation_t opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N; // our a
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)));
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)));
+  // Stored shapes, column-major: b is [k, n] row-major = n x k (ld n), or
+  // [n, k] = k x n (ld k) when transposed; a likewise; C is n x m (ld n).
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(
+      &d.a, type, tb ? k : n, tb ? n : k, tb ? k : n));
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(
+      &d.b, type, ta ? m : k, ta ? k : m, ta ? m : k));
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatrixLayoutCreate(&d.c, type, n, m, n));
+  if (batch > 1) {
+    int32_t count = static_cast<int32_t>(batch);
+    struct {
+      cublasLtMatrixLayout_t layout;
+      int64_t stride;
+    } layouts[] = {{d.a, strideB}, {d.b, strideA}, {d.c, strideC}};
+    for (const auto &l : layouts) {
+      COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+          l.layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+          l.layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &l.stride,
+          sizeof(l.stride)));
+    }
+  }
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&d.pref));
+  uint64_t workspace = kLtWorkspaceBytes;
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+      d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+      sizeof(workspace)));
+  // cuBLASLt's A is our b, its B our a.
+  struct {
+    cublasLtMatmulPreferenceAttributes_t attr;
+    uint32_t bytes;
+  } aligns[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignB},
+                {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignA},
+                {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignC},
+                {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignC}};
+  for (const auto &al : aligns)
+    COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, al.attr, &al.bytes, sizeof(al.bytes)));
+  return Status::ok();
+}
+
+class CudaBackend final : public Backend {
+public:
+  ~CudaBackend() override {
+    if (stream_)
+      cudaStreamSynchronize(stream_);
+    releaseArenas();
+    if (scratch_)
+      cudaFree(scratch_);
+    if (ltWorkspace_)
+      cudaFree(ltWorkspace_);
+    if (error_)
+      cudaFree(error_);
+    if (lt_)
+      cublasLtDestroy(lt_);
+    if (stream_)
+      cudaStreamDestroy(stream_);
+  }
+
+  Status init() {
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&lt_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaMalloc(reinterpret_cast<void **>(&error_), sizeof(*error_)));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(error_, 0, sizeof(*error_), stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMalloc(&ltWorkspace_, kLtWorkspaceBytes));
+    const char *sync = std::getenv("COLOSSAL_CUDA_SYNC");
+    syncEach_ = sync && *sync && std::strcmp(sync, "0") != 0;
+    return Status::ok();
+  }
+
+  Device device() const override { return Device::kCuda; }
+
+  Status allocateArenas(const std::vector<PlanArena> &arenas) override {
+    releaseArenas();
+    for (size_t a = 0; a < arenas.size(); ++a) {
+      const PlanArena &arena = arenas[a];
+      // cudaMalloc aligns to 256 bytes; a larger alignment is done by hand.
+      uint64_t align = std::max<uint64_t>(arena.alignBytes, 256);
+      uint64_t extra = align > 256 ? align : 0;
+      if (arena.sizeBytes > UINT64_MAX - extra - 256) {
+        releaseArenas();
+        return Status(StatusCode::kUnsupported,
+                      "arena " + std::to_string(a) + " of " +
+                          std::to_string(arena.sizeBytes) +
+                          " bytes is too large");
+      }
+      size_t bytes =
+          static_cast<size_t>(std::max<uint64_t>(arena.sizeBytes, 1) + extra);
+      void *raw = nullptr;
+      bool host = arena.space == MemorySpace::kHost;
+      // A host arena is pinned and mapped: with unified addressing its
+      // pointer is valid in kernels too (slow, but correct).
+      cudaError_t err =
+          host ? cudaHostAlloc(&raw, bytes,
+                               cudaHostAllocMapped | cudaHostAllocPortable)
+               : cudaMalloc(&raw, bytes);
+      if (err == cudaSuccess && host)
+        std::memset(raw, 0, bytes);
+      if (err == cudaSuccess && !host)
+        err = cudaMemsetAsync(raw, 0, bytes, stream_);
+      if (err == cudaSuccess)
+        err = cudaStreamSynchronize(stream_);
+      if (err != cudaSuccess) {
+        if (raw)
+          freeArena(arena.space, raw);
+        cudaGetLastError(); // clear a non-sticky error
+        releaseArenas();
+        return Status(err == cudaErrorMemoryAllocation
+                          ? StatusCode::kUnsupported
+                          : StatusCode::kInternal,
+                      "cannot allocate arena " + std::to_string(a) + " (" +
+                          memorySpaceName(arena.space) + ", " +
+                          std::to_string(arena.sizeBytes) +
+                          " bytes) on the GPU: " + cudaGetErrorName(err) +
+                          ": " + cudaGetErrorString(err));
+      }
+      uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
+      uintptr_t aligned =
+          (addr + (align - 1)) & ~static_cast<uintptr_t>(align - 1);
+      arenas_.push_back({arena.space, raw});
+      bases_.push_back(reinterpret_cast<uint8_t *>(aligned));
+    }
+    return Status::ok();
+  }
+
+  void releaseArenas() override {
+    if (!arenas_.empty() && stream_)
+      cudaStreamSynchronize(stream_);
+    for (const Allocation &alloc : arenas_)
+      freeArena(alloc.space, alloc.ptr);
+    arenas_.clear();
+    bases_.clear();
+  }
+
+  uint8_t *arenaBase(size_t index) const override { return bases_[index]; }
+
+  Status preparePlan(const Plan &plan) override {
+    size_t need = 0;
+    std::vector<TensorType> types, outTypes;
+    kinds_.assign(plan.instrs.size(), OpKind::Identity);
+    for (size_t i = 0; i < plan.instrs.size(); ++i) {
+      const PlanInstr &instr = plan.instrs[i];
+      kinds_[i] = instr.attrs.kind();
+      types.clear();
+      outTypes.clear();
+      for (uint32_t t : instr.inputs)
+        types.push_back(plan.tensors[t].type);
+      for (uint32_t t : instr.outputs)
+        outTypes.push_back(plan.tensors[t].type);
+      if (!hasNoEffect(instr.attrs.kind(), types, outTypes))
+        need = std::max(need, scratchBytes(instr.attrs, types));
+    }
+    return ensureScratch(need);
+  }
+
+  Status upload(void *dst, const void *src, size_t bytes) override {
+    if (bytes == 0)
+      return Status::ok();
+    // Synchronous: the caller may free or reuse `src` on return.
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::ok();
+  }
+
+  Status download(void *dst, const void *src, size_t bytes) override {
+    if (bytes == 0)
+      return Status::ok();
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::ok();
+  }
+
+  Status fill(void *dst, uint8_t value, size_t bytes) override {
+    if (bytes == 0)
+      return Status::ok();
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, value, bytes, stream_));
+    return Status::ok();
+  }
+
+  Status run(uint64_t index, const PlanInstr &instr,
+             const std::vector<TensorRef> &inputs,
+             const std::vector<TensorRef> &outputs) override {
+    if (index >= kinds_.size())
+      kinds_.resize(index + 1, OpKind::Identity);
+    kinds_[index] = instr.attrs.kind();
+    std::vector<TensorType> types, outTypes;
+    for (const TensorRef &in : inputs)
+      types.push_back(in.type);
+    for (const TensorRef &out : outputs)
+      outTypes.push_back(out.type);
+    if (hasNoEffect(instr.attrs.kind(), types, outTypes))
+      return Status::ok();
+    COLOSSAL_RETURN_IF_ERROR(ensureScratch(scratchBytes(instr.attrs, types)));
+    COLOSSAL_RETURN_IF_ERROR(
+        dispatch(instr.attrs, ErrorSink{error_, index}, inputs, outputs));
+    if (syncEach_) {
+      uint64_t failed = UINT64_MAX;
+      return synchronize(&failed);
+    }
+    return Status::ok();
+  }
+
+  Status synchronize(uint64_t *failedInstr) override {
+    if (failedInstr)
+      *failedInstr = UINT64_MAX;
+    cudaError_t err = cudaStreamSynchronize(stream_);
+    if (err != cudaSuccess)
+      return Status(StatusCode::kInternal,
+                    std::string("a CUDA kernel failed: ") +
+                        cudaGetErrorName(err) + ": " + cudaGetErrorString(err) +
+                        " (run with COLOSSAL_CUDA_SYNC=1 to name the "
+                        "instruction)",
+                    __FILE__, __LINE__);
+    cuda::DeviceError host;
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+        &host, error_, sizeof(host), cudaMemcpyDeviceToHost, stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    if (!host.claimed)
+      return Status::ok();
+    COLOSSAL_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(error_, 0, sizeof(*error_), stream_));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    if (failedInstr)
+      *failedInstr = host.instr;
+    std::string op = host.instr < kinds_.size()
+                         ? std::string(opInfo(kinds_[host.instr]).name)
+                         : std::string("kernel");
+    std::string message;
+    switch (host.code) {
+    case cuda::kErrIndexRange:
+      message = "index " + std::to_string(host.a) + " out of range [" +
+                std::to_string(-host.b) + ", " + std::to_string(host.b) + ")";
+      if (host.c >= 0)
+        message += " in dim " + std::to_string(host.c);
+      break;
+    case cuda::kErrLabelRange:
+      message = "label " + std::to_string(host.a) + " out of range [0, " +
+                std::to_string(host.b) + ") and not ignore_index " +
+                std::to_string(host.c);
+      break;
+    case cuda::kErrDivByZero:
+      message = "integer division by zero";
+      break;
+    case cuda::kErrPowZeroNegative:
+      message = "integer zero to a negative power";
+      break;
+    case cuda::kErrNegativeStep:
+      message = "step " + std::to_string(host.a) + " must be >= 0";
+      break;
+    default:
+      message = "unknown device error code " + std::to_string(host.code);
+      break;
+    }
+    return Status(StatusCode::kInvalidArgument, op + ": " + message);
+  }
+
+private:
+  struct Allocation {
+    MemorySpace space;
+    void *ptr;
+  };
+
+  static void freeArena(MemorySpace space, void *ptr) {
+    if (space == MemorySpace::kHost)
+      cudaFreeHost(ptr);
+    else
+      cudaFree(ptr);
+  }
+
+  Status ensureScratch(size_t bytes) {
+    if (bytes <= scratchBytes_)
+      return Status::ok();
+    if (scratch_) {
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaFree(scratch_));
+      scratch_ = nullptr;
+      scratchBytes_ = 0;
+    }
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMalloc(&scratch_, bytes));
+    scratchBytes_ = bytes;
+    return Status::ok();
+  }
+
+  Status dispatch(const Attrs &attrs, ErrorSink sink,
+                  const std::vector<TensorRef> &ins,
+                  const std::vector<TensorRef> &outs);
+  Status matmul(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
+                const TensorRef &out);
+  Status gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+              const void *a, const void *b, void *c, int64_t batch,
+              int64_t strideA, int64_t strideB, int64_t strideC);
+
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  cuda::DeviceError *error_ = nullptr;
+  void *ltWorkspace_ = nullptr;
+  void *scratch_ = nullptr;
+  size_t scratchBytes_ = 0;
+  bool syncEach_ = false;
+  std::vector<Allocation> arenas_;
+  std::vector<uint8_t *> bases_;
+  /// The op of each instruction index seen (for device error messages).
+  std::vector<OpKind> kinds_;
+};
+
+#define COLOSSAL_LAUNCH(expr)                                                  \
+  do {                                                                         \
+    cudaError_t colossalLaunchErr_ = (expr);                                   \
+    if (colossalLaunchErr_ != cudaSuccess)                                     \
+      return cudaFailure(colossalLaunchErr_, #expr, __FILE__, __LINE__);       \
+  } while (0)
+
+Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
+                             const std::vector<TensorRef> &ins,
+                             const std::vector<TensorRef> &outs) {
+  const OpKind kind = attrs.kind();
+  const TensorRef &out = outs[0];
+  const IntVec &outDims = out.type.dims;
+  const int64_t outCount = out.type.numElements();
+  switch (kind) {
+  case OpKind::Neg:
+  case OpKind::Abs:
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Sqrt:
+  case OpKind::Rsqrt:
+  case OpKind::Reciprocal:
+  case OpKind::Tanh:
+  case OpKind::Sigmoid:
+  case OpKind::Relu:
+  case OpKind::Erf:
+  case OpKind::Sin:
+  case OpKind::Cos:
+  case OpKind::Gelu:
+  case OpKind::Not: {
+    bool tanhGelu = kind == OpKind::Gelu && attrs.i("approximate") == 1;
+    COLOSSAL_LAUNCH(cuda::launchUnary(stream_, kind, tanhGelu,
+                                      ins[0].type.dtype, out.type.dtype,
+                                      outCount, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::Identity:
+  case OpKind::Reshape:
+    // A reshape may alias its input exactly: nothing to move then.
+    if (ins[0].data != out.data && out.type.sizeBytes() != 0)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(out.data, ins[0].data, out.type.sizeBytes(),
+                          cudaMemcpyDefault, stream_));
+    return Status::ok();
+  case OpKind::Cast:
+    COLOSSAL_LAUNCH(cuda::launchCast(stream_, ins[0].type.dtype, out.type.dtype,
+                                     outCount, ins[0].data, out.data));
+    return Status::ok();
+  case OpKind::Add:
+  case OpKind::Sub:
+  case OpKind::Mul:
+  case OpKind::Div:
+  case OpKind::Pow:
+  case OpKind::Max:
+  case OpKind::Min:
+  case OpKind::And:
+  case OpKind::Or:
+  case OpKind::Xor:
+  case OpKind::Equal:
+  case OpKind::Less:
+  case OpKind::LessEqual:
+  case OpKind::Greater:
+  case OpKind::GreaterEqual:
+    COLOSSAL_LAUNCH(cuda::launchBinary(
+        stream_, sink, kind, ins[0].type.dtype, out.type.dtype, toDims(outDims),
+        toDims(broadcastStrides(ins[0].type.dims, outDims)),
+        toDims(broadcastStrides(ins[1].type.dims, outDims)), ins[0].data,
+        ins[1].data, out.data));
+    return Status::ok();
+  case OpKind::Where:
+    COLOSSAL_LAUNCH(cuda::launchWhere(
+        stream_, ins[0].type.dtype, cuda::elementBytes(out.type.dtype),
+        toDims(outDims), toDims(broadcastStrides(ins[0].type.dims, outDims)),
+        toDims(broadcastStrides(ins[1].type.dims, outDims)),
+        toDims(broadcastStrides(ins[2].type.dims, outDims)), ins[0].data,
+        ins[1].data, ins[2].data, out.data));
+    return Status::ok();
+  case OpKind::MatMul:
+    return matmul(attrs, ins[0], ins[1], out);
+  case OpKind::ReduceSum:
+  case OpKind::ReduceMean:
+  case OpKind::ReduceMax:
+  case OpKind::ReduceMin: {
+    const IntVec &dims = ins[0].type.dims;
+    IntVec strides = contiguousStrides(dims);
+    std::vector<bool> reduced(dims.size(), false);
+    for (int64_t axis : attrs.list("axes"))
+      reduced[static_cast<size_t>(axis)] = true;
+    IntVec keptDims, keptStrides, redDims, redStrides;
+    for (size_t d = 0; d < dims.size(); ++d) {
+      (reduced[d] ? redDims : keptDims).push_back(dims[d]);
+      (reduced[d] ? redStrides : keptStrides).push_back(strides[d]);
+    }
+    COLOSSAL_LAUNCH(cuda::launchReduce(
+        stream_, kind, ins[0].type.dtype, outCount, toDims(keptDims),
+        toDims(keptStrides), toDims(redDims), toDims(redStrides), ins[0].data,
+        out.data));
+    return Status::ok();
+  }
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax: {
+    const IntVec &dims = ins[0].type.dims;
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    COLOSSAL_LAUNCH(cuda::launchSoftmax(
+        stream_, kind == OpKind::LogSoftmax, ins[0].type.dtype,
+        product(dims, 0, axis), dims[axis],
+        product(dims, axis + 1, dims.size()), ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::LayerNorm: {
+    const IntVec &dims = ins[0].type.dims;
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    bool hasBias = ins.size() > 2;
+    COLOSSAL_LAUNCH(cuda::launchLayerNorm(
+        stream_, ins[0].type.dtype, ins[1].type.dtype,
+        hasBias ? ins[2].type.dtype : ins[1].type.dtype, product(dims, 0, axis),
+        product(dims, axis, dims.size()), attrs.f("epsilon"), ins[0].data,
+        ins[1].data, hasBias ? ins[2].data : nullptr, out.data));
+    return Status::ok();
+  }
+  case OpKind::Gather: {
+    const IntVec &dims = ins[0].type.dims;
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    COLOSSAL_LAUNCH(cuda::launchGather(
+        stream_, sink, cuda::elementBytes(out.type.dtype),
+        product(dims, 0, axis), dims[axis],
+        product(dims, axis + 1, dims.size()), ins[1].type.dtype,
+        ins[1].type.numElements(), ins[1].data, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::GatherND: {
+    const IntVec &dd = ins[0].type.dims, &di = ins[1].type.dims;
+    size_t batchDims = static_cast<size_t>(attrs.i("batch_dims"));
+    int depth = static_cast<int>(di.back());
+    COLOSSAL_LAUNCH(cuda::launchGatherND(
+        stream_, sink, cuda::elementBytes(out.type.dtype), toDims(dd),
+        static_cast<int>(batchDims), depth, product(dd, 0, batchDims),
+        product(di, batchDims, di.size() - 1), ins[1].type.dtype, ins[1].data,
+        ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::CumSum: {
+    const IntVec &dims = ins[0].type.dims;
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    COLOSSAL_LAUNCH(cuda::launchCumSum(
+        stream_, ins[0].type.dtype, product(dims, 0, axis), dims[axis],
+        product(dims, axis + 1, dims.size()), attrs.i("exclusive") != 0,
+        attrs.i("reverse") != 0, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::GatherElements:
+    COLOSSAL_LAUNCH(cuda::launchGatherElements(
+        stream_, sink, cuda::elementBytes(out.type.dtype),
+        toDims(ins[0].type.dims), static_cast<int>(attrs.i("axis")),
+        toDims(ins[1].type.dims), ins[1].type.dtype, ins[1].data, ins[0].data,
+        out.data));
+    return Status::ok();
+  case OpKind::GatherElementsGrad:
+    COLOSSAL_LAUNCH(cuda::launchGatherElementsGrad(
+        stream_, sink, ins[0].type.dtype, out.type.dtype, toDims(outDims),
+        static_cast<int>(attrs.i("axis")), toDims(ins[1].type.dims),
+        ins[1].type.dtype, ins[1].data, ins[0].data, out.data));
+    return Status::ok();
+  case OpKind::Trilu: {
+    const IntVec &dims = ins[0].type.dims;
+    int64_t rows = dims[dims.size() - 2], cols = dims[dims.size() - 1];
+    // Clamping k to [-rows, cols] changes no row's kept run and keeps
+    // col - row - k from overflowing (as the CPU kernel).
+    int64_t k = std::clamp<int64_t>(attrs.i("k"), -rows, cols);
+    COLOSSAL_LAUNCH(cuda::launchTrilu(
+        stream_, cuda::elementBytes(out.type.dtype), outCount, rows, cols, k,
+        attrs.i("upper") != 0, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::Expand:
+    COLOSSAL_LAUNCH(cuda::launchStridedCopy(
+        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        toDims(broadcastStrides(ins[0].type.dims, outDims)), 0, ins[0].data,
+        out.data));
+    return Status::ok();
+  case OpKind::Transpose: {
+    const IntVec &perm = attrs.list("perm");
+    IntVec inStrides = contiguousStrides(ins[0].type.dims);
+    IntVec strides(perm.size());
+    for (size_t d = 0; d < perm.size(); ++d)
+      strides[d] = inStrides[static_cast<size_t>(perm[d])];
+    COLOSSAL_LAUNCH(cuda::launchStridedCopy(
+        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        toDims(strides), 0, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::Slice: {
+    if (outCount == 0)
+      return Status::ok(); // starts need not be in range then
+    const IntVec &starts = attrs.list("starts"), &steps = attrs.list("steps");
+    IntVec inStrides = contiguousStrides(ins[0].type.dims);
+    IntVec strides(starts.size());
+    int64_t base = 0;
+    for (size_t d = 0; d < starts.size(); ++d) {
+      base += starts[d] * inStrides[d];
+      // A step is only taken when the dim has more than one element.
+      strides[d] = outDims[d] > 1 ? steps[d] * inStrides[d] : 0;
+    }
+    COLOSSAL_LAUNCH(cuda::launchStridedCopy(
+        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        toDims(strides), base, ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::Concat: {
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    int64_t outer = product(outDims, 0, axis);
+    int64_t rowElems = product(outDims, axis, outDims.size());
+    int64_t offset = 0;
+    for (const TensorRef &in : ins) {
+      int64_t chunk = product(in.type.dims, axis, in.type.dims.size());
+      COLOSSAL_LAUNCH(cuda::launchConcatPart(
+          stream_, cuda::elementBytes(out.type.dtype), outer, chunk, rowElems,
+          offset, in.data, out.data));
+      offset += chunk;
+    }
+    return Status::ok();
+  }
+  case OpKind::Pad: {
+    const IntVec &pads = attrs.list("pads");
+    IntVec begins(pads.begin(), pads.begin() + ins[0].type.dims.size());
+    COLOSSAL_LAUNCH(cuda::launchPad(
+        stream_, cuda::elementBytes(out.type.dtype), toDims(ins[0].type.dims),
+        toDims(outDims), toDims(begins), static_cast<int>(attrs.i("mode")),
+        valueBits(out.type.dtype, attrs.f("value")), ins[0].data, out.data));
+    return Status::ok();
+  }
+  case OpKind::Fill:
+    COLOSSAL_LAUNCH(cuda::launchFill(
+        stream_, cuda::elementBytes(out.type.dtype), outCount,
+        valueBits(out.type.dtype, attrs.f("value")), out.data));
+    return Status::ok();
+  case OpKind::SoftmaxCrossEntropy: {
+    const IntVec &dims = ins[0].type.dims;
+    COLOSSAL_LAUNCH(cuda::launchCrossEntropy(
+        stream_, sink, ins[0].type.dtype, ins[1].type.dtype, dims[0], dims[1],
+        product(dims, 2, dims.size()), attrs.i("ignore_index"),
+        attrs.i("reduction"), ins[0].data, ins[1].data, out.data,
+        static_cast<double *>(scratch_)));
+    return Status::ok();
+  }
+  case OpKind::GatherGrad: {
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    int64_t length = outDims[axis];
+    // Inference bounded padding_idx to [-length, length) unless it is the
+    // INT64_MIN "none", which no normalised index (>= 0) equals.
+    int64_t paddingIdx = attrs.i("padding_idx");
+    if (paddingIdx != INT64_MIN && paddingIdx < 0)
+      paddingIdx += length;
+    COLOSSAL_LAUNCH(cuda::launchGatherGrad(
+        stream_, sink, ins[0].type.dtype, out.type.dtype,
+        product(outDims, 0, axis), length,
+        product(outDims, axis + 1, outDims.size()), ins[1].type.dtype,
+        ins[1].type.numElements(), ins[1].data, paddingIdx, ins[0].data,
+        out.data, static_cast<int64_t *>(scratch_)));
+    return Status::ok();
+  }
+  case OpKind::SliceGrad: {
+    const TensorRef &grad = ins[0];
+    // All-zero bytes are 0 (or false) in every dtype.
+    COLOSSAL_RETURN_IF_ERROR(fill(out.data, 0, out.type.sizeBytes()));
+    if (grad.type.numElements() == 0)
+      return Status::ok(); // starts need not be in range then
+    const IntVec &starts = attrs.list("starts"), &steps = attrs.list("steps");
+    IntVec outStrides = contiguousStrides(outDims);
+    IntVec strides(starts.size());
+    int64_t base = 0;
+    for (size_t d = 0; d < starts.size(); ++d) {
+      base += starts[d] * outStrides[d];
+      strides[d] = grad.type.dims[d] > 1 ? steps[d] * outStrides[d] : 0;
+    }
+    COLOSSAL_LAUNCH(cuda::launchStridedScatter(
+        stream_, cuda::elementBytes(out.type.dtype), toDims(grad.type.dims),
+        toDims(strides), base, grad.data, out.data));
+    return Status::ok();
+  }
+  case OpKind::LayerNormGrad: {
+    const IntVec &dims = ins[0].type.dims;
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    COLOSSAL_LAUNCH(cuda::launchLayerNormGrad(
+        stream_, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
+        product(dims, 0, axis), product(dims, axis, dims.size()),
+        attrs.f("epsilon"), ins[0].data, ins[1].data, ins[2].data, out.data,
+        outs[1].type.dtype, outs[1].data, outs[2].data,
+        static_cast<double *>(scratch_)));
+    return Status::ok();
+  }
+  case OpKind::SoftmaxCrossEntropyGrad: {
+    const IntVec &dims = ins[0].type.dims;
+    COLOSSAL_LAUNCH(cuda::launchCrossEntropyGrad(
+        stream_, sink, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
+        dims[0], dims[1], product(dims, 2, dims.size()),
+        attrs.i("ignore_index"), attrs.i("reduction"), ins[0].data, ins[1].data,
+        ins[2].data, out.data, static_cast<int64_t *>(scratch_)));
+    return Status::ok();
+  }
+  case OpKind::AdamW:
+    COLOSSAL_LAUNCH(cuda::launchAdamW(
+        stream_, sink, ins[0].type.numElements(), attrs.f("beta1"),
+        attrs.f("beta2"), attrs.f("eps"), attrs.f("weight_decay"),
+        static_cast<const float *>(ins[0].data), ins[1].type.dtype, ins[1].data,
+        static_cast<const float *>(ins[2].data),
+        static_cast<const float *>(ins[3].data),
+        static_cast<const float *>(ins[4].data),
+        static_cast<const int64_t *>(ins[5].data),
+        static_cast<float *>(outs[0].data), static_cast<float *>(outs[1].data),
+        static_cast<float *>(outs[2].data)));
+    return Status::ok();
+  case OpKind::Sgd:
+    COLOSSAL_LAUNCH(cuda::launchSgd(
+        stream_, sink, ins[0].type.numElements(), attrs.f("momentum"),
+        attrs.f("dampening"), attrs.f("weight_decay"), attrs.i("nesterov") != 0,
+        static_cast<const float *>(ins[0].data), ins[1].type.dtype, ins[1].data,
+        static_cast<const float *>(ins[2].data),
+        static_cast<const float *>(ins[3].data),
+        static_cast<const int64_t *>(ins[4].data),
+        static_cast<float *>(outs[0].data),
+        static_cast<float *>(outs[1].data)));
+    return Status::ok();
+  }
+  return Status(StatusCode::kUnsupported,
+                std::string(opInfo(kind).name) + ": no CUDA kernel");
+}
+
+//===----------------------------------------------------------------------===//
+// matmul through cuBLASLt
+//===----------------------------------------------------------------------===//
+
+Status CudaBackend::matmul(const Attrs &attrs, const TensorRef &a,
+                           const TensorRef &b, const TensorRef &out) {
+  bool ta = attrs.i("transpose_a") != 0, tb = attrs.i("transpose_b") != 0;
+  const IntVec &da = a.type.dims, &db = b.type.dims, &dOut = out.type.dims;
+  size_t ra = da.size(), rOut = dOut.size();
+  int64_t m = dOut[rOut - 2], n = dOut[rOut - 1];
+  int64_t k = ta ? da[ra - 2] : da[ra - 1];
+  if (out.type.numElements() == 0)
+    return Status::ok();
+  if (k == 0) // an empty sum: zeros (all-zero bytes in every float dtype)
+    return fill(out.data, 0, out.type.sizeBytes());
+
+  // Batch strides in whole matrices; broadcast batch dims get stride 0.
+  IntVec batch(dOut.begin(), dOut.end() - 2);
+  IntVec stridesA = broadcastStrides(IntVec(da.begin(), da.end() - 2), batch);
+  IntVec stridesB = broadcastStrides(IntVec(db.begin(), db.end() - 2), batch);
+  IntVec contiguous = contiguousStrides(batch);
+  int64_t batchCount = product(batch);
+  // A strided batch fits when an operand is either shared by every output
+  // matrix (all strides 0) or has one matrix per output matrix, in order.
+  auto uniform = [&](const IntVec &strides, bool &shared) {
+    bool zero = true, full = true;
+    for (size_t d = 0; d < batch.size(); ++d) {
+      if (batch[d] == 1)
+        continue;
+      zero &= strides[d] == 0;
+      full &= strides[d] == contiguous[d];
+    }
+    shared = zero;
+    return zero || full;
+  };
+  bool sharedA = false, sharedB = false;
+  DType dtype = out.type.dtype;
+  if (batchCount <= INT32_MAX && uniform(stridesA, sharedA) &&
+      uniform(stridesB, sharedB)) {
+    // b shared and a not transposed: the batch folds into M, one GEMM.
+    if (sharedB && !sharedA && !ta)
+      return gemm(dtype, m * batchCount, n, k, ta, tb, a.data, b.data, out.data,
+                  1, 0, 0, 0);
+    Status st =
+        gemm(dtype, m, n, k, ta, tb, a.data, b.data, out.data, batchCount,
+             sharedA ? 0 : m * k, sharedB ? 0 : k * n, m * n);
+    // Should cuBLASLt refuse a strided batch (a zero stride, say), the loop
+    // below computes the same matrices one at a time.
+    if (st.isOk() || st.code() != StatusCode::kUnsupported || batchCount == 1)
+      return st;
+  }
+  // General broadcast (e.g. [2, 1] x [1, 3] batches): one GEMM per matrix.
+  size_t bytes = dtypeSizeBytes(dtype);
+  for (int64_t i = 0; i < batchCount; ++i) {
+    int64_t offA = 0, offB = 0, rest = i;
+    for (size_t d = batch.size(); d-- > 0;) {
+      int64_t coord = rest % batch[d];
+      rest /= batch[d];
+      offA += coord * stridesA[d];
+      offB += coord * stridesB[d];
+    }
+    COLOSSAL_RETURN_IF_ERROR(
+        gemm(dtype, m, n, k, ta, tb,
+             static_cast<const uint8_t *>(a.data) + offA * m * k * bytes,
+             static_cast<const uint8_t *>(b.data) + offB * k * n * bytes,
+             static_cast<uint8_t *>(out.data) + i * m * n * bytes, 1, 0, 0, 0));
+  }
+  return Status::ok();
+}
+
+/// Row-major C[m, n] = op(A)[m, k] x op(B)[k, n], as the column-major
+/// C^T[n, m] = op(B)^T x op(A)^T: cuBLASLt's "A" is our b and its "B" our a,
+/// each with its stored (row-major) shape read as column-major.
+Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
+                         bool tb, const void *a, const void *b, void *c,
+                         int64_t batch, int64_t strideA, int64_t strideB,
+                         int64_t strideC) {
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+  cudaDataType_t scaleType = CUDA_R_32F;
+  switch (dtype) {
+  case DType::kF32:
+    // Pedantic fp32: no TF32 and no reduced-precision reductions, so the
+    // result matches an fp32 dot product (and the CPU within ~1e-6).
+    type = CUDA_R_32F;
+    compute = CUBLAS_COMPUTE_32F_PEDANTIC;
+    break;
+  case DType::kBF16:
+    type = CUDA_R_16BF;
+    compute = CUBLAS_COMPUTE_32F;
+    break;
+  case DType::kF16:
+    type = CUDA_R_16F;
+    compute = CUBLAS_COMPUTE_32F;
+    break;
+  case DType::kF64:
+    type = CUDA_R_64F;
+    compute = CUBLAS_COMPUTE_64F;
+    scaleType = CUDA_R_64F;
+    break;
+  default:
+    return Status(StatusCode::kUnsupported,
+                  std::string("matmul: no cuBLASLt path for ") +
+                      dtypeName(dtype));
+  }
+  int64_t bytes = static_cast<int64_t>(dtypeSizeBytes(dtype));
+  // Tensors sit at plan offsets, not always 256-byte aligned: the heuristic
+  // is told the real alignment so it never picks a kernel that needs more.
+  uint32_t alignB = alignmentOf(b, batch > 1 ? strideB * bytes : 0);
+  uint32_t alignA = alignmentOf(a, batch > 1 ? strideA * bytes : 0);
+  uint32_t alignC = alignmentOf(c, batch > 1 ? strideC * bytes : 0);
+
+  LtDescriptors d;
+  cublasLtMatmulHeuristicResult_t result = {};
+  int found = 0;
+  // Pedantic fp32 first; should cuBLASLt offer no kernel for it, plain
+  // CUBLAS_COMPUTE_32F, which is fp32 too (TF32 is only ever used under
+  // CUBLAS_COMPUTE_32F_FAST_TF32, which we never ask for).
+  for (int attempt = 0; attempt < 2 && found == 0; ++attempt) {
+    if (attempt == 1) {
+      if (compute != CUBLAS_COMPUTE_32F_PEDANTIC)
+        break;
+      compute = CUBLAS_COMPUTE_32F;
+    }
+    d.reset();
+    found = 0;
+    Status described =
+        describeGemm(d, type, compute, scaleType, m, n, k, ta, tb, batch,
+                     strideA, strideB, strideC, alignA, alignB, alignC);
+    if (!described.isOk()) {
+      if (compute == CUBLAS_COMPUTE_32F_PEDANTIC)
+        continue; // try plain CUBLAS_COMPUTE_32F
+      return described;
+    }
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+        lt_, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &found);
+    // NOT_SUPPORTED is how it says "no algorithm" (found stays 0).
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
+      return cublasFailure(st, "cublasLtMatmulAlgoGetHeuristic", __FILE__,
+                           __LINE__);
+    if (st != CUBLAS_STATUS_SUCCESS)
+      found = 0;
+  }
+  if (found == 0)
+    return Status(StatusCode::kUnsupported,
+                  std::string("matmul: cuBLASLt has no algorithm for ") +
+                      dtypeName(dtype) + " m=" + std::to_string(m) +
+                      " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+                      " batch=" + std::to_string(batch) + " (alignment " +
+                      std::to_string(std::min({alignA, alignB, alignC})) +
+                      " bytes)");
+  float alphaF = 1.0f, betaF = 0.0f;
+  double alphaD = 1.0, betaD = 0.0;
+  bool wide = scaleType == CUDA_R_64F;
+  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(
+      lt_, d.op, wide ? static_cast<const void *>(&alphaD) : &alphaF, b, d.a, a,
+      d.b, wide ? static_cast<const void *>(&betaD) : &betaF, c, d.c, c, d.c,
+      &result.algo, ltWorkspace_, kLtWorkspaceBytes, stream_));
+  return Status::ok();
+}
+
+Status createCudaBackend(std::unique_ptr<Backend> &out) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return Status(
+        StatusCode::kUnsupported,
+        std::string("no CUDA device is visible (cudaGetDeviceCount: ") +
+            cudaGetErrorString(err) + ")");
+  }
+  if (count == 0)
+    return Status(StatusCode::kUnsupported,
+                  "no CUDA device is visible (cudaGetDeviceCount found 0)");
+  cudaDeviceProp prop;
+  COLOSSAL_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
+  if (prop.major < 9)
+    return Status(StatusCode::kUnsupported,
+                  std::string("GPU 0 (") + prop.name +
+                      ") has compute capability " + std::to_string(prop.major) +
+                      "." + std::to_string(prop.minor) +
+                      "; this build's kernels are for sm_90 and newer");
+  auto backend = std::make_unique<CudaBackend>();
+  COLOSSAL_RETURN_IF_ERROR(backend->init());
+  out = std::move(backend);
+  return Status::ok();
+}
+
+[[maybe_unused]] const bool kRegistered =
+    (registerBackendFactory(Device::kCuda, &createCudaBackend), true);
+
+} // namespace
+
+} // namespace colossal::runtime

@@ -1,0 +1,287 @@
+//===- Index.cu - gather, gather_nd, gather_elements and their gradients --===//
+//
+// Indices are checked on the device: an index outside [-size, size) is
+// recorded (ErrorSink) and its element written as zero. The gradients are
+// gathers, not scatters: each output element (gather_elements_grad) or row
+// (gather_grad) sums the gradient entries whose index selects it, in index
+// order. No atomics, so the result is deterministic and equals the CPU's f64
+// sum in the same order; the cost is a scan of the indices per output row
+// (O(rows x indices) index reads), fine for the vocabularies of today's
+// plans and the first thing to replace (sort by index) when it shows up.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CudaCommon.cuh"
+
+namespace colossal::runtime::cuda {
+
+namespace {
+
+/// Normalises `value` into [0, size) or reports it and returns -1.
+__device__ int64_t checkIndex(const ErrorSink &sink, int64_t value,
+                              int64_t size, int64_t dim) {
+  if (value < -size || value >= size) {
+    reportError(sink, kErrIndexRange, value, size, dim);
+    return -1;
+  }
+  return value < 0 ? value + size : value;
+}
+
+__global__ void gatherKernel(ErrorSink sink, int elemBytes, int64_t length,
+                             int64_t inner, DType indexType, int64_t count,
+                             const void *indices, const void *data, void *out,
+                             int64_t n) {
+  COLOSSAL_GRID_STRIDE(e, n) {
+    int64_t k = e % inner, j = (e / inner) % count, o = e / (inner * count);
+    int64_t index = checkIndex(sink, loadI(indices, indexType, j), length, -1);
+    if (index < 0)
+      storeBits(out, e, 0, elemBytes);
+    else
+      copyElement(out, e, data, (o * length + index) * inner + k, elemBytes);
+  }
+}
+
+__global__ void gatherNDKernel(ErrorSink sink, int elemBytes, Dims dataDims,
+                               Dims dataStrides, int batchDims, int depth,
+                               int64_t tuplesPerBatch, int64_t sliceElems,
+                               int64_t batchElems, DType indexType,
+                               const void *indices, const void *data, void *out,
+                               int64_t n) {
+  COLOSSAL_GRID_STRIDE(e, n) {
+    int64_t tuple = e / sliceElems, k = e % sliceElems;
+    int64_t offset = (tuple / tuplesPerBatch) * batchElems;
+    bool ok = true;
+    for (int j = 0; j < depth; ++j) {
+      int64_t dim = dataDims.d[batchDims + j];
+      int64_t index =
+          checkIndex(sink, loadI(indices, indexType, tuple * depth + j), dim,
+                     batchDims + j);
+      if (index < 0) {
+        ok = false;
+        break;
+      }
+      offset += index * dataStrides.d[batchDims + j];
+    }
+    if (ok)
+      copyElement(out, e, data, offset + k, elemBytes);
+    else
+      storeBits(out, e, 0, elemBytes);
+  }
+}
+
+__global__ void gatherElementsKernel(ErrorSink sink, int elemBytes,
+                                     Dims dataDims, Dims dataStrides, int axis,
+                                     Dims indexDims, DType indexType,
+                                     const void *indices, const void *data,
+                                     void *out, int64_t n) {
+  COLOSSAL_GRID_STRIDE(e, n) {
+    // The data offset of the index position, with the axis coordinate
+    // replaced by the index.
+    int64_t flat = e, offset = 0;
+    for (int d = indexDims.rank - 1; d >= 0; --d) {
+      int64_t coord = flat % indexDims.d[d];
+      flat /= indexDims.d[d];
+      if (d != axis)
+        offset += coord * dataStrides.d[d];
+    }
+    int64_t index =
+        checkIndex(sink, loadI(indices, indexType, e), dataDims.d[axis], -1);
+    if (index < 0)
+      storeBits(out, e, 0, elemBytes);
+    else
+      copyElement(out, e, data, offset + index * dataStrides.d[axis],
+                  elemBytes);
+  }
+}
+
+/// Reports every index out of [-size, size) (the gradients check them all
+/// first, as the CPU does, even those no output element reads).
+__global__ void checkIndicesKernel(ErrorSink sink, DType indexType,
+                                   int64_t count, int64_t size,
+                                   const void *indices, int64_t *normalized) {
+  COLOSSAL_GRID_STRIDE(i, count) {
+    int64_t index = checkIndex(sink, loadI(indices, indexType, i), size, -1);
+    if (normalized)
+      normalized[i] = index;
+  }
+}
+
+__global__ void gatherElementsGradKernel(DType gradType, DType outType,
+                                         Dims outDims, int axis, Dims indexDims,
+                                         Dims indexStrides, DType indexType,
+                                         const void *indices, const void *grad,
+                                         void *out, int64_t n) {
+  COLOSSAL_GRID_STRIDE(e, n) {
+    int64_t flat = e, base = 0, target = 0;
+    bool inside = true;
+    for (int d = outDims.rank - 1; d >= 0; --d) {
+      int64_t coord = flat % outDims.d[d];
+      flat /= outDims.d[d];
+      if (d == axis) {
+        target = coord;
+      } else {
+        inside &= coord < indexDims.d[d];
+        base += coord * indexStrides.d[d];
+      }
+    }
+    double sum = 0.0;
+    if (inside) {
+      int64_t size = outDims.d[axis];
+      for (int64_t t = 0; t < indexDims.d[axis]; ++t) {
+        int64_t at = base + t * indexStrides.d[axis];
+        int64_t index = loadI(indices, indexType, at);
+        if (index < 0)
+          index += size; // out of range was reported by checkIndicesKernel
+        if (index == target)
+          sum += loadF(grad, gradType, at);
+      }
+    }
+    storeF(out, outType, e, sum);
+  }
+}
+
+/// One block per output row (o, r); threads over the row's elements, each
+/// summing the gradient rows whose normalised index is r.
+__global__ void gatherGradKernel(DType gradType, DType outType, int64_t outer,
+                                 int64_t length, int64_t inner, int64_t count,
+                                 const int64_t *normalized, int64_t paddingIdx,
+                                 const void *grad, void *out) {
+  for (int64_t row = blockIdx.x; row < outer * length; row += gridDim.x) {
+    int64_t o = row / length, r = row % length;
+    for (int64_t k = threadIdx.x; k < inner; k += blockDim.x) {
+      double sum = 0.0;
+      if (r != paddingIdx)
+        for (int64_t j = 0; j < count; ++j)
+          if (normalized[j] == r)
+            sum += loadF(grad, gradType, (o * count + j) * inner + k);
+      storeF(out, outType, row * inner + k, sum);
+    }
+  }
+}
+
+} // namespace
+
+cudaError_t launchGather(cudaStream_t stream, ErrorSink sink, int elemBytes,
+                         int64_t outer, int64_t length, int64_t inner,
+                         DType indexType, int64_t count, const void *indices,
+                         const void *data, void *out) {
+  int64_t n = outer * count * inner;
+  if (n == 0) {
+    // Nothing is written, but the indices are still checked (the CPU
+    // checks them all first).
+    if (count == 0)
+      return cudaSuccess;
+    checkIndicesKernel<<<blocksFor(count), kThreads, 0, stream>>>(
+        sink, indexType, count, length, indices, nullptr);
+    return cudaGetLastError();
+  }
+  gatherKernel<<<blocksFor(n), kThreads, 0, stream>>>(
+      sink, elemBytes, length, inner, indexType, count, indices, data, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchGatherND(cudaStream_t stream, ErrorSink sink, int elemBytes,
+                           const Dims &dataDims, int batchDims, int depth,
+                           int64_t batches, int64_t tuplesPerBatch,
+                           DType indexType, const void *indices,
+                           const void *data, void *out) {
+  Dims strides;
+  strides.rank = dataDims.rank;
+  int64_t stride = 1;
+  for (int d = dataDims.rank - 1; d >= 0; --d) {
+    strides.d[d] = stride;
+    stride *= dataDims.d[d];
+  }
+  int64_t sliceElems = 1, batchElems = 1;
+  for (int d = batchDims + depth; d < dataDims.rank; ++d)
+    sliceElems *= dataDims.d[d];
+  for (int d = batchDims; d < dataDims.rank; ++d)
+    batchElems *= dataDims.d[d];
+  int64_t n = batches * tuplesPerBatch * sliceElems;
+  if (n == 0 || tuplesPerBatch == 0)
+    return cudaSuccess;
+  gatherNDKernel<<<blocksFor(n), kThreads, 0, stream>>>(
+      sink, elemBytes, dataDims, strides, batchDims, depth, tuplesPerBatch,
+      sliceElems, batchElems, indexType, indices, data, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchGatherElements(cudaStream_t stream, ErrorSink sink,
+                                 int elemBytes, const Dims &dataDims, int axis,
+                                 const Dims &indexDims, DType indexType,
+                                 const void *indices, const void *data,
+                                 void *out) {
+  Dims strides;
+  strides.rank = dataDims.rank;
+  int64_t stride = 1;
+  for (int d = dataDims.rank - 1; d >= 0; --d) {
+    strides.d[d] = stride;
+    stride *= dataDims.d[d];
+  }
+  int64_t n = 1;
+  for (int d = 0; d < indexDims.rank; ++d)
+    n *= indexDims.d[d];
+  if (n == 0)
+    return cudaSuccess;
+  gatherElementsKernel<<<blocksFor(n), kThreads, 0, stream>>>(
+      sink, elemBytes, dataDims, strides, axis, indexDims, indexType, indices,
+      data, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchGatherElementsGrad(cudaStream_t stream, ErrorSink sink,
+                                     DType gradType, DType outType,
+                                     const Dims &outDims, int axis,
+                                     const Dims &indexDims, DType indexType,
+                                     const void *indices, const void *grad,
+                                     void *out) {
+  Dims strides;
+  strides.rank = indexDims.rank;
+  int64_t count = 1;
+  for (int d = indexDims.rank - 1; d >= 0; --d) {
+    strides.d[d] = count;
+    count *= indexDims.d[d];
+  }
+  if (count > 0) {
+    checkIndicesKernel<<<blocksFor(count), kThreads, 0, stream>>>(
+        sink, indexType, count, outDims.d[axis], indices, nullptr);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+  }
+  int64_t n = 1;
+  for (int d = 0; d < outDims.rank; ++d)
+    n *= outDims.d[d];
+  if (n == 0)
+    return cudaSuccess;
+  gatherElementsGradKernel<<<blocksFor(n), kThreads, 0, stream>>>(
+      gradType, outType, outDims, axis, indexDims, strides, indexType, indices,
+      grad, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchGatherGrad(cudaStream_t stream, ErrorSink sink,
+                             DType gradType, DType outType, int64_t outer,
+                             int64_t length, int64_t inner, DType indexType,
+                             int64_t count, const void *indices,
+                             int64_t paddingIdx, const void *grad, void *out,
+                             int64_t *normalized) {
+  if (count > 0) {
+    checkIndicesKernel<<<blocksFor(count), kThreads, 0, stream>>>(
+        sink, indexType, count, length, indices, normalized);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+  }
+  int64_t rows = outer * length;
+  if (rows == 0 || inner == 0)
+    return cudaSuccess;
+  int threads =
+      inner >= kThreads ? kThreads : static_cast<int>((inner + 31) / 32 * 32);
+  gatherGradKernel<<<blocksFor(rows, 1), threads, 0, stream>>>(
+      gradType, outType, outer, length, inner, count, normalized, paddingIdx,
+      grad, out);
+  return cudaGetLastError();
+}
+
+} // namespace colossal::runtime::cuda

@@ -1,0 +1,513 @@
+//===- Reduce.cu - Reductions, softmax, layer_norm, cumsum, the loss ------===//
+//
+// Everything here accumulates in double (int64 for integer reductions), as
+// the CPU reference does. Parallel sums add in a tree instead of the CPU's
+// sequential order, which in double changes the rounded f32 or bf16 result
+// only when the exact value sits within ~1e-16 of a rounding boundary. Work
+// is split one warp per output line (reductions, softmax, the loss) or one
+// block per row (layer_norm), with fixed combination orders: results are
+// deterministic run to run.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CudaCommon.cuh"
+
+#include <cfloat>
+
+namespace colossal::runtime::cuda {
+
+namespace {
+
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+unsigned blocksForWarps(int64_t lines) {
+  int64_t blocks = (lines + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (blocks > (int64_t{1} << 20))
+    blocks = int64_t{1} << 20;
+  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
+}
+
+#define COLOSSAL_WARP_STRIDE(line, lines)                                      \
+  for (int64_t line = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;   \
+       line < (lines); line += (int64_t(blockDim.x) * gridDim.x) / 32)
+
+// ---- reduce_* ------------------------------------------------------------
+
+__device__ double combineFloat(OpKind kind, double slot, double x) {
+  if (kind == OpKind::ReduceMax)
+    return (isnan(x) || x > slot) ? x : slot;
+  if (kind == OpKind::ReduceMin)
+    return (isnan(x) || x < slot) ? x : slot;
+  return slot + x;
+}
+
+__device__ int64_t combineInt(OpKind kind, int64_t slot, int64_t x) {
+  if (kind == OpKind::ReduceMax)
+    return slot > x ? slot : x;
+  if (kind == OpKind::ReduceMin)
+    return slot < x ? slot : x;
+  return static_cast<int64_t>(static_cast<uint64_t>(slot) +
+                              static_cast<uint64_t>(x));
+}
+
+__device__ void integerRange(DType dtype, int64_t &lo, int64_t &hi) {
+  switch (dtype) {
+  case DType::kI32:
+    lo = INT32_MIN, hi = INT32_MAX;
+    return;
+  case DType::kI8:
+    lo = INT8_MIN, hi = INT8_MAX;
+    return;
+  case DType::kU8:
+    lo = 0, hi = UINT8_MAX;
+    return;
+  default:
+    lo = INT64_MIN, hi = INT64_MAX;
+    return;
+  }
+}
+
+/// One warp per output element; lanes stride over the reduced elements and
+/// combine with shuffles in a fixed order.
+__global__ void reduceKernel(OpKind kind, DType dtype, int64_t outCount,
+                             Dims keptDims, Dims keptStrides, Dims redDims,
+                             Dims redStrides, int64_t reduced, const void *in,
+                             void *out) {
+  int lane = threadIdx.x & 31;
+  bool floats = isFloatType(dtype);
+  COLOSSAL_WARP_STRIDE(o, outCount) {
+    int64_t base = stridedOffset(o, keptDims, keptStrides);
+    if (floats) {
+      double init = kind == OpKind::ReduceMax   ? -INFINITY
+                    : kind == OpKind::ReduceMin ? INFINITY
+                                                : 0.0;
+      double acc = init;
+      for (int64_t r = lane; r < reduced; r += 32)
+        acc = combineFloat(
+            kind, acc,
+            loadF(in, dtype, base + stridedOffset(r, redDims, redStrides)));
+      for (int offset = 16; offset > 0; offset >>= 1) {
+        double other = __shfl_down_sync(0xffffffffu, acc, offset);
+        acc = kind == OpKind::ReduceSum || kind == OpKind::ReduceMean
+                  ? acc + other
+                  : combineFloat(kind, acc, other);
+      }
+      if (lane == 0) {
+        if (kind == OpKind::ReduceMean)
+          acc /= static_cast<double>(reduced); // 0/0: NaN
+        storeF(out, dtype, o, acc);
+      }
+    } else {
+      int64_t lo, hi;
+      integerRange(dtype, lo, hi);
+      int64_t init = kind == OpKind::ReduceMax   ? lo
+                     : kind == OpKind::ReduceMin ? hi
+                                                 : 0;
+      int64_t acc = init;
+      for (int64_t r = lane; r < reduced; r += 32)
+        acc = combineInt(
+            kind, acc,
+            loadI(in, dtype, base + stridedOffset(r, redDims, redStrides)));
+      for (int offset = 16; offset > 0; offset >>= 1)
+        acc = combineInt(kind, acc, __shfl_down_sync(0xffffffffu, acc, offset));
+      if (lane == 0) {
+        if (kind == OpKind::ReduceMean)
+          acc = reduced == 0 ? 0 : acc / reduced;
+        storeI(out, dtype, o, acc);
+      }
+    }
+  }
+}
+
+// ---- softmax -------------------------------------------------------------
+
+__global__ void softmaxKernel(bool logSoftmax, DType dtype, int64_t outer,
+                              int64_t length, int64_t inner, const void *in,
+                              void *out) {
+  int lane = threadIdx.x & 31;
+  COLOSSAL_WARP_STRIDE(line, outer * inner) {
+    int64_t o = line / inner, j = line % inner;
+    int64_t base = o * length * inner + j;
+    // Subtract the max first so that exp cannot overflow.
+    double maxValue = -INFINITY;
+    for (int64_t a = lane; a < length; a += 32)
+      maxValue = stdMax(maxValue, loadF(in, dtype, base + a * inner));
+    maxValue = warpMax(maxValue);
+    double sum = 0.0;
+    for (int64_t a = lane; a < length; a += 32)
+      sum += exp(loadF(in, dtype, base + a * inner) - maxValue);
+    sum = warpSum(sum);
+    double logSum = log(sum);
+    for (int64_t a = lane; a < length; a += 32) {
+      double shifted = loadF(in, dtype, base + a * inner) - maxValue;
+      storeF(out, dtype, base + a * inner,
+             logSoftmax ? shifted - logSum : exp(shifted) / sum);
+    }
+  }
+}
+
+// ---- layer_norm ----------------------------------------------------------
+
+/// One block per row: two passes (mean, then the biased variance around
+/// it), as the CPU.
+__global__ void layerNormKernel(DType xType, DType scaleType, DType biasType,
+                                int64_t outer, int64_t inner, double epsilon,
+                                const void *x, const void *scale,
+                                const void *bias, void *out) {
+  __shared__ double scratch[32];
+  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+    int64_t row = o * inner;
+    double sum = 0.0;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x)
+      sum += loadF(x, xType, row + j);
+    double mean = blockSum(sum, scratch) / static_cast<double>(inner);
+    double squares = 0.0;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
+      double d = loadF(x, xType, row + j) - mean;
+      squares += d * d;
+    }
+    double variance = blockSum(squares, scratch) / static_cast<double>(inner);
+    double stddev = sqrt(variance + epsilon);
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
+      double b = bias ? loadF(bias, biasType, j) : 0.0;
+      storeF(out, xType, row + j,
+             (loadF(x, xType, row + j) - mean) / stddev *
+                     loadF(scale, scaleType, j) +
+                 b);
+    }
+  }
+}
+
+/// Per row: dx, and the row's mean and rstd into stats[2o], stats[2o + 1].
+__global__ void layerNormGradRowsKernel(DType xType, DType scaleType,
+                                        DType dyType, int64_t outer,
+                                        int64_t inner, double epsilon,
+                                        const void *x, const void *scale,
+                                        const void *dy, void *dx,
+                                        double *stats) {
+  __shared__ double scratch[32];
+  double count = static_cast<double>(inner);
+  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+    int64_t row = o * inner;
+    double sum = 0.0;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x)
+      sum += loadF(x, xType, row + j);
+    double mean = blockSum(sum, scratch) / count;
+    double squares = 0.0;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
+      double d = loadF(x, xType, row + j) - mean;
+      squares += d * d;
+    }
+    double rstd = 1.0 / sqrt(blockSum(squares, scratch) / count + epsilon);
+    double sumG = 0.0, sumGXhat = 0.0;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
+      double xhat = (loadF(x, xType, row + j) - mean) * rstd;
+      double g = loadF(dy, dyType, row + j) * loadF(scale, scaleType, j);
+      sumG += g;
+      sumGXhat += g * xhat;
+    }
+    double meanG = blockSum(sumG, scratch) / count;
+    double meanGXhat = blockSum(sumGXhat, scratch) / count;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
+      double xhat = (loadF(x, xType, row + j) - mean) * rstd;
+      storeF(dx, xType, row + j,
+             rstd * (loadF(dy, dyType, row + j) * loadF(scale, scaleType, j) -
+                     meanG - xhat * meanGXhat));
+    }
+    if (threadIdx.x == 0) {
+      stats[2 * o] = mean;
+      stats[2 * o + 1] = rstd;
+    }
+  }
+}
+
+/// Per column: dscale and dbias summed over the rows in row order, exactly
+/// the CPU's order.
+__global__ void layerNormGradColumnsKernel(DType xType, DType dyType,
+                                           int64_t outer, int64_t inner,
+                                           const void *x, const void *dy,
+                                           const double *stats,
+                                           DType dscaleType, void *dscale,
+                                           void *dbias) {
+  COLOSSAL_GRID_STRIDE(j, inner) {
+    double ds = 0.0, db = 0.0;
+    for (int64_t o = 0; o < outer; ++o) {
+      double xhat =
+          (loadF(x, xType, o * inner + j) - stats[2 * o]) * stats[2 * o + 1];
+      double g = loadF(dy, dyType, o * inner + j);
+      ds += g * xhat;
+      db += g;
+    }
+    storeF(dscale, dscaleType, j, ds);
+    storeF(dbias, dscaleType, j, db);
+  }
+}
+
+// ---- cumsum --------------------------------------------------------------
+
+/// One thread per line, sequential as on the CPU.
+__global__ void cumsumKernel(DType dtype, int64_t outer, int64_t length,
+                             int64_t inner, bool exclusive, bool reverse,
+                             const void *in, void *out) {
+  bool floats = isFloatType(dtype);
+  COLOSSAL_GRID_STRIDE(line, outer * inner) {
+    int64_t o = line / inner, j = line % inner;
+    double runningF = 0.0;
+    int64_t runningI = 0;
+    for (int64_t s = 0; s < length; ++s) {
+      int64_t a = reverse ? length - 1 - s : s;
+      int64_t at = (o * length + a) * inner + j;
+      if (floats) {
+        double element = loadF(in, dtype, at);
+        if (exclusive) {
+          storeF(out, dtype, at, runningF);
+          runningF += element;
+        } else {
+          runningF += element;
+          storeF(out, dtype, at, runningF);
+        }
+      } else {
+        int64_t element = loadI(in, dtype, at);
+        int64_t next = static_cast<int64_t>(static_cast<uint64_t>(runningI) +
+                                            static_cast<uint64_t>(element));
+        storeI(out, dtype, at, exclusive ? runningI : next);
+        runningI = next;
+      }
+    }
+  }
+}
+
+// ---- softmax_cross_entropy -----------------------------------------------
+
+/// One warp per position: -log_softmax(scores)[label], 0 when ignored.
+__global__ void crossEntropyKernel(ErrorSink sink, DType scoreType,
+                                   DType labelType, int64_t batch,
+                                   int64_t classes, int64_t inner,
+                                   int64_t ignoreIndex, int64_t reduction,
+                                   const void *scores, const void *labels,
+                                   void *out, double *losses) {
+  int lane = threadIdx.x & 31;
+  COLOSSAL_WARP_STRIDE(p, batch * inner) {
+    int64_t n = p / inner, j = p % inner;
+    int64_t label = loadI(labels, labelType, p);
+    double loss = 0.0;
+    if (label != ignoreIndex) {
+      if (label < 0 || label >= classes) {
+        if (lane == 0)
+          reportError(sink, kErrLabelRange, label, classes, ignoreIndex);
+      } else {
+        int64_t base = n * classes * inner + j;
+        double maxValue = -INFINITY;
+        for (int64_t c = lane; c < classes; c += 32)
+          maxValue =
+              stdMax(maxValue, loadF(scores, scoreType, base + c * inner));
+        maxValue = warpMax(maxValue);
+        double sum = 0.0;
+        for (int64_t c = lane; c < classes; c += 32)
+          sum += exp(loadF(scores, scoreType, base + c * inner) - maxValue);
+        sum = warpSum(sum);
+        loss = -(loadF(scores, scoreType, base + label * inner) - maxValue -
+                 log(sum));
+      }
+    }
+    if (lane == 0) {
+      if (reduction == 0)
+        storeF(out, scoreType, p, loss);
+      else
+        losses[p] = loss;
+    }
+  }
+}
+
+/// One block: the sum (or mean over the scored labels) of the losses.
+__global__ void crossEntropyTotalKernel(DType scoreType, DType labelType,
+                                        int64_t positions, int64_t ignoreIndex,
+                                        int64_t reduction, const void *labels,
+                                        const double *losses, void *out) {
+  __shared__ double scratch[32];
+  double total = 0.0, counted = 0.0;
+  for (int64_t p = threadIdx.x; p < positions; p += blockDim.x) {
+    total += losses[p];
+    counted += loadI(labels, labelType, p) != ignoreIndex ? 1.0 : 0.0;
+  }
+  total = blockSum(total, scratch);
+  counted = blockSum(counted, scratch);
+  if (threadIdx.x == 0) {
+    if (reduction == 2)
+      total /= counted; // all ignored: 0/0 = NaN, as PyTorch
+    storeF(out, scoreType, 0, total);
+  }
+}
+
+/// One block: validates every label and counts the scored ones.
+__global__ void countLabelsKernel(ErrorSink sink, DType labelType,
+                                  int64_t positions, int64_t classes,
+                                  int64_t ignoreIndex, const void *labels,
+                                  int64_t *count) {
+  __shared__ double scratch[32];
+  double counted = 0.0;
+  for (int64_t p = threadIdx.x; p < positions; p += blockDim.x) {
+    int64_t label = loadI(labels, labelType, p);
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= classes)
+      reportError(sink, kErrLabelRange, label, classes, ignoreIndex);
+    counted += 1.0; // exact in double up to 2^53 positions
+  }
+  counted = blockSum(counted, scratch);
+  if (threadIdx.x == 0)
+    *count = static_cast<int64_t>(counted);
+}
+
+/// One warp per position: (softmax - onehot(label)) * dloss weight.
+__global__ void crossEntropyGradKernel(DType scoreType, DType labelType,
+                                       DType dlossType, int64_t batch,
+                                       int64_t classes, int64_t inner,
+                                       int64_t ignoreIndex, int64_t reduction,
+                                       const void *scores, const void *labels,
+                                       const void *dloss, void *out,
+                                       const int64_t *count) {
+  int lane = threadIdx.x & 31;
+  COLOSSAL_WARP_STRIDE(p, batch * inner) {
+    int64_t n = p / inner, j = p % inner;
+    int64_t base = n * classes * inner + j;
+    int64_t label = loadI(labels, labelType, p);
+    if (label == ignoreIndex || label < 0 || label >= classes) {
+      // Ignored (or invalid, reported by countLabelsKernel): zero gradient.
+      for (int64_t c = lane; c < classes; c += 32)
+        storeF(out, scoreType, base + c * inner, 0.0);
+      continue;
+    }
+    double weight = reduction == 0 ? loadF(dloss, dlossType, p)
+                                   : loadF(dloss, dlossType, 0);
+    if (reduction == 2)
+      weight /= static_cast<double>(*count);
+    double maxValue = -INFINITY;
+    for (int64_t c = lane; c < classes; c += 32)
+      maxValue = stdMax(maxValue, loadF(scores, scoreType, base + c * inner));
+    maxValue = warpMax(maxValue);
+    double sum = 0.0;
+    for (int64_t c = lane; c < classes; c += 32)
+      sum += exp(loadF(scores, scoreType, base + c * inner) - maxValue);
+    sum = warpSum(sum);
+    for (int64_t c = lane; c < classes; c += 32) {
+      double probability =
+          exp(loadF(scores, scoreType, base + c * inner) - maxValue) / sum;
+      storeF(out, scoreType, base + c * inner,
+             (probability - (c == label ? 1.0 : 0.0)) * weight);
+    }
+  }
+}
+
+} // namespace
+
+cudaError_t launchReduce(cudaStream_t stream, OpKind kind, DType dtype,
+                         int64_t outCount, const Dims &keptDims,
+                         const Dims &keptStrides, const Dims &redDims,
+                         const Dims &redStrides, const void *in, void *out) {
+  if (outCount == 0)
+    return cudaSuccess;
+  int64_t reduced = 1;
+  for (int d = 0; d < redDims.rank; ++d)
+    reduced *= redDims.d[d];
+  reduceKernel<<<blocksForWarps(outCount), kThreads, 0, stream>>>(
+      kind, dtype, outCount, keptDims, keptStrides, redDims, redStrides,
+      reduced, in, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launchSoftmax(cudaStream_t stream, bool logSoftmax, DType dtype,
+                          int64_t outer, int64_t length, int64_t inner,
+                          const void *in, void *out) {
+  if (outer * length * inner == 0)
+    return cudaSuccess;
+  softmaxKernel<<<blocksForWarps(outer * inner), kThreads, 0, stream>>>(
+      logSoftmax, dtype, outer, length, inner, in, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launchLayerNorm(cudaStream_t stream, DType xType, DType scaleType,
+                            DType biasType, int64_t outer, int64_t inner,
+                            double epsilon, const void *x, const void *scale,
+                            const void *bias, void *out) {
+  if (outer * inner == 0)
+    return cudaSuccess;
+  layerNormKernel<<<blocksFor(outer, 1), kThreads, 0, stream>>>(
+      xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
+                                DType scaleType, DType dyType, int64_t outer,
+                                int64_t inner, double epsilon, const void *x,
+                                const void *scale, const void *dy, void *dx,
+                                DType dscaleType, void *dscale, void *dbias,
+                                double *stats) {
+  if (inner == 0)
+    return cudaSuccess;
+  if (outer > 0) {
+    layerNormGradRowsKernel<<<blocksFor(outer, 1), kThreads, 0, stream>>>(
+        xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
+        stats);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+  }
+  layerNormGradColumnsKernel<<<blocksFor(inner), kThreads, 0, stream>>>(
+      xType, dyType, outer, inner, x, dy, stats, dscaleType, dscale, dbias);
+  return cudaGetLastError();
+}
+
+cudaError_t launchCumSum(cudaStream_t stream, DType dtype, int64_t outer,
+                         int64_t length, int64_t inner, bool exclusive,
+                         bool reverse, const void *in, void *out) {
+  if (outer * length * inner == 0)
+    return cudaSuccess;
+  cumsumKernel<<<blocksFor(outer * inner), kThreads, 0, stream>>>(
+      dtype, outer, length, inner, exclusive, reverse, in, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launchCrossEntropy(cudaStream_t stream, ErrorSink sink,
+                               DType scoreType, DType labelType, int64_t batch,
+                               int64_t classes, int64_t inner,
+                               int64_t ignoreIndex, int64_t reduction,
+                               const void *scores, const void *labels,
+                               void *out, double *losses) {
+  int64_t positions = batch * inner;
+  if (positions > 0) {
+    crossEntropyKernel<<<blocksForWarps(positions), kThreads, 0, stream>>>(
+        sink, scoreType, labelType, batch, classes, inner, ignoreIndex,
+        reduction, scores, labels, out, losses);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+  }
+  if (reduction == 0)
+    return cudaSuccess;
+  crossEntropyTotalKernel<<<1, 1024, 0, stream>>>(
+      scoreType, labelType, positions, ignoreIndex, reduction, labels, losses,
+      out);
+  return cudaGetLastError();
+}
+
+cudaError_t launchCrossEntropyGrad(
+    cudaStream_t stream, ErrorSink sink, DType scoreType, DType labelType,
+    DType dlossType, int64_t batch, int64_t classes, int64_t inner,
+    int64_t ignoreIndex, int64_t reduction, const void *scores,
+    const void *labels, const void *dloss, void *out, int64_t *count) {
+  int64_t positions = batch * inner;
+  if (positions == 0)
+    return cudaSuccess;
+  countLabelsKernel<<<1, 1024, 0, stream>>>(sink, labelType, positions, classes,
+                                            ignoreIndex, labels, count);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || classes == 0)
+    return err;
+  crossEntropyGradKernel<<<blocksForWarps(positions), kThreads, 0, stream>>>(
+      scoreType, labelType, dlossType, batch, classes, inner, ignoreIndex,
+      reduction, scores, labels, dloss, out, count);
+  return cudaGetLastError();
+}
+
+} // namespace colossal::runtime::cuda

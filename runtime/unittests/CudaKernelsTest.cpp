@@ -1,0 +1,1045 @@
+//===- CudaKernelsTest.cpp - Every op on the GPU against the CPU reference ===//
+//
+// For every OpKind, random inputs of several shapes and dtypes run through
+// the CPU kernels (the reference) and through the CUDA backend, whose output
+// bytes are poisoned (0xFF: NaN in every float width) before the run, so an
+// element a kernel forgets to write shows up. Then the executor on the GPU:
+// the hand-built plans of TestPlans.h (forward, training, check-plan) give
+// the CPU executor's numbers, and data-dependent kernel errors name the
+// instruction.
+//
+// Tolerances (a case's `rtol`, on |gpu - cpu| / max(|cpu|, floor)):
+//   0      bit-exact (NaN == NaN): data movement, integers, bools,
+//          comparisons, casts, fills.
+//   1e-5   f32 math. Both backends compute elementwise ops, reductions,
+//          softmax, layer_norm, the loss and the optimizers in f64 and
+//          round once, so the results agree to an ulp or two of f32;
+//          transcendentals included (CUDA's and glibc's f64 exp, log, erf,
+//          tanh, pow differ in the last bit of a double at most).
+//   1e-2   bf16 outputs: one bf16 ulp is 2^-8 = 3.9e-3 relative, and two
+//          correctly rounded results of f64 values that differ in their
+//          last bits can be one ulp apart.
+// `floor` is 1e-6 x max|cpu| (elementwise) except for matmul, whose floor is
+// max|cpu| (norm-wise): cuBLASLt accumulates in f32 and the CPU in f64, so
+// an output element that cancels to near 0 has a small absolute but a large
+// relative error; fp32 GEMM error grows like sqrt(K) x 6e-8 x the terms.
+//
+// Every test skips itself when no GPU is visible (this binary is built
+// with the CUDA backend only). bench/gpu_check.sh runs it on the GPU
+// machine; each case prints one line with its measured error.
+//
+// Scatter-free gradients: gather_grad and gather_elements_grad sum in index
+// order on the GPU too (no atomics), so they are deterministic and, like
+// every op but matmul, bit-identical to the CPU in the runs recorded in
+// docs/cuda.md.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Backend.h"
+
+#include "colossal/runtime/Executor.h"
+#include "colossal/runtime/Kernels.h"
+
+#include "TestPlans.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <set>
+
+using namespace colossal::runtime;
+
+namespace {
+
+using Dims = std::vector<int64_t>;
+
+constexpr DType f32 = DType::kF32;
+constexpr DType f16 = DType::kF16;
+constexpr DType bf16 = DType::kBF16;
+constexpr DType f64 = DType::kF64;
+constexpr DType i64 = DType::kI64;
+constexpr DType i32 = DType::kI32;
+constexpr DType boolean = DType::kBool;
+constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+
+constexpr double kExact = 0.0;
+constexpr double kF32Tol = 1e-5;
+constexpr double kBF16Tol = 1e-2;
+
+std::mt19937_64 &rng() {
+  static std::mt19937_64 generator(20251128);
+  return generator;
+}
+
+HostTensor uniform(DType dtype, Dims dims, double lo = -2.0, double hi = 2.0) {
+  HostTensor t(TensorType{dtype, std::move(dims)});
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t i = 0; i < t.type.numElements(); ++i)
+    storeFromDouble(t.ref(), i, dist(rng()));
+  return t;
+}
+
+HostTensor integers(DType dtype, Dims dims, int64_t lo, int64_t hi) {
+  HostTensor t(TensorType{dtype, std::move(dims)});
+  std::uniform_int_distribution<int64_t> dist(lo, hi - 1);
+  for (int64_t i = 0; i < t.type.numElements(); ++i)
+    storeFromInt64(t.ref(), i, dist(rng()));
+  return t;
+}
+
+HostTensor bools(Dims dims) { return integers(boolean, std::move(dims), 0, 2); }
+
+HostTensor scalarF32(double value) {
+  HostTensor t(TensorType{f32, {}});
+  storeFromDouble(t.ref(), 0, value);
+  return t;
+}
+
+HostTensor scalarI64(int64_t value) {
+  HostTensor t(TensorType{i64, {}});
+  storeFromInt64(t.ref(), 0, value);
+  return t;
+}
+
+struct Case {
+  std::string name;
+  Attrs attrs;
+  std::vector<HostTensor> inputs;
+  double rtol = kF32Tol;
+  /// Norm-wise comparison (floor = max|cpu|) instead of elementwise.
+  bool normwise = false;
+  /// Per output: the input whose bytes it shares (in place), or -1.
+  std::vector<int> alias;
+};
+
+std::string shapeText(const std::vector<HostTensor> &inputs) {
+  std::string text;
+  for (const HostTensor &t : inputs)
+    text += (text.empty() ? "" : ", ") + t.type.toString();
+  return text;
+}
+
+Attrs op(OpKind kind) { return Attrs(kind); }
+
+Attrs withI(Attrs a, const char *name, int64_t v) {
+  a.setI(name, v);
+  return a;
+}
+Attrs withF(Attrs a, const char *name, double v) {
+  a.setF(name, v);
+  return a;
+}
+Attrs withList(Attrs a, const char *name, Dims v) {
+  a.setList(name, std::move(v));
+  return a;
+}
+Attrs withDType(Attrs a, const char *name, DType v) {
+  a.setDType(name, v);
+  return a;
+}
+
+double tolFor(DType dtype) {
+  return dtype == bf16 || dtype == f16 ? kBF16Tol : kF32Tol;
+}
+
+//===----------------------------------------------------------------------===//
+// The cases: every OpKind at least once
+//===----------------------------------------------------------------------===//
+
+std::vector<Case> allCases() {
+  std::vector<Case> cases;
+  auto add = [&](std::string_view name, Attrs attrs,
+                 std::vector<HostTensor> inputs, double rtol,
+                 bool normwise = false) {
+    Case c;
+    c.name = std::string(name);
+    c.attrs = std::move(attrs);
+    c.inputs = std::move(inputs);
+    c.rtol = rtol;
+    c.normwise = normwise;
+    cases.push_back(std::move(c));
+  };
+
+  // Unary float ops, f32 and bf16; positive inputs where the domain asks.
+  const OpKind unaryFloat[] = {
+      OpKind::Neg,     OpKind::Abs,   OpKind::Exp,        OpKind::Log,
+      OpKind::Sqrt,    OpKind::Rsqrt, OpKind::Reciprocal, OpKind::Tanh,
+      OpKind::Sigmoid, OpKind::Relu,  OpKind::Erf,        OpKind::Sin,
+      OpKind::Cos,     OpKind::Gelu};
+  for (OpKind kind : unaryFloat)
+    for (DType dtype : {f32, bf16})
+      for (const Dims &dims : {Dims{1000}, Dims{3, 5, 7}}) {
+        bool positive = kind == OpKind::Log || kind == OpKind::Sqrt ||
+                        kind == OpKind::Rsqrt || kind == OpKind::Reciprocal;
+        for (int64_t approx : {0, 1}) {
+          if (approx && kind != OpKind::Gelu)
+            continue;
+          Attrs a = op(kind);
+          if (kind == OpKind::Gelu)
+            a.setI("approximate", approx);
+          add(std::string(opInfo(kind).name) + (approx ? "(tanh)" : ""), a,
+              {positive ? uniform(dtype, dims, 0.1, 4.0)
+                        : uniform(dtype, dims, -3.0, 3.0)},
+              tolFor(dtype));
+        }
+      }
+  for (OpKind kind : {OpKind::Neg, OpKind::Abs, OpKind::Relu})
+    for (DType dtype : {i64, i32})
+      add(opInfo(kind).name, op(kind), {integers(dtype, {257}, -1000, 1000)},
+          kExact);
+  add("not", op(OpKind::Not), {bools({5, 7})}, kExact);
+  add("exp f64", op(OpKind::Exp), {uniform(f64, {100})}, kF32Tol);
+  add("tanh f16", op(OpKind::Tanh), {uniform(f16, {100})}, kBF16Tol);
+
+  // Copies.
+  add("identity", op(OpKind::Identity), {uniform(f32, {4, 5})}, kExact);
+  add("identity i64", op(OpKind::Identity), {integers(i64, {9}, -5, 5)},
+      kExact);
+  add("reshape", withList(op(OpKind::Reshape), "shape", {2, 12}),
+      {uniform(f32, {4, 6})}, kExact);
+  add("reshape bool", withList(op(OpKind::Reshape), "shape", {6}),
+      {bools({2, 3})}, kExact);
+
+  // Casts, every direction the plans use (and a few more).
+  struct CastCase {
+    DType from, to;
+    double lo, hi;
+  };
+  const CastCase casts[] = {
+      {f32, bf16, -100, 100}, {bf16, f32, -100, 100},  {f32, i64, -100, 100},
+      {i64, f32, -100, 100},  {i32, i64, -1e9, 1e9},   {i64, i32, -1e12, 1e12},
+      {boolean, f32, 0, 2},   {f32, boolean, -1, 1},   {f32, f16, -100, 100},
+      {f16, f32, -100, 100},  {f64, f32, -100, 100},   {bf16, i32, -300, 300},
+      {i64, boolean, -2, 3},  {i64, bf16, -1000, 1000}};
+  for (const CastCase &c : casts) {
+    HostTensor in = isFloatDType(c.from)
+                        ? uniform(c.from, {513}, c.lo, c.hi)
+                        : integers(c.from, {513}, static_cast<int64_t>(c.lo),
+                                   static_cast<int64_t>(c.hi));
+    add(std::string("cast ") + dtypeName(c.from) + "->" + dtypeName(c.to),
+        withDType(op(OpKind::Cast), "to", c.to), {in}, kExact);
+  }
+
+  // Binary float ops with broadcasting: [4, 1, 6] x [5, 1] -> [4, 5, 6].
+  const OpKind binaryFloat[] = {OpKind::Add, OpKind::Sub, OpKind::Mul,
+                                OpKind::Div, OpKind::Pow, OpKind::Max,
+                                OpKind::Min};
+  for (OpKind kind : binaryFloat)
+    for (DType dtype : {f32, bf16}) {
+      bool pow = kind == OpKind::Pow;
+      add(std::string(opInfo(kind).name) + " broadcast", op(kind),
+          {pow ? uniform(dtype, {4, 1, 6}, 0.5, 2.0)
+               : uniform(dtype, {4, 1, 6}),
+           pow ? uniform(dtype, {5, 1}, -2.0, 2.0)
+               : uniform(dtype, {5, 1}, 0.5, 2.0)},
+          tolFor(dtype));
+      add(opInfo(kind).name, op(kind),
+          {pow ? uniform(dtype, {257}, 0.5, 2.0) : uniform(dtype, {257}),
+           uniform(dtype, {257}, 0.5, 2.0)},
+          tolFor(dtype));
+    }
+  add("add scalar", op(OpKind::Add), {uniform(f32, {}), uniform(f32, {3, 4})},
+      kF32Tol);
+  // Integer arithmetic (wrapping, truncating division).
+  for (OpKind kind : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div,
+                      OpKind::Max, OpKind::Min, OpKind::Pow})
+    for (DType dtype : {i64, i32}) {
+      HostTensor a = integers(dtype, {6, 7}, -1000, 1000);
+      HostTensor b = integers(dtype, {7}, 1, 9);
+      if (kind == OpKind::Div) // nonzero divisors of both signs
+        for (int64_t i = 0; i < 7; ++i)
+          storeFromInt64(b.ref(), i,
+                         (i % 2 ? -1 : 1) * loadAsInt64(b.ref(), i));
+      if (kind == OpKind::Pow)
+        b = integers(dtype, {7}, 0, 5);
+      add(std::string(opInfo(kind).name) + " " + dtypeName(dtype), op(kind),
+          {a, b}, kExact);
+    }
+  for (OpKind kind : {OpKind::And, OpKind::Or, OpKind::Xor})
+    add(opInfo(kind).name, op(kind), {bools({3, 1}), bools({4})}, kExact);
+  // Comparisons: small integers (as floats too), so equality happens.
+  for (OpKind kind : {OpKind::Equal, OpKind::Less, OpKind::LessEqual,
+                      OpKind::Greater, OpKind::GreaterEqual}) {
+    HostTensor a = integers(i64, {5, 6}, -3, 3), b = integers(i64, {6}, -3, 3);
+    add(std::string(opInfo(kind).name) + " i64", op(kind), {a, b}, kExact);
+    HostTensor af(TensorType{f32, {5, 6}}), bf(TensorType{f32, {6}});
+    for (int64_t i = 0; i < 30; ++i)
+      storeFromDouble(af.ref(), i, loadAsDouble(a.ref(), i) * 0.5);
+    for (int64_t i = 0; i < 6; ++i)
+      storeFromDouble(bf.ref(), i, loadAsDouble(b.ref(), i) * 0.5);
+    add(std::string(opInfo(kind).name) + " f32", op(kind), {af, bf}, kExact);
+  }
+  add("where", op(OpKind::Where),
+      {bools({4, 1}), uniform(f32, {4, 6}), uniform(f32, {6})}, kExact);
+  add("where bf16", op(OpKind::Where),
+      {bools({2, 3, 1}), uniform(bf16, {1, 5}), uniform(bf16, {3, 5})}, kExact);
+  add("where i64", op(OpKind::Where),
+      {bools({7}), integers(i64, {7}, -9, 9), integers(i64, {}, -9, 9)},
+      kExact);
+
+  // matmul through cuBLASLt: transposes, batches, broadcast batches.
+  struct MatMulCase {
+    Dims a, b;
+    int64_t ta, tb;
+  };
+  const MatMulCase matmuls[] = {{{64, 96}, {96, 80}, 0, 0},
+                                {{96, 64}, {96, 80}, 1, 0},
+                                {{64, 96}, {80, 96}, 0, 1},
+                                {{96, 64}, {80, 96}, 1, 1},
+                                {{3, 17, 33}, {3, 33, 9}, 0, 0},
+                                {{2, 5, 16, 24}, {24, 12}, 0, 0},
+                                {{2, 5, 24, 16}, {24, 12}, 1, 0},
+                                {{16, 24}, {3, 24, 8}, 0, 0},
+                                {{2, 1, 7, 8}, {1, 3, 8, 5}, 0, 0},
+                                {{4, 8, 7}, {4, 5, 8}, 1, 1},
+                                {{1, 1}, {1, 1}, 0, 0},
+                                {{256, 768}, {768, 512}, 0, 0},
+                                {{3, 0}, {0, 4}, 0, 0}};
+  for (const MatMulCase &m : matmuls)
+    for (DType dtype : {f32, bf16}) {
+      Attrs a = withI(withI(op(OpKind::MatMul), "transpose_a", m.ta),
+                      "transpose_b", m.tb);
+      add(std::string("matmul") + (m.ta ? " ta" : "") + (m.tb ? " tb" : ""), a,
+          {uniform(dtype, m.a), uniform(dtype, m.b)}, tolFor(dtype), true);
+    }
+  add("matmul f64",
+      withI(withI(op(OpKind::MatMul), "transpose_a", 0), "transpose_b", 1),
+      {uniform(f64, {9, 13}), uniform(f64, {11, 13})}, 1e-12, true);
+
+  // Reductions.
+  struct ReduceCase {
+    Dims dims, axes;
+    int64_t keepdims;
+  };
+  const ReduceCase reductions[] = {
+      {{6, 7, 8}, {1}, 0},       {{6, 7, 8}, {0, 2}, 1}, {{6, 7, 8}, {}, 0},
+      {{6, 7, 8}, {0, 1, 2}, 0}, {{64, 1000}, {1}, 1},   {{3, 0, 4}, {1}, 0}};
+  for (OpKind kind : {OpKind::ReduceSum, OpKind::ReduceMean, OpKind::ReduceMax,
+                      OpKind::ReduceMin})
+    for (const ReduceCase &r : reductions) {
+      Attrs a =
+          withI(withList(op(kind), "axes", r.axes), "keepdims", r.keepdims);
+      add(opInfo(kind).name, a, {uniform(f32, r.dims)}, kF32Tol);
+      add(opInfo(kind).name, a, {uniform(bf16, r.dims)}, kBF16Tol);
+      add(opInfo(kind).name, a, {integers(i64, r.dims, -1000, 1000)}, kExact);
+    }
+  add("reduce_sum i32",
+      withI(withList(op(OpKind::ReduceSum), "axes", {0}), "keepdims", 0),
+      {integers(i32, {9, 4}, -100, 100)}, kExact);
+
+  // softmax, log_softmax.
+  for (OpKind kind : {OpKind::Softmax, OpKind::LogSoftmax})
+    for (DType dtype : {f32, bf16}) {
+      add(opInfo(kind).name, withI(op(kind), "axis", 2),
+          {uniform(dtype, {4, 5, 33}, -5, 5)}, tolFor(dtype));
+      add(opInfo(kind).name, withI(op(kind), "axis", 1),
+          {uniform(dtype, {4, 5, 33}, -5, 5)}, tolFor(dtype));
+      add(opInfo(kind).name, withI(op(kind), "axis", 1),
+          {uniform(dtype, {8, 1000}, -5, 5)}, tolFor(dtype));
+    }
+
+  // layer_norm and its gradient.
+  for (DType dtype : {f32, bf16}) {
+    Attrs ln = withF(withI(op(OpKind::LayerNorm), "axis", 2), "epsilon", 1e-5);
+    add("layer_norm", ln,
+        {uniform(dtype, {4, 6, 32}), uniform(dtype, {32}),
+         uniform(dtype, {32})},
+        tolFor(dtype));
+    add("layer_norm no bias", ln,
+        {uniform(dtype, {4, 6, 32}), uniform(dtype, {32})}, tolFor(dtype));
+    Attrs ln1 = withF(withI(op(OpKind::LayerNorm), "axis", 1), "epsilon", 1e-5);
+    add("layer_norm axis 1", ln1,
+        {uniform(dtype, {4, 6, 32}), uniform(dtype, {6, 32}),
+         uniform(dtype, {6, 32})},
+        tolFor(dtype));
+    add("layer_norm wide", ln1,
+        {uniform(dtype, {8, 768}, -3, 5), uniform(dtype, {768}),
+         uniform(dtype, {768})},
+        tolFor(dtype));
+    Attrs lng =
+        withF(withI(op(OpKind::LayerNormGrad), "axis", 2), "epsilon", 1e-5);
+    add("layer_norm_grad", lng,
+        {uniform(dtype, {4, 6, 32}), uniform(dtype, {32}),
+         uniform(dtype, {4, 6, 32})},
+        tolFor(dtype));
+    Attrs lng1 =
+        withF(withI(op(OpKind::LayerNormGrad), "axis", 1), "epsilon", 1e-5);
+    add("layer_norm_grad wide", lng1,
+        {uniform(dtype, {64, 768}, -3, 5), uniform(dtype, {768}),
+         uniform(dtype, {64, 768})},
+        tolFor(dtype));
+  }
+
+  // gather, gather_nd, gather_elements(+grad), gather_grad.
+  add("gather axis 0", withI(op(OpKind::Gather), "axis", 0),
+      {uniform(f32, {10, 6}), integers(i64, {3, 4}, -10, 10)}, kExact);
+  add("gather axis 1 i32", withI(op(OpKind::Gather), "axis", 1),
+      {uniform(bf16, {3, 10, 6}), integers(i32, {5}, -10, 10)}, kExact);
+  add("gather i64 data", withI(op(OpKind::Gather), "axis", 0),
+      {integers(i64, {7}, -99, 99), integers(i64, {2, 3}, 0, 7)}, kExact);
+  add("gather scalar index", withI(op(OpKind::Gather), "axis", 1),
+      {uniform(f32, {4, 5}), scalarI64(-2)}, kExact);
+  add("gather_nd", withI(op(OpKind::GatherND), "batch_dims", 0),
+      {uniform(f32, {4, 5, 6}), integers(i64, {3, 2}, -4, 4)}, kExact);
+  add("gather_nd batch_dims 1", withI(op(OpKind::GatherND), "batch_dims", 1),
+      {uniform(f32, {4, 5, 6}), integers(i64, {4, 3, 1}, 0, 5)}, kExact);
+  add("gather_elements axis 0", withI(op(OpKind::GatherElements), "axis", 0),
+      {uniform(f32, {4, 6}), integers(i64, {7, 5}, -4, 4)}, kExact);
+  add("gather_elements axis 2", withI(op(OpKind::GatherElements), "axis", 2),
+      {uniform(bf16, {3, 4, 5}), integers(i32, {2, 4, 9}, -5, 5)}, kExact);
+  for (DType dtype : {f32, bf16}) {
+    add("gather_elements_grad",
+        withList(withI(op(OpKind::GatherElementsGrad), "axis", 0), "shape",
+                 {4, 6}),
+        {uniform(dtype, {9, 6}), integers(i64, {9, 6}, -4, 4)}, tolFor(dtype));
+    add("gather_elements_grad partial",
+        withList(withI(op(OpKind::GatherElementsGrad), "axis", 1), "shape",
+                 {4, 6, 3}),
+        {uniform(dtype, {3, 10, 2}), integers(i32, {3, 10, 2}, -6, 6)},
+        tolFor(dtype));
+    add("gather_grad",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 0), "shape",
+                       {10, 6}),
+              "padding_idx", kNone),
+        {uniform(dtype, {3, 4, 6}), integers(i64, {3, 4}, -10, 10)},
+        tolFor(dtype));
+    add("gather_grad padding",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 1), "shape",
+                       {4, 10, 6}),
+              "padding_idx", -8),
+        {uniform(dtype, {4, 30, 6}), integers(i32, {30}, 0, 10)},
+        tolFor(dtype));
+    add("gather_grad embedding",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 0), "shape",
+                       {512, 64}),
+              "padding_idx", 1),
+        {uniform(dtype, {4, 32, 64}), integers(i64, {4, 32}, 0, 512)},
+        tolFor(dtype));
+  }
+
+  // cumsum.
+  for (int64_t exclusive : {0, 1})
+    for (int64_t reverse : {0, 1}) {
+      Attrs a = withI(
+          withI(withI(op(OpKind::CumSum), "axis", 1), "exclusive", exclusive),
+          "reverse", reverse);
+      add("cumsum", a, {uniform(f32, {5, 17, 3})}, kF32Tol);
+      add("cumsum", a, {uniform(bf16, {5, 17})}, kBF16Tol);
+      add("cumsum", a, {integers(i64, {5, 17}, -9, 9)}, kExact);
+    }
+
+  // trilu.
+  for (int64_t upper : {0, 1})
+    for (int64_t k : {int64_t{0}, int64_t{-1}, int64_t{3}, int64_t{1000},
+                      int64_t{-1000}, kNone}) {
+      Attrs a = withI(withI(op(OpKind::Trilu), "upper", upper), "k", k);
+      add("trilu", a, {uniform(f32, {2, 5, 7})}, kExact);
+    }
+  add("trilu i64", withI(withI(op(OpKind::Trilu), "upper", 1), "k", 1),
+      {integers(i64, {6, 4}, -9, 9)}, kExact);
+  add("trilu bool", withI(withI(op(OpKind::Trilu), "upper", 0), "k", 0),
+      {bools({3, 4, 4})}, kExact);
+
+  // Layout changes.
+  add("expand", withList(op(OpKind::Expand), "shape", {2, 3, 5}),
+      {uniform(f32, {3, 1})}, kExact);
+  add("expand scalar", withList(op(OpKind::Expand), "shape", {4}),
+      {integers(i64, {}, -9, 9)}, kExact);
+  add("transpose", withList(op(OpKind::Transpose), "perm", {0, 2, 1, 3}),
+      {uniform(f32, {2, 3, 4, 5})}, kExact);
+  add("transpose reverse",
+      withList(op(OpKind::Transpose), "perm", {3, 2, 1, 0}),
+      {uniform(bf16, {2, 3, 4, 5})}, kExact);
+  add("slice",
+      withList(withList(withList(op(OpKind::Slice), "starts", {1, 2}), "steps",
+                        {2, 3}),
+               "sizes", {4, 3}),
+      {uniform(f32, {10, 12})}, kExact);
+  add("slice negative steps",
+      withList(withList(withList(op(OpKind::Slice), "starts", {9, 11}), "steps",
+                        {-1, -2}),
+               "sizes", {5, 4}),
+      {integers(i64, {10, 12}, -9, 9)}, kExact);
+  add("slice empty",
+      withList(withList(withList(op(OpKind::Slice), "starts", {0, 0}), "steps",
+                        {1, 1}),
+               "sizes", {0, 3}),
+      {uniform(f32, {10, 12})}, kExact);
+  add("slice_grad",
+      withList(withList(withList(op(OpKind::SliceGrad), "starts", {1, 2}),
+                        "steps", {2, 3}),
+               "shape", {10, 12}),
+      {uniform(f32, {4, 3})}, kExact);
+  add("slice_grad negative steps",
+      withList(withList(withList(op(OpKind::SliceGrad), "starts", {9, 11}),
+                        "steps", {-1, -2}),
+               "shape", {10, 12}),
+      {uniform(bf16, {5, 4})}, kExact);
+  for (int64_t axis : {0, 1, 2})
+    add("concat", withI(op(OpKind::Concat), "axis", axis),
+        {uniform(f32,
+                 {axis == 0 ? 2 : 3, axis == 1 ? 1 : 3, axis == 2 ? 4 : 2}),
+         uniform(f32,
+                 {axis == 0 ? 5 : 3, axis == 1 ? 4 : 3, axis == 2 ? 1 : 2}),
+         uniform(f32,
+                 {axis == 0 ? 1 : 3, axis == 1 ? 2 : 3, axis == 2 ? 3 : 2})},
+        kExact);
+  add("concat i64 one", withI(op(OpKind::Concat), "axis", 0),
+      {integers(i64, {5}, -9, 9)}, kExact);
+  struct PadCase {
+    Dims pads;
+    int64_t mode;
+  };
+  const PadCase pads[] = {{{1, 2, 0, 1}, 0},
+                          {{2, 1, 1, 3}, 1},
+                          {{2, 0, 3, 4}, 2},
+                          {{-1, 0, 0, -1}, 0}};
+  for (const PadCase &p : pads) {
+    Attrs a =
+        withF(withI(withList(op(OpKind::Pad), "pads", p.pads), "mode", p.mode),
+              "value", 1.5);
+    add("pad", a, {uniform(f32, {3, 4})}, kExact);
+    add("pad", a, {uniform(bf16, {3, 4})}, kExact);
+    add("pad", a, {integers(i64, {3, 4}, -9, 9)}, kExact);
+  }
+  struct FillCase {
+    DType to;
+    Dims shape;
+    double value;
+  };
+  const FillCase fills[] = {{f32, {3, 4}, 2.5},   {i64, {7}, 7},
+                            {boolean, {2, 2}, 1}, {bf16, {5}, 0.1},
+                            {f32, {}, -3.25},     {i32, {3}, -2}};
+  for (const FillCase &f : fills)
+    add("fill",
+        withF(
+            withList(withDType(op(OpKind::Fill), "to", f.to), "shape", f.shape),
+            "value", f.value),
+        {}, kExact);
+
+  // The loss and its gradient; -100 is ignored.
+  auto labels = [](DType dtype, Dims dims, int64_t classes) {
+    HostTensor t = integers(dtype, std::move(dims), 0, classes);
+    for (int64_t i = 0; i < t.type.numElements(); i += 3)
+      storeFromInt64(t.ref(), i, -100);
+    return t;
+  };
+  for (DType dtype : {f32, bf16})
+    for (int64_t reduction : {0, 1, 2}) {
+      Attrs ce =
+          withI(withI(op(OpKind::SoftmaxCrossEntropy), "ignore_index", -100),
+                "reduction", reduction);
+      add("softmax_cross_entropy", ce,
+          {uniform(dtype, {8, 10}, -4, 4), labels(i64, {8}, 10)},
+          tolFor(dtype));
+      add("softmax_cross_entropy rank 3", ce,
+          {uniform(dtype, {4, 50, 5}, -4, 4), labels(i32, {4, 5}, 50)},
+          tolFor(dtype));
+      add("softmax_cross_entropy wide", ce,
+          {uniform(dtype, {64, 512}, -4, 4), labels(i64, {64}, 512)},
+          tolFor(dtype));
+      Attrs grad = withI(
+          withI(op(OpKind::SoftmaxCrossEntropyGrad), "ignore_index", -100),
+          "reduction", reduction);
+      Dims lossDims = reduction == 0 ? Dims{8} : Dims{};
+      add("softmax_cross_entropy_grad", grad,
+          {uniform(dtype, {8, 10}, -4, 4), labels(i64, {8}, 10),
+           uniform(dtype, lossDims, 0.5, 2)},
+          tolFor(dtype));
+      Dims lossDims3 = reduction == 0 ? Dims{4, 5} : Dims{};
+      add("softmax_cross_entropy_grad rank 3", grad,
+          {uniform(dtype, {4, 50, 5}, -4, 4), labels(i32, {4, 5}, 50),
+           uniform(dtype, lossDims3, 0.5, 2)},
+          tolFor(dtype));
+    }
+  {
+    HostTensor ignored(TensorType{i64, {3}});
+    for (int64_t i = 0; i < 3; ++i)
+      storeFromInt64(ignored.ref(), i, -100);
+    add("softmax_cross_entropy all ignored (NaN)",
+        withI(withI(op(OpKind::SoftmaxCrossEntropy), "ignore_index", -100),
+              "reduction", 2),
+        {uniform(f32, {3, 4}), ignored}, kExact);
+  }
+
+  // Empty tensors whose other dims are huge: nothing to launch (the
+  // executor's rule, as on the CPU), and a reduced loss over no positions.
+  {
+    const int64_t huge = int64_t(1) << 40;
+    auto empty = [](DType dtype, Dims dims) {
+      return HostTensor(TensorType{dtype, std::move(dims)});
+    };
+    add("pad empty huge",
+        withF(withI(withList(op(OpKind::Pad), "pads", {0, 0, 0, huge}), "mode",
+                    0),
+              "value", 0.0),
+        {empty(f32, {0, 3})}, kExact);
+    add("softmax empty huge", withI(op(OpKind::Softmax), "axis", 1),
+        {empty(f32, {huge, 0})}, kExact);
+    add("concat empty huge", withI(op(OpKind::Concat), "axis", 1),
+        {empty(f32, {huge, 0, 0}), empty(f32, {huge, 0, 0})}, kExact);
+    add("matmul empty huge",
+        withI(withI(op(OpKind::MatMul), "transpose_a", 0), "transpose_b", 0),
+        {empty(f32, {0, 0}), empty(f32, {0, huge})}, kExact);
+    add("layer_norm_grad empty huge",
+        withF(withI(op(OpKind::LayerNormGrad), "axis", 1), "epsilon", 1e-5),
+        {empty(f32, {huge, 0}), empty(f32, {0}), empty(f32, {huge, 0})},
+        kExact);
+    for (int64_t reduction : {1, 2})
+      add("softmax_cross_entropy empty huge",
+          withI(withI(op(OpKind::SoftmaxCrossEntropy), "ignore_index", -100),
+                "reduction", reduction),
+          {empty(f32, {huge, 2, 0}), empty(i64, {huge, 0})}, kExact);
+  }
+
+  // Optimizers, out of place and in place (as the plans run them).
+  for (int64_t step : {0, 5})
+    for (DType gradType : {f32, bf16})
+      for (bool inPlace : {false, true}) {
+        Attrs a = withF(
+            withF(withF(withF(op(OpKind::AdamW), "beta1", 0.9), "beta2", 0.999),
+                  "eps", 1e-8),
+            "weight_decay", 0.01);
+        add(std::string("adamw") + (inPlace ? " in place" : ""), a,
+            {uniform(f32, {1000}), uniform(gradType, {1000}, -0.1, 0.1),
+             uniform(f32, {1000}, -0.01, 0.01), uniform(f32, {1000}, 0, 1e-3),
+             scalarF32(1e-3), scalarI64(step)},
+            kF32Tol);
+        if (inPlace)
+          cases.back().alias = {0, 2, 3};
+      }
+  for (int64_t step : {0, 3})
+    for (int64_t nesterov : {0, 1})
+      for (double momentum : {0.0, 0.9}) {
+        if (nesterov && momentum == 0.0)
+          continue;
+        Attrs a =
+            withI(withF(withF(withF(op(OpKind::Sgd), "momentum", momentum),
+                              "dampening", 0.0),
+                        "weight_decay", 0.01),
+                  "nesterov", nesterov);
+        add("sgd", a,
+            {uniform(f32, {777}), uniform(bf16, {777}, -0.1, 0.1),
+             uniform(f32, {777}, -0.1, 0.1), scalarF32(0.05), scalarI64(step)},
+            kF32Tol);
+        cases.back().alias = {0, 2};
+      }
+  return cases;
+}
+
+//===----------------------------------------------------------------------===//
+// Running one case on both backends
+//===----------------------------------------------------------------------===//
+
+struct Comparison {
+  double worst = 0.0; ///< the largest |gpu - cpu| / max(|cpu|, floor)
+  int64_t mismatches = 0;
+  std::string firstMismatch;
+};
+
+void compareOutput(const HostTensor &cpu, const HostTensor &gpu, double rtol,
+                   bool normwise, Comparison &cmp) {
+  int64_t n = cpu.type.numElements();
+  if (!isFloatDType(cpu.type.dtype) || rtol == kExact) {
+    for (int64_t i = 0; i < n; ++i) {
+      bool same;
+      if (isFloatDType(cpu.type.dtype)) {
+        double c = loadAsDouble(cpu.ref(), i), g = loadAsDouble(gpu.ref(), i);
+        same =
+            (std::isnan(c) && std::isnan(g)) ||
+            std::memcmp(cpu.bytes.data() + i * dtypeSizeBytes(cpu.type.dtype),
+                        gpu.bytes.data() + i * dtypeSizeBytes(gpu.type.dtype),
+                        dtypeSizeBytes(cpu.type.dtype)) == 0;
+      } else {
+        same = loadAsInt64(cpu.ref(), i) == loadAsInt64(gpu.ref(), i);
+      }
+      if (!same && cmp.mismatches++ == 0)
+        cmp.firstMismatch = "element " + std::to_string(i) + ": cpu " +
+                            std::to_string(loadAsDouble(cpu.ref(), i)) +
+                            ", gpu " +
+                            std::to_string(loadAsDouble(gpu.ref(), i));
+    }
+    if (cmp.mismatches)
+      cmp.worst = std::numeric_limits<double>::infinity();
+    return;
+  }
+  double maxAbs = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    double c = loadAsDouble(cpu.ref(), i);
+    if (std::isfinite(c))
+      maxAbs = std::max(maxAbs, std::fabs(c));
+  }
+  double floor = normwise ? maxAbs : 1e-6 * maxAbs;
+  for (int64_t i = 0; i < n; ++i) {
+    double c = loadAsDouble(cpu.ref(), i), g = loadAsDouble(gpu.ref(), i);
+    double err;
+    if (std::isnan(c) || std::isnan(g) || std::isinf(c) || std::isinf(g))
+      err = (std::isnan(c) && std::isnan(g)) || c == g
+                ? 0.0
+                : std::numeric_limits<double>::infinity();
+    else
+      err = std::fabs(g - c) /
+            std::max({std::fabs(c), floor, std::numeric_limits<double>::min()});
+    if (err > rtol && cmp.mismatches++ == 0)
+      cmp.firstMismatch = "element " + std::to_string(i) + ": cpu " +
+                          std::to_string(c) + ", gpu " + std::to_string(g);
+    cmp.worst = std::max(cmp.worst, err);
+  }
+}
+
+class CudaKernels : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    if (!backend_)
+      status_ = new Status(createBackend(Device::kCuda, backend_));
+  }
+  void SetUp() override {
+    if (!backend_)
+      GTEST_SKIP() << "no CUDA backend here: "
+                   << (status_ ? status_->message() : std::string("?"));
+  }
+
+  /// Runs `c` on the GPU; the outputs come back in `gpu`.
+  static Status runOnGpu(const Case &c, const std::vector<TensorType> &outTypes,
+                         uint64_t index, std::vector<HostTensor> &gpu) {
+    // One arena; tensors at 64-byte (not 256-byte) aligned offsets, as
+    // plans place them, so cuBLASLt's alignment handling is exercised.
+    std::vector<uint64_t> inOffsets, outOffsets;
+    uint64_t size = 64; // nothing at offset 0: a non-trivial base
+    auto place = [&](uint64_t bytes) {
+      uint64_t at = size;
+      size += (bytes + 63) / 64 * 64 + 64;
+      return at;
+    };
+    for (const HostTensor &in : c.inputs)
+      inOffsets.push_back(place(in.bytes.size()));
+    for (size_t k = 0; k < outTypes.size(); ++k) {
+      bool aliased = k < c.alias.size() && c.alias[k] >= 0;
+      outOffsets.push_back(aliased ? inOffsets[c.alias[k]]
+                                   : place(outTypes[k].sizeBytes()));
+    }
+    PlanArena arena;
+    arena.sizeBytes = size;
+    arena.alignBytes = 256;
+    COLOSSAL_RETURN_IF_ERROR(backend_->allocateArenas({arena}));
+    uint8_t *base = backend_->arenaBase(0);
+    COLOSSAL_RETURN_IF_ERROR(backend_->fill(base, 0xff, size));
+    std::vector<TensorRef> ins, outs;
+    for (size_t k = 0; k < c.inputs.size(); ++k) {
+      COLOSSAL_RETURN_IF_ERROR(backend_->upload(base + inOffsets[k],
+                                                c.inputs[k].bytes.data(),
+                                                c.inputs[k].bytes.size()));
+      ins.push_back(TensorRef{c.inputs[k].type, base + inOffsets[k]});
+    }
+    for (size_t k = 0; k < outTypes.size(); ++k)
+      outs.push_back(TensorRef{outTypes[k], base + outOffsets[k]});
+    PlanInstr instr;
+    instr.attrs = c.attrs;
+    COLOSSAL_RETURN_IF_ERROR(backend_->run(index, instr, ins, outs));
+    uint64_t failed = 0;
+    COLOSSAL_RETURN_IF_ERROR(backend_->synchronize(&failed));
+    gpu.clear();
+    for (size_t k = 0; k < outTypes.size(); ++k) {
+      gpu.emplace_back(outTypes[k]);
+      COLOSSAL_RETURN_IF_ERROR(backend_->download(
+          gpu.back().bytes.data(), outs[k].data, gpu.back().bytes.size()));
+    }
+    return Status::ok();
+  }
+
+  static std::unique_ptr<Backend> backend_;
+  static Status *status_;
+};
+
+std::unique_ptr<Backend> CudaKernels::backend_;
+Status *CudaKernels::status_ = nullptr;
+
+TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
+  std::vector<Case> cases = allCases();
+  std::set<OpKind> covered;
+  int failures = 0;
+  std::printf("%-44s %-44s %10s %8s\n", "case", "inputs", "max err", "tol");
+  for (size_t n = 0; n < cases.size(); ++n) {
+    const Case &c = cases[n];
+    covered.insert(c.attrs.kind());
+    std::vector<TensorType> inTypes, outTypes;
+    for (const HostTensor &t : c.inputs)
+      inTypes.push_back(t.type);
+    Status st = inferOutputTypes(c.attrs, inTypes, outTypes);
+    ASSERT_TRUE(st.isOk()) << c.name << " (" << shapeText(c.inputs)
+                           << "): " << st.toString();
+    std::vector<HostTensor> cpu;
+    std::vector<TensorRef> cpuIns, cpuOuts;
+    for (const HostTensor &t : c.inputs)
+      cpuIns.push_back(t.ref());
+    for (const TensorType &t : outTypes)
+      cpu.emplace_back(t);
+    for (HostTensor &t : cpu)
+      cpuOuts.push_back(t.ref());
+    st = runCpuKernel(c.attrs, cpuIns, cpuOuts);
+    ASSERT_TRUE(st.isOk()) << c.name << " on the CPU: " << st.toString();
+
+    std::vector<HostTensor> gpu;
+    st = runOnGpu(c, outTypes, n, gpu);
+    ASSERT_TRUE(st.isOk()) << c.name << " (" << shapeText(c.inputs)
+                           << ") on the GPU: " << st.toString();
+    Comparison cmp;
+    for (size_t k = 0; k < cpu.size(); ++k)
+      compareOutput(cpu[k], gpu[k], c.rtol, c.normwise, cmp);
+    bool ok = cmp.mismatches == 0;
+    std::printf("%-44s %-44s %10.2e %8.0e %s\n", c.name.c_str(),
+                shapeText(c.inputs).substr(0, 44).c_str(), cmp.worst, c.rtol,
+                ok ? "ok" : "FAIL");
+    if (!ok) {
+      ++failures;
+      ADD_FAILURE() << c.name << " (" << shapeText(c.inputs)
+                    << "): " << cmp.mismatches << " elements off, first "
+                    << cmp.firstMismatch << ", worst " << cmp.worst << " (tol "
+                    << c.rtol << ")";
+    }
+  }
+  std::printf("%zu cases, %d failed\n", cases.size(), failures);
+  for (const OpInfo &info : allOps())
+    EXPECT_TRUE(covered.count(info.kind))
+        << "no case runs " << info.name << " on the GPU";
+}
+
+/// A data-dependent failure, recorded by a kernel and reported by
+/// synchronize() with its message and instruction; the next run is clean.
+void expectDeviceError(Backend &backend, const Attrs &attrs,
+                       std::vector<HostTensor> inputs,
+                       const std::string &part) {
+  std::vector<TensorType> inTypes, outTypes;
+  for (const HostTensor &t : inputs)
+    inTypes.push_back(t.type);
+  ASSERT_TRUE(inferOutputTypes(attrs, inTypes, outTypes).isOk());
+  PlanArena arena;
+  arena.sizeBytes = 1 << 16;
+  ASSERT_TRUE(backend.allocateArenas({arena}).isOk());
+  uint8_t *at = backend.arenaBase(0);
+  std::vector<TensorRef> ins, outs;
+  for (const HostTensor &t : inputs) {
+    ASSERT_TRUE(backend.upload(at, t.bytes.data(), t.bytes.size()).isOk());
+    ins.push_back(TensorRef{t.type, at});
+    at += (t.bytes.size() + 255) / 256 * 256 + 256;
+  }
+  for (const TensorType &t : outTypes) {
+    outs.push_back(TensorRef{t, at});
+    at += (t.sizeBytes() + 255) / 256 * 256 + 256;
+  }
+  PlanInstr instr;
+  instr.attrs = attrs;
+  ASSERT_TRUE(backend.run(41, instr, ins, outs).isOk());
+  uint64_t failed = 0;
+  Status st = backend.synchronize(&failed);
+  EXPECT_FALSE(st.isOk());
+  EXPECT_EQ(failed, 41u);
+  EXPECT_NE(st.message().find(part), std::string::npos) << st.message();
+  EXPECT_TRUE(backend.synchronize(&failed).isOk()) << "the error was cleared";
+}
+
+TEST_F(CudaKernels, DataDependentErrorsNameTheOpAndValue) {
+  HostTensor index(TensorType{i64, {2}});
+  storeFromInt64(index.ref(), 0, 1);
+  storeFromInt64(index.ref(), 1, 7);
+  expectDeviceError(*backend_, withI(op(OpKind::Gather), "axis", 0),
+                    {uniform(f32, {5, 3}), index},
+                    "gather: index 7 out of range [-5, 5)");
+  HostTensor label(TensorType{i64, {2}});
+  storeFromInt64(label.ref(), 0, 12);
+  storeFromInt64(label.ref(), 1, -100);
+  expectDeviceError(
+      *backend_,
+      withI(withI(op(OpKind::SoftmaxCrossEntropy), "ignore_index", -100),
+            "reduction", 2),
+      {uniform(f32, {2, 10}), label},
+      "softmax_cross_entropy: label 12 out of range [0, 10) and not "
+      "ignore_index -100");
+  HostTensor zero(TensorType{i64, {1}});
+  expectDeviceError(*backend_, op(OpKind::Div),
+                    {integers(i64, {3}, 1, 9), zero},
+                    "div: integer division by zero");
+  expectDeviceError(
+      *backend_,
+      withF(withF(withF(withF(op(OpKind::AdamW), "beta1", 0.9), "beta2", 0.999),
+                  "eps", 1e-8),
+            "weight_decay", 0.0),
+      {uniform(f32, {4}), uniform(f32, {4}), uniform(f32, {4}),
+       uniform(f32, {4}, 0, 1), scalarF32(1e-3), scalarI64(-1)},
+      "adamw: step -1 must be >= 0");
+}
+
+//===----------------------------------------------------------------------===//
+// The executor on the GPU
+//===----------------------------------------------------------------------===//
+
+using namespace colossal::runtime::testing;
+
+HostTensor f32Tensor(Dims dims, const std::vector<float> &v) {
+  HostTensor t(TensorType{f32, std::move(dims)});
+  t.bytes = f32Bytes(v);
+  return t;
+}
+
+std::vector<float> floats(const HostTensor &t) {
+  std::vector<float> out(t.bytes.size() / sizeof(float));
+  if (!out.empty())
+    std::memcpy(out.data(), t.bytes.data(), t.bytes.size());
+  return out;
+}
+
+TEST_F(CudaKernels, ExecutorRunsAForwardPlan) {
+  Plan plan = makeTestPlan();
+  Executor exec;
+  ASSERT_TRUE(exec.setDevice(Device::kCuda).isOk());
+  EXPECT_EQ(exec.device(), Device::kCuda);
+  Status st = exec.prepare(plan);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  SafetensorsFile weights, in, out;
+  weights.tensors.emplace_back("w", f32Tensor({2, 3}, testWeightValues()));
+  ASSERT_TRUE(exec.loadWeights(weights).isOk());
+  in.tensors.emplace_back("a", f32Tensor({2, 2}, {1, 2, 3, 4}));
+  in.tensors.emplace_back("b", f32Tensor({2, 2}, {10, 20, 30, 40}));
+  st = exec.run(in, out);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  ASSERT_EQ(out.tensors.size(), 2u);
+  // y = (a + b) @ w and loss = 66, worked out in TestPlans.h.
+  EXPECT_EQ(floats(out.tensors[0].second),
+            (std::vector<float>{11, 22, 0, 33, 44, 22}));
+  EXPECT_EQ(floats(out.tensors[1].second), (std::vector<float>{66}));
+}
+
+/// CheckPlanTest's legal sharing on the GPU: 64 bytes for six [2, 2] f32
+/// tensors, bytes reused as soon as a buffer dies; check-plan poisons the
+/// dead ones with cudaMemset and measures the peak.
+///   offset  0: c constant 10 [0, 3] | 16: a input [0, 1], u = t + t [2, 3]
+///   offset 32: s = a + a [0, 1], out = u * c [3, 3] | 48: t = s * a [1, 2]
+TEST_F(CudaKernels, ExecutorChecksAPlanOnTheGpu) {
+  Plan plan;
+  plan.arenas.push_back(PlanArena{MemorySpace::kDevice, 64, 64});
+  TensorType type{f32, {2, 2}};
+  auto tensor = [&](const char *name, uint64_t offset, uint32_t start,
+                    uint32_t end) {
+    plan.buffers.push_back(
+        PlanBuffer{name, 0, offset, type.sizeBytes(), 16, start, end});
+    plan.tensors.push_back(PlanTensor{
+        name, static_cast<uint32_t>(plan.buffers.size() - 1), 0, type});
+    return static_cast<uint32_t>(plan.tensors.size() - 1);
+  };
+  auto instr = [&](OpKind kind, std::vector<uint32_t> in, uint32_t out) {
+    PlanInstr i;
+    i.attrs = Attrs(kind);
+    i.inputs = std::move(in);
+    i.outputs = {out};
+    plan.instrs.push_back(std::move(i));
+  };
+  uint32_t c = tensor("c", 0, 0, 3), a = tensor("a", 16, 0, 1);
+  uint32_t s = tensor("s", 32, 0, 1), t = tensor("t", 48, 1, 2);
+  uint32_t u = tensor("u", 16, 2, 3), out = tensor("out", 32, 3, 3);
+  instr(OpKind::Add, {a, a}, s);
+  instr(OpKind::Mul, {s, a}, t);
+  instr(OpKind::Add, {t, t}, u);
+  instr(OpKind::Mul, {u, c}, out);
+  plan.bindings.push_back(
+      PlanBinding{BindingRole::kConstant, "c", c, f32Bytes({10, 10, 10, 10})});
+  plan.bindings.push_back(PlanBinding{BindingRole::kInput, "a", a, {}});
+  plan.bindings.push_back(PlanBinding{BindingRole::kOutput, "out", out, {}});
+
+  Executor exec;
+  ASSERT_TRUE(exec.setDevice(Device::kCuda).isOk());
+  exec.setCheckPlan(true);
+  Status st = exec.prepare(plan);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  SafetensorsFile in, result;
+  in.tensors.emplace_back("a", f32Tensor({2, 2}, {1, 2, 3, 4}));
+  st = exec.run(in, result);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  EXPECT_EQ(floats(result.tensors[0].second),
+            (std::vector<float>{40, 160, 360, 640}));
+  std::vector<ArenaCheck> checks = exec.planCheck();
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].touchedBytes, 64u);
+  EXPECT_EQ(checks[0].livePeakBytes, 64u);
+  EXPECT_TRUE(exec.verifyPlanPeak().isOk());
+  // Dead buffers hold the poison: the output once copied out, the input's
+  // bytes since u (which reused them) died; the constant is kept.
+  auto allPoison = [](const HostTensor &h) {
+    for (uint8_t byte : h.bytes)
+      if (byte != 0xff)
+        return false;
+    return !h.bytes.empty();
+  };
+  HostTensor h;
+  ASSERT_TRUE(exec.readBinding(BindingRole::kOutput, "out", h).isOk());
+  EXPECT_TRUE(allPoison(h));
+  ASSERT_TRUE(exec.readBinding(BindingRole::kInput, "a", h).isOk());
+  EXPECT_TRUE(allPoison(h));
+  ASSERT_TRUE(exec.readBinding(BindingRole::kConstant, "c", h).isOk());
+  EXPECT_EQ(floats(h), (std::vector<float>{10, 10, 10, 10}));
+  SafetensorsFile again;
+  ASSERT_TRUE(exec.run(in, again).isOk());
+  EXPECT_EQ(floats(again.tensors[0].second),
+            (std::vector<float>{40, 160, 360, 640}));
+}
+
+TEST_F(CudaKernels, ExecutorTrainsLikeTheCpu) {
+  Plan plan = makeTrainingPlan();
+  Executor cpu, gpu;
+  ASSERT_TRUE(gpu.setDevice(Device::kCuda).isOk());
+  for (Executor *exec : {&cpu, &gpu}) {
+    ASSERT_TRUE(exec->prepare(plan).isOk());
+    ASSERT_TRUE(exec->initWeights(7).isOk());
+  }
+  SafetensorsFile batch;
+  batch.tensors.emplace_back("x", f32Tensor({8, 1}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  batch.tensors.emplace_back("t",
+                             f32Tensor({8, 1}, {3, 5, 7, 9, 11, 13, 15, 17}));
+  for (uint64_t step = 0; step < 5; ++step) {
+    TrainStepStats a, b;
+    ASSERT_TRUE(cpu.trainStep(step, batch, a).isOk());
+    Status st = gpu.trainStep(step, batch, b);
+    ASSERT_TRUE(st.isOk()) << st.toString();
+    EXPECT_NEAR(a.loss, b.loss, 1e-6 * a.loss) << "step " << step;
+    EXPECT_EQ(a.microSteps, 2);
+    EXPECT_EQ(b.microSteps, 2);
+    ASSERT_TRUE(a.gradNorm && b.gradNorm);
+    EXPECT_NEAR(*a.gradNorm, *b.gradNorm, 1e-6 * *a.gradNorm);
+  }
+  HostTensor wc, wg;
+  ASSERT_TRUE(cpu.readBinding(BindingRole::kWeight, "w", wc).isOk());
+  ASSERT_TRUE(gpu.readBinding(BindingRole::kWeight, "w", wg).isOk());
+  ASSERT_EQ(wc.bytes.size(), wg.bytes.size());
+  for (size_t i = 0; i < floats(wc).size(); ++i)
+    EXPECT_NEAR(floats(wc)[i], floats(wg)[i], 1e-5 * std::fabs(floats(wc)[i]));
+}
+
+TEST_F(CudaKernels, ExecutorNamesTheInstructionOfAKernelError) {
+  TrainingPlanOptions o;
+  o.tokens = true;
+  Plan plan = makeTrainingPlan(o);
+  Executor exec;
+  ASSERT_TRUE(exec.setDevice(Device::kCuda).isOk());
+  ASSERT_TRUE(exec.prepare(plan).isOk());
+  ASSERT_TRUE(exec.initWeights(0).isOk());
+  SafetensorsFile batch;
+  HostTensor ids(TensorType{i64, {4, 1}}), labels(TensorType{i64, {4, 1}});
+  for (int64_t i = 0; i < 4; ++i) {
+    storeFromInt64(ids.ref(), i, i == 2 ? 99 : i);
+    storeFromInt64(labels.ref(), i, i);
+  }
+  batch.tensors.emplace_back("input_ids", ids);
+  batch.tensors.emplace_back("labels", labels);
+  TrainStepStats stats;
+  Status st = exec.trainStep(0, batch, stats);
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("(gather"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("index 99 out of range [-16, 16)"),
+            std::string::npos)
+      << st.message();
+}
+
+} // namespace
