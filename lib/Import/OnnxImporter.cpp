@@ -174,7 +174,8 @@ static rt::Status readTensorProto(const onnx::TensorProto &t,
                                 std::to_string(t.raw_data().size()) +
                                 " bytes, its type " + type.toString() +
                                 " needs " + std::to_string(bytes));
-    std::memcpy(out.bytes.data(), t.raw_data().data(), bytes);
+    if (bytes)
+      std::memcpy(out.bytes.data(), t.raw_data().data(), bytes);
     return rt::Status::ok();
   }
 
@@ -184,6 +185,8 @@ static rt::Status readTensorProto(const onnx::TensorProto &t,
                               " values, its type " + type.toString() +
                               " needs " + std::to_string(n));
   };
+  if (bytes == 0) // an empty tensor: nothing to copy (and memcpy from a
+    return rt::Status::ok(); // possibly null source would be undefined)
   rt::TensorRef ref = out.ref();
   switch (t.data_type()) {
   case onnx::TensorProto_DataType_FLOAT:
@@ -1125,7 +1128,8 @@ LogicalResult Importer::importSplit(const NodeCtx &n) {
   for (int64_t s : split) {
     if (s < 0)
       return error(n, "negative split size " + Twine(s));
-    total += s;
+    if (__builtin_add_overflow(total, s, &total))
+      return error(n, "split sizes overflow");
   }
   if (total != dims[*axis])
     return error(n, "split sizes sum to " + Twine(total) + ", axis has " +
@@ -1248,7 +1252,8 @@ LogicalResult Importer::importReshape(const NodeCtx &n) {
     }
     if (s < 0)
       return error(n, "shape[" + Twine(i) + "] = " + Twine(s) + " is invalid");
-    known *= s;
+    if (__builtin_mul_overflow(known, s, &known))
+      return error(n, "shape " + Twine(i) + " makes the element count overflow");
     out.push_back(s);
   }
   int64_t total = (*x)->type.numElements();
@@ -1380,7 +1385,8 @@ LogicalResult Importer::importSequenceOp(const NodeCtx &n) {
     for (int64_t sz : sizes) {
       if (sz < 0)
         return error(n, "negative split size " + Twine(sz));
-      total += sz;
+      if (__builtin_add_overflow(total, sz, &total))
+        return error(n, "split sizes overflow");
     }
     if (total != dim)
       return error(n, "split sizes sum to " + Twine(total) + ", axis has " +
@@ -1902,7 +1908,8 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
                           : rt::TensorType{rt::DType::kI64,
                                            {static_cast<int64_t>(vals.size())}};
     rt::HostTensor t(e.type);
-    std::memcpy(t.bytes.data(), vals.data(), vals.size() * sizeof(int64_t));
+    if (!vals.empty())
+      std::memcpy(t.bytes.data(), vals.data(), vals.size() * sizeof(int64_t));
     e.constant = std::move(t);
     define(n, 0, std::move(e));
     return success();
@@ -1962,10 +1969,15 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
            delta = rt::loadAsDouble((*d)->ref(), 0);
     if (delta == 0)
       return error(n, "delta is 0");
-    int64_t count = std::max<int64_t>(
-        static_cast<int64_t>(std::ceil((limit - start) / delta)), 0);
-    if (count > (int64_t(1) << 24))
-      return error(n, "range of " + Twine(count) + " elements is too large");
+    // Checked in double before the conversion: a huge or non-finite count
+    // must be an error, not an undefined cast.
+    double steps = std::ceil((limit - start) / delta);
+    if (!(steps <= double(int64_t(1) << 24)))
+      return error(n, "range [" + std::to_string(start) + ", " +
+                          std::to_string(limit) + ") by " +
+                          std::to_string(delta) +
+                          " has too many elements (at most 2^24)");
+    int64_t count = std::max<int64_t>(static_cast<int64_t>(steps), 0);
     Entry e;
     e.type = rt::TensorType{dtype, {count}};
     rt::HostTensor t(e.type);

@@ -27,6 +27,8 @@ static std::vector<uint8_t> constantBytes(ElementsAttr value,
   std::vector<uint8_t> out(type.sizeBytes());
   auto dense = cast<DenseElementsAttr>(value);
   const int64_t n = type.numElements();
+  if (n == 0)
+    return out;
   if (type.dtype == rt::DType::kBool) {
     int64_t i = 0;
     for (bool v : dense.getValues<bool>())
