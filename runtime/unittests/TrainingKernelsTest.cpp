@@ -1080,3 +1080,37 @@ TEST(TrainingKernelsTest, OutputCountIsChecked) {
 }
 
 } // namespace
+
+// The update of a large weight is split over threads: the result must not
+// depend on the thread count (each element is computed by the same code).
+TEST(TrainingKernels, AdamWThreadedEqualsSingleThreaded) {
+  const int64_t n = (1 << 18) + 37; // several chunks plus a ragged tail
+  TensorType t{DType::kF32, {n}};
+  HostTensor p(t), g(t), m(t), v(t);
+  for (int64_t i = 0; i < n; ++i) {
+    p.as<float>()[i] = std::sin(0.001 * i);
+    g.as<float>()[i] = std::cos(0.003 * i) * 1e-2f;
+    m.as<float>()[i] = 1e-3f * (i % 17);
+    v.as<float>()[i] = 1e-6f * (i % 5);
+  }
+  HostTensor lr(TensorType{DType::kF32, {}}), step(TensorType{DType::kI64, {}});
+  lr.as<float>()[0] = 1e-3f;
+  step.as<int64_t>()[0] = 3;
+  Attrs a(OpKind::AdamW);
+  a.setF("beta1", 0.9);
+  a.setF("beta2", 0.999);
+  a.setF("eps", 1e-8);
+  a.setF("weight_decay", 0.01);
+  auto runWith = [&](const char *threads) {
+    setenv("COLOSSAL_CPU_THREADS", threads, 1);
+    std::vector<HostTensor> out;
+    Status st = evaluateOp(a, {p, g, m, v, lr, step}, out);
+    unsetenv("COLOSSAL_CPU_THREADS");
+    EXPECT_TRUE(st.isOk()) << st.message();
+    return out;
+  };
+  std::vector<HostTensor> one = runWith("1"), four = runWith("4");
+  ASSERT_EQ(one.size(), 3u);
+  for (size_t k = 0; k < 3; ++k)
+    EXPECT_EQ(one[k].bytes, four[k].bytes) << "output " << k;
+}

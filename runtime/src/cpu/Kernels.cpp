@@ -23,6 +23,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <limits>
 
@@ -1222,6 +1224,34 @@ Status loadStep(const Attrs &attrs, const TensorRef &ref, int64_t &step) {
 // scalars lr and step are read before the loop. Each element is computed in
 // double from the stored f32 values and rounded once per output.
 
+/// Runs body(begin, end) over [0, count) in contiguous chunks on several
+/// threads when the work is large (the optimizer updates of big weights:
+/// the host-resident update of an offloaded plan is CPU-bound). Every
+/// element is computed by the same code either way, so the result does not
+/// depend on the thread count. COLOSSAL_CPU_THREADS overrides the count.
+template <typename Body>
+void parallelFor(int64_t count, const Body &body) {
+  constexpr int64_t kMinPerThread = 1 << 16;
+  int64_t threads = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (const char *env = std::getenv("COLOSSAL_CPU_THREADS"))
+    threads = std::max<int64_t>(1, std::atoll(env));
+  threads = std::min<int64_t>(threads, count / kMinPerThread);
+  if (threads <= 1) {
+    body(int64_t(0), count);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t chunk = (count + threads - 1) / threads;
+  for (int64_t t = 1; t < threads; ++t) {
+    int64_t begin = t * chunk, end = std::min(count, begin + chunk);
+    if (begin < end)
+      pool.emplace_back([&body, begin, end] { body(begin, end); });
+  }
+  body(int64_t(0), std::min(count, chunk));
+  for (std::thread &th : pool)
+    th.join();
+}
+
 Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                 const std::vector<TensorRef> &outputs) {
   const TensorRef &param = inputs[0], &grad = inputs[1];
@@ -1247,18 +1277,20 @@ Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                           ? static_cast<const float *>(grad.data)
                           : nullptr;
   int64_t count = param.type.numElements();
-  for (int64_t i = 0; i < count; ++i) {
-    double g = gF32 ? gF32[i] : loadAsDouble(grad, i);
-    double pi = p[i], mi = m[i], vi = v[i];
-    pi *= decay;
-    mi = beta1 * mi + (1.0 - beta1) * g;
-    vi = beta2 * vi + (1.0 - beta2) * g * g;
-    double denom = std::sqrt(vi) / correction2Sqrt + eps;
-    pi -= stepSize * mi / denom;
-    pOut[i] = static_cast<float>(pi);
-    mOut[i] = static_cast<float>(mi);
-    vOut[i] = static_cast<float>(vi);
-  }
+  parallelFor(count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      double g = gF32 ? gF32[i] : loadAsDouble(grad, i);
+      double pi = p[i], mi = m[i], vi = v[i];
+      pi *= decay;
+      mi = beta1 * mi + (1.0 - beta1) * g;
+      vi = beta2 * vi + (1.0 - beta2) * g * g;
+      double denom = std::sqrt(vi) / correction2Sqrt + eps;
+      pi -= stepSize * mi / denom;
+      pOut[i] = static_cast<float>(pi);
+      mOut[i] = static_cast<float>(mi);
+      vOut[i] = static_cast<float>(vi);
+    }
+  });
   return Status::ok();
 }
 
