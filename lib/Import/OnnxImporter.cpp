@@ -1435,6 +1435,8 @@ LogicalResult Importer::importSequenceOp(const NodeCtx &n) {
     auto pos = constInts(n, 1, "position");
     if (failed(pos))
       return failure();
+    if (pos->size() != 1)
+      return error(n, "position must be a scalar");
     int64_t p = pos->front();
     if (p < -count || p >= count)
       return error(n, "position " + Twine(p) + " is out of range for a "
@@ -1559,6 +1561,8 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
       auto training = constInput(n, 2, "training_mode");
       if (failed(training))
         return failure();
+      if ((*training)->type.numElements() != 1)
+        return error(n, "training_mode must be a scalar");
       if (rt::loadAsDouble((*training)->ref(), 0) != 0)
         return error(n, "training-mode Dropout is not supported; export the "
                         "model in eval mode");
@@ -1963,6 +1967,11 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
          d = constInput(n, 2, "delta");
     if (failed(s) || failed(l) || failed(d))
       return failure();
+    for (auto [what, t] : {std::pair{"start", *s}, std::pair{"limit", *l},
+                           std::pair{"delta", *d}})
+      if (t->type.numElements() != 1)
+        return error(n, Twine(what) + " must be a scalar, got " +
+                            t->type.toString());
     rt::DType dtype = (*s)->type.dtype;
     double start = rt::loadAsDouble((*s)->ref(), 0),
            limit = rt::loadAsDouble((*l)->ref(), 0),
