@@ -9,8 +9,9 @@
 #   JOBS           ninja parallelism (default 2)
 #
 # Configures FUZZ_BUILD_DIR with clang-22 and -DCOLOSSAL_ENABLE_FUZZERS=ON
-# (RelWithDebInfo at -O1, assertions on), builds the colossal-fuzz-* targets
-# and runs each one after the other, one process each, with
+# (RelWithDebInfo at -O1, assertions on; the CUDA backend off: no target
+# runs it, and nvcc need not work with clang), builds the colossal-fuzz-*
+# targets and runs each one after the other, one process each, with
 #   -max_total_time=SECONDS -rss_limit_mb=4096 -timeout=10
 # and the target's dictionary. Each target's corpus grows in
 # FUZZ_BUILD_DIR/corpus/<target> (seeded from fuzz/corpus/, which is only
@@ -49,7 +50,7 @@ done
 if [[ ! -f "$build/build.ninja" ]]; then
   log "configuring $build with clang-22"
   cmake -S . -B "$build" -G Ninja \
-    -DCOLOSSAL_ENABLE_FUZZERS=ON \
+    -DCOLOSSAL_ENABLE_FUZZERS=ON -DCOLOSSAL_ENABLE_CUDA=OFF \
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" \
@@ -71,8 +72,9 @@ seeds_of() {
 # Known open compiler-side findings are suppressed so that a run can get
 # past them (fuzz/known-open.supp lists each with its reproducer).
 supp="$root/fuzz/known-open.supp"
-if [[ -f "$supp" ]]; then
-  n=$(grep -cvE '^[[:space:]]*(#|$)' "$supp" || true)
+n=0
+[[ -f "$supp" ]] && n=$(grep -cvE '^[[:space:]]*(#|$)' "$supp" || true)
+if [[ $n -gt 0 ]]; then
   log "suppressing $n known open UBSan report(s): $supp"
   export UBSAN_OPTIONS="suppressions=$supp${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 fi
