@@ -1986,17 +1986,20 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
                           std::to_string(limit) + ") by " +
                           std::to_string(delta) +
                           " has too many elements (at most 2^24)");
-    int64_t count = std::max<int64_t>(static_cast<int64_t>(steps), 0);
+    int64_t count = steps > 0 ? static_cast<int64_t>(steps) : 0;
     Entry e;
     e.type = rt::TensorType{dtype, {count}};
     rt::HostTensor t(e.type);
     for (int64_t i = 0; i < count; ++i) {
       if (rt::isFloatDType(dtype))
         rt::storeFromDouble(t.ref(), i, start + i * delta);
-      else
-        rt::storeFromInt64(t.ref(), i,
-                           rt::loadAsInt64((*s)->ref(), 0) +
-                               i * rt::loadAsInt64((*d)->ref(), 0));
+      else {
+        int64_t v;
+        if (__builtin_mul_overflow(i, rt::loadAsInt64((*d)->ref(), 0), &v) ||
+            __builtin_add_overflow(rt::loadAsInt64((*s)->ref(), 0), v, &v))
+          return error(n, "the range's values overflow int64");
+        rt::storeFromInt64(t.ref(), i, v);
+      }
     }
     e.constant = std::move(t);
     define(n, 0, std::move(e));
