@@ -18,6 +18,9 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
   // Graph level: merge identical constants and computations.
   pm.addPass(createCSEPass());
   pm.addPass(createLowerToPlanPass(options.lowering));
+  // Recompute first: what it leaves (or finds cheaper to park) is offload's.
+  if (options.remat.budgetBytes > 0)
+    pm.addNestedPass<func::FuncOp>(createRematerializePass(options.remat));
   if (options.offload.budgetBytes > 0)
     pm.addNestedPass<func::FuncOp>(createOffloadAcrossGapsPass(options.offload));
   pm.addNestedPass<func::FuncOp>(createAssignOffsetsPass());

@@ -29,6 +29,9 @@ struct CompileOptions {
   /// Park idle device buffers in host memory until the device liveness
   /// peak fits (0: off).
   OffloadAcrossGapsPassOptions offload;
+  /// Recompute idle device buffers until the device liveness peak fits,
+  /// before offload (0: off).
+  RematerializePassOptions remat;
 };
 
 /// The whole compile pipeline, from an imported graph module to a plan

@@ -201,6 +201,93 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
 }
 
 //===----------------------------------------------------------------------===//
+// rematerialize
+//===----------------------------------------------------------------------===//
+
+def RematerializePass
+    : Pass<"colossal-rematerialize", "::mlir::func::FuncOp"> {
+  let summary = "Recompute idle device buffers instead of keeping them, to meet a budget";
+  let description = [{
+    Input: a plan function after `colossal-lower-to-plan` (before
+    `colossal-offload-across-gaps` and offsets).
+
+    While the device's liveness peak (as `colossal-offload-across-gaps`
+    counts it: bound buffers pinned for the whole step) is above
+    `budget-bytes`, buffers idle across the peak are dropped after their use
+    before the gap and recomputed right before their use after it: the
+    producing `cplan.kernel` is cloned there, writing a new device buffer,
+    and that use and every later one read the new buffer (through views
+    like the old ones). The producer's inputs stay live until the recompute
+    (their extended live ranges are charged to the choice). Which buffers:
+    `chooseRemat` (include/colossal/Analysis/RematChoice.h), greedy by
+    predicted recompute time per byte freed at the peak, rounds of choices
+    until the peak fits, nothing is left to choose, or `max-recomputes`.
+
+    A buffer is a candidate when it is an unbound device buffer of at least
+    `min-bytes`, written once, by the kernel that first touches it, through
+    a view covering all of it; that kernel is deterministic and has no side
+    effects (any op but the in-place optimizer updates `adamw` and `sgd`),
+    none of its inputs shares a buffer with its outputs, no input is
+    written between the kernel and the recompute, and both are in the same
+    program. So the recompute reads the same bytes and writes the same
+    values: plans stay bitwise equal to unconstrained ones on the CPU
+    backend. The producer's other outputs, if any, go to scratch buffers.
+
+    Times come from the cost model (include/colossal/Analysis/CostModel.h)
+    with the rates of `device-profile` (a JSON profile; the scalar options
+    below when it is empty). With `offload`, a buffer is recomputed only
+    when the recompute is predicted faster than parking it in host memory
+    (a device-to-host and a host-to-device copy: bytes over the link rates
+    plus two copy latencies); the rest is left to
+    `colossal-offload-across-gaps`. Without it any candidate may be taken.
+
+    Recompute kernels carry `colossal.recompute`, new buffers
+    `colossal.recomputed`; the function gets `colossal.remat`
+    (`{buffers, bytes, added_s}`: buffers recomputed, their bytes, the
+    predicted added time per run of the program). `budget-bytes` = 0 turns
+    the pass off.
+
+    ```mlir
+    // %x written at 0, read at 1 and again at 40; the peak at 20:
+    cplan.kernel "relu" ins(%a : memref<64xf32>) outs(%x : memref<64xf32>) ...  // 0
+    ...
+    %x2 = cplan.buffer.alloc device size(256) align(64) {colossal.recomputed}
+    %v2 = cplan.view %x2[0] : memref<64xf32>
+    cplan.kernel "relu" ins(%a : memref<64xf32>) outs(%v2 : memref<64xf32>) ... {colossal.recompute}
+    cplan.kernel "mul" ins(%v2, ...) ...                                        // 40
+    ```
+  }];
+  let options = [
+    Option<"budgetBytes", "budget-bytes", "int64_t", "0",
+           "Device bytes the liveness peak must fit (0: off)">,
+    Option<"offload", "offload", "bool", "false",
+           "Offload runs after this pass: leave it the buffers whose "
+           "recompute is predicted slower than parking them">,
+    Option<"minBytes", "min-bytes", "int64_t", "256",
+           "Smaller buffers are not worth a recompute">,
+    Option<"minGap", "min-gap", "int64_t", "2",
+           "Instructions between the two uses around a gap">,
+    Option<"maxRecomputes", "max-recomputes", "int64_t", "100000",
+           "At most this many buffers recomputed">,
+    Option<"deviceProfile", "device-profile", "std::string", "\"\"",
+           "A device profile JSON (docs/planner.md); empty: the scalar "
+           "rates below">,
+    Option<"hbmBytesPerS", "hbm-bytes-per-s", "double", "4.2e12",
+           "Device memory bandwidth (no profile)">,
+    Option<"gemmTflops", "gemm-tflops", "double", "700",
+           "Matmul rate for every element type and shape (no profile)">,
+    Option<"kernelFloorS", "kernel-floor-s", "double", "3e-6",
+           "Least time of a kernel (no profile)">,
+    Option<"h2dBytesPerS", "h2d-bytes-per-s", "double", "55e9",
+           "Host-to-device copy rate (no profile)">,
+    Option<"d2hBytesPerS", "d2h-bytes-per-s", "double", "55e9",
+           "Device-to-host copy rate (no profile)">,
+    Option<"copyLatencyS", "copy-latency-s", "double", "15e-6",
+           "Fixed cost of one copy (no profile)">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // offload-across-gaps
 //===----------------------------------------------------------------------===//
 

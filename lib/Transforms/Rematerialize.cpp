@@ -1,0 +1,441 @@
+//===- Rematerialize.cpp - Recompute idle device buffers under a budget ---===//
+//
+// A buffer written by a cheap, pure kernel and read again much later (an
+// activation saved in the forward for the backward) need not stay on the
+// device in between: drop it after the use before the gap and run its
+// producing kernel again right before the use after it, into a new buffer
+// that the later uses read. The inputs of that kernel must still hold the
+// same bytes then, so they stay live until the recompute: the choice
+// (chooseRemat, lib/Analysis/RematChoice.cpp) charges those bytes, and
+// weighs each recompute's predicted time against the bytes it frees at the
+// peak and, when offload runs after this pass, against parking the buffer
+// in host memory instead. This pass only turns the IR into the choice's
+// records and applies the choice.
+//
+//===----------------------------------------------------------------------===//
+
+#include "colossal/Analysis/CostModel.h"
+#include "colossal/Analysis/RematChoice.h"
+#include "colossal/Dialect/OpTableBridge.h"
+#include "colossal/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#define DEBUG_TYPE "colossal-rematerialize"
+
+namespace mlir::colossal {
+#define GEN_PASS_DEF_REMATERIALIZEPASS
+#include "colossal/Transforms/Passes.h.inc"
+} // namespace mlir::colossal
+
+using namespace mlir;
+using namespace mlir::colossal;
+namespace rt = ::colossal::runtime;
+
+namespace {
+
+/// Marks the recompute kernels and the buffers they write.
+constexpr llvm::StringLiteral kRecomputeAttr = "colossal.recompute";
+constexpr llvm::StringLiteral kRecomputedAttr = "colossal.recomputed";
+/// The function's summary: {buffers, bytes, added_s}.
+constexpr llvm::StringLiteral kRematSummaryAttr = "colossal.remat";
+
+struct RematerializePass
+    : public mlir::colossal::impl::RematerializePassBase<RematerializePass> {
+  using RematerializePassBase::RematerializePassBase;
+  void runOnOperation() override;
+
+  /// The rates from `device-profile`, else from the scalar options.
+  FailureOr<DeviceProfile> loadProfile();
+};
+
+bool isInstruction(Operation *op) {
+  return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
+             plan::EventWaitOp>(op);
+}
+
+plan::BufferAllocOp bufferOf(Value view) {
+  if (auto v = view.getDefiningOp<plan::ViewOp>())
+    return v.getBuffer().getDefiningOp<plan::BufferAllocOp>();
+  return {};
+}
+
+/// One device or host buffer as the choice sees it.
+struct BufferInfo {
+  plan::BufferAllocOp alloc;
+  SmallVector<int64_t> uses;    ///< instruction indices touching it, sorted
+  SmallVector<int64_t> writers; ///< those that write it, sorted
+  bool bound = false;
+  int64_t first = 0, last = 0; ///< live range, as colossal-assign-offsets
+};
+
+/// The plan function read once: instructions, programs and buffers.
+struct PlanView {
+  SmallVector<Operation *> instrs;
+  SmallVector<int64_t> programOf; ///< per instruction: which program
+  SmallVector<BufferInfo> buffers;
+  llvm::DenseMap<Operation *, int64_t> bufferId;
+  llvm::DenseMap<Operation *, int64_t> index;
+
+  int64_t idOf(Value view) const {
+    plan::BufferAllocOp b = bufferOf(view);
+    if (!b)
+      return -1;
+    auto it = bufferId.find(b.getOperation());
+    return it == bufferId.end() ? -1 : it->second;
+  }
+};
+
+PlanView readPlan(func::FuncOp func) {
+  PlanView p;
+  // Programs: each cplan.program starts one; bindings of inputs and outputs
+  // live from their program's first instruction to its last.
+  llvm::StringMap<std::pair<int64_t, int64_t>> programRange;
+  int64_t program = 0;
+  std::string current;
+  func.walk([&](Operation *op) {
+    if (auto marker = dyn_cast<plan::ProgramOp>(op)) {
+      ++program;
+      current = marker.getName().str();
+      programRange[current] = {static_cast<int64_t>(p.instrs.size()),
+                               static_cast<int64_t>(p.instrs.size())};
+    } else if (isInstruction(op)) {
+      if (!current.empty())
+        programRange[current].second = static_cast<int64_t>(p.instrs.size());
+      p.index[op] = static_cast<int64_t>(p.instrs.size());
+      p.instrs.push_back(op);
+      p.programOf.push_back(program);
+    }
+  });
+  const int64_t lastInstr = static_cast<int64_t>(p.instrs.size()) - 1;
+
+  func.walk([&](plan::BufferAllocOp alloc) {
+    BufferInfo info;
+    info.alloc = alloc;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    auto touch = [&](int64_t at) {
+      first = std::min(first, at);
+      last = std::max(last, at);
+    };
+    for (Operation *viewUser : alloc->getUsers()) {
+      for (OpOperand &use : viewUser->getUses()) {
+        Operation *user = use.getOwner();
+        if (auto it = p.index.find(user); it != p.index.end()) {
+          touch(it->second);
+          info.uses.push_back(it->second);
+          bool writes = false;
+          if (auto k = dyn_cast<plan::KernelOp>(user))
+            writes = use.getOperandNumber() >= k.getIns().size();
+          else if (auto c = dyn_cast<plan::CopyOp>(user))
+            writes = use.get() == c.getTarget();
+          if (writes)
+            info.writers.push_back(it->second);
+        } else if (auto bind = dyn_cast<plan::BindOp>(user)) {
+          info.bound = true;
+          std::pair<int64_t, int64_t> range = {0, lastInstr};
+          if (auto name = bind.getProgram())
+            if (auto r = programRange.find(*name); r != programRange.end())
+              range = r->second;
+          switch (bind.getRole()) {
+          case plan::BindingRole::input:
+            touch(range.first);
+            break;
+          case plan::BindingRole::output:
+            touch(range.second);
+            break;
+          case plan::BindingRole::weight:
+          case plan::BindingRole::constant:
+          case plan::BindingRole::state:
+            touch(0);
+            touch(lastInstr);
+            break;
+          }
+        }
+      }
+    }
+    if (first == INT64_MAX)
+      first = last = 0;
+    info.first = first;
+    info.last = last;
+    for (auto *list : {&info.uses, &info.writers}) {
+      llvm::sort(*list);
+      list->erase(std::unique(list->begin(), list->end()), list->end());
+    }
+    p.bufferId[alloc.getOperation()] = static_cast<int64_t>(p.buffers.size());
+    p.buffers.push_back(std::move(info));
+  });
+  return p;
+}
+
+/// A kernel as the cost model sees it; failure for kernels the op table
+/// does not know.
+FailureOr<CostInstr> costInstrOf(plan::KernelOp k) {
+  CostInstr c;
+  const rt::OpInfo *info = rt::lookupOp(k.getOp().str());
+  if (!info)
+    return failure();
+  c.op = info->kind;
+  SmallVector<Type> resultTypes;
+  for (Value v : k.getIns())
+    if (auto t = toTensorType(v.getType()))
+      c.inputs.push_back(*t);
+  for (Value v : k.getOuts()) {
+    resultTypes.push_back(v.getType());
+    if (auto t = toTensorType(v.getType()))
+      c.outputs.push_back(*t);
+  }
+  FailureOr<rt::Attrs> attrs =
+      attrsFromMlir(k.getLoc(), c.op, k.getParams(), resultTypes);
+  if (failed(attrs))
+    return failure();
+  c.attrs = std::move(*attrs);
+  return c;
+}
+
+/// What applying a candidate needs besides the choice's record.
+struct CandidateSite {
+  plan::KernelOp producer;
+  Operation *gapEnd = nullptr;
+};
+
+} // namespace
+
+FailureOr<DeviceProfile> RematerializePass::loadProfile() {
+  if (deviceProfile.empty()) {
+    DeviceProfile p;
+    p.name = "pass options";
+    p.hbmBytesPerS = hbmBytesPerS;
+    p.kernelFloorS = kernelFloorS;
+    p.h2dBytesPerS = h2dBytesPerS;
+    p.d2hBytesPerS = d2hBytesPerS;
+    p.bidirectionalBytesPerS = h2dBytesPerS + d2hBytesPerS;
+    p.copyLatencyS = copyLatencyS;
+    p.gemm[rt::DType::kF32] = {{0, gemmTflops * 1e12}};
+    if (!(hbmBytesPerS > 0 && gemmTflops > 0 && kernelFloorS >= 0 &&
+          h2dBytesPerS > 0 && d2hBytesPerS > 0 && copyLatencyS >= 0)) {
+      getOperation().emitError()
+          << "colossal-rematerialize: the rates hbm-bytes-per-s, gemm-tflops, "
+             "h2d-bytes-per-s and d2h-bytes-per-s must be positive, and "
+             "kernel-floor-s and copy-latency-s non-negative";
+      return failure();
+    }
+    return p;
+  }
+  auto file = llvm::MemoryBuffer::getFile(deviceProfile);
+  if (!file) {
+    getOperation().emitError()
+        << "colossal-rematerialize: cannot read the device profile '"
+        << deviceProfile << "': " << file.getError().message();
+    return failure();
+  }
+  llvm::Expected<DeviceProfile> p = parseDeviceProfile((*file)->getBuffer());
+  if (!p) {
+    getOperation().emitError()
+        << "colossal-rematerialize: device profile '" << deviceProfile
+        << "': " << llvm::toString(p.takeError());
+    return failure();
+  }
+  return std::move(*p);
+}
+
+void RematerializePass::runOnOperation() {
+  func::FuncOp func = getOperation();
+  if (budgetBytes <= 0)
+    return;
+  FailureOr<DeviceProfile> profile = loadProfile();
+  if (failed(profile))
+    return signalPassFailure();
+  MLIRContext *ctx = &getContext();
+  OpBuilder b(ctx);
+
+  int64_t totalBuffers = 0, totalBytes = 0;
+  double totalS = 0;
+  // Each round reads the plan afresh, chooses a set of non-conflicting
+  // recomputes and applies them; a later round sees the extended live
+  // ranges exactly and may take what conflicted before.
+  while (totalBuffers < maxRecomputes) {
+    PlanView plan = readPlan(func);
+    const int64_t numInstrs = static_cast<int64_t>(plan.instrs.size());
+    if (numInstrs == 0)
+      break;
+    std::vector<RematInterval> live;
+    for (BufferInfo &buf : plan.buffers)
+      if (buf.alloc.getSpace() == plan::MemorySpace::device)
+        live.push_back({static_cast<uint64_t>(buf.alloc.getSize()),
+                        buf.first, buf.last});
+
+    std::vector<RematCandidate> candidates;
+    std::vector<CandidateSite> sites;
+    for (auto [id, buf] : llvm::enumerate(plan.buffers)) {
+      const int64_t size = buf.alloc.getSize();
+      if (buf.alloc.getSpace() != plan::MemorySpace::device || buf.bound ||
+          size < minBytes || buf.uses.size() < 2 ||
+          buf.writers.size() != 1 || buf.writers[0] != buf.uses[0])
+        continue;
+      auto producer = dyn_cast<plan::KernelOp>(plan.instrs[buf.uses[0]]);
+      if (!producer || producer.getOp() == "adamw" ||
+          producer.getOp() == "sgd")
+        continue;
+      // The producer writes the whole buffer through one view, its outputs
+      // are distinct device buffers and none of them is also an input.
+      SmallVector<int64_t> outIds, inIds;
+      bool ok = true;
+      int64_t coveringOuts = 0;
+      for (Value out : producer.getOuts()) {
+        int64_t o = plan.idOf(out);
+        if (o < 0 || llvm::is_contained(outIds, o) ||
+            plan.buffers[o].alloc.getSpace() != plan::MemorySpace::device) {
+          ok = false;
+          break;
+        }
+        outIds.push_back(o);
+        if (o == static_cast<int64_t>(id)) {
+          std::optional<rt::TensorType> t = toTensorType(out.getType());
+          if (t && t->sizeBytes() == static_cast<uint64_t>(size) &&
+              out.getDefiningOp<plan::ViewOp>().getByteOffset() == 0)
+            ++coveringOuts;
+        }
+      }
+      for (Value in : producer.getIns()) {
+        int64_t i = plan.idOf(in);
+        if (i < 0 || llvm::is_contained(outIds, i) ||
+            plan.buffers[i].alloc.getSpace() != plan::MemorySpace::device) {
+          ok = false;
+          break;
+        }
+        if (!llvm::is_contained(inIds, i))
+          inIds.push_back(i);
+      }
+      if (!ok || coveringOuts != 1)
+        continue;
+      FailureOr<CostInstr> cost = costInstrOf(producer);
+      if (failed(cost))
+        continue;
+      const double recomputeS = estimateInstr(*cost, *profile).seconds;
+      const double offloadS = size / profile->d2hBytesPerS +
+                              size / profile->h2dBytesPerS +
+                              2 * profile->copyLatencyS;
+      const int64_t made = buf.uses[0];
+      for (size_t k = 0; k + 1 < buf.uses.size(); ++k) {
+        const int64_t a = buf.uses[k], z = buf.uses[k + 1];
+        if (z - a < minGap || plan.programOf[made] != plan.programOf[z])
+          continue;
+        // The inputs must hold the same bytes at z as at the producer.
+        bool unchanged = llvm::all_of(inIds, [&](int64_t i) {
+          return llvm::none_of(plan.buffers[i].writers, [&](int64_t w) {
+            return made < w && w < z;
+          });
+        });
+        if (!unchanged)
+          continue;
+        RematCandidate c;
+        c.buffer = static_cast<int64_t>(id);
+        c.sizeBytes = static_cast<uint64_t>(size);
+        c.gapStart = a;
+        c.gapEnd = z;
+        c.recomputeS = recomputeS;
+        c.offloadS = offloadS;
+        c.reads.assign(inIds.begin(), inIds.end());
+        for (int64_t i : inIds)
+          if (plan.buffers[i].last < z)
+            c.extra.push_back(
+                {static_cast<uint64_t>(plan.buffers[i].alloc.getSize()),
+                 plan.buffers[i].last + 1, z});
+        for (int64_t o : outIds)
+          if (o != static_cast<int64_t>(id))
+            c.extra.push_back(
+                {static_cast<uint64_t>(plan.buffers[o].alloc.getSize()), z, z});
+        candidates.push_back(std::move(c));
+        sites.push_back({producer, plan.instrs[z]});
+      }
+    }
+
+    RematChoiceOptions options;
+    options.budgetBytes = static_cast<uint64_t>(budgetBytes);
+    options.offloadAvailable = offload;
+    RematChoice choice = chooseRemat(numInstrs, live, candidates, options);
+    if (choice.peakBeforeBytes <= options.budgetBytes || choice.chosen.empty())
+      break;
+
+    for (size_t which : choice.chosen) {
+      if (totalBuffers >= maxRecomputes)
+        break;
+      const RematCandidate &c = candidates[which];
+      const CandidateSite &site = sites[which];
+      plan::BufferAllocOp old = plan.buffers[c.buffer].alloc;
+      plan::KernelOp producer = site.producer;
+      Operation *gapEnd = site.gapEnd;
+
+      // New buffers for the producer's outputs: the recomputed one, and
+      // scratch for the others (dead right after the recompute).
+      b.setInsertionPoint(gapEnd);
+      IRMapping mapping;
+      plan::BufferAllocOp fresh;
+      for (Value out : producer.getOuts()) {
+        plan::BufferAllocOp src = bufferOf(out);
+        auto alloc = plan::BufferAllocOp::create(
+            b, src.getLoc(), plan::BufferType::get(ctx), src.getSpaceAttr(),
+            src.getSizeAttr(), src.getAlignAttr(), DenseI64ArrayAttr(),
+            IntegerAttr());
+        auto view = out.getDefiningOp<plan::ViewOp>();
+        Value newView = plan::ViewOp::create(b, view.getLoc(), view.getType(),
+                                             alloc.getResult(),
+                                             view.getByteOffsetAttr())
+                            .getResult();
+        mapping.map(out, newView);
+        if (src == old) {
+          fresh = alloc;
+          fresh->setAttr(kRecomputedAttr, b.getUnitAttr());
+        }
+      }
+      Operation *clone = b.clone(*producer.getOperation(), mapping);
+      clone->setAttr(kRecomputeAttr, b.getUnitAttr());
+
+      // The use after the gap and every later one read the new buffer,
+      // through views like the old ones.
+      SmallVector<plan::ViewOp> oldViews;
+      for (Operation *u : old->getUsers())
+        if (auto v = dyn_cast<plan::ViewOp>(u))
+          oldViews.push_back(v);
+      for (plan::ViewOp v : oldViews) {
+        Value replacement;
+        for (OpOperand &use : llvm::make_early_inc_range(v->getUses())) {
+          Operation *user = use.getOwner();
+          if (user != gapEnd && !gapEnd->isBeforeInBlock(user))
+            continue;
+          if (!replacement) {
+            b.setInsertionPoint(gapEnd);
+            replacement = plan::ViewOp::create(b, v.getLoc(), v.getType(),
+                                               fresh.getResult(),
+                                               v.getByteOffsetAttr())
+                              .getResult();
+          }
+          use.set(replacement);
+        }
+      }
+      ++totalBuffers;
+      totalBytes += static_cast<int64_t>(c.sizeBytes);
+      totalS += c.recomputeS;
+    }
+  }
+
+  if (totalBuffers > 0) {
+    // Accumulate over runs (a function may be rematerialised more than once).
+    if (auto prev = func->getAttrOfType<DictionaryAttr>(kRematSummaryAttr)) {
+      if (auto n = prev.getAs<IntegerAttr>("buffers"))
+        totalBuffers += n.getInt();
+      if (auto n = prev.getAs<IntegerAttr>("bytes"))
+        totalBytes += n.getInt();
+      if (auto s = prev.getAs<FloatAttr>("added_s"))
+        totalS += s.getValueAsDouble();
+    }
+    func->setAttr(kRematSummaryAttr,
+                  b.getDictionaryAttr(
+                      {b.getNamedAttr("buffers", b.getI64IntegerAttr(totalBuffers)),
+                       b.getNamedAttr("bytes", b.getI64IntegerAttr(totalBytes)),
+                       b.getNamedAttr("added_s", b.getF64FloatAttr(totalS))}));
+  }
+}
