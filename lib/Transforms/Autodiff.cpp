@@ -238,6 +238,32 @@ LogicalResult Differentiator::backward(Operation *op) {
     return success();
   }
 
+  if (name == "attention") {
+    // attention_grad recomputes the probabilities from lse; the bias (a
+    // mask) gets no gradient, so colossal-fuse-attention leaves biases of
+    // trainable weights unfused and this only trips on hand-written IR.
+    Value dy = grads.lookup(op->getResult(0));
+    if (!dy)
+      return success();
+    if (op->getNumOperands() == 4 && active.contains(op->getOperand(3)))
+      return op->emitOpError("has a bias that depends on a trainable weight; "
+                             "attention_grad gives the bias no gradient");
+    rt::Attrs attrs(K::AttentionGrad);
+    if (auto scale = op->getAttrOfType<FloatAttr>("scale"))
+      attrs.setF("scale", scale.getValueAsDouble());
+    if (auto causal = op->getAttrOfType<IntegerAttr>("causal"))
+      attrs.setI("causal", causal.getInt());
+    SmallVector<Value> operands(op->getOperands());
+    operands.append({op->getResult(0), op->getResult(1), dy});
+    auto r = gb.create(loc, attrs, operands);
+    if (failed(r))
+      return failure();
+    for (unsigned i = 0; i < 3; ++i)
+      if (failed(accumulate(loc, op->getOperand(i), (*r)[i])))
+        return failure();
+    return success();
+  }
+
   Value dy = grads.lookup(op->getResult(0));
   if (!dy)
     return success();

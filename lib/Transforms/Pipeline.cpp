@@ -9,6 +9,9 @@ using namespace mlir::colossal;
 
 void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
                                           const CompileOptions &options) {
+  // On the f32 forward, before precision and autodiff rebuild it.
+  if (options.fuseAttention)
+    pm.addPass(createFuseAttentionPass());
   if (options.bf16)
     pm.addPass(createMixedPrecisionPass());
   if (!options.forwardOnly) {

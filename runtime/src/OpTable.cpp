@@ -60,6 +60,9 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
     return {{"axis", kI64}, {"shape", kList}};
   case OpKind::Trilu:
     return {{"upper", kI64}, {"k", kI64}};
+  case OpKind::Attention:
+  case OpKind::AttentionGrad:
+    return {{"scale", kF64}, {"causal", kI64}};
   case OpKind::Reshape:
   case OpKind::Expand:
     return {{"shape", kList}};
@@ -101,8 +104,10 @@ int numOutputsFor(OpKind kind) {
   switch (kind) {
   case OpKind::LayerNormGrad: // dx, dscale, dbias
   case OpKind::AdamW:         // param', m', v'
+  case OpKind::AttentionGrad: // dq, dk, dv
     return 3;
-  case OpKind::Sgd: // param', buf'
+  case OpKind::Sgd:       // param', buf'
+  case OpKind::Attention: // out, lse
     return 2;
   default:
     return 1;
@@ -570,6 +575,77 @@ Status inferLayerNormGrad(const Rules &r, const Attrs &attrs,
     return r.fail("dy " + dy.toString() + " must have x's type " +
                   x.toString());
   results = {x, scale, scale};
+  return Status::ok();
+}
+
+/// attention (q, k, v [, bias]) -> out, lse; see OpTable.h. Checks
+/// everything the kernels index with: after this, q, k, v are rank 4 with
+/// equal batch and head dims, Hq % Hkv == 0, and bias (when present) reads
+/// in bounds through broadcast strides.
+Status checkAttentionOperands(const Rules &r, bool hasBias) {
+  COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
+  COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 1));
+  COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 2));
+  COLOSSAL_RETURN_IF_ERROR(r.flag("causal"));
+  COLOSSAL_RETURN_IF_ERROR(
+      r.finiteAtLeast("scale", -std::numeric_limits<double>::max()));
+  const TensorType &q = r.in(0), &k = r.in(1), &v = r.in(2);
+  const char *names[] = {"q", "k", "v"};
+  for (size_t i = 0; i < 3; ++i)
+    if (r.in(i).rank() != 4)
+      return r.fail(std::string(names[i]) + " must be [B, H, S, D], got " +
+                    r.in(i).toString());
+  if (k.dims != v.dims)
+    return r.fail("k " + shapeString(k.dims) + " and v " +
+                  shapeString(v.dims) + " must have one shape");
+  if (k.dims[0] != q.dims[0] || k.dims[3] != q.dims[3])
+    return r.fail("k " + shapeString(k.dims) + " must be [B, Hkv, T, D] for q " +
+                  shapeString(q.dims));
+  // D >= 1 bounds every scratch row a kernel sizes by T by k's own bytes.
+  if (q.dims[3] < 1)
+    return r.fail("head dim must be >= 1, got " + shapeString(q.dims));
+  if (k.dims[1] < 1 || q.dims[1] % k.dims[1] != 0)
+    return r.fail("query heads " + std::to_string(q.dims[1]) +
+                  " must be a multiple of kv heads " +
+                  std::to_string(k.dims[1]));
+  if (!hasBias)
+    return Status::ok();
+  const TensorType &bias = r.in(3);
+  COLOSSAL_RETURN_IF_ERROR(r.sameDType(0, 3));
+  std::vector<int64_t> scores = {q.dims[0], q.dims[1], q.dims[2], k.dims[2]};
+  bool ok = bias.rank() <= 4;
+  for (size_t d = 0; ok && d < bias.rank(); ++d) {
+    int64_t dim = bias.dims[bias.rank() - 1 - d];
+    ok = dim == 1 || dim == scores[3 - d];
+  }
+  if (!ok)
+    return r.fail("bias " + shapeString(bias.dims) +
+                  " must broadcast to the scores " + shapeString(scores));
+  return Status::ok();
+}
+
+Status inferAttention(const Rules &r, std::vector<TensorType> &results) {
+  COLOSSAL_RETURN_IF_ERROR(checkAttentionOperands(r, r.numInputs() == 4));
+  const TensorType &q = r.in(0);
+  results = {q, TensorType{DType::kF32, {q.dims[0], q.dims[1], q.dims[2]}}};
+  return Status::ok();
+}
+
+/// attention_grad (q, k, v [, bias], out, lse, dout) -> dq, dk, dv.
+Status inferAttentionGrad(const Rules &r, std::vector<TensorType> &results) {
+  bool hasBias = r.numInputs() == 7;
+  COLOSSAL_RETURN_IF_ERROR(checkAttentionOperands(r, hasBias));
+  size_t outIndex = hasBias ? 4 : 3;
+  const TensorType &q = r.in(0);
+  TensorType lse{DType::kF32, {q.dims[0], q.dims[1], q.dims[2]}};
+  const char *names[] = {"out", "lse", "dout"};
+  const TensorType *expected[] = {&q, &lse, &q};
+  for (size_t i = 0; i < 3; ++i)
+    if (r.in(outIndex + i) != *expected[i])
+      return r.fail(std::string(names[i]) + " " +
+                    r.in(outIndex + i).toString() + " must be " +
+                    expected[i]->toString());
+  results = {q, r.in(1), r.in(2)};
   return Status::ok();
 }
 
@@ -1115,6 +1191,8 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
   case OpKind::LayerNormGrad: // several results: inferResults
   case OpKind::AdamW:
   case OpKind::Sgd:
+  case OpKind::Attention:
+  case OpKind::AttentionGrad:
     break;
   }
   return r.fail("has no shape rule");
@@ -1130,6 +1208,10 @@ Status inferResults(const Rules &r, const Attrs &attrs,
     return inferAdamW(r, results);
   case OpKind::Sgd:
     return inferSgd(r, attrs, results);
+  case OpKind::Attention:
+    return inferAttention(r, results);
+  case OpKind::AttentionGrad:
+    return inferAttentionGrad(r, results);
   default:
     results.resize(1);
     return inferResult(r, attrs, results[0]);

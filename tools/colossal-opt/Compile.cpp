@@ -85,6 +85,8 @@ options:
   --shape NAME=DxD...     fix a graph input's shape (every dynamic dim must
                           be fixed); repeat per input
   --emit-graph FILE       also write the imported graph MLIR ('-': stdout)
+  --fuse-attention on|off replace recognised attention with the fused
+                          attention op (default on; docs/cuda.md)
 
 training (the default; --forward-only turns it off):
   --optimizer adamw|sgd   (default adamw)
@@ -309,6 +311,12 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
       }
       if (!ok)
         return usageError(cmd, "invalid value '" + v + "' for " + flag);
+    } else if (allowCompileFlags && flagIs("--fuse-attention")) {
+      std::string v;
+      if (!value(v) || (v != "on" && v != "off"))
+        return usageError(cmd, "--fuse-attention expects on or off, got '" +
+                                   v + "'");
+      args.compile.fuseAttention = v == "on";
     } else if (allowCompileFlags && a == "--quiet") {
       args.quiet = true;
     } else if (allowCompileFlags && flagIs("--emit-graph")) {

@@ -23,6 +23,9 @@ struct CompileOptions {
   bool forwardOnly = true;
   /// bf16 compute, f32 master weights and loss (colossal-mixed-precision).
   bool bf16 = false;
+  /// Replace recognised attention with colossal.attention
+  /// (colossal-fuse-attention).
+  bool fuseAttention = true;
   AutodiffPassOptions autodiff;
   BuildOptimizerStepPassOptions optimizer;
   LowerToPlanPassOptions lowering;

@@ -5,6 +5,44 @@
 include "mlir/Pass/PassBase.td"
 
 //===----------------------------------------------------------------------===//
+// fuse-attention
+//===----------------------------------------------------------------------===//
+
+def FuseAttentionPass : Pass<"colossal-fuse-attention", "::mlir::ModuleOp"> {
+  let summary = "Replace softmax(q @ k^T * scale + mask) @ v with colossal.attention";
+  let description = [{
+    Input: forward graph functions (before `colossal-mixed-precision` and
+    `colossal-autodiff`), with trainable weights marked.
+
+    Output: each recognised attention becomes one `colossal.attention`
+    (docs/cuda.md, "Fused attention"): q [B, H, S, D] @ k^T, scaled by
+    one-element constants (mul, div), plus additive biases, softmax over
+    the last axis, @ v, every intermediate used once. GQA's repeat_kv
+    (reshape, expand, reshape) of k and v is undone, so the op reads the
+    kv heads once. A constant mask that is causal becomes `causal = 1` and,
+    when it is 0 elsewhere, disappears. Biases that depend on a trainable
+    weight, probabilities with a second use, `where` masks and scales after
+    the mask stay unfused (the file header lists every case). The [S, T]
+    scores and probabilities no longer exist, so the planner never holds
+    them; the backward is `attention_grad`.
+
+    ```mlir
+    // before
+    %kt = colossal.transpose %k {perm = array<i64: 0, 1, 3, 2>} : ...
+    %s = colossal.matmul %q, %kt : ... -> tensor<4x4x32x32xf32>
+    %c = colossal.constant dense<2.500000e-01> : tensor<f32>
+    %t = colossal.mul %s, %c : ...
+    %m = colossal.add %t, %causal_mask : ...
+    %p = colossal.softmax %m {axis = 3 : i64} : ...
+    %o = colossal.matmul %p, %v : ... -> tensor<4x4x32x16xf32>
+    // after
+    %o, %lse = colossal.attention %q, %k, %v {causal = 1 : i64, scale = 2.500000e-01 : f64}
+        : (...) -> (tensor<4x4x32x16xf32>, tensor<4x4x32xf32>)
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // mixed-precision
 //===----------------------------------------------------------------------===//
 

@@ -20,6 +20,8 @@
 //===----------------------------------------------------------------------===//
 #include "colossal/runtime/Kernels.h"
 
+#include "Attention.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -1479,6 +1481,10 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runAdamW(attrs, inputs, outputs);
   case OpKind::Sgd:
     return runSgd(attrs, inputs, outputs);
+  case OpKind::Attention:
+    return runAttentionCpu(attrs, inputs, outputs);
+  case OpKind::AttentionGrad:
+    return runAttentionGradCpu(attrs, inputs, outputs);
   }
   return COLOSSAL_ERROR(kInternal, std::string(info->name) + ": no CPU kernel");
 }

@@ -307,6 +307,48 @@ def Colossal_TriluOp : Colossal_TableOp<"trilu"> {
   let results = (outs AnyRankedTensor:$result);
 }
 
+def Colossal_AttentionOp : Colossal_TableOp<"attention"> {
+  let summary = "Fused softmax(q @ k^T * scale + bias) @ v, with its lse";
+  let description = [{
+    q `[B, Hq, S, D]`, k and v `[B, Hkv, T, D]` with `Hq % Hkv == 0`
+    (grouped-query attention: query head h reads kv head h / (Hq / Hkv)),
+    an optional additive `bias` broadcastable to `[B, Hq, S, T]`, and
+    `causal = 1` to mask key j out of row i when j > i + T - S. Results:
+    the attention output (q's type) and the f32 log-sum-exp of every score
+    row `[B, Hq, S]`, which the backward recomputes the softmax from.
+    `colossal-fuse-attention` builds it; no `[S, T]` tensor exists.
+
+    ```mlir
+    %o, %lse = colossal.attention %q, %k, %v {causal = 1 : i64, scale = 0.125 : f64}
+        : (tensor<2x4x16x8xf32>, tensor<2x2x16x8xf32>, tensor<2x2x16x8xf32>)
+        -> (tensor<2x4x16x8xf32>, tensor<2x4x16xf32>)
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k,
+                   AnyRankedTensor:$v, Optional<AnyRankedTensor>:$bias,
+                   DefaultValuedAttr<F64Attr, "0.0">:$scale,
+                   DefaultValuedAttr<I64Attr, "0">:$causal);
+  let results = (outs AnyRankedTensor:$out, AnyRankedTensor:$lse);
+}
+
+def Colossal_AttentionGradOp : Colossal_TableOp<"attention_grad"> {
+  let summary = "The gradient of attention: dq, dk and dv";
+  let description = [{
+    Operands: attention's (q, k, v and the optional bias), its two results
+    (out, lse) and the gradient of out; attributes as attention. dk and dv
+    sum over the query heads that share a kv head. The bias gets no
+    gradient.
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k,
+                   AnyRankedTensor:$v, Optional<AnyRankedTensor>:$bias,
+                   AnyRankedTensor:$out, AnyRankedTensor:$lse,
+                   AnyRankedTensor:$grad,
+                   DefaultValuedAttr<F64Attr, "0.0">:$scale,
+                   DefaultValuedAttr<I64Attr, "0">:$causal);
+  let results = (outs AnyRankedTensor:$dq, AnyRankedTensor:$dk,
+                 AnyRankedTensor:$dv);
+}
+
 def Colossal_ReshapeOp : Colossal_TableOp<"reshape"> {
   let summary = "Same elements, the result's static shape";
   let arguments = (ins AnyRankedTensor:$input);

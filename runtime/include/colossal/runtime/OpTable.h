@@ -142,6 +142,34 @@
 //                     With momentum 0, buf' = buf. A negative step is a
 //                     run-time error. Aliases: param'<-param, buf'<-buf.
 //
+// Fused attention (docs/cuda.md "Fused attention"; colossal-fuse-attention
+// substitutes it for softmax(q @ k^T * scale + mask) @ v):
+//
+//  attention          (q [B, Hq, S, D], k [B, Hkv, T, D], v [B, Hkv, T, D]
+//                     [, bias]): q, k, v of one float dtype; Hkv >= 1 and
+//                     Hq % Hkv == 0 (grouped-query attention: query head h
+//                     reads kv head h / (Hq / Hkv)); bias of q's dtype, rank
+//                     <= 4, broadcastable to [B, Hq, S, T] (each of its
+//                     trailing dims 1 or the full dim), added to the
+//                     scores. Attrs scale (f64, finite), causal (0/1: key j
+//                     is masked out of query row i when j > i + T - S, the
+//                     bottom-right alignment). TWO results: out (q's type)
+//                     = softmax_j(scale * q_i . k_j + bias_ij) @ v, and lse
+//                     (f32 [B, Hq, S]) = log sum_j exp(score_ij). A row
+//                     whose every score is -inf (or masked) gives out 0 and
+//                     lse -inf. Scores, softmax and sums in f64 on the CPU;
+//                     no [S, T] tensor is a result.
+//  attention_grad     (q, k, v [, bias], out, lse, dout) as attention's
+//                     operands and results, dout of out's type; attrs as
+//                     attention. THREE results dq, dk, dv (q's, k's, v's
+//                     types): the gradient of sum(out * dout); dk and dv sum
+//                     over the query heads of their group. The bias gets no
+//                     gradient (the compiler fuses only biases that do not
+//                     depend on a trainable weight). The CPU kernel
+//                     recomputes the softmax in f64 and reads out and lse
+//                     only through their types; the CUDA kernel recomputes
+//                     it from lse.
+//
 // Numeric OpKind values are stored in plan files: append, never renumber.
 //
 //===----------------------------------------------------------------------===//
@@ -207,6 +235,8 @@ namespace colossal::runtime {
   X(GatherElements, "gather_elements", 52, 2, 2)                               \
   X(GatherElementsGrad, "gather_elements_grad", 53, 2, 2)                      \
   X(Trilu, "trilu", 54, 1, 1)                                                  \
+  X(Attention, "attention", 56, 3, 4)                                          \
+  X(AttentionGrad, "attention_grad", 57, 6, 7)                                 \
   X(Reshape, "reshape", 60, 1, 1)                                              \
   X(Expand, "expand", 61, 1, 1)                                                \
   X(Transpose, "transpose", 62, 1, 1)                                          \
@@ -246,7 +276,7 @@ struct OpInfo {
   int maxInputs; ///< -1: unbounded
   std::vector<AttrSpec> attrs;
   /// How many results inferOutputTypes gives and the kernel writes (1 for
-  /// all but layer_norm_grad, adamw: 3, and sgd: 2).
+  /// all but layer_norm_grad, adamw, attention_grad: 3, sgd, attention: 2).
   int numOutputs = 1;
 };
 
