@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 
 using namespace mlir::colossal;
@@ -391,11 +392,30 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
     s.instrs.push_back(c);
   }
   s.computeS = s.gemmS + s.memoryBoundS;
+
+  // The list schedule over the plan's streams and events: consecutive
+  // instructions of one program form a StreamProgram (run `repeat` times).
+  std::vector<StreamInstr> streamInstrs(instrs.size());
+  std::vector<StreamProgram> programs;
+  uint32_t numStreams = 1;
+  for (size_t i = 0; i < instrs.size(); ++i) {
+    const CostInstr &in = instrs[i];
+    streamInstrs[i] = {in.stream, in.sync, in.event, s.instrs[i].seconds};
+    numStreams = std::max(numStreams, in.stream + 1);
+    if (i == 0 || in.program != instrs[i - 1].program)
+      programs.push_back({static_cast<uint32_t>(i), 0, in.repeat});
+    ++programs.back().count;
+  }
+  StreamSchedule schedule = scheduleStreams(streamInstrs, programs, numStreams);
+  s.makespanS = schedule.makespanS;
+  s.streamBusyS = schedule.busyS;
   double shared = 0;
   if (s.h2dBytes + s.d2hBytes > 0)
     shared = (s.h2dBytes + s.d2hBytes) / p.bidirectionalBytesPerS +
              s.numCopies * p.copyLatencyS;
   s.pcieS = std::max({s.h2dS, s.d2hS, shared});
+  // The bottleneck is the resource with the most busy time; the step is
+  // the schedule's makespan (which includes the waits the events impose).
   s.stepS = s.computeS;
   s.bottleneck = "compute";
   if (s.pcieS > s.stepS) {
@@ -405,6 +425,108 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
   if (s.cpuS > s.stepS) {
     s.stepS = s.cpuS;
     s.bottleneck = "cpu_optimizer";
+  }
+  s.stepS = std::max(s.stepS, s.makespanS);
+  return s;
+}
+
+//===----------------------------------------------------------------------===//
+// Streams and events
+//===----------------------------------------------------------------------===//
+
+std::vector<std::pair<uint32_t, uint32_t>>
+mlir::colossal::streamLiveSpans(const std::vector<StreamInstr> &instrs,
+                                const std::vector<StreamProgram> &programs) {
+  std::vector<std::pair<uint32_t, uint32_t>> spans(instrs.size());
+  for (size_t i = 0; i < instrs.size(); ++i)
+    spans[i] = {static_cast<uint32_t>(i), static_cast<uint32_t>(i)};
+  uint32_t numStreams = 1;
+  for (const StreamInstr &in : instrs)
+    numStreams = std::max(numStreams, in.stream + 1);
+  if (numStreams == 1)
+    return spans;
+  for (const StreamProgram &prog : programs) {
+    if (prog.count == 0)
+      continue;
+    const uint32_t end = prog.first + prog.count;
+    // clock[s][t]: instructions of stream t seen by stream s's current
+    // point; per instruction its stream's clock after it.
+    std::vector<std::vector<uint32_t>> clock(
+        numStreams, std::vector<uint32_t>(numStreams, 0));
+    std::map<int64_t, std::vector<uint32_t>> eventClock;
+    std::vector<std::vector<uint32_t>> ts(prog.count);
+    // Stream 0's instructions in order, and what each has seen of every
+    // stream (non-decreasing along stream 0): for the binary searches.
+    std::vector<uint32_t> zeroAt;
+    for (uint32_t i = prog.first; i < end; ++i) {
+      const StreamInstr &in = instrs[i];
+      std::vector<uint32_t> &c = clock[in.stream];
+      ++c[in.stream];
+      if (in.sync == StreamInstr::Sync::Record) {
+        eventClock[in.event] = c;
+      } else if (in.sync == StreamInstr::Sync::Wait) {
+        auto it = eventClock.find(in.event);
+        if (it != eventClock.end())
+          for (uint32_t t = 0; t < numStreams; ++t)
+            c[t] = std::max(c[t], it->second[t]);
+      }
+      ts[i - prog.first] = c;
+      if (in.stream == 0)
+        zeroAt.push_back(i);
+    }
+    for (uint32_t i = prog.first; i < end; ++i) {
+      const StreamInstr &in = instrs[i];
+      if (in.stream == 0)
+        continue;
+      const std::vector<uint32_t> &mine = ts[i - prog.first];
+      // from: stream-0 instructions before it number mine[0]; the last of
+      // them is zeroAt[mine[0] - 1].
+      uint32_t from = mine[0] == 0 ? prog.first : zeroAt[mine[0] - 1] + 1;
+      // to: the first stream-0 instruction whose clock has seen it.
+      auto it = std::partition_point(
+          zeroAt.begin(), zeroAt.end(), [&](uint32_t z) {
+            return ts[z - prog.first][in.stream] < mine[in.stream];
+          });
+      uint32_t to = it == zeroAt.end() ? end - 1 : *it;
+      spans[i] = {std::min(from, i), std::max(to, i)};
+    }
+  }
+  return spans;
+}
+
+StreamSchedule
+mlir::colossal::scheduleStreams(const std::vector<StreamInstr> &instrs,
+                                const std::vector<StreamProgram> &programs,
+                                uint32_t numStreams) {
+  StreamSchedule s;
+  for (const StreamInstr &in : instrs)
+    numStreams = std::max(numStreams, in.stream + 1);
+  s.startS.assign(instrs.size(), 0);
+  s.finishS.assign(instrs.size(), 0);
+  s.busyS.assign(numStreams, 0);
+  for (const StreamProgram &prog : programs) {
+    // Plan order is a topological order of the stream and event edges (a
+    // wait follows its record), so one pass schedules every instruction.
+    std::vector<double> streamFree(numStreams, 0);
+    std::map<int64_t, double> eventAt;
+    double end = 0;
+    for (uint32_t i = prog.first; i < prog.first + prog.count; ++i) {
+      const StreamInstr &in = instrs[i];
+      double start = streamFree[in.stream];
+      if (in.sync == StreamInstr::Sync::Wait) {
+        auto it = eventAt.find(in.event);
+        if (it != eventAt.end())
+          start = std::max(start, it->second);
+      }
+      s.startS[i] = start;
+      s.finishS[i] = start + in.seconds;
+      streamFree[in.stream] = s.finishS[i];
+      if (in.sync == StreamInstr::Sync::Record)
+        eventAt[in.event] = s.finishS[i];
+      s.busyS[in.stream] += prog.repeat * in.seconds;
+      end = std::max(end, s.finishS[i]);
+    }
+    s.makespanS += prog.repeat * end;
   }
   return s;
 }

@@ -55,6 +55,33 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
   };
   plan.numStreams = static_cast<uint32_t>(intAttr("cplan.num_streams", 1));
   plan.numEvents = static_cast<uint32_t>(intAttr("cplan.num_events", 0));
+  // Format 1.2: `cplan.stream_kinds = ["compute", "copy", ...]`, one per
+  // stream; absent: every stream computes.
+  if (Attribute kindsAttr = func->getAttr("cplan.stream_kinds")) {
+    auto kinds = dyn_cast<ArrayAttr>(kindsAttr);
+    if (!kinds)
+      return func.emitOpError()
+             << "requires cplan.stream_kinds to be an array of strings, got "
+             << kindsAttr;
+    for (auto [s, a] : llvm::enumerate(kinds)) {
+      auto name = dyn_cast<StringAttr>(a);
+      if (!name || (name.getValue() != "compute" && name.getValue() != "copy" &&
+                    name.getValue() != "host"))
+        return func.emitOpError()
+               << "cplan.stream_kinds[" << s
+               << "]: expected \"compute\", \"copy\" or \"host\", got " << a;
+      plan.streamKinds.push_back(name.getValue() == "compute"
+                                     ? rt::StreamKind::kCompute
+                                 : name.getValue() == "copy"
+                                     ? rt::StreamKind::kCopy
+                                     : rt::StreamKind::kHost);
+    }
+    if (plan.streamKinds.size() != plan.numStreams)
+      return func.emitOpError()
+             << "declares " << plan.numStreams << " streams (cplan.num_streams) "
+             << "but " << plan.streamKinds.size()
+             << " kinds (cplan.stream_kinds)";
+  }
   auto arenaBytes = func->getAttrOfType<DenseI64ArrayAttr>("cplan.arena_bytes");
   if (!arenaBytes || arenaBytes.size() != 2)
     return func.emitOpError()
@@ -155,10 +182,23 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
       plan.instrs.push_back(std::move(instr));
       return WalkResult::advance();
     }
-    if (isa<plan::EventRecordOp, plan::EventWaitOp>(op)) {
-      op->emitOpError("cannot be written: plan format 1.0 has no event "
-                      "instructions yet (they arrive with multi-stream plans)");
-      return WalkResult::interrupt();
+    if (auto record = dyn_cast<plan::EventRecordOp>(op)) {
+      rt::PlanInstr instr;
+      instr.attrs = rt::Attrs(rt::OpKind::EventRecord);
+      instr.attrs.setI("event", static_cast<int64_t>(record.getEvent()));
+      instr.stream = static_cast<uint32_t>(record.getStream());
+      instr.location = locationName(record.getLoc());
+      plan.instrs.push_back(std::move(instr));
+      return WalkResult::advance();
+    }
+    if (auto wait = dyn_cast<plan::EventWaitOp>(op)) {
+      rt::PlanInstr instr;
+      instr.attrs = rt::Attrs(rt::OpKind::EventWait);
+      instr.attrs.setI("event", static_cast<int64_t>(wait.getEvent()));
+      instr.stream = static_cast<uint32_t>(wait.getStream());
+      instr.location = locationName(wait.getLoc());
+      plan.instrs.push_back(std::move(instr));
+      return WalkResult::advance();
     }
     if (auto bind = dyn_cast<plan::BindOp>(op)) {
       rt::PlanBinding binding;

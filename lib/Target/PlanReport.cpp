@@ -396,7 +396,23 @@ mlir::colossal::buildPlanReport(ModuleOp module,
                             c.inputs.empty() ? 0 : c.inputs[0].sizeBytes()});
     } else {
       c.kind = CostInstr::Kind::Event;
+      if (auto rec = dyn_cast<plan::EventRecordOp>(op)) {
+        c.sync = StreamInstr::Sync::Record;
+        c.event = static_cast<int64_t>(rec.getEvent());
+        c.stream = static_cast<uint32_t>(rec.getStream());
+      } else if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
+        c.sync = StreamInstr::Sync::Wait;
+        c.event = static_cast<int64_t>(w.getEvent());
+        c.stream = static_cast<uint32_t>(w.getStream());
+      }
     }
+    if (auto k = dyn_cast<plan::KernelOp>(op))
+      c.stream = static_cast<uint32_t>(k.getStream());
+    else if (auto copy = dyn_cast<plan::CopyOp>(op))
+      c.stream = static_cast<uint32_t>(copy.getStream());
+    for (auto [p, range] : llvm::enumerate(r.programs))
+      if (i >= range.first && i <= range.last)
+        c.program = static_cast<uint32_t>(p);
     records.push_back(std::move(c));
   }
   r.cost = estimateStep(records, r.profile);
@@ -508,7 +524,9 @@ void mlir::colossal::printPlanReportSummary(llvm::raw_ostream &os,
      << bottleneckName(c.bottleneck) << " (compute " << fmtSeconds(c.computeS)
      << ": GEMM " << fmtSeconds(c.gemmS) << " + memory-bound "
      << fmtSeconds(c.memoryBoundS) << "; PCIe " << fmtSeconds(c.pcieS)
-     << "; CPU optimizer " << fmtSeconds(c.cpuS) << ") on "
+     << "; CPU optimizer " << fmtSeconds(c.cpuS) << "; "
+     << c.streamBusyS.size() << (c.streamBusyS.size() == 1 ? " stream" : " streams")
+     << " scheduled: " << fmtSeconds(c.makespanS) << ") on "
      << (r.profile.name.empty() ? r.profilePath : r.profile.name) << "\n";
 }
 
@@ -554,6 +572,11 @@ void mlir::colossal::writePlanReportJson(llvm::raw_ostream &os,
       j.attribute("d2h", r.cost.d2hS);
       j.attribute("pcie", r.cost.pcieS);
       j.attribute("cpu_optimizer", r.cost.cpuS);
+      j.attribute("makespan", r.cost.makespanS);
+    });
+    j.attributeArray("stream_busy_s", [&] {
+      for (double busy : r.cost.streamBusyS)
+        j.value(busy);
     });
     j.attribute("flops_per_step", r.cost.flops);
     j.attribute("instructions", static_cast<int64_t>(r.numInstructions));

@@ -1,5 +1,6 @@
 //===- AssignOffsets.cpp - Place buffers in the device and host arenas ----===//
 
+#include "colossal/Analysis/CostModel.h"
 #include "colossal/Analysis/OffsetPacker.h"
 #include "colossal/Transforms/Passes.h"
 
@@ -29,15 +30,37 @@ bool isInstruction(Operation *op) {
              plan::EventWaitOp>(op);
 }
 
+/// An instruction's stream and event, as the stream analyses see it.
+StreamInstr streamInstrOf(Operation *op) {
+  StreamInstr s;
+  if (auto k = dyn_cast<plan::KernelOp>(op))
+    s.stream = static_cast<uint32_t>(k.getStream());
+  else if (auto c = dyn_cast<plan::CopyOp>(op))
+    s.stream = static_cast<uint32_t>(c.getStream());
+  else if (auto r = dyn_cast<plan::EventRecordOp>(op)) {
+    s.stream = static_cast<uint32_t>(r.getStream());
+    s.sync = StreamInstr::Sync::Record;
+    s.event = static_cast<int64_t>(r.getEvent());
+  } else if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
+    s.stream = static_cast<uint32_t>(w.getStream());
+    s.sync = StreamInstr::Sync::Wait;
+    s.event = static_cast<int64_t>(w.getEvent());
+  }
+  return s;
+}
+
 } // namespace
 
 void AssignOffsetsPass::runOnOperation() {
   func::FuncOp func = getOperation();
   llvm::DenseMap<Operation *, uint32_t> index;
+  std::vector<StreamInstr> streamInstrs;
   uint32_t count = 0;
   func.walk([&](Operation *op) {
-    if (isInstruction(op))
+    if (isInstruction(op)) {
       index[op] = count++;
+      streamInstrs.push_back(streamInstrOf(op));
+    }
   });
   const uint32_t last = count ? count - 1 : 0;
 
@@ -58,6 +81,26 @@ void AssignOffsetsPass::runOnOperation() {
       }
     });
   }
+  // What a touch at instruction i occupies: [i, i] on stream 0; for a copy
+  // or host kernel on another stream, from after the last stream-0
+  // instruction ordered before it to the first ordered after it (the
+  // stream-0 wait for its event), so that bytes are reused only once every
+  // stream is done with them (docs/planner.md, "Streams and events").
+  std::vector<StreamProgram> programs;
+  {
+    SmallVector<std::pair<uint32_t, uint32_t>> ranges;
+    for (auto &entry : programRange)
+      ranges.push_back(entry.second);
+    llvm::sort(ranges);
+    for (auto [from, to] : ranges)
+      if (from < count)
+        programs.push_back({from, to - from + 1, 1});
+    if (programs.empty() && count != 0)
+      programs.push_back({0, count, 1});
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> spans =
+      streamLiveSpans(streamInstrs, programs);
+
   auto rangeOf = [&](plan::BindOp bind) -> std::pair<uint32_t, uint32_t> {
     if (auto p = bind.getProgram()) {
       auto it = programRange.find(*p);
@@ -91,7 +134,8 @@ void AssignOffsetsPass::runOnOperation() {
       }
       for (Operation *user : view->getUsers()) {
         if (auto it = index.find(user); it != index.end()) {
-          touch(it->second);
+          touch(spans[it->second].first);
+          touch(spans[it->second].second);
         } else if (auto bind = dyn_cast<plan::BindOp>(user)) {
           // Inputs are written before their program's first instruction,
           // outputs read after its last; the rest persist.

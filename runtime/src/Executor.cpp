@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <set>
 
 namespace colossal::runtime {
@@ -583,6 +584,159 @@ Status planViolation(const std::string &message) {
 
 } // namespace
 
+namespace {
+
+std::string instrText(const Plan &plan, uint64_t index) {
+  const PlanInstr &instr = plan.instrs[index];
+  std::string where = "instruction " + std::to_string(index) + " (" +
+                      std::string(opInfo(instr.attrs.kind()).name);
+  if (!instr.location.empty())
+    where += " at " + instr.location;
+  return where + ", stream " + std::to_string(instr.stream) + ")";
+}
+
+/// The ordering safety rule of multi-stream plans (docs/plan-format.md,
+/// "Streams and events"), checked per program with vector clocks: clock[s]
+/// counts the instructions of stream s that the current point of a stream
+/// has seen; a record stores its stream's clock in the event, a wait joins
+/// the event's clock into its stream's. Instruction a happens before b when
+/// b's clock has seen a: ts(a)[stream(a)] <= ts(b)[stream(a)]. Checked:
+///  - a read happens after the last write of its buffer before it (plan
+///    order), and a write after the earlier reads and write;
+///  - for two buffers of one arena that share bytes (disjoint live ranges),
+///    every touch of the earlier happens before every touch of the later.
+/// Buffers are the unit (a view is its buffer), programs are independent
+/// (the executor joins every stream at a program's end). Cost:
+/// O(instructions x streams + pairs of byte-sharing buffers x streams).
+Status checkStreamOrder(const Plan &plan,
+                        const std::vector<PlanProgram> &programs) {
+  const size_t numStreams = plan.numStreams;
+  if (numStreams <= 1)
+    return Status::ok(); // one stream runs in plan order: nothing to order
+  auto violation = [](const std::string &message) {
+    return Status(StatusCode::kCorruptPlan, "check-plan: " + message);
+  };
+  const size_t numBuffers = plan.buffers.size();
+  for (const PlanProgram &prog : programs) {
+    const uint64_t first = prog.firstInstr, end = first + prog.numInstrs;
+    std::vector<uint32_t> ts(prog.numInstrs * numStreams, 0);
+    auto clockOf = [&](uint64_t i) { return &ts[(i - first) * numStreams]; };
+    auto before = [&](uint64_t a, uint64_t b) {
+      uint32_t s = plan.instrs[a].stream;
+      return clockOf(a)[s] <= clockOf(b)[s];
+    };
+    std::vector<std::vector<uint32_t>> streamClock(
+        numStreams, std::vector<uint32_t>(numStreams, 0));
+    std::map<int64_t, std::vector<uint32_t>> eventClock;
+    // Per buffer: the last writer and, per stream, the last reader since it
+    // (instruction indices; UINT64_MAX: none in this program).
+    constexpr uint64_t kNone = UINT64_MAX;
+    std::vector<uint64_t> lastWriter(numBuffers, kNone);
+    std::vector<std::vector<uint64_t>> lastReaders(numBuffers);
+    // Per buffer and stream: the touch with the largest clock component and
+    // the touch whose clock has seen the least of that stream.
+    std::vector<std::vector<uint64_t>> latestOn(numBuffers),
+        earliestSeen(numBuffers);
+    for (uint64_t i = first; i < end; ++i) {
+      const PlanInstr &in = plan.instrs[i];
+      std::vector<uint32_t> &clock = streamClock[in.stream];
+      ++clock[in.stream];
+      OpKind kind = in.attrs.kind();
+      if (kind == OpKind::EventRecord) {
+        eventClock[in.attrs.i("event")] = clock;
+      } else if (kind == OpKind::EventWait) {
+        auto it = eventClock.find(in.attrs.i("event"));
+        if (it != eventClock.end()) // validatePlan: always recorded
+          for (size_t s = 0; s < numStreams; ++s)
+            clock[s] = std::max(clock[s], it->second[s]);
+      }
+      std::copy(clock.begin(), clock.end(), clockOf(i));
+      for (int pass = 0; pass < 2; ++pass) {
+        const bool write = pass == 1;
+        for (uint32_t t : write ? in.outputs : in.inputs) {
+          uint32_t b = plan.tensors[t].buffer;
+          const std::string name = quoted(plan.buffers[b].name);
+          uint64_t w = lastWriter[b];
+          if (w != kNone && w != i && !before(w, i))
+            return violation(instrText(plan, i) +
+                             (write ? " writes" : " reads") + " buffer " +
+                             name + " written by " + instrText(plan, w) +
+                             ", which does not happen before it (no event "
+                             "orders the two streams: a missing wait)");
+          std::vector<uint64_t> &readers = lastReaders[b];
+          if (write) {
+            for (uint64_t r : readers)
+              if (r != kNone && r != i && !before(r, i))
+                return violation(instrText(plan, i) + " writes buffer " +
+                                 name + " read by " + instrText(plan, r) +
+                                 ", which does not happen before it (no "
+                                 "event orders the two streams)");
+          } else {
+            readers.resize(numStreams, kNone);
+            readers[in.stream] = i;
+          }
+          std::vector<uint64_t> &latest = latestOn[b], &seen = earliestSeen[b];
+          if (latest.empty()) {
+            latest.assign(numStreams, kNone);
+            seen.assign(numStreams, i);
+          }
+          latest[in.stream] = i; // clocks grow along a stream
+          for (size_t s = 0; s < numStreams; ++s)
+            if (clockOf(i)[s] < clockOf(seen[s])[s])
+              seen[s] = i;
+        }
+      }
+      for (uint32_t t : in.outputs) {
+        uint32_t b = plan.tensors[t].buffer;
+        lastWriter[b] = i;
+        lastReaders[b].assign(numStreams, kNone);
+      }
+    }
+
+    // Byte-sharing buffers touched in this program, per arena, by offset.
+    std::vector<uint32_t> touched;
+    for (uint32_t b = 0; b < numBuffers; ++b)
+      if (!latestOn[b].empty() && plan.buffers[b].sizeBytes != 0)
+        touched.push_back(b);
+    std::stable_sort(touched.begin(), touched.end(),
+                     [&](uint32_t x, uint32_t y) {
+                       const PlanBuffer &a = plan.buffers[x],
+                                        &c = plan.buffers[y];
+                       return a.arena != c.arena ? a.arena < c.arena
+                                                 : a.offsetBytes < c.offsetBytes;
+                     });
+    for (size_t x = 0; x < touched.size(); ++x) {
+      const PlanBuffer &bx = plan.buffers[touched[x]];
+      for (size_t y = x + 1; y < touched.size(); ++y) {
+        const PlanBuffer &by = plan.buffers[touched[y]];
+        if (by.arena != bx.arena || by.offsetBytes >= bx.offsetBytes + bx.sizeBytes)
+          break;
+        uint32_t early = touched[x], late = touched[y];
+        if (plan.buffers[late].liveEnd < plan.buffers[early].liveStart)
+          std::swap(early, late);
+        if (plan.buffers[early].liveEnd >= plan.buffers[late].liveStart)
+          continue; // live together: the live-range check reports it
+        for (size_t s = 0; s < numStreams; ++s) {
+          uint64_t a = latestOn[early][s], n = earliestSeen[late][s];
+          if (a == kNone || clockOf(a)[s] <= clockOf(n)[s])
+            continue;
+          return violation(
+              instrText(plan, a) + " touches buffer " +
+              quoted(plan.buffers[early].name) + " and " + instrText(plan, n) +
+              " touches buffer " + quoted(plan.buffers[late].name) +
+              ", which reuses its " +
+              memorySpaceName(plan.arenas[plan.buffers[late].arena].space) +
+              " bytes, but the first does not happen before the second (no "
+              "event orders them)");
+        }
+      }
+    }
+  }
+  return Status::ok();
+}
+
+} // namespace
+
 Status Executor::startPlanCheck() {
   const Plan &plan = *plan_;
   const size_t numBuffers = plan.buffers.size();
@@ -689,6 +843,10 @@ Status Executor::startPlanCheck() {
   for (std::vector<uint64_t> &live : liveBytesAt_)
     for (uint64_t i = 1; i < numInstrs; ++i)
       live[i] += live[i - 1];
+
+  // Multi-stream plans: the live ranges above are in plan order; the
+  // streams must also be ordered so that plan order is what happens.
+  COLOSSAL_RETURN_IF_ERROR(checkStreamOrder(plan, programs_));
 
   arenaChecks_.clear();
   for (const PlanArena &arena : plan.arenas) {

@@ -95,6 +95,9 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
             {"dampening", kF64},
             {"weight_decay", kF64},
             {"nesterov", kI64}};
+  case OpKind::EventRecord:
+  case OpKind::EventWait:
+    return {{"event", kI64}};
   default:
     return {};
   }
@@ -109,6 +112,9 @@ int numOutputsFor(OpKind kind) {
   case OpKind::Sgd:       // param', buf'
   case OpKind::Attention: // out, lse
     return 2;
+  case OpKind::EventRecord: // stream ordering only
+  case OpKind::EventWait:
+    return 0;
   default:
     return 1;
   }
@@ -1188,6 +1194,8 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
     return inferSliceGrad(r, result);
   case OpKind::SoftmaxCrossEntropyGrad:
     return inferCrossEntropyGrad(r, result);
+  case OpKind::EventRecord: // no results: inferResults
+  case OpKind::EventWait:
   case OpKind::LayerNormGrad: // several results: inferResults
   case OpKind::AdamW:
   case OpKind::Sgd:
@@ -1212,6 +1220,15 @@ Status inferResults(const Rules &r, const Attrs &attrs,
     return inferAttention(r, results);
   case OpKind::AttentionGrad:
     return inferAttentionGrad(r, results);
+  case OpKind::EventRecord:
+  case OpKind::EventWait:
+    // No operands (the count was checked), no results. The event's upper
+    // bound is the plan's numEvents: validatePlan checks it.
+    results.clear();
+    if (attrs.i("event") < 0)
+      return r.fail("event " + std::to_string(attrs.i("event")) +
+                    " is negative");
+    return Status::ok();
   default:
     results.resize(1);
     return inferResult(r, attrs, results[0]);

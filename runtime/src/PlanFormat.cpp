@@ -136,7 +136,11 @@ constexpr size_t kProgName = 0;       // StringRef
 constexpr size_t kProgFirstInstr = 8; // u32
 constexpr size_t kProgNumInstrs = 12; // u32
 
-constexpr uint32_t kNumKnownSections = 12;
+// StreamRecord, 8 bytes (section 13, format 1.2).
+constexpr uint32_t kStreamBytes = 8;
+constexpr size_t kStrKind = 0; // u8 StreamKind; 1..7 reserved
+
+constexpr uint32_t kNumKnownSections = 13;
 
 /// Record size of each known section: the smallest a reader accepts (the
 /// first format that had the section), the size this writer emits, and
@@ -174,6 +178,8 @@ SectionShape sectionShape(SectionId id) {
     return {1, 1, false};
   case SectionId::kPrograms:
     return {kProgramBytes, kProgramBytes, true};
+  case SectionId::kStreams:
+    return {kStreamBytes, kStreamBytes, true};
   }
   return {0, 0, false};
 }
@@ -204,6 +210,8 @@ const char *sectionName(SectionId id) {
     return "data";
   case SectionId::kPrograms:
     return "programs";
+  case SectionId::kStreams:
+    return "streams";
   }
   return "?";
 }
@@ -375,6 +383,18 @@ const char *memorySpaceName(MemorySpace space) {
   return "?";
 }
 
+const char *streamKindName(StreamKind kind) {
+  switch (kind) {
+  case StreamKind::kCompute:
+    return "compute";
+  case StreamKind::kCopy:
+    return "copy";
+  case StreamKind::kHost:
+    return "host";
+  }
+  return "?";
+}
+
 const char *bindingRoleName(BindingRole role) {
   switch (role) {
   case BindingRole::kInput:
@@ -429,6 +449,29 @@ Status validatePlan(const Plan &plan) {
   if (plan.numEvents > kMaxEvents)
     return corrupt("event count " + std::to_string(plan.numEvents) +
                    " exceeds the limit " + std::to_string(kMaxEvents));
+  // Format 1.2 stream kinds; none given means every stream computes.
+  if (!plan.streamKinds.empty()) {
+    if (plan.streamKinds.size() != plan.numStreams)
+      return corrupt("stream kinds: " +
+                     std::to_string(plan.streamKinds.size()) +
+                     " given for " + std::to_string(plan.numStreams) +
+                     " streams");
+    for (size_t s = 0; s < plan.streamKinds.size(); ++s)
+      if (static_cast<unsigned>(plan.streamKinds[s]) >
+          static_cast<unsigned>(StreamKind::kHost))
+        return corrupt("stream " + std::to_string(s) +
+                       ": unknown stream kind " +
+                       std::to_string(
+                           static_cast<unsigned>(plan.streamKinds[s])));
+    if (plan.streamKinds[0] != StreamKind::kCompute)
+      return corrupt(std::string("stream 0: kind ") +
+                     streamKindName(plan.streamKinds[0]) +
+                     ", but stream 0 is always a compute stream");
+  }
+  auto kindOfStream = [&](uint32_t s) {
+    return s < plan.streamKinds.size() ? plan.streamKinds[s]
+                                       : StreamKind::kCompute;
+  };
   // Every count must fit the u32 fields that store it.
   constexpr size_t kMaxCount = std::numeric_limits<uint32_t>::max();
   if (plan.arenas.size() > kMaxCount || plan.buffers.size() > kMaxCount ||
@@ -606,6 +649,52 @@ Status validatePlan(const Plan &plan) {
     }
   }
 
+  // What each stream kind may run (format 1.2), and event indices. A copy
+  // stream is a DMA queue: it moves bytes between the spaces and nothing
+  // else; a host stream is CPU threads: they cannot touch device memory.
+  for (size_t i = 0; i < plan.instrs.size(); ++i) {
+    const PlanInstr &in = plan.instrs[i];
+    OpKind kind = in.attrs.kind();
+    bool isEvent = kind == OpKind::EventRecord || kind == OpKind::EventWait;
+    if (isEvent && static_cast<uint64_t>(in.attrs.i("event")) >=
+                       plan.numEvents)
+      return corrupt(instrLabel(plan, i) + ": event " +
+                     std::to_string(in.attrs.i("event")) +
+                     " is out of range (" + std::to_string(plan.numEvents) +
+                     " events)");
+    StreamKind sk = kindOfStream(in.stream);
+    if (isEvent || sk == StreamKind::kCompute)
+      continue;
+    std::string where = instrLabel(plan, i) + ": stream " +
+                        std::to_string(in.stream) + " is a " +
+                        streamKindName(sk) + " stream";
+    auto spaceOf = [&](uint32_t t) {
+      return plan.arenas[extents[t].arena].space;
+    };
+    if (sk == StreamKind::kCopy) {
+      if (kind != OpKind::Identity)
+        return corrupt(where + ", which runs only identity copies between "
+                               "memory spaces and events");
+      if (spaceOf(in.inputs[0]) == spaceOf(in.outputs[0]))
+        return corrupt(where + ", but this copy stays in " +
+                       memorySpaceName(spaceOf(in.inputs[0])) +
+                       " memory (a copy stream moves bytes between spaces)");
+      continue;
+    }
+    for (int pass = 0; pass < 2; ++pass) {
+      const std::vector<uint32_t> &ops = pass == 0 ? in.inputs : in.outputs;
+      for (size_t k = 0; k < ops.size(); ++k)
+        if (spaceOf(ops[k]) != MemorySpace::kHost)
+          return corrupt(where + ", but its " +
+                         (pass == 0 ? "input " : "output ") +
+                         std::to_string(k) + " (tensor " +
+                         std::to_string(ops[k]) + ") is in " +
+                         memorySpaceName(spaceOf(ops[k])) +
+                         " memory (a host stream runs only kernels on host "
+                         "tensors)");
+    }
+  }
+
   // Programs partition the instructions: consecutive ranges, in order,
   // covering every instruction (an instruction outside every program would
   // never run).
@@ -657,6 +746,32 @@ Status validatePlan(const Plan &plan) {
                      kMicroStepProgram + " and " + kApplyStepProgram);
     }
   }
+  // Every wait needs a record of its event earlier in its program: programs
+  // run separately, so a record in another program orders nothing.
+  {
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    if (plan.programs.empty())
+      ranges.push_back({0, plan.instrs.size()});
+    for (const PlanProgram &prog : plan.programs)
+      ranges.push_back(
+          {prog.firstInstr, uint64_t(prog.firstInstr) + prog.numInstrs});
+    std::vector<bool> recorded(plan.numEvents, false);
+    for (auto [begin, end] : ranges) {
+      std::fill(recorded.begin(), recorded.end(), false);
+      for (uint64_t i = begin; i < end; ++i) {
+        const PlanInstr &in = plan.instrs[i];
+        if (in.attrs.kind() == OpKind::EventRecord)
+          recorded[in.attrs.i("event")] = true;
+        else if (in.attrs.kind() == OpKind::EventWait &&
+                 !recorded[in.attrs.i("event")])
+          return corrupt(instrLabel(plan, i) + ": waits for event " +
+                         std::to_string(in.attrs.i("event")) +
+                         ", which no earlier event_record of its program "
+                         "records");
+      }
+    }
+  }
+
   const size_t numPrograms = plan.programs.size();
   const bool trainingPlan =
       numPrograms > 1 ||
@@ -997,6 +1112,11 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
     st32(r, kProgFirstInstr, prog.firstInstr);
     st32(r, kProgNumInstrs, prog.numInstrs);
   }
+  std::vector<uint8_t> &streams = section(SectionId::kStreams);
+  streams.assign(size_t(plan.numStreams) * kStreamBytes, 0);
+  for (size_t k = 0; k < plan.streamKinds.size(); ++k)
+    st8(streams.data() + k * kStreamBytes, kStrKind,
+        static_cast<uint8_t>(plan.streamKinds[k]));
   section(SectionId::kStrings) = std::move(strings.bytes());
 
   // Assemble: header, section table (ids ascending), payloads in id order.
@@ -1326,6 +1446,24 @@ Status PlanDecoder::decode(Plan &plan) const {
         r, kProgName, "program " + std::to_string(p) + " name", prog.name));
     prog.firstInstr = ld32(r, kProgFirstInstr);
     prog.numInstrs = ld32(r, kProgNumInstrs);
+  }
+
+  // Format 1.2: one record per stream. Older files have none: every stream
+  // computes (streamKinds stays empty).
+  const SectionView &streamSec = sec(SectionId::kStreams);
+  if (streamSec.present) {
+    if (streamSec.count() != plan.numStreams)
+      return corrupt("meta record says " + std::to_string(plan.numStreams) +
+                     " streams but the streams section holds " +
+                     std::to_string(streamSec.count()));
+    plan.streamKinds.resize(streamSec.count());
+    for (uint64_t k = 0; k < streamSec.count(); ++k) {
+      uint8_t kind = ld8(streamSec.record(k), kStrKind);
+      if (kind > static_cast<uint8_t>(StreamKind::kHost))
+        return corrupt("stream " + std::to_string(k) +
+                       ": unknown stream kind " + std::to_string(kind));
+      plan.streamKinds[k] = static_cast<StreamKind>(kind);
+    }
   }
   return Status::ok();
 }

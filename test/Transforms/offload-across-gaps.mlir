@@ -2,12 +2,18 @@
 
 // %a is written at 0 and read again at 4; %b and %c live at 1..3, so the
 // peak (3 x 128 = 384 > 300) is at 2 and 3. %a is the largest buffer idle
-// across it: it is copied to the host right after its write and back right
-// before the read at 4, which then uses the fetched copy; the peak falls to
-// 256 (%b, %c). The fetched copy is marked and never parked again.
+// across it. The offload runs on the D2H stream 2 behind an event recorded
+// on stream 0 after the write; stream 0 waits for it before the first
+// over-budget instruction (the relu at 2), where %a's device bytes die. The
+// prefetch is issued on the H2D stream 1 after the last over-budget
+// instruction (3): 128 B / 55 GB/s + 15 us is more than the zero compute
+// left before the read, so its lead is shortened (marked). Stream 0 waits
+// for it right before the read, which uses the fetched copy; the peak falls
+// to 256 (%b, %c). The parked and fetched buffers are never parked again.
 // CHECK-LABEL: func.func @park
+// CHECK-SAME: cplan.num_events = 4 : i64, cplan.num_streams = 3 : i64, cplan.stream_kinds = ["compute", "copy", "copy"]
 func.func @park() {
-  // CHECK: %[[A:.+]] = cplan.buffer.alloc device size(128)
+  // CHECK: %[[A:.+]] = cplan.buffer.alloc device size(128) align(64) {colossal.parked}
   %a = cplan.buffer.alloc device size(128) align(64)
   %b = cplan.buffer.alloc device size(128) align(64)
   %c = cplan.buffer.alloc device size(128) align(64)
@@ -19,13 +25,24 @@ func.func @park() {
   // CHECK-NEXT: %[[HOST:.+]] = cplan.buffer.alloc host size(128) align(64)
   // CHECK-NEXT: %[[HV:.+]] = cplan.view %[[HOST]][0] : memref<128xui8>
   // CHECK-NEXT: %[[AV:.+]] = cplan.view %[[A]][0] : memref<128xui8>
-  // CHECK-NEXT: cplan.copy %[[AV]] to %[[HV]] stream(0) : memref<128xui8>
+  // CHECK-NEXT: cplan.event.record [[USED:[0-9]+]] stream(0)
+  // CHECK-NEXT: cplan.event.wait [[USED]] stream(2)
+  // CHECK-NEXT: cplan.copy %[[AV]] to %[[HV]] stream(2) : memref<128xui8>
+  // CHECK-NEXT: cplan.event.record [[OFF:[0-9]+]] stream(2)
+  // CHECK-NEXT: cplan.kernel "fill"
+  // CHECK-NEXT: cplan.event.wait [[OFF]] stream(0)
+  // CHECK-NEXT: cplan.kernel "relu"
   cplan.kernel "fill" ins() outs(%vb : memref<32xf32>) params {value = 2.0 : f64} stream(0)
   cplan.kernel "relu" ins(%vb : memref<32xf32>) outs(%vc : memref<32xf32>) params {} stream(0)
+  // CHECK-NEXT: cplan.kernel "relu"
   cplan.kernel "relu" ins(%vc : memref<32xf32>) outs(%vb : memref<32xf32>) params {} stream(0)
-  // CHECK: %[[DEV:.+]] = cplan.buffer.alloc device size(128) align(64) {colossal.fetched}
+  // CHECK-NEXT: %[[DEV:.+]] = cplan.buffer.alloc device size(128) align(64) {colossal.fetched, colossal.lead_shortened}
   // CHECK-NEXT: %[[DV:.+]] = cplan.view %[[DEV]][0] : memref<128xui8>
-  // CHECK-NEXT: cplan.copy %[[HV]] to %[[DV]] stream(0) : memref<128xui8>
+  // CHECK-NEXT: cplan.event.record [[ISSUE:[0-9]+]] stream(0)
+  // CHECK-NEXT: cplan.event.wait [[ISSUE]] stream(1)
+  // CHECK-NEXT: cplan.copy %[[HV]] to %[[DV]] stream(1) : memref<128xui8>
+  // CHECK-NEXT: cplan.event.record [[FETCHED:[0-9]+]] stream(1)
+  // CHECK-NEXT: cplan.event.wait [[FETCHED]] stream(0)
   // CHECK-NEXT: %[[NEWA:.+]] = cplan.view %[[DEV]][0] : memref<32xf32>
   // CHECK-NEXT: cplan.kernel "relu" ins(%[[NEWA]] : memref<32xf32>) outs(%[[NEWA]] : memref<32xf32>)
   // CHECK-NOT: cplan.copy

@@ -69,6 +69,15 @@ struct DeviceProfile {
 /// fall back to a default).
 llvm::Expected<DeviceProfile> parseDeviceProfile(llvm::StringRef jsonText);
 
+/// One instruction as the stream analyses (below) see it.
+struct StreamInstr {
+  enum class Sync : uint8_t { None, Record, Wait };
+  uint32_t stream = 0;
+  Sync sync = Sync::None;
+  int64_t event = -1;  ///< Record / Wait: the event index
+  double seconds = 0;  ///< predicted duration of one run (list schedule)
+};
+
 /// Where a kernel's operands live, or a copy's ends.
 enum class Placement : uint8_t { Device, Host };
 
@@ -88,6 +97,13 @@ struct CostInstr {
   /// How many times one step runs it: grad-accum for micro_step's
   /// instructions, 1 for the rest.
   uint32_t repeat = 1;
+  /// The stream it runs on, and for an event op its kind and index: the
+  /// list schedule's edges (StreamInstr). `program`: consecutive
+  /// instructions of one program run together, programs one after another.
+  uint32_t stream = 0;
+  StreamInstr::Sync sync = StreamInstr::Sync::None;
+  int64_t event = -1;
+  uint32_t program = 0;
 };
 
 /// Which queue an instruction occupies.
@@ -113,7 +129,14 @@ struct StepCost {
   /// latencies), since both directions at once share ~100 GB/s, not 110.
   double pcieS = 0;
   double cpuS = 0;  ///< host kernels (the CPU optimizer)
-  double stepS = 0; ///< max(computeS, pcieS, cpuS): perfect overlap
+  /// The list schedule's makespan over the plan's streams and events
+  /// (scheduleStreams): what overlap the plan's streams allow.
+  double makespanS = 0;
+  /// max(makespanS, computeS, pcieS, cpuS): the schedule, but never below
+  /// a resource's busy time (the link shared by both directions).
+  double stepS = 0;
+  /// Per stream: its busy seconds per step (scheduleStreams's busyS).
+  std::vector<double> streamBusyS;
   /// "compute", "pcie" or "cpu_optimizer": the term that sets stepS (ties
   /// go in that order).
   std::string bottleneck = "compute";
@@ -137,6 +160,53 @@ InstrCost estimateInstr(const CostInstr &instr, const DeviceProfile &profile);
 /// Every instruction, then the totals per resource and the step time.
 StepCost estimateStep(const std::vector<CostInstr> &instrs,
                       const DeviceProfile &profile);
+
+//===----------------------------------------------------------------------===//
+// Streams and events
+//
+// Two algorithms over the instruction list of a multi-stream plan, plain
+// records in (no IR): the compiler's live ranges (which plan-order span a
+// side-stream instruction occupies memory for) and the cost model's list
+// schedule (when each instruction runs). Semantics as the runtime's
+// (OpTable.h): an instruction runs on its stream after the stream's earlier
+// instructions; a record marks the point after them; a wait holds its
+// stream until the latest earlier record of its event in plan order.
+//===----------------------------------------------------------------------===//
+
+/// A program: instructions [first, first + count), run `repeat` times per
+/// step. Programs run one after the other; all streams join at each end.
+struct StreamProgram {
+  uint32_t first = 0, count = 0;
+  uint32_t repeat = 1;
+};
+
+/// Plan-order span [from, to] over which instruction i holds the memory it
+/// touches, as stream 0 sees it: for a stream-0 instruction [i, i]; for an
+/// instruction on another stream, from = one past the last stream-0
+/// instruction that happens before it (its program's first instruction if
+/// none) and to = the first stream-0 instruction that happens after it (its
+/// program's last if none: the program's end joins every stream). A buffer
+/// live over the union of its touches' spans may share bytes with any buffer
+/// whose span is disjoint, whatever the streams: everything the earlier one
+/// does happens before the join point, which happens before the later one's
+/// first touch. Vector clocks over the streams: O(instructions x streams +
+/// side-stream instructions x log).
+std::vector<std::pair<uint32_t, uint32_t>>
+streamLiveSpans(const std::vector<StreamInstr> &instrs,
+                const std::vector<StreamProgram> &programs);
+
+/// The list schedule of a step: each instruction starts when its stream is
+/// free and, for a wait, when the event's record was reached.
+struct StreamSchedule {
+  std::vector<double> startS, finishS; ///< per instruction, one run
+  /// Per stream: the sum of its instructions' seconds, x repeat.
+  std::vector<double> busyS;
+  /// Sum over programs of repeat x (latest finish of the program).
+  double makespanS = 0;
+};
+StreamSchedule scheduleStreams(const std::vector<StreamInstr> &instrs,
+                               const std::vector<StreamProgram> &programs,
+                               uint32_t numStreams);
 
 } // namespace mlir::colossal
 

@@ -366,7 +366,9 @@ def OffloadAcrossGapsPass
     Option<"minGap", "min-gap", "int64_t", "2",
            "Instructions between the two uses around a gap">,
     Option<"maxCopies", "max-copies", "int64_t", "100000",
-           "At most this many buffers parked">
+           "At most this many rounds (buffers parked or leads shortened)">,
+    Option<"deviceProfile", "device-profile", "std::string", "\"\"",
+           "Device profile JSON for the lead times (empty: the H200 figures)">
   ];
 }
 

@@ -98,6 +98,15 @@ LogicalResult KernelOp::verify() {
       rt::lookupOp(std::string_view(name.data(), name.size()));
   if (!info)
     return emitOpError() << "names no op-table kernel: '" << name << "'";
+  // The event kinds are plan-only op-table entries (no `colossal` graph op,
+  // no kernel): this dialect spells them cplan.event.record / .wait, whose
+  // event index is an attribute of the op, not a kernel parameter.
+  if (info->kind == rt::OpKind::EventRecord ||
+      info->kind == rt::OpKind::EventWait)
+    return emitOpError() << "names '" << name
+                         << "', which is not a kernel: use cplan.event."
+                         << (info->kind == rt::OpKind::EventRecord ? "record"
+                                                                   : "wait");
   if (failed(checkStream(getOperation(), getStream())))
     return failure();
   std::vector<rt::TensorType> inputs;

@@ -1386,6 +1386,12 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                           std::string(info->name) + ": kernel called with " +
                               std::to_string(inputs.size()) + " inputs and " +
                               std::to_string(outputs.size()) + " outputs");
+  // Events order streams. This backend runs one instruction at a time in
+  // plan order, a valid serialization of every stream, so each event has
+  // been reached when it is waited for: nothing to do.
+  if (attrs.kind() == OpKind::EventRecord ||
+      attrs.kind() == OpKind::EventWait)
+    return Status::ok();
   if (hasNoEffect(attrs.kind(), inputs, outputs))
     return Status::ok();
   const TensorRef &out = outputs[0];
@@ -1479,6 +1485,9 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runCrossEntropyGrad(attrs, inputs[0], inputs[1], inputs[2], out);
   case OpKind::AdamW:
     return runAdamW(attrs, inputs, outputs);
+  case OpKind::EventRecord: // returned above
+  case OpKind::EventWait:
+    return Status::ok();
   case OpKind::Sgd:
     return runSgd(attrs, inputs, outputs);
   case OpKind::Attention:

@@ -4,6 +4,13 @@ so that the plan still reads and validates, but lies about its memory:
 
   patch_plan.py IN OUT --end-early NAME   buffer NAME's liveEnd minus 1
   patch_plan.py IN OUT --grow-arena N     arena 0's sizeBytes plus N
+  patch_plan.py IN OUT --instr-stream KIND:K:S
+                                          the K-th instruction of op kind
+                                          KIND (a number) moves to stream S
+  patch_plan.py IN OUT --instr-kind KIND:K:NEW
+                                          the K-th instruction of op kind
+                                          KIND becomes op kind NEW
+  patch_plan.py IN OUT --stream-kind S:K  stream S's StreamRecord kind is K
 
 check-plan.test uses it to show that `colossal-run --check-plan` catches
 what an unchecked run does not. Offsets are those of docs/plan-format.md.
@@ -35,6 +42,9 @@ def main():
     ap.add_argument("output")
     ap.add_argument("--end-early", metavar="NAME")
     ap.add_argument("--grow-arena", type=int, metavar="N")
+    ap.add_argument("--instr-stream", metavar="KIND:K:S")
+    ap.add_argument("--instr-kind", metavar="KIND:K:NEW")
+    ap.add_argument("--stream-kind", metavar="S:K")
     a = ap.parse_args()
     buf = bytearray(open(a.input, "rb").read())
     sec = sections(buf)
@@ -55,6 +65,26 @@ def main():
     if a.grow_arena is not None:
         rec, off, size = sec[3]  # arenas: sizeBytes u64 at 8
         struct.pack_into("<Q", buf, off + 8, struct.unpack_from("<Q", buf, off + 8)[0] + a.grow_arena)
+    for spec, field in ((a.instr_stream, 4), (a.instr_kind, 0)):
+        if spec is None:
+            continue
+        kind, k, value = (int(x) for x in spec.split(":"))
+        rec, off, size = sec[6]  # instructions: kind u32 at 0, stream u32 at 4
+        seen = 0
+        for r in range(off, off + size, rec):
+            if struct.unpack_from("<I", buf, r)[0] == kind:
+                if seen == k:
+                    struct.pack_into("<I", buf, r + field, value)
+                    break
+                seen += 1
+        else:
+            sys.exit(f"no instruction #{k} of kind {kind}")
+    if a.stream_kind is not None:
+        stream, kind = (int(x) for x in a.stream_kind.split(":"))
+        rec, off, size = sec[13]  # streams: kind u8 at 0
+        if stream * rec >= size:
+            sys.exit(f"no stream {stream}")
+        buf[off + stream * rec] = kind
     struct.pack_into("<Q", buf, 32, fnv1a64(buf[64:]))
     struct.pack_into("<Q", buf, 56, fnv1a64(buf[:56]))
     open(a.output, "wb").write(buf)

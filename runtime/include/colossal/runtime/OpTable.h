@@ -170,6 +170,17 @@
 //                     only through their types; the CUDA kernel recomputes
 //                     it from lse.
 //
+// Stream ordering (plan-only: no `colossal` graph op, no kernel; the
+// compiler writes them from cplan.event.record / cplan.event.wait):
+//
+//  event_record       no operands, no results; attr event (in [0,
+//                     plan.numEvents)). Marks the point after every earlier
+//                     instruction (plan order) of its stream.
+//  event_wait         no operands, no results; attr event. Its stream waits
+//                     until the latest event_record of that event earlier in
+//                     plan order in the same program has completed (a wait
+//                     without such a record is an invalid plan).
+//
 // Numeric OpKind values are stored in plan files: append, never renumber.
 //
 //===----------------------------------------------------------------------===//
@@ -250,7 +261,9 @@ namespace colossal::runtime {
   X(LayerNormGrad, "layer_norm_grad", 92, 3, 3)                                \
   X(SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 93, 3, 3)           \
   X(AdamW, "adamw", 94, 6, 6)                                                  \
-  X(Sgd, "sgd", 95, 5, 5)
+  X(Sgd, "sgd", 95, 5, 5)                                                      \
+  X(EventRecord, "event_record", 100, 0, 0)                                    \
+  X(EventWait, "event_wait", 101, 0, 0)
 
 enum class OpKind : uint32_t {
 #define COLOSSAL_OP_ENUM(E, N, C, MIN, MAX) E = C,

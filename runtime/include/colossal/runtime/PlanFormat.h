@@ -34,7 +34,7 @@ namespace colossal::runtime {
 
 inline constexpr char kPlanMagic[8] = {'C', 'P', 'L', 'A', 'N', 0x1a, '\n', 0};
 inline constexpr uint16_t kPlanMajorVersion = 1;
-inline constexpr uint16_t kPlanMinorVersion = 1;
+inline constexpr uint16_t kPlanMinorVersion = 2;
 
 /// Limits a reader enforces before allocating anything.
 inline constexpr uint32_t kMaxSections = 64;
@@ -61,6 +61,9 @@ enum class SectionId : uint32_t {
   /// ProgramRecord[] (format 1.1): the named entry points; absent or empty
   /// in a forward plan of format 1.0 (one `forward` over every instruction).
   kPrograms = 12,
+  /// StreamRecord[] (format 1.2): one per stream, its StreamKind; absent in
+  /// 1.0 and 1.1 files, whose streams are all compute streams.
+  kStreams = 13,
 };
 
 /// Where an arena lives. Values are stored in plan files.
@@ -69,6 +72,20 @@ enum class MemorySpace : uint8_t {
   kHost = 1,   ///< pinned host memory
 };
 const char *memorySpaceName(MemorySpace space);
+
+/// What a stream runs (format 1.2). Values are stored in plan files.
+/// validatePlan enforces: stream 0 is kCompute; a kCopy stream runs only
+/// `identity` instructions between arenas of different memory spaces, and
+/// event ops; a kHost stream runs only kernels all of whose operands are in
+/// kHost arenas (run by the CPU), and event ops. The compiler numbers them
+/// 0 compute, 1 copy (host to device), 2 copy (device to host), 3 host, and
+/// declares only the streams it uses.
+enum class StreamKind : uint8_t {
+  kCompute = 0, ///< kernels on the device (and any copy, in plan order)
+  kCopy = 1,    ///< copies between the device and the host arenas
+  kHost = 2,    ///< kernels on host-resident tensors, run by CPU threads
+};
+const char *streamKindName(StreamKind kind);
 
 /// What a binding connects a tensor to. Values are stored in plan files.
 enum class BindingRole : uint8_t {
@@ -148,6 +165,9 @@ struct PlanTensor {
 
 struct PlanInstr {
   Attrs attrs; ///< carries the OpKind
+  /// The stream it runs on, in [0, numStreams). Within a stream
+  /// instructions run in plan order; across streams only event_record /
+  /// event_wait pairs order them (OpTable.h).
   uint32_t stream = 0;
   std::vector<uint32_t> inputs;  ///< tensor indices
   std::vector<uint32_t> outputs; ///< tensor indices
@@ -194,6 +214,10 @@ struct Plan {
   uint32_t rank = 0;      ///< which rank this file is
   uint32_t numStreams = 1;
   uint32_t numEvents = 0;
+  /// Format 1.2: the kind of each stream, numStreams of them. Empty (1.0 and
+  /// 1.1 files, and plans built in memory without streams): every stream is
+  /// a compute stream.
+  std::vector<StreamKind> streamKinds;
   std::string sourceModel; ///< the ONNX file it was compiled from
   /// The safetensors file with the weights, relative to the plan's folder;
   /// empty when the model had no weight data (a weight-free graph).
@@ -221,7 +245,11 @@ struct Plan {
 /// instructions with known names (forward alone, or micro_step and
 /// apply_step), binding programs in range (kAllPrograms for weights, states
 /// and constants), weight-only fields on weights only, valid init rules,
-/// reserved names with their types, persistent buffers not shared. The
+/// reserved names with their types, persistent buffers not shared; format
+/// 1.2: stream kinds (stream 0 compute; copy streams run only cross-space
+/// identity copies and events, host streams only host kernels and events),
+/// event indices below numEvents, and every event_wait preceded by an
+/// event_record of its event in the same program. The
 /// first failure is returned, naming the record ("instruction 12 (matmul at
 /// node_MatMul_45): ..."); docs/plan-format.md lists every rule.
 Status validatePlan(const Plan &plan);
