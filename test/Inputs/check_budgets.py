@@ -35,6 +35,9 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--fraction", type=float, action="append", default=[])
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--expect-remat", action="store_true",
+                    help="every budgeted plan must recompute at least one buffer "
+                         "(colossal-rematerialize's recompute kernels in --emit-plan)")
     a = ap.parse_args()
     fractions = a.fraction or [0.5, 0.25]
     os.makedirs(a.workdir, exist_ok=True)
@@ -56,8 +59,13 @@ def main():
                "--report-json", report] + extra
         if budget:
             cmd += ["--budget", str(budget)]
+        mlir = os.path.join(a.workdir, tag + ".plan.mlir")
+        if a.expect_remat:
+            cmd += ["--emit-plan", mlir]
         run(cmd)
         r = json.load(open(report))
+        if a.expect_remat:
+            r["recomputed"] = open(mlir).read().count("{colossal.recompute}")
         metrics = os.path.join(a.workdir, tag + ".jsonl")
         weights = os.path.join(a.workdir, tag + ".weights.out.safetensors")
         out = run(["colossal-run", plan, "--batches", batches, "--steps", str(a.steps),
@@ -84,6 +92,9 @@ def main():
                  r["bytes_moved"]["h2d"], r["bytes_moved"]["d2h"],
                  "clean" if clean else "FAILED", "identical" if same else "DIFFER"))
         ok &= fits and clean and same
+        if a.expect_remat:
+            print("     recomputed %d buffers; policy %s" % (r["recomputed"], r["policy"]))
+            ok &= r["recomputed"] > 0
     print("check_budgets: %s" % ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

@@ -58,6 +58,7 @@ struct CommonArgs {
   int64_t gradAccum = 1;
   std::string precision = "fp32";
   bool separateOptimizerStep = false; ///< --separate-optimizer-step
+  bool remat = true;                  ///< --remat auto (true) or off
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -141,6 +142,12 @@ memory planning and report (docs/planner.md):
                           between uses until the plan fits; auto (the
                           default) is cuda if the plan fits the budget, else
                           cpu
+  --remat auto|off        under a --budget, recompute idle device buffers
+                          (activations saved for the backward) instead of
+                          keeping them, cheapest per byte first, before any
+                          is parked in host memory; with the optimizer
+                          offloaded, only those whose recompute is predicted
+                          faster than parking them (default auto)
   --report-json FILE      write the memory and step-time report as JSON
   --report FILE.html      write it as a page with the memory timeline
 )";
@@ -317,6 +324,11 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
         return usageError(cmd, "--fuse-attention expects on or off, got '" +
                                    v + "'");
       args.compile.fuseAttention = v == "on";
+    } else if (allowCompileFlags && flagIs("--remat")) {
+      std::string v;
+      if (!value(v) || (v != "auto" && v != "off"))
+        return usageError(cmd, "--remat expects auto or off, got '" + v + "'");
+      args.remat = v == "auto";
     } else if (allowCompileFlags && a == "--quiet") {
       args.quiet = true;
     } else if (allowCompileFlags && flagIs("--emit-graph")) {
@@ -424,6 +436,27 @@ void printDiagnostic(Diagnostic &diag) {
   llvm::errs() << severity << ": " << msg << "\n";
   for (Diagnostic &note : diag.getNotes())
     printDiagnostic(note);
+}
+
+/// The device profile the planner reads: --device-profile, else
+/// share/colossal/devices/h200.json beside the binary's bin/ (as the report).
+std::string profilePathFor(const PlanReportOptions &options) {
+  if (!options.deviceProfilePath.empty())
+    return options.deviceProfilePath;
+  static int anchor;
+  std::string exe = llvm::sys::fs::getMainExecutable("colossal-opt", &anchor);
+  llvm::SmallString<256> path(
+      llvm::sys::path::parent_path(llvm::sys::path::parent_path(exe)));
+  llvm::sys::path::append(path, "share", "colossal", "devices", "h200.json");
+  return path.str().str();
+}
+
+/// colossal-rematerialize's summary on the plan function, if it recomputed.
+DictionaryAttr rematSummary(ModuleOp module) {
+  for (func::FuncOp f : module.getOps<func::FuncOp>())
+    if (auto d = f->getAttrOfType<DictionaryAttr>("colossal.remat"))
+      return d;
+  return {};
 }
 
 std::string weightsPathFor(const std::string &planPath) {
@@ -653,6 +686,15 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   };
   if (options.lowering.offloadOptimizer)
     options.offload.budgetBytes = gapBudget();
+  // --remat auto: under a --budget, recompute before parking (the pipeline
+  // runs it first). With offload after it, only what is predicted faster
+  // than parking; on the device alone, whatever cuts the peak.
+  auto setRemat = [&]() {
+    options.remat.budgetBytes = args.remat ? gapBudget() : 0;
+    options.remat.offload = options.lowering.offloadOptimizer;
+    options.remat.deviceProfile = profilePathFor(reportOptions);
+  };
+  setRemat();
   auto runPipeline = [&]() -> FailureOr<PlanReport> {
     PassManager pm(&ctx);
     buildCompilePipeline(pm, options);
@@ -665,22 +707,44 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   FailureOr<PlanReport> report = runPipeline();
   if (failed(report))
     return fail(err);
-  if (failed(checkPlanBudget(*report, err))) {
-    if (!pristine)
-      return fail(err);
+  bool deviceFits = succeeded(checkPlanBudget(*report, err));
+  // --policy auto: a device plan that fits only by recomputing may be slower
+  // than offloading the optimizer; then both are compiled and the lower
+  // predicted step time wins (ties: the device plan).
+  if (pristine && (!deviceFits || rematSummary(module))) {
+    std::string deviceErr = err;
+    OwningOpRef<ModuleOp> devicePlan;
+    std::optional<PlanReport> deviceReport;
+    if (deviceFits) {
+      devicePlan = std::move(imported->module);
+      deviceReport = std::move(*report);
+    }
     imported->module = std::move(pristine);
     module = *imported->module;
     options.lowering.offloadOptimizer = true;
     options.offload.budgetBytes = gapBudget();
+    setRemat();
     reportOptions.policy = "cpu";
     report = runPipeline();
-    if (failed(report))
-      return fail(err);
-    if (failed(checkPlanBudget(*report, err)))
-      return fail(err);
+    bool cpuFits = succeeded(report) && succeeded(checkPlanBudget(*report, err));
     reportOptions.policy = "auto";
-    report->policy = "auto (optimizer offloaded: everything on the device "
-                     "would not fit)";
+    if (deviceReport &&
+        (!cpuFits || deviceReport->cost.stepS <= report->cost.stepS)) {
+      imported->module = std::move(devicePlan);
+      module = *imported->module;
+      report = std::move(*deviceReport);
+      report->policy = "auto (everything on the device, with recomputation)";
+    } else {
+      if (!cpuFits)
+        return fail(deviceFits ? deviceErr : err);
+      report->policy = deviceReport
+                           ? "auto (optimizer offloaded: predicted faster "
+                             "than recomputing on the device)"
+                           : "auto (optimizer offloaded: everything on the "
+                             "device would not fit)";
+    }
+  } else if (!deviceFits) {
+    return fail(err);
   }
   if (!args.emitPlan.empty() &&
       !writeText(args.emitPlan, [&](llvm::raw_ostream &os) { module.print(os); },
@@ -765,6 +829,16 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     os << "  device arena: " << arenaBytes[0] << " bytes ("
        << humanBytes(arenaBytes[0]) << "), liveness lower bound "
        << lower[0] << " bytes\n";
+    if (DictionaryAttr remat = rematSummary(module)) {
+      auto count = remat.getAs<IntegerAttr>("buffers");
+      auto bytes = remat.getAs<IntegerAttr>("bytes");
+      auto addedS = remat.getAs<FloatAttr>("added_s");
+      if (count && bytes && addedS)
+        os << "  recomputed: " << count.getInt() << " buffers, "
+           << humanBytes(static_cast<uint64_t>(bytes.getInt()))
+           << ", predicted +" << llvm::format("%.3g", addedS.getValueAsDouble())
+           << " s of compute per step (colossal-rematerialize)\n";
+    }
     os << "  plan: " << args.output << "\n";
     if (!plan->weightsFile.empty())
       os << "  weights: " << weightsPath << "\n";
