@@ -11,6 +11,9 @@ so that the plan still reads and validates, but lies about its memory:
                                           the K-th instruction of op kind
                                           KIND becomes op kind NEW
   patch_plan.py IN OUT --stream-kind S:K  stream S's StreamRecord kind is K
+  patch_plan.py IN OUT --move-wait S:NEW  the first event_wait on stream 0
+                                          for an event recorded on stream S
+                                          moves to stream NEW
 
 check-plan.test uses it to show that `colossal-run --check-plan` catches
 what an unchecked run does not. Offsets are those of docs/plan-format.md.
@@ -45,6 +48,7 @@ def main():
     ap.add_argument("--instr-stream", metavar="KIND:K:S")
     ap.add_argument("--instr-kind", metavar="KIND:K:NEW")
     ap.add_argument("--stream-kind", metavar="S:K")
+    ap.add_argument("--move-wait", metavar="S:NEW")
     a = ap.parse_args()
     buf = bytearray(open(a.input, "rb").read())
     sec = sections(buf)
@@ -79,6 +83,23 @@ def main():
                 seen += 1
         else:
             sys.exit(f"no instruction #{k} of kind {kind}")
+    if a.move_wait is not None:
+        src, new = (int(x) for x in a.move_wait.split(":"))
+        rec, off, size = sec[6]
+        _, ints_off, _ = sec[8]  # attr-ints: an event op's one int is its event
+        recorded = {}
+        for r in range(off, off + size, rec):
+            kind, stream = struct.unpack_from("<II", buf, r)
+            if kind not in (100, 101):
+                continue
+            event = struct.unpack_from("<q", buf, ints_off + 8 * struct.unpack_from("<I", buf, r + 24)[0])[0]
+            if kind == 100:
+                recorded[event] = stream
+            elif stream == 0 and recorded.get(event) == src:
+                struct.pack_into("<I", buf, r + 4, new)
+                break
+        else:
+            sys.exit(f"no stream-0 wait for an event of stream {src}")
     if a.stream_kind is not None:
         stream, kind = (int(x) for x in a.stream_kind.split(":"))
         rec, off, size = sec[13]  # streams: kind u8 at 0
