@@ -1,0 +1,56 @@
+//===- StreamScheduleTest.cpp - List schedule and live spans over streams -===//
+
+#include "colossal/Analysis/CostModel.h"
+
+#include <gtest/gtest.h>
+
+using namespace mlir::colossal;
+using Sync = StreamInstr::Sync;
+
+namespace {
+
+StreamInstr op(uint32_t stream, double s) { return {stream, Sync::None, -1, s}; }
+StreamInstr rec(uint32_t stream, int64_t e) { return {stream, Sync::Record, e, 0}; }
+StreamInstr wait(uint32_t stream, int64_t e) { return {stream, Sync::Wait, e, 0}; }
+
+// Compute 1 s, issue a 3 s copy on stream 1, compute 2 s more, then wait
+// for the copy and compute 1 s: the copy overlaps the 2 s, the wait stalls
+// stream 0 from 3 s to 4 s, the step ends at 5 s.
+TEST(StreamSchedule, CopyOverlapsComputeUntilTheWait) {
+  std::vector<StreamInstr> in = {op(0, 1), rec(0, 0), wait(1, 0), op(1, 3),
+                                 rec(1, 1), op(0, 2), wait(0, 1), op(0, 1)};
+  StreamSchedule s = scheduleStreams(in, {{0, 8, 1}}, 2);
+  EXPECT_DOUBLE_EQ(s.startS[3], 1.0);  // the copy starts behind the record
+  EXPECT_DOUBLE_EQ(s.finishS[5], 3.0); // compute goes on meanwhile
+  EXPECT_DOUBLE_EQ(s.startS[7], 4.0);  // after the wait: 1 + 3
+  EXPECT_DOUBLE_EQ(s.makespanS, 5.0);
+  EXPECT_DOUBLE_EQ(s.busyS[0], 4.0);
+  EXPECT_DOUBLE_EQ(s.busyS[1], 3.0);
+}
+
+// Without events the streams run side by side; repeat multiplies.
+TEST(StreamSchedule, IndependentStreamsAndRepeat) {
+  std::vector<StreamInstr> in = {op(0, 2), op(1, 5), op(0, 2)};
+  StreamSchedule s = scheduleStreams(in, {{0, 3, 2}}, 2);
+  EXPECT_DOUBLE_EQ(s.makespanS, 10.0); // 2 x max(4, 5)
+  EXPECT_DOUBLE_EQ(s.busyS[0], 8.0);
+}
+
+// The copy at 3 holds memory from after the record at 1 (the last stream-0
+// instruction before it) to the wait at 6 (the first that has seen it).
+TEST(StreamLiveSpans, SideStreamSpansToTheJoin) {
+  std::vector<StreamInstr> in = {op(0, 1), rec(0, 0), wait(1, 0), op(1, 3),
+                                 rec(1, 1), op(0, 2), wait(0, 1), op(0, 1)};
+  auto spans = streamLiveSpans(in, {{0, 8, 1}});
+  EXPECT_EQ(spans[3], std::make_pair(2u, 6u));
+  EXPECT_EQ(spans[5], std::make_pair(5u, 5u));
+}
+
+// Never joined: held to the program's end.
+TEST(StreamLiveSpans, UnjoinedHeldToProgramEnd) {
+  std::vector<StreamInstr> in = {op(0, 1), op(1, 1), op(0, 1), op(0, 1)};
+  auto spans = streamLiveSpans(in, {{0, 4, 1}});
+  EXPECT_EQ(spans[1], std::make_pair(0u, 3u));
+}
+
+} // namespace
