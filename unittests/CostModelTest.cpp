@@ -265,11 +265,14 @@ TEST(CostModel, StepIsTheSlowestResource) {
   EXPECT_EQ(s.bottleneck, "compute");
   EXPECT_DOUBLE_EQ(s.stepS, s.computeS);
 
-  // Add 1e9 B each way: each direction alone is 20.01 ms, but both at once
-  // share 80 GB/s: 2e9 / 80e9 + 2 x 10 us = 25.02 ms, which sets the link.
-  s = estimateStep({mm, copy(250000000, Placement::Host, Placement::Device),
-                    copy(250000000, Placement::Device, Placement::Host)},
-                   p);
+  // Add 1e9 B each way, on their own copy streams (no events: they overlap
+  // the compute): each direction alone is 20.01 ms, but both at once share
+  // 80 GB/s: 2e9 / 80e9 + 2 x 10 us = 25.02 ms, which sets the link.
+  CostInstr up = copy(250000000, Placement::Host, Placement::Device);
+  CostInstr down = copy(250000000, Placement::Device, Placement::Host);
+  up.stream = 1;
+  down.stream = 2;
+  s = estimateStep({mm, up, down}, p);
   EXPECT_EQ(s.h2dBytes, 1000000000u);
   EXPECT_EQ(s.d2hBytes, 1000000000u);
   EXPECT_DOUBLE_EQ(s.h2dS, 0.02001);
@@ -282,11 +285,25 @@ TEST(CostModel, StepIsTheSlowestResource) {
   CostInstr adam = kernel(rt::OpKind::AdamW,
                           {w, w, w, w, tt(F32, {}), tt(I64, {})}, {w, w, w});
   adam.placement = Placement::Host;
-  s = estimateStep({mm, adam}, p);
+  // On the host stream 3 of the same program, it overlaps the matmul.
+  adam.stream = 3;
+  CostInstr once = mm;
+  once.repeat = 1;
+  s = estimateStep({once, adam}, p);
   EXPECT_DOUBLE_EQ(s.cpuS, 0.1);
   EXPECT_EQ(s.bottleneck, "cpu_optimizer");
   EXPECT_DOUBLE_EQ(s.stepS, 0.1);
   EXPECT_EQ(s.instrs.size(), 2u);
+
+  // After a micro_step run twice (another repeat: another program, run
+  // before it), or on stream 0 in plan order, it cannot overlap: the list
+  // schedule adds the two (the bottleneck is still the busiest resource).
+  s = estimateStep({mm, adam}, p);
+  EXPECT_EQ(s.bottleneck, "cpu_optimizer");
+  EXPECT_DOUBLE_EQ(s.stepS, s.computeS + 0.1);
+  adam.stream = 0;
+  s = estimateStep({once, adam}, p);
+  EXPECT_DOUBLE_EQ(s.stepS, s.computeS + 0.1);
 }
 
 } // namespace

@@ -402,7 +402,8 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
     const CostInstr &in = instrs[i];
     streamInstrs[i] = {in.stream, in.sync, in.event, s.instrs[i].seconds};
     numStreams = std::max(numStreams, in.stream + 1);
-    if (i == 0 || in.program != instrs[i - 1].program)
+    if (i == 0 || in.program != instrs[i - 1].program ||
+        in.repeat != instrs[i - 1].repeat)
       programs.push_back({static_cast<uint32_t>(i), 0, in.repeat});
     ++programs.back().count;
   }
