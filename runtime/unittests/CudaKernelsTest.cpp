@@ -444,6 +444,24 @@ std::vector<Case> allCases() {
   add("trilu bool", withI(withI(op(OpKind::Trilu), "upper", 0), "k", 0),
       {bools({3, 4, 4})}, kExact);
 
+  // Fused attention (GQA, causal, a bias): fp32 accumulation against f64,
+  // so norm-wise. bench/attention_check.cpp runs many more shapes.
+  {
+    Attrs fwd = withI(withF(op(OpKind::Attention), "scale", 0.125), "causal", 1);
+    std::vector<HostTensor> in = {uniform(f32, {2, 4, 9, 64}),
+                                  uniform(f32, {2, 2, 9, 64}),
+                                  uniform(f32, {2, 2, 9, 64}),
+                                  uniform(f32, {2, 1, 1, 9})};
+    add("attention", fwd, in, 1e-4, /*normwise=*/true);
+    std::vector<HostTensor> res;
+    if (evaluateOp(fwd, in, res).isOk()) {
+      in.insert(in.end(), {res[0], res[1], uniform(f32, {2, 4, 9, 64})});
+      Attrs bwd = withI(withF(op(OpKind::AttentionGrad), "scale", 0.125),
+                        "causal", 1);
+      add("attention_grad", bwd, in, 1e-4, /*normwise=*/true);
+    }
+  }
+
   // Layout changes.
   add("expand", withList(op(OpKind::Expand), "shape", {2, 3, 5}),
       {uniform(f32, {3, 1})}, kExact);

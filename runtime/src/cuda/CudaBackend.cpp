@@ -804,6 +804,49 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
         toDims(strides), base, grad.data, out.data));
     return Status::ok();
   }
+  case OpKind::Attention:
+  case OpKind::AttentionGrad: {
+    // Flash-style kernels (Attention.cu); the operand order is OpTable.h's.
+    bool grad = kind == OpKind::AttentionGrad;
+    bool hasBias = ins.size() == (grad ? 7u : 4u);
+    const IntVec &q = ins[0].type.dims, &k = ins[1].type.dims;
+    cuda::AttentionCall call{};
+    call.dtype = ins[0].type.dtype;
+    call.batch = q[0], call.heads = q[1], call.rows = q[2], call.depth = q[3];
+    call.kvHeads = k[1], call.cols = k[2];
+    if (call.depth > 128 || call.dtype == DType::kF64)
+      return Status(StatusCode::kUnsupported,
+                    std::string(opInfo(kind).name) +
+                        ": the CUDA kernel takes head dims <= 128 in "
+                        "f32/bf16/f16, got " +
+                        ins[0].type.toString());
+    call.scale = attrs.f("scale");
+    call.causal = attrs.i("causal") != 0;
+    call.q = ins[0].data, call.k = ins[1].data, call.v = ins[2].data;
+    call.bias = hasBias ? ins[3].data : nullptr;
+    if (hasBias) {
+      // Right-aligned broadcast over [B, Hq, S, T]; size-1 dims read 0.
+      const IntVec &bd = ins[3].type.dims;
+      int64_t stride = 1;
+      for (size_t d = bd.size(); d-- > 0;) {
+        call.biasStride[4 - bd.size() + d] = bd[d] == 1 ? 0 : stride;
+        stride *= bd[d];
+      }
+    }
+    if (!grad) {
+      call.o = outs[0].data;
+      call.lseOut = static_cast<float *>(outs[1].data);
+      COLOSSAL_LAUNCH(cuda::launchAttentionForward(cur_, call));
+      return Status::ok();
+    }
+    size_t rest = hasBias ? 4 : 3;
+    call.out = ins[rest].data;
+    call.lse = static_cast<const float *>(ins[rest + 1].data);
+    call.dout = ins[rest + 2].data;
+    call.dq = outs[0].data, call.dk = outs[1].data, call.dv = outs[2].data;
+    COLOSSAL_LAUNCH(cuda::launchAttentionBackward(cur_, call));
+    return Status::ok();
+  }
   case OpKind::LayerNormGrad: {
     const IntVec &dims = ins[0].type.dims;
     size_t axis = static_cast<size_t>(attrs.i("axis"));

@@ -148,6 +148,31 @@ cudaError_t launchLayerNorm(cudaStream_t stream, DType xType, DType scaleType,
                             DType biasType, int64_t outer, int64_t inner,
                             double epsilon, const void *x, const void *scale,
                             const void *bias, void *out);
+// ---- Attention.cu --------------------------------------------------------
+
+/// One attention or attention_grad call (OpTable.h): q [B, Hq, S, D], k, v
+/// [B, Hkv, T, D], all of `dtype` (f32, bf16 or f16), bias of that dtype or
+/// null with element strides over [B, Hq, S, T] (0 broadcasts). The
+/// forward writes o and lseOut; the backward reads out, lse, dout and
+/// writes dq, dk, dv. cudaErrorNotSupported for D > 128, f64, or more than
+/// 65535 (batch, head) pairs.
+struct AttentionCall {
+  DType dtype;
+  int64_t batch, heads, kvHeads, rows, cols, depth;
+  double scale;
+  bool causal;
+  const void *q, *k, *v, *bias;
+  int64_t biasStride[4];
+  const void *out = nullptr, *dout = nullptr;
+  const float *lse = nullptr;
+  void *o = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  float *lseOut = nullptr;
+};
+cudaError_t launchAttentionForward(cudaStream_t stream,
+                                   const AttentionCall &call);
+cudaError_t launchAttentionBackward(cudaStream_t stream,
+                                    const AttentionCall &call);
+
 /// dx, dscale, dbias; `stats` is scratch of 2 x outer doubles.
 cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
                                 DType scaleType, DType dyType, int64_t outer,

@@ -1,0 +1,385 @@
+//===- attention_check.cpp - Fused attention on the GPU vs the CPU --------===//
+//
+// Run on the GPU machine (bench/attention_check.sh builds and runs it):
+//  1. correctness: attention and attention_grad through the CUDA backend
+//     against the CPU reference (runCpuKernel, f64) on many shapes: GQA and
+//     MQA, causal (S = T and S < T), additive biases of several broadcast
+//     shapes, S != T, D in {32, 64, 128} and odd D, f32 and bf16. Outputs
+//     are poisoned (0xFF, NaN) first. Error is norm-wise, max |gpu - cpu| /
+//     max |cpu| per output: fp32 accumulation against f64 gives ~1e-6 for
+//     f32 (tolerance 1e-4), bf16 rounding of inputs-as-stored and outputs
+//     ~4e-3 (tolerance 2e-2).
+//  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
+//     causal) fused, against the unfused ops the compiler emits without
+//     colossal-fuse-attention (matmul, mul, add mask, softmax, matmul; and
+//     the backward's four matmuls and softmax gradient), each through the
+//     same backend. Wall-clock per call after warm-up, synchronised.
+//
+// Prints one line per case and "attention_check: N cases, F failed";
+// exits 1 when any case fails.
+//
+//===----------------------------------------------------------------------===//
+#include "Backend.h"
+
+#include "colossal/runtime/Kernels.h"
+#include "colossal/runtime/OpTable.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace colossal::runtime;
+using Dims = std::vector<int64_t>;
+
+namespace {
+
+std::unique_ptr<Backend> gpu;
+
+HostTensor random(DType dtype, const Dims &dims, std::mt19937 &gen,
+                  double lo = -1.0, double hi = 1.0) {
+  HostTensor t(TensorType{dtype, dims});
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t i = 0; i < t.type.numElements(); ++i)
+    storeFromDouble(t.ref(), i, dist(gen));
+  return t;
+}
+
+bool check(const Status &st, const char *what) {
+  if (st.isOk())
+    return true;
+  std::printf("  %s: %s\n", what, st.message().c_str());
+  return false;
+}
+
+/// Runs one op on the GPU on host inputs; outputs come back to the host.
+bool runGpu(const Attrs &attrs, const std::vector<HostTensor> &inputs,
+            std::vector<HostTensor> &outputs) {
+  std::vector<TensorType> inTypes, outTypes;
+  for (const HostTensor &t : inputs)
+    inTypes.push_back(t.type);
+  if (!check(inferOutputTypes(attrs, inTypes, outTypes), "types"))
+    return false;
+  uint64_t size = 256;
+  std::vector<uint64_t> at;
+  auto place = [&](uint64_t bytes) {
+    at.push_back(size);
+    size += (bytes + 255) / 256 * 256 + 256;
+  };
+  for (const HostTensor &t : inputs)
+    place(t.bytes.size());
+  for (const TensorType &t : outTypes)
+    place(t.sizeBytes());
+  PlanArena arena;
+  arena.sizeBytes = size;
+  arena.alignBytes = 256;
+  if (!check(gpu->allocateArenas({arena}), "arena"))
+    return false;
+  uint8_t *base = gpu->arenaBase(0);
+  if (!check(gpu->fill(base, 0xff, size), "poison"))
+    return false;
+  std::vector<TensorRef> ins, outs;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    if (!check(gpu->upload(base + at[k], inputs[k].bytes.data(),
+                           inputs[k].bytes.size()),
+               "upload"))
+      return false;
+    ins.push_back(TensorRef{inputs[k].type, base + at[k]});
+  }
+  for (size_t k = 0; k < outTypes.size(); ++k)
+    outs.push_back(TensorRef{outTypes[k], base + at[inputs.size() + k]});
+  PlanInstr instr;
+  instr.attrs = attrs;
+  uint64_t failed = 0;
+  if (!check(gpu->run(0, instr, ins, outs), "run") ||
+      !check(gpu->synchronize(&failed), "synchronize"))
+    return false;
+  outputs.clear();
+  for (size_t k = 0; k < outTypes.size(); ++k) {
+    outputs.emplace_back(outTypes[k]);
+    if (!check(gpu->download(outputs.back().bytes.data(), outs[k].data,
+                             outputs.back().bytes.size()),
+               "download"))
+      return false;
+  }
+  return true;
+}
+
+/// Norm-wise error of `got` against `want`: max |d| / max(max |want|, 1e-30);
+/// infinite when the finiteness of any element differs.
+double normwiseError(const HostTensor &want, const HostTensor &got) {
+  double worst = 0.0, scale = 0.0;
+  for (int64_t i = 0; i < want.type.numElements(); ++i) {
+    double w = loadAsDouble(want.ref(), i), g = loadAsDouble(got.ref(), i);
+    if (std::isinf(w) && w == g)
+      continue; // lse of a closed row
+    if (std::isfinite(w) != std::isfinite(g))
+      return INFINITY;
+    scale = std::max(scale, std::fabs(w));
+    worst = std::max(worst, std::fabs(w - g));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
+struct Case {
+  const char *name;
+  DType dtype;
+  int64_t b, h, hkv, s, t, d;
+  bool causal;
+  Dims bias; ///< empty: none
+};
+
+int failures = 0, cases = 0;
+
+void runCase(const Case &c, std::mt19937 &gen) {
+  ++cases;
+  Dims qd{c.b, c.h, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d};
+  std::vector<HostTensor> in = {random(c.dtype, qd, gen),
+                                random(c.dtype, kd, gen),
+                                random(c.dtype, kd, gen)};
+  if (!c.bias.empty())
+    in.push_back(random(c.dtype, c.bias, gen, -3.0, 1.0));
+  Attrs fwd(OpKind::Attention), bwd(OpKind::AttentionGrad);
+  double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+  for (Attrs *a : {&fwd, &bwd}) {
+    a->setF("scale", scale);
+    a->setI("causal", c.causal);
+  }
+  std::vector<HostTensor> cpuOut, gpuOut, cpuGrad, gpuGrad;
+  if (!check(evaluateOp(fwd, in, cpuOut), "cpu forward") ||
+      !runGpu(fwd, in, gpuOut)) {
+    ++failures;
+    std::printf("%-28s FAIL (forward did not run)\n", c.name);
+    return;
+  }
+  // The backward of both runs on the CPU forward's results, so that the
+  // gradients compare kernels, not forwards.
+  std::vector<HostTensor> gin = in;
+  gin.push_back(cpuOut[0]);
+  gin.push_back(cpuOut[1]);
+  gin.push_back(random(c.dtype, qd, gen));
+  if (!check(evaluateOp(bwd, gin, cpuGrad), "cpu backward") ||
+      !runGpu(bwd, gin, gpuGrad)) {
+    ++failures;
+    std::printf("%-28s FAIL (backward did not run)\n", c.name);
+    return;
+  }
+  double tol = c.dtype == DType::kF32 ? 1e-4 : 2e-2;
+  const char *names[] = {"out", "lse", "dq", "dk", "dv"};
+  double errs[5] = {normwiseError(cpuOut[0], gpuOut[0]),
+                    normwiseError(cpuOut[1], gpuOut[1]),
+                    normwiseError(cpuGrad[0], gpuGrad[0]),
+                    normwiseError(cpuGrad[1], gpuGrad[1]),
+                    normwiseError(cpuGrad[2], gpuGrad[2])};
+  bool ok = true;
+  std::string detail;
+  for (int k = 0; k < 5; ++k) {
+    // lse is f32 in every case and compared at f32's tolerance.
+    double t = k == 1 ? 1e-4 : tol;
+    ok &= errs[k] <= t;
+    char buf[48];
+    std::snprintf(buf, sizeof buf, " %s %.1e", names[k], errs[k]);
+    detail += buf;
+  }
+  failures += !ok;
+  std::printf("%-28s %-5s B%lld H%lld/%lld S%lld T%lld D%lld%s%s |%s  %s\n",
+              c.name, dtypeName(c.dtype), (long long)c.b, (long long)c.h,
+              (long long)c.hkv, (long long)c.s, (long long)c.t, (long long)c.d,
+              c.causal ? " causal" : "", c.bias.empty() ? "" : " bias",
+              detail.c_str(), ok ? "ok" : "FAIL");
+}
+
+//===----------------------------------------------------------------------===//
+// Timing
+//===----------------------------------------------------------------------===//
+
+/// Tensors placed in one arena for repeated runs.
+struct Bench {
+  uint8_t *base = nullptr;
+  uint64_t size = 256;
+  std::vector<std::pair<TensorType, uint64_t>> slots;
+  int add(const TensorType &t) {
+    slots.push_back({t, size});
+    size += (t.sizeBytes() + 255) / 256 * 256 + 256;
+    return static_cast<int>(slots.size()) - 1;
+  }
+  TensorRef ref(int k) const {
+    return TensorRef{slots[k].first, base + slots[k].second};
+  }
+};
+
+struct Step {
+  Attrs attrs;
+  std::vector<int> ins, outs;
+};
+
+/// Adds `attrs` on slots `ins` with new output slots; returns them.
+std::vector<int> addStep(Bench &bench, std::vector<Step> &steps, Attrs attrs,
+                         std::vector<int> ins) {
+  std::vector<TensorType> types, outTypes;
+  for (int k : ins)
+    types.push_back(bench.slots[k].first);
+  Status st = inferOutputTypes(attrs, types, outTypes);
+  if (!st.isOk()) {
+    std::printf("bench step: %s\n", st.message().c_str());
+    std::exit(1);
+  }
+  std::vector<int> outs;
+  for (const TensorType &t : outTypes)
+    outs.push_back(bench.add(t));
+  steps.push_back({attrs, ins, outs});
+  return outs;
+}
+
+/// Milliseconds per run of `steps` (mean of `iters` after 3 warm-ups).
+double timeSteps(Bench &bench, const std::vector<Step> &steps, int iters) {
+  auto once = [&]() {
+    for (const Step &s : steps) {
+      std::vector<TensorRef> ins, outs;
+      for (int k : s.ins)
+        ins.push_back(bench.ref(k));
+      for (int k : s.outs)
+        outs.push_back(bench.ref(k));
+      PlanInstr instr;
+      instr.attrs = s.attrs;
+      if (!check(gpu->run(0, instr, ins, outs), "bench run"))
+        std::exit(1);
+    }
+    uint64_t failed = 0;
+    if (!check(gpu->synchronize(&failed), "bench sync"))
+      std::exit(1);
+  };
+  for (int i = 0; i < 3; ++i)
+    once();
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i)
+    once();
+  std::chrono::duration<double, std::milli> ms =
+      std::chrono::steady_clock::now() - start;
+  return ms.count() / iters;
+}
+
+void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
+  Bench bench;
+  TensorType qt{dtype, {b, h, s, d}};
+  int q = bench.add(qt), k = bench.add(qt), v = bench.add(qt),
+      dout = bench.add(qt);
+  int mask = bench.add(TensorType{dtype, {s, s}});
+  int scale = bench.add(TensorType{dtype, {}});
+  double sc = 1.0 / std::sqrt(static_cast<double>(d));
+  // Fused.
+  std::vector<Step> fusedF, fusedB;
+  Attrs fa(OpKind::Attention), ga(OpKind::AttentionGrad);
+  for (Attrs *a : {&fa, &ga}) {
+    a->setF("scale", sc);
+    a->setI("causal", 1);
+  }
+  std::vector<int> fo = addStep(bench, fusedF, fa, {q, k, v});
+  addStep(bench, fusedB, ga, {q, k, v, fo[0], fo[1], dout});
+  // Unfused, as autodiff writes it for the unfused graph.
+  std::vector<Step> plainF, plainB;
+  Attrs mmT(OpKind::MatMul);
+  mmT.setI("transpose_b", 1);
+  Attrs mmTa(OpKind::MatMul);
+  mmTa.setI("transpose_a", 1);
+  Attrs softmax(OpKind::Softmax);
+  softmax.setI("axis", 3);
+  Attrs rsum(OpKind::ReduceSum);
+  rsum.setList("axes", {3});
+  rsum.setI("keepdims", 1);
+  int sc1 = addStep(bench, plainF, mmT, {q, k})[0];
+  int sc2 = addStep(bench, plainF, Attrs(OpKind::Mul), {sc1, scale})[0];
+  int sc3 = addStep(bench, plainF, Attrs(OpKind::Add), {sc2, mask})[0];
+  int p = addStep(bench, plainF, softmax, {sc3})[0];
+  addStep(bench, plainF, Attrs(OpKind::MatMul), {p, v});
+  int dp = addStep(bench, plainB, mmT, {dout, v})[0];
+  addStep(bench, plainB, mmTa, {p, dout}); // dv
+  int t = addStep(bench, plainB, Attrs(OpKind::Mul), {dp, p})[0];
+  int r = addStep(bench, plainB, rsum, {t})[0];
+  int u = addStep(bench, plainB, Attrs(OpKind::Sub), {dp, r})[0];
+  int ds = addStep(bench, plainB, Attrs(OpKind::Mul), {p, u})[0];
+  int ds2 = addStep(bench, plainB, Attrs(OpKind::Mul), {ds, scale})[0];
+  addStep(bench, plainB, Attrs(OpKind::MatMul), {ds2, k}); // dq
+  addStep(bench, plainB, mmTa, {ds2, q});                  // dk
+
+  PlanArena arena;
+  arena.sizeBytes = bench.size;
+  arena.alignBytes = 256;
+  if (!check(gpu->allocateArenas({arena}), "bench arena"))
+    std::exit(1);
+  bench.base = gpu->arenaBase(0);
+  std::mt19937 gen(3);
+  for (int slot : {q, k, v, dout}) {
+    HostTensor x = random(dtype, qt.dims, gen);
+    check(gpu->upload(bench.ref(slot).data, x.bytes.data(), x.bytes.size()),
+          "bench upload");
+  }
+  HostTensor m(TensorType{dtype, {s, s}});
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t j = 0; j < s; ++j)
+      storeFromDouble(m.ref(), i * s + j, j > i ? -3.4e38 : 0.0);
+  check(gpu->upload(bench.ref(mask).data, m.bytes.data(), m.bytes.size()),
+        "bench upload");
+  HostTensor c(TensorType{dtype, {}});
+  storeFromDouble(c.ref(), 0, sc);
+  check(gpu->upload(bench.ref(scale).data, c.bytes.data(), c.bytes.size()),
+        "bench upload");
+
+  double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
+  double f1 = timeSteps(bench, fusedF, 10), b1 = timeSteps(bench, fusedB, 10);
+  double f2 = timeSteps(bench, plainF, 10), b2 = timeSteps(bench, plainB, 10);
+  uint64_t scoreBytes =
+      static_cast<uint64_t>(b * h * s * s) * dtypeSizeBytes(dtype);
+  std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
+              (long long)b, (long long)h, (long long)s, (long long)d);
+  std::printf("  fused   forward %8.3f ms (%6.1f TFLOP/s)  backward %8.3f ms "
+              "(%6.1f TFLOP/s)\n",
+              f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
+  std::printf("  unfused forward %8.3f ms                   backward %8.3f ms"
+              "   (each [S, T] tensor %.0f MiB)\n",
+              f2, b2, scoreBytes / 1048576.0);
+  gpu->releaseArenas();
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Status st = createBackend(Device::kCuda, gpu);
+  if (!st.isOk()) {
+    std::printf("attention_check: no CUDA backend: %s\n", st.message().c_str());
+    return 1;
+  }
+  const DType f32 = DType::kF32, bf16 = DType::kBF16;
+  const Case list[] = {
+      {"plain", f32, 2, 4, 4, 64, 64, 64, false, {}},
+      {"causal", f32, 2, 4, 4, 100, 100, 64, true, {}},
+      {"causal D32", f32, 1, 2, 2, 70, 70, 32, true, {}},
+      {"causal D128", f32, 1, 2, 2, 130, 130, 128, true, {}},
+      {"gqa 8/2", f32, 2, 8, 2, 48, 48, 64, true, {}},
+      {"mqa 4/1", f32, 1, 4, 1, 33, 33, 64, false, {}},
+      {"S < T causal", f32, 1, 2, 2, 17, 90, 64, true, {}},
+      {"S > T", f32, 1, 2, 2, 90, 17, 32, false, {}},
+      {"S > T causal", f32, 1, 2, 1, 40, 20, 64, true, {}},
+      {"bias [B,1,S,T]", f32, 2, 4, 4, 50, 50, 64, false, {2, 1, 50, 50}},
+      {"bias [B,1,1,T]", f32, 2, 4, 2, 50, 70, 64, true, {2, 1, 1, 70}},
+      {"bias [S,T] D128", f32, 1, 2, 2, 64, 64, 128, false, {64, 64}},
+      {"odd D 80", f32, 1, 2, 2, 40, 40, 80, true, {}},
+      {"bf16 plain", bf16, 2, 4, 4, 64, 64, 64, false, {}},
+      {"bf16 causal D128", bf16, 1, 4, 4, 200, 200, 128, true, {}},
+      {"bf16 gqa causal", bf16, 2, 8, 2, 96, 96, 64, true, {}},
+      {"bf16 bias S<T", bf16, 2, 4, 4, 40, 72, 32, true, {2, 1, 1, 72}},
+  };
+  std::mt19937 gen(1234);
+  for (const Case &c : list)
+    runCase(c, gen);
+  std::printf("attention_check: %d cases, %d failed\n", cases, failures);
+  bool timing = !(argc > 1 && std::string(argv[1]) == "--no-timing");
+  if (timing) {
+    timeOptShape(8, 32, 1024, 64, bf16);
+    timeOptShape(8, 32, 1024, 64, f32);
+  }
+  return failures ? 1 : 0;
+}
