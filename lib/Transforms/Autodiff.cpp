@@ -447,7 +447,10 @@ LogicalResult Differentiator::backward(Operation *op) {
     return failed(f) ? failure() : accumulateProduct(loc, x, dy, *f);
   }
   if (name == "relu") {
-    auto mask = binary(loc, K::Greater, x, scalarLike(loc, x, 0.0));
+    // y > 0 exactly when x > 0 (NaN: false either way), and y is usually
+    // kept anyway (the next matmul's weight gradient reads it): masking on
+    // y lets x die in the forward instead of being saved for the backward.
+    auto mask = binary(loc, K::Greater, y, scalarLike(loc, y, 0.0));
     if (failed(mask))
       return failure();
     auto g = gb.create1(loc, K::Where, {*mask, dy, scalarLike(loc, dy, 0.0)});
