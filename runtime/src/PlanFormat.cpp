@@ -1452,6 +1452,11 @@ Status PlanDecoder::decode(Plan &plan) const {
   // computes (streamKinds stays empty).
   const SectionView &streamSec = sec(SectionId::kStreams);
   if (streamSec.present) {
+    // The range first: a corrupt count is reported as such, not as a
+    // mismatch with the section.
+    if (plan.numStreams < 1 || plan.numStreams > kMaxStreams)
+      return corrupt("stream count " + std::to_string(plan.numStreams) +
+                     " is not in [1, " + std::to_string(kMaxStreams) + "]");
     if (streamSec.count() != plan.numStreams)
       return corrupt("meta record says " + std::to_string(plan.numStreams) +
                      " streams but the streams section holds " +

@@ -279,15 +279,15 @@ TEST(PlanFormat, HeaderAndLayoutAreAsDocumented) {
   EXPECT_EQ(pb.get(10, 2), kPlanMinorVersion);
   EXPECT_EQ(pb.get(12, 4), 64u);
   EXPECT_EQ(pb.get(16, 8), pb.bytes.size());
-  EXPECT_EQ(pb.get(24, 4), 12u); // one entry per SectionId
+  EXPECT_EQ(pb.get(24, 4), 13u); // one entry per SectionId
   EXPECT_EQ(pb.get(28, 4), 24u);
   EXPECT_EQ(pb.get(32, 8), fnv1a64(pb.bytes.data() + 64, pb.bytes.size() - 64));
   EXPECT_EQ(pb.get(56, 8), fnv1a64(pb.bytes.data(), 56));
   EXPECT_EQ(pb.bytes.size() % 8, 0u);
   // Sections in id order, each 8-aligned, records of the documented sizes.
-  const uint32_t recordBytes[] = {0, 64, 1, 24, 48, 88, 48, 4, 8, 8, 56, 1, 16};
-  uint64_t end = 64 + 12 * 24;
-  for (uint32_t id = 1; id <= 12; ++id) {
+  const uint32_t recordBytes[] = {0, 64, 1, 24, 48, 88, 48, 4, 8, 8, 56, 1, 16, 8};
+  uint64_t end = 64 + 13 * 24;
+  for (uint32_t id = 1; id <= 13; ++id) {
     size_t e = pb.entry(static_cast<SectionId>(id));
     EXPECT_EQ(pb.get(e + 4, 4), recordBytes[id]) << "section " << id;
     uint64_t offset = pb.get(e + 8, 8);

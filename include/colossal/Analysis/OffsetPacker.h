@@ -31,10 +31,13 @@ struct PackResult {
   uint64_t lowerBoundBytes = 0;
 };
 
-/// Greedy best-fit by decreasing size: each item, largest first, takes the
-/// lowest aligned offset that overlaps no already placed item live at the
-/// same time. Deterministic (ties broken by first use, then input index).
-/// O(n^2) in the number of items; fragments when sizes vary widely.
+/// Greedy best-fit in three orders, keeping the smallest arena: items are
+/// taken by decreasing size, by decreasing size x lifetime, and by
+/// decreasing lifetime; each takes the smallest aligned gap among the
+/// already placed items live at the same time (else the offset above them
+/// all). Stops early when an order reaches the lower bound. Deterministic
+/// (ties between orders go to the earlier; within an order to first use,
+/// then input index). O(n^2) per order in the number of items.
 PackResult packIntervals(const std::vector<PackItem> &items);
 
 } // namespace mlir::colossal
