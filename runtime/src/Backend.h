@@ -16,6 +16,10 @@
 //   run              runs, or enqueues, one instruction
 //   synchronize      waits for everything enqueued and reports a failure
 //                    that an enqueued kernel detected (an index out of range)
+//   enableTracing,   optional (colossal-run --trace): a backend that runs
+//   traceBegin/End   asynchronously times its own instructions (the CUDA
+//                    backend with events); the defaults leave timing to the
+//                    executor's wall clock, right for a synchronous backend
 //
 // Backends are created by createBackend(); the CUDA backend registers its
 // factory from its own object files (src/cuda/CudaBackend.cpp), so that
@@ -36,6 +40,15 @@
 #include <vector>
 
 namespace colossal::runtime {
+
+/// One instruction run as a backend timed it (traceEnd).
+struct TraceSlice {
+  uint64_t instr = 0;
+  /// Start and length in microseconds, the start relative to the moment
+  /// traceBegin() was called.
+  double startUs = 0.0;
+  double durationUs = 0.0;
+};
 
 class Backend {
 public:
@@ -81,6 +94,22 @@ public:
   /// asynchronous error of the device (`*failedInstr` = UINT64_MAX when no
   /// instruction can be named). Clears the recorded failure.
   virtual Status synchronize(uint64_t *failedInstr) = 0;
+
+  // ---- Tracing (Executor::setTrace, `colossal-run --trace`) ---------------
+  /// Called by Executor::setTrace(), before prepare(): a backend that times
+  /// its own instructions creates what it needs (the CUDA backend's timing
+  /// events) in the next preparePlan(), never while a program runs.
+  virtual void enableTracing(bool on) { (void)on; }
+  /// Called before the instructions of a traced program run. True when the
+  /// backend times them itself (then traceEnd() reports the times); false
+  /// (the default) lets the executor time each run() with the wall clock.
+  virtual bool traceBegin() { return false; }
+  /// Called after synchronize() returned ok for a traced program: appends
+  /// one slice per instruction that run() executed since traceBegin().
+  virtual Status traceEnd(std::vector<TraceSlice> &slices) {
+    (void)slices;
+    return Status::ok();
+  }
 };
 
 /// The CPU backend: arenas from calloc, kernels from runCpuKernel().

@@ -21,6 +21,7 @@
 #include "Backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -517,6 +518,16 @@ Status Executor::runProgram(const std::string &name,
   return Status::ok();
 }
 
+namespace {
+/// Microseconds from `originNs` (steady clock) to now.
+double traceNowUs(int64_t originNs) {
+  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  return static_cast<double>(now - originNs) / 1e3;
+}
+} // namespace
+
 std::string Executor::describeInstr(uint64_t index) const {
   const PlanInstr &instr = plan_->instrs[index];
   std::string where = "instruction " + std::to_string(index) + " (" +
@@ -529,6 +540,11 @@ std::string Executor::describeInstr(uint64_t index) const {
 Status Executor::runInstructions(uint32_t first, uint32_t count) {
   const Plan &plan = *plan_;
   std::vector<TensorRef> ins, outs;
+  // Tracing: the backend times its instructions itself (asynchronous), or
+  // the wall clock around each run() call does (synchronous).
+  const bool tracing = traceActive();
+  const double regionUs = tracing ? traceNowUs(traceOriginNs_) : 0.0;
+  const bool backendTimes = tracing && backend_->traceBegin();
   for (uint64_t i = first; i < uint64_t(first) + count; ++i) {
     const PlanInstr &instr = plan.instrs[i];
     if (checking_)
@@ -539,9 +555,13 @@ Status Executor::runInstructions(uint32_t first, uint32_t count) {
       ins.push_back(TensorRef{plan.tensors[t].type, tensorData(t)});
     for (uint32_t t : instr.outputs)
       outs.push_back(TensorRef{plan.tensors[t].type, tensorData(t)});
+    double startUs = tracing && !backendTimes ? traceNowUs(traceOriginNs_) : 0;
     Status st = backend_->run(i, instr, ins, outs);
     if (!st.isOk())
       return Status(st.code(), describeInstr(i) + ": " + st.message());
+    if (tracing && !backendTimes)
+      traceRecords_.push_back(
+          {i, traceStep_, startUs, traceNowUs(traceOriginNs_) - startUs});
     if (checking_)
       for (uint32_t b : diesAfter_[i])
         if (!programOutputBuffer_[b])
@@ -558,6 +578,13 @@ Status Executor::runInstructions(uint32_t first, uint32_t count) {
                        : "after instruction " +
                              std::to_string(uint64_t(first) + count - 1)) +
                       ": " + st.message());
+  if (backendTimes) {
+    std::vector<TraceSlice> slices;
+    COLOSSAL_RETURN_IF_ERROR(backend_->traceEnd(slices));
+    for (const TraceSlice &slice : slices)
+      traceRecords_.push_back({slice.instr, traceStep_,
+                               regionUs + slice.startUs, slice.durationUs});
+  }
   return Status::ok();
 }
 
@@ -989,6 +1016,7 @@ Status Executor::trainStep(uint64_t step, const SafetensorsFile &batch,
                    kMicroStepProgram + " and " + kApplyStepProgram + ")");
   if (step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     return invalid("step " + std::to_string(step) + " does not fit __step");
+  traceStep_ = step; // what setTrace()'s onlyStep selects
   // A fused plan runs one program per step that also applies the updates;
   // otherwise micro_step runs per micro-batch and apply_step once.
   const bool fused = isFusedTrainingPlan(plan);
@@ -1270,6 +1298,113 @@ Status Executor::loadCheckpoint(const std::string &path, uint64_t *step,
     const std::string *config = meta("train_config");
     *trainConfig = config ? *config : std::string();
   }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Tracing (setTrace, writeTrace; `colossal-run --trace`)
+//===----------------------------------------------------------------------===//
+
+void Executor::setTrace(bool on, int64_t onlyStep) {
+  trace_ = on;
+  traceOnlyStep_ = onlyStep;
+  traceRecords_.clear();
+  traceOriginNs_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  backend_->enableTracing(on);
+}
+
+namespace {
+
+/// `text` as a JSON string literal (quotes, backslashes and control
+/// characters escaped; other bytes as they are, ONNX names are UTF-8).
+std::string jsonString(const std::string &text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+/// The track name of stream `s`: its index and kind.
+std::string streamTrackName(const Plan &plan, uint32_t s) {
+  return "stream " + std::to_string(s) + " (" +
+         streamKindName(s < plan.streamKinds.size() ? plan.streamKinds[s]
+                                                    : StreamKind::kCompute) +
+         ")";
+}
+
+} // namespace
+
+Status Executor::writeTrace(const std::string &path) const {
+  if (!plan_)
+    return COLOSSAL_ERROR(kInternal,
+                          "writeTrace() called before a successful prepare()");
+  const Plan &plan = *plan_;
+  std::FILE *f = std::fopen(path.c_str(), "w");
+  if (!f)
+    return Status(StatusCode::kInvalidArgument,
+                  path + ": cannot write: " + std::strerror(errno));
+  // Chrome's trace event format (also what Perfetto's UI opens): one
+  // process, one thread per plan stream (tid = stream index), metadata
+  // events naming them, then one complete event per instruction run.
+  std::string out = "{\"displayTimeUnit\": \"ns\", \"traceEvents\": [\n";
+  out += "{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": 0, "
+         "\"tid\": 0, \"args\": {\"name\": " +
+         jsonString(std::string("colossal-run (") + deviceName(device()) +
+                    ")") +
+         "}}";
+  for (uint32_t s = 0; s < plan.numStreams; ++s)
+    out += ",\n{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 0, "
+           "\"tid\": " +
+           std::to_string(s) + ", \"args\": {\"name\": " +
+           jsonString(streamTrackName(plan, s)) + "}}";
+  // The program of each instruction, for the args.
+  auto programOf = [&](uint64_t instr) -> std::string {
+    for (const PlanProgram &p : programs_)
+      if (instr >= p.firstInstr && instr < uint64_t(p.firstInstr) + p.numInstrs)
+        return p.name;
+    return std::string();
+  };
+  char num[64];
+  for (const TraceRecord &r : traceRecords_) {
+    const PlanInstr &instr = plan.instrs[r.instr];
+    const std::string op(opInfo(instr.attrs.kind()).name);
+    std::string name = op;
+    if (!instr.location.empty())
+      name += " at " + instr.location;
+    out += ",\n{\"ph\": \"X\", \"pid\": 0, \"tid\": " +
+           std::to_string(instr.stream) + ", \"name\": " + jsonString(name) +
+           ", \"cat\": " + jsonString(op);
+    std::snprintf(num, sizeof(num), ", \"ts\": %.3f, \"dur\": %.3f",
+                  r.startUs, r.durationUs);
+    out += num;
+    out += ", \"args\": {\"instr\": " + std::to_string(r.instr) +
+           ", \"step\": " + std::to_string(r.step) +
+           ", \"program\": " + jsonString(programOf(r.instr)) +
+           ", \"location\": " + jsonString(instr.location);
+    // A copy (identity) says how many bytes it moved.
+    if (instr.attrs.kind() == OpKind::Identity && !instr.outputs.empty())
+      out += ", \"bytes\": " +
+             std::to_string(plan.tensors[instr.outputs[0]].type.sizeBytes());
+    out += "}}";
+  }
+  out += "\n]}\n";
+  bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok)
+    return Status(StatusCode::kInvalidArgument,
+                  path + ": write failed: " + std::strerror(errno));
   return Status::ok();
 }
 

@@ -4,7 +4,7 @@
 //                [--weights W.safetensors]                       (forward)
 //   colossal-run PLAN.cplan (--batches B.safetensors | --data TOKENS.bin)
 //                [--steps N] [--init random] [--seed S] ...       (training)
-//   either mode: [--check-plan] [--device cpu|cuda]
+//   either mode: [--check-plan] [--device cpu|cuda] [--trace FILE]
 //
 // A forward plan runs once: reads the inputs, writes every output, prints
 // the scalar outputs as "name = value". A training plan (micro_step +
@@ -14,7 +14,9 @@
 // --check-plan runs either mode with the executor's plan checks (live
 // operands, NaN poison in dead buffers, measured peak vs planned). --device
 // picks the executor's backend: the CPU (default) or the CUDA backend, which
-// a build without CUDA, or a machine without a GPU, refuses. Exit codes:
+// a build without CUDA, or a machine without a GPU, refuses. --trace writes
+// a Chrome trace / Perfetto JSON of the instructions run, one track per
+// plan stream (--trace-step K: of step K only). Exit codes:
 // 0 success, 1 error (bad file, failed run), 2 usage error.
 // docs/colossal-run.md documents the tool.
 //
@@ -62,6 +64,10 @@ const char *const kUsage =
     "  --check-plan               check the plan's live ranges while running:\n"
     "                             operands live, dead buffers poisoned with\n"
     "                             NaN, bytes touched equal to the arena size\n"
+    "  --trace FILE.json          a Chrome trace / Perfetto JSON of the run:\n"
+    "                             a track per plan stream, a slice per\n"
+    "                             instruction (its op and ONNX node)\n"
+    "  --trace-step K             trace training step K only (default: all)\n"
     "  --help                     print this message\n"
     "\n"
     "Forward plans:\n"
@@ -106,7 +112,7 @@ void warn(const std::string &message) {
 }
 
 struct Options {
-  std::string plan, inputs, outputs, weights, device;
+  std::string plan, inputs, outputs, weights, device, trace, traceStep;
   // Training.
   std::string batches, data, dataDtype, init, seed, steps, metrics, dumpGrads,
       save, resume, exportWeights;
@@ -127,6 +133,8 @@ int parseArgs(int argc, char **argv, Options &opts) {
       {"--outputs", &Options::outputs, "a file name"},
       {"--weights", &Options::weights, "a file name"},
       {"--device", &Options::device, "cpu or cuda"},
+      {"--trace", &Options::trace, "a file name"},
+      {"--trace-step", &Options::traceStep, "a step number"},
       {"--batches", &Options::batches, "a file name"},
       {"--data", &Options::data, "a file name"},
       {"--data-dtype", &Options::dataDtype, "uint16 or uint32"},
@@ -312,6 +320,8 @@ std::string poisonHint() {
 // Forward mode
 //===----------------------------------------------------------------------===//
 
+Status checkWritable(const std::string &path); // below
+
 int runForward(const Options &opts, const Plan &plan, Executor &executor) {
   if (opts.inputs.empty())
     return usageError("no --inputs file given");
@@ -323,7 +333,13 @@ int runForward(const Options &opts, const Plan &plan, Executor &executor) {
   if (!st.isOk())
     return fail(st.toString());
 
+  if (!opts.trace.empty()) {
+    st = checkWritable(opts.trace);
+    if (!st.isOk())
+      return fail(st.toString());
+  }
   executor.setCheckPlan(opts.checkPlan);
+  executor.setTrace(!opts.trace.empty());
   st = executor.prepare(plan);
   if (!st.isOk())
     return fail(opts.plan + ": " + st.toString());
@@ -340,6 +356,11 @@ int runForward(const Options &opts, const Plan &plan, Executor &executor) {
   st = writeSafetensorsFile(outputs, opts.outputs);
   if (!st.isOk())
     return fail(st.toString());
+  if (!opts.trace.empty()) {
+    st = executor.writeTrace(opts.trace);
+    if (!st.isOk())
+      return fail(st.toString());
+  }
 
   uint64_t arenaTotal = 0;
   for (uint64_t bytes : executor.arenaBytes())
@@ -807,6 +828,17 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
                       opts.seed + "'");
   if (!opts.seed.empty() && !randomInit && opts.data.empty())
     return usageError("--seed applies to --init random and --data only");
+  int64_t traceStep = -1;
+  if (!opts.traceStep.empty()) {
+    uint64_t k = 0;
+    if (!parseUint64(opts.traceStep, k) ||
+        k > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return usageError("--trace-step must be a non-negative integer, got '" +
+                        opts.traceStep + "'");
+    if (opts.trace.empty())
+      return usageError("--trace-step needs --trace FILE");
+    traceStep = static_cast<int64_t>(k);
+  }
   if (!opts.steps.empty() && (!parseUint64(opts.steps, steps) || steps == 0))
     return usageError("--steps must be a positive integer, got '" + opts.steps +
                       "'");
@@ -874,7 +906,7 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
   int64_t tokensPerStep = dataInputs[0].micro.numElements() * gradAccum;
 
   for (const std::string *path :
-       {&opts.save, &opts.exportWeights, &opts.dumpGrads})
+       {&opts.save, &opts.exportWeights, &opts.dumpGrads, &opts.trace})
     if (!path->empty()) {
       st = checkWritable(*path);
       if (!st.isOk())
@@ -882,6 +914,7 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
     }
 
   executor.setCheckPlan(opts.checkPlan);
+  executor.setTrace(!opts.trace.empty(), traceStep);
   st = executor.prepare(plan);
   if (!st.isOk())
     return fail(opts.plan + ": " + st.toString());
@@ -1054,6 +1087,16 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
                static_cast<long long>(tokensPerStep), trainSeconds,
                formatValue(stats.loss).c_str(), avgTokensPerSecond);
   std::printf("loss = %s\n", formatValue(stats.loss).c_str());
+  if (!opts.trace.empty()) {
+    if (traceStep >= 0 && (static_cast<uint64_t>(traceStep) < startStep ||
+                           static_cast<uint64_t>(traceStep) >= steps))
+      warn("--trace-step " + std::to_string(traceStep) +
+           " was not run (steps " + std::to_string(startStep) + "-" +
+           std::to_string(steps - 1) + "): the trace has no slices");
+    st = executor.writeTrace(opts.trace);
+    if (!st.isOk())
+      return fail(st.toString());
+  }
   if (opts.checkPlan)
     return reportPlanCheck(executor);
   return 0;
@@ -1095,7 +1138,8 @@ int runTool(const Options &opts) {
         std::make_pair("--dump-grads", &opts.dumpGrads),
         std::make_pair("--save", &opts.save),
         std::make_pair("--resume", &opts.resume),
-        std::make_pair("--export-weights", &opts.exportWeights)})
+        std::make_pair("--export-weights", &opts.exportWeights),
+        std::make_pair("--trace-step", &opts.traceStep)})
     if (!flag.second->empty())
       return usageError(std::string(flag.first) +
                         " applies to training plans; '" + opts.plan +

@@ -232,6 +232,23 @@ public:
   /// Bytes allocated for each arena, in plan order.
   std::vector<uint64_t> arenaBytes() const;
 
+  /// Tracing (`colossal-run --trace`), off by default. When on, every
+  /// instruction run is recorded with its stream, start and duration:
+  /// timed by the backend where it runs asynchronously (CUDA events around
+  /// each instruction, on its stream), else by the wall clock around the
+  /// kernel call (CPU). `onlyStep` >= 0 records the programs of that
+  /// trainStep() only (run() and runProgram() outside trainStep() count as
+  /// step 0). Call it before prepare(); prepare() keeps the records of
+  /// earlier runs, setTrace() clears them.
+  void setTrace(bool on, int64_t onlyStep = -1);
+  bool tracing() const { return trace_; }
+  /// Writes the recorded instructions as Chrome trace / Perfetto JSON
+  /// (docs/colossal-run.md): one track per plan stream, named by its kind,
+  /// one complete ("X") slice per instruction run, named by its op and ONNX
+  /// location, with the instruction, program, step and, for copies, the
+  /// bytes as args. Times are microseconds since setTrace().
+  Status writeTrace(const std::string &path) const;
+
 private:
   /// Address of a plan tensor in backend memory (see Backend::arenaBase).
   void *tensorData(uint32_t tensorIndex) const;
@@ -264,6 +281,22 @@ private:
   /// Per arena, per instruction: the bytes of the buffers live there.
   std::vector<std::vector<uint64_t>> liveBytesAt_;
   std::vector<ArenaCheck> arenaChecks_;
+
+  // Tracing (setTrace).
+  struct TraceRecord {
+    uint64_t instr;
+    uint64_t step;
+    double startUs, durationUs;
+  };
+  bool traceActive() const {
+    return trace_ && (traceOnlyStep_ < 0 ||
+                      static_cast<uint64_t>(traceOnlyStep_) == traceStep_);
+  }
+  bool trace_ = false;
+  int64_t traceOnlyStep_ = -1;
+  uint64_t traceStep_ = 0; ///< the trainStep() running (0 outside one)
+  int64_t traceOriginNs_ = 0;
+  std::vector<TraceRecord> traceRecords_;
 };
 
 /// The executor's name from before it had backends; an Executor is on the
