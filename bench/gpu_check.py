@@ -13,6 +13,9 @@
 #         - each forward fixture in test/data/models (--forward-only, --shape
 #           from the case when the export is dynamic), as check_fixture.py
 #           compiles it; its case-0 inputs.
+#         - for each dynamo oracle in fp32, two budgeted plans (--budget at
+#           50% and 25% of its unconstrained device peak, from --report-json,
+#           as test/e2e/budgets), trained like the others;
 #       Weights files are not kept: each holds exactly ONNX initializers of
 #       its model (checked), so the GPU machine rebuilds it from the .onnx
 #       (which travels with the repository) and checks its digest; every
@@ -26,6 +29,10 @@
 #           --check-plan, again with COLOSSAL_CUDA_SYNC=1 (same losses
 #           both times), and with a token id past the vocabulary (one error
 #           line naming the gather, exit 1);
+#       budgets: each budgeted plan on cuda under --check-plan (touched
+#           bytes equal the planned arena: measured peak = planned peak) with
+#           COLOSSAL_CUDA_REPORT_MALLOC=1 (the backend's cudaMalloc bytes:
+#           arena + fixed scratch and workspace);
 #       forward: every fixture runs on cuda and on cpu; the loss must be
 #           within 1e-5 relative of PyTorch's (and of the CPU's), the logits'
 #           sum, max |x| and first 8 values within 1e-4 (check_fixture.py's
@@ -52,6 +59,7 @@ ARCHS = ["opt", "gpt2", "llama"]
 EXPORTERS = ["dynamo", "torchscript"]
 STEPS = 30
 FP32_TOL, BF16_TOL = 1e-3, 2e-2
+BUDGETS = [0.5, 0.25]  # fractions of the unconstrained device peak
 LOSS_RTOL, LOGITS_TOL = 1e-5, 1e-4
 # GPU_CHECK_DRY_RUN=1 runs the "cuda" half on the CPU too: a rehearsal of
 # the whole script on a machine without a GPU (every comparison is then
@@ -146,7 +154,8 @@ def prepare(out, opt):
                     table = ("model.model.decoder.embed_tokens.weight" if exporter == "torchscript"
                              else "model.lm_head.weight")
                     cmd += ["--padding-idx", "%s=%d" % (table, pad)]
-                rc, _, _ = sh(cmd, "compile " + name)
+                report = os.path.join(out, "train", name + ".report.json")
+                rc, _, _ = sh(cmd + ["--report-json", report], "compile " + name)
                 if rc != 0:
                     return 2
                 entry = {"name": name, "plan": plan, "precision": precision,
@@ -154,6 +163,31 @@ def prepare(out, opt):
                 entry.update(weights_from_onnx(out, os.path.join(out, plan), model))
                 manifest["training"].append(entry)
                 log("  compiled " + name)
+                if exporter != "dynamo" or precision != "fp32":
+                    continue
+                # Budgeted plans (test/e2e/budgets): 50% and 25% of the
+                # unconstrained device peak, so that buffers move between the
+                # device and pinned host memory while the plan trains.
+                peak = json.load(open(report))["device"]["planned_peak_bytes"]
+                for frac in BUDGETS:
+                    bname = "%s.budget%d" % (name, round(frac * 100))
+                    bplan = os.path.join("train", bname + ".cplan")
+                    brep = os.path.join(out, "train", bname + ".report.json")
+                    bcmd = list(cmd)
+                    bcmd[bcmd.index("-o") + 1] = os.path.join(out, bplan)
+                    rc, _, _ = sh(bcmd + ["--budget", str(int(peak * frac)), "--report-json",
+                                          brep], "compile " + bname)
+                    if rc != 0:
+                        return 2
+                    r = json.load(open(brep))
+                    b = dict(entry, name=bname, plan=bplan, budget=int(peak * frac),
+                             planned_device_bytes=r["device"]["planned_peak_bytes"],
+                             planned_host_bytes=r["host"]["planned_peak_bytes"])
+                    b.update(weights_from_onnx(out, os.path.join(out, bplan), model))
+                    manifest["training"].append(b)
+                    log("  compiled %s (budget %d B of peak %d B: device %d B, host %d B)"
+                        % (bname, int(peak * frac), peak, b["planned_device_bytes"],
+                           b["planned_host_bytes"]))
     models = os.path.join(REPO, "test", "data", "models")
     for fname in sorted(os.listdir(models)):
         if not fname.endswith(".onnx"):
@@ -297,6 +331,34 @@ def run_training(d, run_bin, manifest, work):
     return failures, broken
 
 
+def run_budget_memory(d, run_bin, manifest, work):
+    """Budgeted plans on cuda under --check-plan: the bytes touched equal the
+    planned arena (colossal-run exits 1 otherwise), and the backend's
+    cudaMalloc bytes are the arena plus its fixed scratch and workspace: the
+    arena is the only allocation that grows with the plan."""
+    failures = []
+    log("== budgeted plans on cuda: measured peak vs planned, cudaMalloc bytes")
+    for case in manifest["training"]:
+        if "budget" not in case:
+            continue
+        env = dict(os.environ, COLOSSAL_CUDA_REPORT_MALLOC="1")
+        rc, outp, _ = sh([run_bin, os.path.join(d, case["plan"]), "--device", GPU,
+                          "--check-plan", "--batches", os.path.join(d, case["batches"]),
+                          "--weights", case["weights_path"], "--steps", "3"],
+                         "--check-plan " + case["name"], env=env)
+        lines = [l.strip() for l in outp.splitlines()
+                 if l.startswith("check-plan:") or "cudaMalloc" in l]
+        for line in lines:
+            log("  %s: %s" % (case["name"], line))
+        ok = rc == 0 and any("check-plan: device" in l for l in lines)
+        log("  %s: budget %d B, planned device %d B, host %d B: %s" % (
+            case["name"], case["budget"], case["planned_device_bytes"],
+            case["planned_host_bytes"], "ok" if ok else "FAIL"))
+        if not ok:
+            failures.append("%s: --check-plan on cuda: exit %d" % (case["name"], rc))
+    return failures
+
+
 def run_forward(d, run_bin, manifest, work):
     failures, broken = [], []
     log("== forward fixtures on cuda vs PyTorch and vs cpu (loss tol %.0e, logits %.0e)"
@@ -380,6 +442,7 @@ def run(d, bin_dir):
     os.makedirs(work)
     materialise_weights(manifest, work)
     f1, b1 = run_training(d, run_bin, manifest, work)
+    f1 += run_budget_memory(d, run_bin, manifest, work)
     f2, b2 = run_forward(d, run_bin, manifest, work)
     for f in f1 + f2:
         log("gpu_check: FAIL: " + f)

@@ -1,4 +1,4 @@
-//===- CudaBackend.cpp - Arenas in GPU memory, kernels on one stream ------===//
+//===- CudaBackend.cpp - Arenas in GPU memory, kernels on the plan streams ===//
 //
 // The CUDA backend of the Executor (Backend.h). One cudaMalloc per device
 // arena (pinned, mapped host memory for a host arena), one stream, one
@@ -21,14 +21,18 @@
 #include "../Backend.h"
 #include "CudaKernels.h"
 
+#include "colossal/runtime/Kernels.h"
 #include "colossal/runtime/OpTable.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 namespace colossal::runtime {
@@ -132,6 +136,18 @@ size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
            2 * sizeof(double);
   case OpKind::GatherGrad:
     return static_cast<size_t>(in[1].numElements()) * sizeof(int64_t);
+  case OpKind::ReduceSum:
+  case OpKind::ReduceMean:
+  case OpKind::ReduceMax:
+  case OpKind::ReduceMin: {
+    int64_t reduced = 1;
+    for (int64_t axis : attrs.list("axes"))
+      reduced *= in[0].dims[static_cast<size_t>(axis)];
+    int64_t outCount = reduced ? in[0].numElements() / reduced : 0;
+    int64_t parts = cuda::reduceParts(in[0].dtype, outCount, reduced);
+    return parts > 1 ? static_cast<size_t>(outCount * parts) * sizeof(double)
+                     : 0;
+  }
   default:
     return 0;
   }
@@ -196,6 +212,12 @@ struct LtDescriptors {
 
 constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
+/// The kind of plan stream `s` (format 1.2; older plans: all compute).
+StreamKind planStreamKind(const Plan &plan, uint32_t s) {
+  return s < plan.streamKinds.size() ? plan.streamKinds[s]
+                                     : StreamKind::kCompute;
+}
+
 /// Fills `d` for gemm(): the operation, the three layouts (batched when
 /// batch > 1) and the heuristic preferences.
 Status describeGemm(LtDescriptors &d, cudaDataType_t type,
@@ -253,12 +275,38 @@ Status describeGemm(LtDescriptors &d, cudaDataType_t type,
   return Status::ok();
 }
 
+/// One cuBLASLt GEMM of a matmul, planned once: descriptors, layouts, the
+/// algorithm the heuristic chose and the operand addresses. A matmul is one
+/// such call, or a zero fill (k = 0), or several (a general broadcast).
+struct GemmCall {
+  std::unique_ptr<LtDescriptors> desc; ///< null: zero-fill c instead
+  cublasLtMatmulAlgo_t algo = {};
+  bool wideScale = false; ///< f64 alpha/beta
+  const void *a = nullptr, *b = nullptr;
+  void *c = nullptr;
+  size_t zeroBytes = 0;
+};
+
+bool isEventRecord(OpKind kind) { return kind == OpKind::EventRecord; }
+bool isEventWait(OpKind kind) { return kind == OpKind::EventWait; }
+
+/// A host-stream instruction, ready before the plan runs: the CPU kernel's
+/// operands (addresses in pinned host arenas) and where its failure goes.
+/// cudaLaunchHostFunc runs it on a CUDA-owned thread, ordered with the GPU
+/// streams by the plan's events; it makes no CUDA call.
+struct HostJob {
+  const Attrs *attrs = nullptr;
+  std::vector<TensorRef> ins, outs;
+  uint64_t instr = 0;
+  class CudaBackend *backend = nullptr;
+};
+
 class CudaBackend final : public Backend {
 public:
   ~CudaBackend() override {
-    if (stream_)
-      cudaStreamSynchronize(stream_);
+    synchronizeStreams();
     releaseArenas();
+    releasePlanResources();
     if (scratch_)
       cudaFree(scratch_);
     if (ltWorkspace_)
@@ -275,15 +323,20 @@ public:
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    cur_ = stream_;
     COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&lt_));
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaMalloc(reinterpret_cast<void **>(&error_), sizeof(*error_)));
+    mallocBytes_ += sizeof(*error_);
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaMemsetAsync(error_, 0, sizeof(*error_), stream_));
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMalloc(&ltWorkspace_, kLtWorkspaceBytes));
+    mallocBytes_ += kLtWorkspaceBytes;
     const char *sync = std::getenv("COLOSSAL_CUDA_SYNC");
     syncEach_ = sync && *sync && std::strcmp(sync, "0") != 0;
+    const char *report = std::getenv("COLOSSAL_CUDA_REPORT_MALLOC");
+    reportMalloc_ = report && *report && std::strcmp(report, "0") != 0;
     return Status::ok();
   }
 
@@ -308,7 +361,8 @@ public:
       void *raw = nullptr;
       bool host = arena.space == MemorySpace::kHost;
       // A host arena is pinned and mapped: with unified addressing its
-      // pointer is valid in kernels too (slow, but correct).
+      // pointer is valid in kernels too (slow, but correct), copies from
+      // and to it are asynchronous DMA, and host-stream kernels read it.
       cudaError_t err =
           host ? cudaHostAlloc(&raw, bytes,
                                cudaHostAllocMapped | cudaHostAllocPortable)
@@ -333,6 +387,8 @@ public:
                           " bytes) on the GPU: " + cudaGetErrorName(err) +
                           ": " + cudaGetErrorString(err));
       }
+      if (!host)
+        arenaMallocBytes_ += bytes;
       uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
       uintptr_t aligned =
           (addr + (align - 1)) & ~static_cast<uintptr_t>(align - 1);
@@ -343,17 +399,26 @@ public:
   }
 
   void releaseArenas() override {
-    if (!arenas_.empty() && stream_)
-      cudaStreamSynchronize(stream_);
+    synchronizeStreams();
+    // Cached GEMMs and host jobs hold arena addresses.
+    gemms_.clear();
+    hostJobs_.clear();
     for (const Allocation &alloc : arenas_)
       freeArena(alloc.space, alloc.ptr);
     arenas_.clear();
     bases_.clear();
+    arenaMallocBytes_ = 0;
   }
 
   uint8_t *arenaBase(size_t index) const override { return bases_[index]; }
 
+  /// Everything a plan needs, made once: scratch, one CUDA stream per plan
+  /// stream (stream 0 is the backend's own), one event per plan event, the
+  /// host-stream jobs, every matmul's cuBLASLt descriptors and algorithm,
+  /// and (when tracing) two timing events per instruction. run() then only
+  /// enqueues.
   Status preparePlan(const Plan &plan) override {
+    releasePlanResources();
     size_t need = 0;
     std::vector<TensorType> types, outTypes;
     kinds_.assign(plan.instrs.size(), OpKind::Identity);
@@ -369,12 +434,102 @@ public:
       if (!hasNoEffect(instr.attrs.kind(), types, outTypes))
         need = std::max(need, scratchBytes(instr.attrs, types));
     }
-    return ensureScratch(need);
+    COLOSSAL_RETURN_IF_ERROR(ensureScratch(need));
+
+    streamKinds_.assign(plan.numStreams, StreamKind::kCompute);
+    for (uint32_t s = 0; s < plan.numStreams; ++s)
+      streamKinds_[s] = planStreamKind(plan, s);
+    streams_.assign(plan.numStreams, nullptr);
+    for (uint32_t s = 0; s < plan.numStreams; ++s) {
+      if (s == 0) {
+        streams_[0] = stream_;
+        continue;
+      }
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaStreamCreateWithFlags(&streams_[s], cudaStreamNonBlocking));
+    }
+    joinEvents_.assign(plan.numStreams, nullptr);
+    for (cudaEvent_t &e : joinEvents_)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    events_.assign(plan.numEvents, nullptr);
+    for (cudaEvent_t &e : events_)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+
+    // Operand addresses are fixed once the arenas exist, so host jobs and
+    // GEMMs are planned against the real pointers (and alignments).
+    auto ref = [&](uint32_t t) {
+      const PlanTensor &tensor = plan.tensors[t];
+      const PlanBuffer &buffer = plan.buffers[tensor.buffer];
+      return TensorRef{tensor.type, bases_[buffer.arena] +
+                                        buffer.offsetBytes + tensor.byteOffset};
+    };
+    hostJobs_.clear();
+    hostJobs_.resize(plan.instrs.size());
+    gemms_.clear();
+    gemms_.resize(plan.instrs.size());
+    std::vector<TensorRef> ins, outs;
+    for (size_t i = 0; i < plan.instrs.size(); ++i) {
+      const PlanInstr &instr = plan.instrs[i];
+      if (instr.stream < streamKinds_.size() &&
+          streamKinds_[instr.stream] == StreamKind::kHost &&
+          !isEventRecord(kinds_[i]) && !isEventWait(kinds_[i])) {
+        auto job = std::make_unique<HostJob>();
+        job->attrs = &instr.attrs;
+        job->instr = i;
+        job->backend = this;
+        for (uint32_t t : instr.inputs)
+          job->ins.push_back(ref(t));
+        for (uint32_t t : instr.outputs)
+          job->outs.push_back(ref(t));
+        hostJobs_[i] = std::move(job);
+        continue;
+      }
+      if (kinds_[i] != OpKind::MatMul)
+        continue;
+      ins.clear();
+      outs.clear();
+      for (uint32_t t : instr.inputs)
+        ins.push_back(ref(t));
+      for (uint32_t t : instr.outputs)
+        outs.push_back(ref(t));
+      auto calls = std::make_unique<std::vector<GemmCall>>();
+      Status st = planMatmul(instr.attrs, ins[0], ins[1], outs[0], *calls);
+      if (!st.isOk())
+        return Status(st.code(), "instruction " + std::to_string(i) +
+                                     " (matmul" +
+                                     (instr.location.empty()
+                                          ? std::string()
+                                          : " at " + instr.location) +
+                                     "): " + st.message());
+      gemms_[i] = std::move(calls);
+    }
+
+    if (tracing_) {
+      timing_.assign(2 * plan.instrs.size() + 1, nullptr);
+      for (cudaEvent_t &e : timing_)
+        COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
+      traced_.clear();
+      traced_.reserve(plan.instrs.size());
+    }
+    if (reportMalloc_)
+      std::fprintf(stderr,
+                   "colossal-run: cuda: cudaMalloc %llu bytes: arenas %llu, "
+                   "scratch %llu, cuBLASLt workspace %llu, error record "
+                   "%llu\n",
+                   static_cast<unsigned long long>(totalMallocBytes()),
+                   static_cast<unsigned long long>(arenaMallocBytes_),
+                   static_cast<unsigned long long>(scratchBytes_),
+                   static_cast<unsigned long long>(kLtWorkspaceBytes),
+                   static_cast<unsigned long long>(sizeof(*error_)));
+    return Status::ok();
   }
 
   Status upload(void *dst, const void *src, size_t bytes) override {
     if (bytes == 0)
       return Status::ok();
+    COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());
     // Synchronous: the caller may free or reuse `src` on return.
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
@@ -385,35 +540,88 @@ public:
   Status download(void *dst, const void *src, size_t bytes) override {
     if (bytes == 0)
       return Status::ok();
+    COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     return Status::ok();
   }
 
+  /// The executor's fill (zeroing states, check-plan poison) is ordered
+  /// after everything enqueued on every stream, and everything enqueued
+  /// later after it: a poisoned buffer dies after its last reader, whatever
+  /// stream that ran on.
   Status fill(void *dst, uint8_t value, size_t bytes) override {
     if (bytes == 0)
       return Status::ok();
+    COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, value, bytes, stream_));
-    return Status::ok();
+    return forkFromDefault();
   }
 
   Status run(uint64_t index, const PlanInstr &instr,
              const std::vector<TensorRef> &inputs,
              const std::vector<TensorRef> &outputs) override {
-    if (index >= kinds_.size())
-      kinds_.resize(index + 1, OpKind::Identity);
-    kinds_[index] = instr.attrs.kind();
-    std::vector<TensorType> types, outTypes;
-    for (const TensorRef &in : inputs)
-      types.push_back(in.type);
-    for (const TensorRef &out : outputs)
-      outTypes.push_back(out.type);
-    if (hasNoEffect(instr.attrs.kind(), types, outTypes))
+    const OpKind kind = instr.attrs.kind();
+    bool prepared = index < kinds_.size() && kinds_[index] == kind;
+    if (!prepared) { // a backend driven without preparePlan (kernel tests)
+      if (index >= kinds_.size())
+        kinds_.resize(index + 1, OpKind::Identity);
+      kinds_[index] = kind;
+    }
+    cur_ = instr.stream < streams_.size() ? streams_[instr.stream] : stream_;
+    if (isEventRecord(kind) || isEventWait(kind)) {
+      int64_t e = instr.attrs.i("event");
+      if (e < 0 || static_cast<uint64_t>(e) >= events_.size())
+        return Status(StatusCode::kInvalidArgument,
+                      "event " + std::to_string(e) + " out of range [0, " +
+                          std::to_string(events_.size()) + ")");
+      if (isEventRecord(kind))
+        COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[e], cur_));
+      else
+        COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(cur_, events_[e], 0));
       return Status::ok();
-    COLOSSAL_RETURN_IF_ERROR(ensureScratch(scratchBytes(instr.attrs, types)));
-    COLOSSAL_RETURN_IF_ERROR(
-        dispatch(instr.attrs, ErrorSink{error_, index}, inputs, outputs));
+    }
+    // Skipping an instruction with no effect needs only the types; checked
+    // without building vectors (nothing is allocated while a step runs).
+    bool noEffect = true;
+    for (const TensorRef &out : outputs)
+      noEffect &= out.type.numElements() == 0;
+    if (noEffect) {
+      std::vector<TensorType> types, outTypes;
+      for (const TensorRef &in : inputs)
+        types.push_back(in.type);
+      for (const TensorRef &out : outputs)
+        outTypes.push_back(out.type);
+      if (hasNoEffect(kind, types, outTypes))
+        return Status::ok();
+    }
+    bool timed = tracing_ && tracingNow_ && index < plan2Size();
+    if (timed)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaEventRecord(timing_[2 * index + 1], cur_));
+    if (prepared && hostJobs_.size() > index && hostJobs_[index]) {
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaLaunchHostFunc(cur_, &CudaBackend::runHostJob,
+                             hostJobs_[index].get()));
+    } else if (prepared && gemms_.size() > index && gemms_[index]) {
+      COLOSSAL_RETURN_IF_ERROR(launchGemms(*gemms_[index]));
+    } else {
+      if (!prepared) {
+        std::vector<TensorType> types;
+        for (const TensorRef &in : inputs)
+          types.push_back(in.type);
+        COLOSSAL_RETURN_IF_ERROR(
+            ensureScratch(scratchBytes(instr.attrs, types)));
+      }
+      COLOSSAL_RETURN_IF_ERROR(
+          dispatch(instr.attrs, ErrorSink{error_, index}, inputs, outputs));
+    }
+    if (timed) {
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaEventRecord(timing_[2 * index + 2], cur_));
+      traced_.push_back(index);
+    }
     if (syncEach_) {
       uint64_t failed = UINT64_MAX;
       return synchronize(&failed);
@@ -424,7 +632,11 @@ public:
   Status synchronize(uint64_t *failedInstr) override {
     if (failedInstr)
       *failedInstr = UINT64_MAX;
-    cudaError_t err = cudaStreamSynchronize(stream_);
+    cudaError_t err = cudaSuccess;
+    for (size_t s = 0; s < streams_.size() && err == cudaSuccess; ++s)
+      err = cudaStreamSynchronize(streams_[s]);
+    if (err == cudaSuccess)
+      err = cudaStreamSynchronize(stream_);
     if (err != cudaSuccess)
       return Status(StatusCode::kInternal,
                     std::string("a CUDA kernel failed: ") +
@@ -432,6 +644,16 @@ public:
                         " (run with COLOSSAL_CUDA_SYNC=1 to name the "
                         "instruction)",
                     __FILE__, __LINE__);
+    // A host-stream kernel's failure (runCpuKernel's message).
+    if (hostFailed_.load()) {
+      Status failure = std::move(hostFailure_);
+      uint64_t instr = hostFailedInstr_;
+      hostFailure_ = Status::ok();
+      hostFailed_.store(false);
+      if (failedInstr)
+        *failedInstr = instr;
+      return failure;
+    }
     cuda::DeviceError host;
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
         &host, error_, sizeof(host), cudaMemcpyDeviceToHost, stream_));
@@ -475,6 +697,35 @@ public:
     return Status(StatusCode::kInvalidArgument, op + ": " + message);
   }
 
+  void enableTracing(bool on) override { tracing_ = on; }
+
+  bool traceBegin() override {
+    if (!tracing_ || timing_.empty())
+      return false;
+    traced_.clear();
+    // The origin: recorded on the backend's stream while every stream is
+    // idle (the previous program ended with synchronize()).
+    if (cudaEventRecord(timing_[0], stream_) != cudaSuccess)
+      return false;
+    tracingNow_ = true;
+    return true;
+  }
+
+  Status traceEnd(std::vector<TraceSlice> &slices) override {
+    tracingNow_ = false;
+    for (uint64_t index : traced_) {
+      float startMs = 0, lengthMs = 0;
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaEventElapsedTime(&startMs, timing_[0], timing_[2 * index + 1]));
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(
+          &lengthMs, timing_[2 * index + 1], timing_[2 * index + 2]));
+      slices.push_back({index, std::max(0.0, 1e3 * double(startMs)),
+                        std::max(0.0, 1e3 * double(lengthMs))});
+    }
+    traced_.clear();
+    return Status::ok();
+  }
+
 private:
   struct Allocation {
     MemorySpace space;
@@ -488,11 +739,85 @@ private:
       cudaFree(ptr);
   }
 
+  /// Instructions with timing events (2 per instruction after the origin).
+  uint64_t plan2Size() const { return (timing_.size() - 1) / 2; }
+
+  uint64_t totalMallocBytes() const {
+    return arenaMallocBytes_ + scratchBytes_ + mallocBytes_;
+  }
+
+  /// A host-stream instruction, on a CUDA-owned thread: the CPU kernel
+  /// (multi-threaded where it has work for every core). No CUDA call here.
+  static void CUDART_CB runHostJob(void *data) {
+    HostJob *job = static_cast<HostJob *>(data);
+    Status st = runCpuKernel(*job->attrs, job->ins, job->outs);
+    if (!st.isOk()) {
+      CudaBackend *self = job->backend;
+      bool expected = false;
+      if (self->hostFailed_.compare_exchange_strong(expected, true)) {
+        self->hostFailure_ = std::move(st);
+        self->hostFailedInstr_ = job->instr;
+      }
+    }
+  }
+
+  /// Makes the backend's stream wait for everything enqueued on the plan's
+  /// other streams.
+  Status joinIntoDefault() {
+    for (size_t s = 1; s < streams_.size(); ++s) {
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventRecord(joinEvents_[s], streams_[s]));
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaStreamWaitEvent(stream_, joinEvents_[s], 0));
+    }
+    return Status::ok();
+  }
+  /// Makes the plan's other streams wait for the backend's stream.
+  Status forkFromDefault() {
+    if (streams_.size() <= 1)
+      return Status::ok();
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventRecord(joinEvents_[0], stream_));
+    for (size_t s = 1; s < streams_.size(); ++s)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(
+          cudaStreamWaitEvent(streams_[s], joinEvents_[0], 0));
+    return Status::ok();
+  }
+
+  void synchronizeStreams() {
+    for (size_t s = 1; s < streams_.size(); ++s)
+      cudaStreamSynchronize(streams_[s]);
+    if (stream_)
+      cudaStreamSynchronize(stream_);
+  }
+
+  /// Frees what preparePlan() made (streams but stream 0, events).
+  void releasePlanResources() {
+    synchronizeStreams();
+    for (cudaEvent_t e : timing_)
+      if (e)
+        cudaEventDestroy(e);
+    timing_.clear();
+    for (cudaEvent_t e : events_)
+      if (e)
+        cudaEventDestroy(e);
+    events_.clear();
+    for (cudaEvent_t e : joinEvents_)
+      if (e)
+        cudaEventDestroy(e);
+    joinEvents_.clear();
+    for (size_t s = 1; s < streams_.size(); ++s)
+      if (streams_[s])
+        cudaStreamDestroy(streams_[s]);
+    streams_.clear();
+    cur_ = stream_;
+    gemms_.clear();
+    hostJobs_.clear();
+  }
+
   Status ensureScratch(size_t bytes) {
     if (bytes <= scratchBytes_)
       return Status::ok();
     if (scratch_) {
-      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      synchronizeStreams();
       COLOSSAL_CUDA_RETURN_IF_ERROR(cudaFree(scratch_));
       scratch_ = nullptr;
       scratchBytes_ = 0;
@@ -502,26 +827,59 @@ private:
     return Status::ok();
   }
 
+  /// Zeroes `bytes` at `dst` on the current instruction's stream.
+  Status zeroOnStream(void *dst, size_t bytes) {
+    if (bytes != 0)
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, bytes, cur_));
+    return Status::ok();
+  }
+
   Status dispatch(const Attrs &attrs, ErrorSink sink,
                   const std::vector<TensorRef> &ins,
                   const std::vector<TensorRef> &outs);
   Status matmul(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
                 const TensorRef &out);
-  Status gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
-              const void *a, const void *b, void *c, int64_t batch,
-              int64_t strideA, int64_t strideB, int64_t strideC);
+  /// The GEMMs of a matmul, planned (descriptors, heuristic) but not run.
+  Status planMatmul(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
+                    const TensorRef &out, std::vector<GemmCall> &calls);
+  Status planGemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
+                  bool tb, const void *a, const void *b, void *c, int64_t batch,
+                  int64_t strideA, int64_t strideB, int64_t strideC,
+                  GemmCall &call);
+  Status launchGemms(const std::vector<GemmCall> &calls);
 
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr; ///< the backend's own; plan stream 0
+  cudaStream_t cur_ = nullptr;    ///< the running instruction's stream
   cublasLtHandle_t lt_ = nullptr;
   cuda::DeviceError *error_ = nullptr;
   void *ltWorkspace_ = nullptr;
   void *scratch_ = nullptr;
   size_t scratchBytes_ = 0;
+  /// cudaMalloc bytes besides arenas and scratch (workspace, error record).
+  uint64_t mallocBytes_ = 0;
+  uint64_t arenaMallocBytes_ = 0;
   bool syncEach_ = false;
+  bool reportMalloc_ = false;
   std::vector<Allocation> arenas_;
   std::vector<uint8_t *> bases_;
   /// The op of each instruction index seen (for device error messages).
   std::vector<OpKind> kinds_;
+
+  // Per plan (preparePlan).
+  std::vector<StreamKind> streamKinds_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<cudaEvent_t> events_;     ///< the plan's events
+  std::vector<cudaEvent_t> joinEvents_; ///< one per stream, fill/copy joins
+  std::vector<std::unique_ptr<HostJob>> hostJobs_;
+  std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
+  std::atomic<bool> hostFailed_{false};
+  Status hostFailure_;
+  uint64_t hostFailedInstr_ = 0;
+
+  // Tracing: timing_[0] is the origin, 2i+1 and 2i+2 bracket instruction i.
+  bool tracing_ = false, tracingNow_ = false;
+  std::vector<cudaEvent_t> timing_;
+  std::vector<uint64_t> traced_;
 };
 
 #define COLOSSAL_LAUNCH(expr)                                                  \
@@ -555,21 +913,24 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::Gelu:
   case OpKind::Not: {
     bool tanhGelu = kind == OpKind::Gelu && attrs.i("approximate") == 1;
-    COLOSSAL_LAUNCH(cuda::launchUnary(stream_, kind, tanhGelu,
+    COLOSSAL_LAUNCH(cuda::launchUnary(cur_, kind, tanhGelu,
                                       ins[0].type.dtype, out.type.dtype,
                                       outCount, ins[0].data, out.data));
     return Status::ok();
   }
+  case OpKind::EventRecord:
+  case OpKind::EventWait:
+    return Status::ok(); // run() handles them before dispatching
   case OpKind::Identity:
   case OpKind::Reshape:
     // A reshape may alias its input exactly: nothing to move then.
     if (ins[0].data != out.data && out.type.sizeBytes() != 0)
       COLOSSAL_CUDA_RETURN_IF_ERROR(
           cudaMemcpyAsync(out.data, ins[0].data, out.type.sizeBytes(),
-                          cudaMemcpyDefault, stream_));
+                          cudaMemcpyDefault, cur_));
     return Status::ok();
   case OpKind::Cast:
-    COLOSSAL_LAUNCH(cuda::launchCast(stream_, ins[0].type.dtype, out.type.dtype,
+    COLOSSAL_LAUNCH(cuda::launchCast(cur_, ins[0].type.dtype, out.type.dtype,
                                      outCount, ins[0].data, out.data));
     return Status::ok();
   case OpKind::Add:
@@ -588,14 +949,14 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::Greater:
   case OpKind::GreaterEqual:
     COLOSSAL_LAUNCH(cuda::launchBinary(
-        stream_, sink, kind, ins[0].type.dtype, out.type.dtype, toDims(outDims),
+        cur_, sink, kind, ins[0].type.dtype, out.type.dtype, toDims(outDims),
         toDims(broadcastStrides(ins[0].type.dims, outDims)),
         toDims(broadcastStrides(ins[1].type.dims, outDims)), ins[0].data,
         ins[1].data, out.data));
     return Status::ok();
   case OpKind::Where:
     COLOSSAL_LAUNCH(cuda::launchWhere(
-        stream_, ins[0].type.dtype, cuda::elementBytes(out.type.dtype),
+        cur_, ins[0].type.dtype, cuda::elementBytes(out.type.dtype),
         toDims(outDims), toDims(broadcastStrides(ins[0].type.dims, outDims)),
         toDims(broadcastStrides(ins[1].type.dims, outDims)),
         toDims(broadcastStrides(ins[2].type.dims, outDims)), ins[0].data,
@@ -618,9 +979,9 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
       (reduced[d] ? redStrides : keptStrides).push_back(strides[d]);
     }
     COLOSSAL_LAUNCH(cuda::launchReduce(
-        stream_, kind, ins[0].type.dtype, outCount, toDims(keptDims),
+        cur_, kind, ins[0].type.dtype, outCount, toDims(keptDims),
         toDims(keptStrides), toDims(redDims), toDims(redStrides), ins[0].data,
-        out.data));
+        out.data, static_cast<double *>(scratch_)));
     return Status::ok();
   }
   case OpKind::Softmax:
@@ -628,7 +989,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     const IntVec &dims = ins[0].type.dims;
     size_t axis = static_cast<size_t>(attrs.i("axis"));
     COLOSSAL_LAUNCH(cuda::launchSoftmax(
-        stream_, kind == OpKind::LogSoftmax, ins[0].type.dtype,
+        cur_, kind == OpKind::LogSoftmax, ins[0].type.dtype,
         product(dims, 0, axis), dims[axis],
         product(dims, axis + 1, dims.size()), ins[0].data, out.data));
     return Status::ok();
@@ -638,7 +999,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     size_t axis = static_cast<size_t>(attrs.i("axis"));
     bool hasBias = ins.size() > 2;
     COLOSSAL_LAUNCH(cuda::launchLayerNorm(
-        stream_, ins[0].type.dtype, ins[1].type.dtype,
+        cur_, ins[0].type.dtype, ins[1].type.dtype,
         hasBias ? ins[2].type.dtype : ins[1].type.dtype, product(dims, 0, axis),
         product(dims, axis, dims.size()), attrs.f("epsilon"), ins[0].data,
         ins[1].data, hasBias ? ins[2].data : nullptr, out.data));
@@ -648,7 +1009,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     const IntVec &dims = ins[0].type.dims;
     size_t axis = static_cast<size_t>(attrs.i("axis"));
     COLOSSAL_LAUNCH(cuda::launchGather(
-        stream_, sink, cuda::elementBytes(out.type.dtype),
+        cur_, sink, cuda::elementBytes(out.type.dtype),
         product(dims, 0, axis), dims[axis],
         product(dims, axis + 1, dims.size()), ins[1].type.dtype,
         ins[1].type.numElements(), ins[1].data, ins[0].data, out.data));
@@ -659,7 +1020,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     size_t batchDims = static_cast<size_t>(attrs.i("batch_dims"));
     int depth = static_cast<int>(di.back());
     COLOSSAL_LAUNCH(cuda::launchGatherND(
-        stream_, sink, cuda::elementBytes(out.type.dtype), toDims(dd),
+        cur_, sink, cuda::elementBytes(out.type.dtype), toDims(dd),
         static_cast<int>(batchDims), depth, product(dd, 0, batchDims),
         product(di, batchDims, di.size() - 1), ins[1].type.dtype, ins[1].data,
         ins[0].data, out.data));
@@ -669,21 +1030,21 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     const IntVec &dims = ins[0].type.dims;
     size_t axis = static_cast<size_t>(attrs.i("axis"));
     COLOSSAL_LAUNCH(cuda::launchCumSum(
-        stream_, ins[0].type.dtype, product(dims, 0, axis), dims[axis],
+        cur_, ins[0].type.dtype, product(dims, 0, axis), dims[axis],
         product(dims, axis + 1, dims.size()), attrs.i("exclusive") != 0,
         attrs.i("reverse") != 0, ins[0].data, out.data));
     return Status::ok();
   }
   case OpKind::GatherElements:
     COLOSSAL_LAUNCH(cuda::launchGatherElements(
-        stream_, sink, cuda::elementBytes(out.type.dtype),
+        cur_, sink, cuda::elementBytes(out.type.dtype),
         toDims(ins[0].type.dims), static_cast<int>(attrs.i("axis")),
         toDims(ins[1].type.dims), ins[1].type.dtype, ins[1].data, ins[0].data,
         out.data));
     return Status::ok();
   case OpKind::GatherElementsGrad:
     COLOSSAL_LAUNCH(cuda::launchGatherElementsGrad(
-        stream_, sink, ins[0].type.dtype, out.type.dtype, toDims(outDims),
+        cur_, sink, ins[0].type.dtype, out.type.dtype, toDims(outDims),
         static_cast<int>(attrs.i("axis")), toDims(ins[1].type.dims),
         ins[1].type.dtype, ins[1].data, ins[0].data, out.data));
     return Status::ok();
@@ -694,13 +1055,13 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     // col - row - k from overflowing (as the CPU kernel).
     int64_t k = std::clamp<int64_t>(attrs.i("k"), -rows, cols);
     COLOSSAL_LAUNCH(cuda::launchTrilu(
-        stream_, cuda::elementBytes(out.type.dtype), outCount, rows, cols, k,
+        cur_, cuda::elementBytes(out.type.dtype), outCount, rows, cols, k,
         attrs.i("upper") != 0, ins[0].data, out.data));
     return Status::ok();
   }
   case OpKind::Expand:
     COLOSSAL_LAUNCH(cuda::launchStridedCopy(
-        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        cur_, cuda::elementBytes(out.type.dtype), toDims(outDims),
         toDims(broadcastStrides(ins[0].type.dims, outDims)), 0, ins[0].data,
         out.data));
     return Status::ok();
@@ -711,7 +1072,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     for (size_t d = 0; d < perm.size(); ++d)
       strides[d] = inStrides[static_cast<size_t>(perm[d])];
     COLOSSAL_LAUNCH(cuda::launchStridedCopy(
-        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        cur_, cuda::elementBytes(out.type.dtype), toDims(outDims),
         toDims(strides), 0, ins[0].data, out.data));
     return Status::ok();
   }
@@ -728,7 +1089,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
       strides[d] = outDims[d] > 1 ? steps[d] * inStrides[d] : 0;
     }
     COLOSSAL_LAUNCH(cuda::launchStridedCopy(
-        stream_, cuda::elementBytes(out.type.dtype), toDims(outDims),
+        cur_, cuda::elementBytes(out.type.dtype), toDims(outDims),
         toDims(strides), base, ins[0].data, out.data));
     return Status::ok();
   }
@@ -740,7 +1101,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     for (const TensorRef &in : ins) {
       int64_t chunk = product(in.type.dims, axis, in.type.dims.size());
       COLOSSAL_LAUNCH(cuda::launchConcatPart(
-          stream_, cuda::elementBytes(out.type.dtype), outer, chunk, rowElems,
+          cur_, cuda::elementBytes(out.type.dtype), outer, chunk, rowElems,
           offset, in.data, out.data));
       offset += chunk;
     }
@@ -750,20 +1111,20 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     const IntVec &pads = attrs.list("pads");
     IntVec begins(pads.begin(), pads.begin() + ins[0].type.dims.size());
     COLOSSAL_LAUNCH(cuda::launchPad(
-        stream_, cuda::elementBytes(out.type.dtype), toDims(ins[0].type.dims),
+        cur_, cuda::elementBytes(out.type.dtype), toDims(ins[0].type.dims),
         toDims(outDims), toDims(begins), static_cast<int>(attrs.i("mode")),
         valueBits(out.type.dtype, attrs.f("value")), ins[0].data, out.data));
     return Status::ok();
   }
   case OpKind::Fill:
     COLOSSAL_LAUNCH(cuda::launchFill(
-        stream_, cuda::elementBytes(out.type.dtype), outCount,
+        cur_, cuda::elementBytes(out.type.dtype), outCount,
         valueBits(out.type.dtype, attrs.f("value")), out.data));
     return Status::ok();
   case OpKind::SoftmaxCrossEntropy: {
     const IntVec &dims = ins[0].type.dims;
     COLOSSAL_LAUNCH(cuda::launchCrossEntropy(
-        stream_, sink, ins[0].type.dtype, ins[1].type.dtype, dims[0], dims[1],
+        cur_, sink, ins[0].type.dtype, ins[1].type.dtype, dims[0], dims[1],
         product(dims, 2, dims.size()), attrs.i("ignore_index"),
         attrs.i("reduction"), ins[0].data, ins[1].data, out.data,
         static_cast<double *>(scratch_)));
@@ -778,7 +1139,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     if (paddingIdx != INT64_MIN && paddingIdx < 0)
       paddingIdx += length;
     COLOSSAL_LAUNCH(cuda::launchGatherGrad(
-        stream_, sink, ins[0].type.dtype, out.type.dtype,
+        cur_, sink, ins[0].type.dtype, out.type.dtype,
         product(outDims, 0, axis), length,
         product(outDims, axis + 1, outDims.size()), ins[1].type.dtype,
         ins[1].type.numElements(), ins[1].data, paddingIdx, ins[0].data,
@@ -788,7 +1149,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::SliceGrad: {
     const TensorRef &grad = ins[0];
     // All-zero bytes are 0 (or false) in every dtype.
-    COLOSSAL_RETURN_IF_ERROR(fill(out.data, 0, out.type.sizeBytes()));
+    COLOSSAL_RETURN_IF_ERROR(zeroOnStream(out.data, out.type.sizeBytes()));
     if (grad.type.numElements() == 0)
       return Status::ok(); // starts need not be in range then
     const IntVec &starts = attrs.list("starts"), &steps = attrs.list("steps");
@@ -800,7 +1161,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
       strides[d] = grad.type.dims[d] > 1 ? steps[d] * outStrides[d] : 0;
     }
     COLOSSAL_LAUNCH(cuda::launchStridedScatter(
-        stream_, cuda::elementBytes(out.type.dtype), toDims(grad.type.dims),
+        cur_, cuda::elementBytes(out.type.dtype), toDims(grad.type.dims),
         toDims(strides), base, grad.data, out.data));
     return Status::ok();
   }
@@ -851,7 +1212,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     const IntVec &dims = ins[0].type.dims;
     size_t axis = static_cast<size_t>(attrs.i("axis"));
     COLOSSAL_LAUNCH(cuda::launchLayerNormGrad(
-        stream_, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
+        cur_, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
         product(dims, 0, axis), product(dims, axis, dims.size()),
         attrs.f("epsilon"), ins[0].data, ins[1].data, ins[2].data, out.data,
         outs[1].type.dtype, outs[1].data, outs[2].data,
@@ -861,7 +1222,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::SoftmaxCrossEntropyGrad: {
     const IntVec &dims = ins[0].type.dims;
     COLOSSAL_LAUNCH(cuda::launchCrossEntropyGrad(
-        stream_, sink, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
+        cur_, sink, ins[0].type.dtype, ins[1].type.dtype, ins[2].type.dtype,
         dims[0], dims[1], product(dims, 2, dims.size()),
         attrs.i("ignore_index"), attrs.i("reduction"), ins[0].data, ins[1].data,
         ins[2].data, out.data, static_cast<int64_t *>(scratch_)));
@@ -869,7 +1230,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   }
   case OpKind::AdamW:
     COLOSSAL_LAUNCH(cuda::launchAdamW(
-        stream_, sink, ins[0].type.numElements(), attrs.f("beta1"),
+        cur_, sink, ins[0].type.numElements(), attrs.f("beta1"),
         attrs.f("beta2"), attrs.f("eps"), attrs.f("weight_decay"),
         static_cast<const float *>(ins[0].data), ins[1].type.dtype, ins[1].data,
         static_cast<const float *>(ins[2].data),
@@ -881,7 +1242,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     return Status::ok();
   case OpKind::Sgd:
     COLOSSAL_LAUNCH(cuda::launchSgd(
-        stream_, sink, ins[0].type.numElements(), attrs.f("momentum"),
+        cur_, sink, ins[0].type.numElements(), attrs.f("momentum"),
         attrs.f("dampening"), attrs.f("weight_decay"), attrs.i("nesterov") != 0,
         static_cast<const float *>(ins[0].data), ins[1].type.dtype, ins[1].data,
         static_cast<const float *>(ins[2].data),
@@ -901,6 +1262,35 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
 
 Status CudaBackend::matmul(const Attrs &attrs, const TensorRef &a,
                            const TensorRef &b, const TensorRef &out) {
+  // Uncached: a backend run without preparePlan() (the kernel tests).
+  std::vector<GemmCall> calls;
+  COLOSSAL_RETURN_IF_ERROR(planMatmul(attrs, a, b, out, calls));
+  return launchGemms(calls);
+}
+
+Status CudaBackend::launchGemms(const std::vector<GemmCall> &calls) {
+  static const float alphaF = 1.0f, betaF = 0.0f;
+  static const double alphaD = 1.0, betaD = 0.0;
+  for (const GemmCall &call : calls) {
+    if (!call.desc) {
+      COLOSSAL_RETURN_IF_ERROR(zeroOnStream(call.c, call.zeroBytes));
+      continue;
+    }
+    const LtDescriptors &d = *call.desc;
+    COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(
+        lt_, d.op,
+        call.wideScale ? static_cast<const void *>(&alphaD) : &alphaF, call.b,
+        d.a, call.a, d.b,
+        call.wideScale ? static_cast<const void *>(&betaD) : &betaF, call.c,
+        d.c, call.c, d.c, &call.algo, ltWorkspace_, kLtWorkspaceBytes, cur_));
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::planMatmul(const Attrs &attrs, const TensorRef &a,
+                               const TensorRef &b, const TensorRef &out,
+                               std::vector<GemmCall> &calls) {
+  calls.clear();
   bool ta = attrs.i("transpose_a") != 0, tb = attrs.i("transpose_b") != 0;
   const IntVec &da = a.type.dims, &db = b.type.dims, &dOut = out.type.dims;
   size_t ra = da.size(), rOut = dOut.size();
@@ -908,8 +1298,13 @@ Status CudaBackend::matmul(const Attrs &attrs, const TensorRef &a,
   int64_t k = ta ? da[ra - 2] : da[ra - 1];
   if (out.type.numElements() == 0)
     return Status::ok();
-  if (k == 0) // an empty sum: zeros (all-zero bytes in every float dtype)
-    return fill(out.data, 0, out.type.sizeBytes());
+  if (k == 0) { // an empty sum: zeros (all-zero bytes in every float dtype)
+    GemmCall zero;
+    zero.c = out.data;
+    zero.zeroBytes = out.type.sizeBytes();
+    calls.push_back(std::move(zero));
+    return Status::ok();
+  }
 
   // Batch strides in whole matrices; broadcast batch dims get stride 0.
   IntVec batch(dOut.begin(), dOut.end() - 2);
@@ -934,16 +1329,24 @@ Status CudaBackend::matmul(const Attrs &attrs, const TensorRef &a,
   DType dtype = out.type.dtype;
   if (batchCount <= INT32_MAX && uniform(stridesA, sharedA) &&
       uniform(stridesB, sharedB)) {
+    GemmCall call;
+    Status st;
     // b shared and a not transposed: the batch folds into M, one GEMM.
     if (sharedB && !sharedA && !ta)
-      return gemm(dtype, m * batchCount, n, k, ta, tb, a.data, b.data, out.data,
-                  1, 0, 0, 0);
-    Status st =
-        gemm(dtype, m, n, k, ta, tb, a.data, b.data, out.data, batchCount,
-             sharedA ? 0 : m * k, sharedB ? 0 : k * n, m * n);
+      st = planGemm(dtype, m * batchCount, n, k, ta, tb, a.data, b.data,
+                    out.data, 1, 0, 0, 0, call);
+    else
+      st = planGemm(dtype, m, n, k, ta, tb, a.data, b.data, out.data,
+                    batchCount, sharedA ? 0 : m * k, sharedB ? 0 : k * n,
+                    m * n, call);
+    if (st.isOk()) {
+      calls.push_back(std::move(call));
+      return Status::ok();
+    }
     // Should cuBLASLt refuse a strided batch (a zero stride, say), the loop
     // below computes the same matrices one at a time.
-    if (st.isOk() || st.code() != StatusCode::kUnsupported || batchCount == 1)
+    if (st.code() != StatusCode::kUnsupported || batchCount == 1 ||
+        (sharedB && !sharedA && !ta))
       return st;
   }
   // General broadcast (e.g. [2, 1] x [1, 3] batches): one GEMM per matrix.
@@ -956,22 +1359,27 @@ Status CudaBackend::matmul(const Attrs &attrs, const TensorRef &a,
       offA += coord * stridesA[d];
       offB += coord * stridesB[d];
     }
-    COLOSSAL_RETURN_IF_ERROR(
-        gemm(dtype, m, n, k, ta, tb,
-             static_cast<const uint8_t *>(a.data) + offA * m * k * bytes,
-             static_cast<const uint8_t *>(b.data) + offB * k * n * bytes,
-             static_cast<uint8_t *>(out.data) + i * m * n * bytes, 1, 0, 0, 0));
+    GemmCall call;
+    COLOSSAL_RETURN_IF_ERROR(planGemm(
+        dtype, m, n, k, ta, tb,
+        static_cast<const uint8_t *>(a.data) + offA * m * k * bytes,
+        static_cast<const uint8_t *>(b.data) + offB * k * n * bytes,
+        static_cast<uint8_t *>(out.data) + i * m * n * bytes, 1, 0, 0, 0,
+        call));
+    calls.push_back(std::move(call));
   }
   return Status::ok();
 }
 
 /// Row-major C[m, n] = op(A)[m, k] x op(B)[k, n], as the column-major
 /// C^T[n, m] = op(B)^T x op(A)^T: cuBLASLt's "A" is our b and its "B" our a,
-/// each with its stored (row-major) shape read as column-major.
-Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
-                         bool tb, const void *a, const void *b, void *c,
-                         int64_t batch, int64_t strideA, int64_t strideB,
-                         int64_t strideC) {
+/// each with its stored (row-major) shape read as column-major. Plans the
+/// call: descriptors, layouts and the heuristic's algorithm, kept in `call`.
+Status CudaBackend::planGemm(DType dtype, int64_t m, int64_t n, int64_t k,
+                             bool ta, bool tb, const void *a, const void *b,
+                             void *c, int64_t batch, int64_t strideA,
+                             int64_t strideB, int64_t strideC,
+                             GemmCall &call) {
   cudaDataType_t type;
   cublasComputeType_t compute;
   cudaDataType_t scaleType = CUDA_R_32F;
@@ -983,6 +1391,7 @@ Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
     compute = CUBLAS_COMPUTE_32F_PEDANTIC;
     break;
   case DType::kBF16:
+    // bf16 operands on the tensor cores, fp32 accumulation.
     type = CUDA_R_16BF;
     compute = CUBLAS_COMPUTE_32F;
     break;
@@ -1007,7 +1416,7 @@ Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
   uint32_t alignA = alignmentOf(a, batch > 1 ? strideA * bytes : 0);
   uint32_t alignC = alignmentOf(c, batch > 1 ? strideC * bytes : 0);
 
-  LtDescriptors d;
+  auto d = std::make_unique<LtDescriptors>();
   cublasLtMatmulHeuristicResult_t result = {};
   int found = 0;
   // Pedantic fp32 first; should cuBLASLt offer no kernel for it, plain
@@ -1019,10 +1428,10 @@ Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
         break;
       compute = CUBLAS_COMPUTE_32F;
     }
-    d.reset();
+    d->reset();
     found = 0;
     Status described =
-        describeGemm(d, type, compute, scaleType, m, n, k, ta, tb, batch,
+        describeGemm(*d, type, compute, scaleType, m, n, k, ta, tb, batch,
                      strideA, strideB, strideC, alignA, alignB, alignC);
     if (!described.isOk()) {
       if (compute == CUBLAS_COMPUTE_32F_PEDANTIC)
@@ -1030,7 +1439,7 @@ Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
       return described;
     }
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-        lt_, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &found);
+        lt_, d->op, d->a, d->b, d->c, d->c, d->pref, 1, &result, &found);
     // NOT_SUPPORTED is how it says "no algorithm" (found stays 0).
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
       return cublasFailure(st, "cublasLtMatmulAlgoGetHeuristic", __FILE__,
@@ -1046,13 +1455,12 @@ Status CudaBackend::gemm(DType dtype, int64_t m, int64_t n, int64_t k, bool ta,
                       " batch=" + std::to_string(batch) + " (alignment " +
                       std::to_string(std::min({alignA, alignB, alignC})) +
                       " bytes)");
-  float alphaF = 1.0f, betaF = 0.0f;
-  double alphaD = 1.0, betaD = 0.0;
-  bool wide = scaleType == CUDA_R_64F;
-  COLOSSAL_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(
-      lt_, d.op, wide ? static_cast<const void *>(&alphaD) : &alphaF, b, d.a, a,
-      d.b, wide ? static_cast<const void *>(&betaD) : &betaF, c, d.c, c, d.c,
-      &result.algo, ltWorkspace_, kLtWorkspaceBytes, stream_));
+  call.desc = std::move(d);
+  call.algo = result.algo;
+  call.wideScale = scaleType == CUDA_R_64F;
+  call.a = a;
+  call.b = b;
+  call.c = c;
   return Status::ok();
 }
 

@@ -249,7 +249,7 @@ __device__ inline void reportError(const ErrorSink &sink, int32_t code,
 
 // ---- Reductions within a warp or block ----------------------------------
 
-__device__ inline double warpSum(double v) {
+template <typename T> __device__ inline T warpSum(T v) {
   for (int offset = 16; offset > 0; offset >>= 1)
     v += __shfl_down_sync(0xffffffffu, v, offset);
   return __shfl_sync(0xffffffffu, v, 0);
@@ -266,17 +266,19 @@ __device__ inline int64_t warpSumInt(int64_t v) {
 /// std::max as the CPU kernels use it, (a < b) ? b : a: a NaN never wins
 /// (unless it came first), so combining in any order gives the same result
 /// as the CPU's sequential loop whenever the input has no NaN.
-__device__ inline double stdMax(double a, double b) { return a < b ? b : a; }
+template <typename T> __device__ inline T stdMax(T a, T b) {
+  return a < b ? b : a;
+}
 
-__device__ inline double warpMax(double v) {
+template <typename T> __device__ inline T warpMax(T v) {
   for (int offset = 16; offset > 0; offset >>= 1)
     v = stdMax(v, __shfl_down_sync(0xffffffffu, v, offset));
   return __shfl_sync(0xffffffffu, v, 0);
 }
 
 /// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread
-/// gets the result. `scratch` holds 32 doubles of shared memory.
-__device__ inline double blockSum(double v, double *scratch) {
+/// gets the result. `scratch` holds 32 T of shared memory.
+template <typename T> __device__ inline T blockSum(T v, T *scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int warps = blockDim.x >> 5;
   v = warpSum(v);
@@ -284,7 +286,7 @@ __device__ inline double blockSum(double v, double *scratch) {
   if (lane == 0)
     scratch[warp] = v;
   __syncthreads();
-  double total = 0.0;
+  T total = 0;
   for (int w = 0; w < warps; ++w) // fixed order: deterministic
     total += scratch[w];
   return total;

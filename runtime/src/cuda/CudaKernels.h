@@ -134,11 +134,17 @@ cudaError_t launchSgd(cudaStream_t stream, ErrorSink sink, int64_t n,
 
 /// reduce_sum/mean/max/min: each output element reduces `reduced` input
 /// elements. `keptDims`/`keptStrides` map an output index to its first input
-/// element; `redDims`/`redStrides` walk the reduced ones.
+/// element; `redDims`/`redStrides` walk the reduced ones. With few outputs
+/// of many elements the work is split over reduceParts() blocks per output,
+/// whose partial results go to `partial` (scratch of outCount x parts
+/// doubles; null: one warp per output).
 cudaError_t launchReduce(cudaStream_t stream, OpKind kind, DType dtype,
                          int64_t outCount, const Dims &keptDims,
                          const Dims &keptStrides, const Dims &redDims,
-                         const Dims &redStrides, const void *in, void *out);
+                         const Dims &redStrides, const void *in, void *out,
+                         double *partial);
+/// Blocks per output element launchReduce uses (1: a warp per output).
+int64_t reduceParts(DType dtype, int64_t outCount, int64_t reduced);
 /// softmax / log_softmax over the middle dim of [outer, length, inner].
 cudaError_t launchSoftmax(cudaStream_t stream, bool logSoftmax, DType dtype,
                           int64_t outer, int64_t length, int64_t inner,

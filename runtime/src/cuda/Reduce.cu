@@ -1,7 +1,9 @@
 //===- Reduce.cu - Reductions, softmax, layer_norm, cumsum, the loss ------===//
 //
-// Everything here accumulates in double (int64 for integer reductions), as
-// the CPU reference does. Parallel sums add in a tree instead of the CPU's
+// Reductions, layer_norm and the loss accumulate in double (int64 for
+// integer reductions), as the CPU reference does; softmax, log_softmax and
+// the loss gradient compute in f32 (double for f64 tensors), within a few
+// f32 ulps of the reference. Parallel sums add in a tree instead of the CPU's
 // sequential order, which in double changes the rounded f32 or bf16 result
 // only when the exact value sits within ~1e-16 of a rounding boundary. Work
 // is split one warp per output line (reductions, softmax, the loss) or one
@@ -119,8 +121,66 @@ __global__ void reduceKernel(OpKind kind, DType dtype, int64_t outCount,
   }
 }
 
+/// Few outputs, many reduced elements (a gradient norm's sum of squares over
+/// a whole weight): one warp per output would read tens of millions of
+/// elements alone. Instead block (o, p) of `parts` blocks per output reduces
+/// a contiguous chunk of output o's elements into partial[o * parts + p];
+/// reduceFinishKernel combines the parts of each output in part order
+/// (deterministic run to run).
+__global__ void reducePartsKernel(OpKind kind, DType dtype, int64_t outCount,
+                                  Dims keptDims, Dims keptStrides, Dims redDims,
+                                  Dims redStrides, int64_t reduced,
+                                  int64_t parts, const void *in,
+                                  double *partial) {
+  __shared__ double scratch[32];
+  int64_t o = blockIdx.x / parts, p = blockIdx.x % parts;
+  if (o >= outCount)
+    return;
+  int64_t base = stridedOffset(o, keptDims, keptStrides);
+  int64_t chunk = (reduced + parts - 1) / parts;
+  int64_t begin = p * chunk, end = begin + chunk < reduced ? begin + chunk : reduced;
+  double init = kind == OpKind::ReduceMax   ? -INFINITY
+                : kind == OpKind::ReduceMin ? INFINITY
+                                            : 0.0;
+  double acc = init;
+  for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x)
+    acc = combineFloat(
+        kind, acc, loadF(in, dtype, base + stridedOffset(r, redDims, redStrides)));
+  if (kind == OpKind::ReduceSum || kind == OpKind::ReduceMean) {
+    acc = blockSum(acc, scratch);
+  } else {
+    for (int offset = 16; offset > 0; offset >>= 1)
+      acc = combineFloat(kind, acc, __shfl_down_sync(0xffffffffu, acc, offset));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0)
+      scratch[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    acc = init;
+    for (int w = 0; w < int(blockDim.x >> 5); ++w)
+      acc = combineFloat(kind, acc, scratch[w]);
+  }
+  if (threadIdx.x == 0)
+    partial[o * parts + p] = acc;
+}
+
+__global__ void reduceFinishKernel(OpKind kind, DType dtype, int64_t outCount,
+                                   int64_t reduced, int64_t parts,
+                                   const double *partial, void *out) {
+  COLOSSAL_GRID_STRIDE(o, outCount) {
+    double acc = partial[o * parts];
+    for (int64_t p = 1; p < parts; ++p)
+      acc = kind == OpKind::ReduceSum || kind == OpKind::ReduceMean
+                ? acc + partial[o * parts + p]
+                : combineFloat(kind, acc, partial[o * parts + p]);
+    if (kind == OpKind::ReduceMean)
+      acc /= static_cast<double>(reduced);
+    storeF(out, dtype, o, acc);
+  }
+}
+
 // ---- softmax -------------------------------------------------------------
 
+template <typename Acc>
 __global__ void softmaxKernel(bool logSoftmax, DType dtype, int64_t outer,
                               int64_t length, int64_t inner, const void *in,
                               void *out) {
@@ -129,17 +189,17 @@ __global__ void softmaxKernel(bool logSoftmax, DType dtype, int64_t outer,
     int64_t o = line / inner, j = line % inner;
     int64_t base = o * length * inner + j;
     // Subtract the max first so that exp cannot overflow.
-    double maxValue = -INFINITY;
+    Acc maxValue = -INFINITY;
     for (int64_t a = lane; a < length; a += 32)
-      maxValue = stdMax(maxValue, loadF(in, dtype, base + a * inner));
+      maxValue = stdMax(maxValue, Acc(loadF(in, dtype, base + a * inner)));
     maxValue = warpMax(maxValue);
-    double sum = 0.0;
+    Acc sum = 0.0;
     for (int64_t a = lane; a < length; a += 32)
-      sum += exp(loadF(in, dtype, base + a * inner) - maxValue);
+      sum += exp(Acc(loadF(in, dtype, base + a * inner)) - maxValue);
     sum = warpSum(sum);
-    double logSum = log(sum);
+    Acc logSum = log(sum);
     for (int64_t a = lane; a < length; a += 32) {
-      double shifted = loadF(in, dtype, base + a * inner) - maxValue;
+      Acc shifted = Acc(loadF(in, dtype, base + a * inner)) - maxValue;
       storeF(out, dtype, base + a * inner,
              logSoftmax ? shifted - logSum : exp(shifted) / sum);
     }
@@ -150,68 +210,70 @@ __global__ void softmaxKernel(bool logSoftmax, DType dtype, int64_t outer,
 
 /// One block per row: two passes (mean, then the biased variance around
 /// it), as the CPU.
+template <typename Acc>
 __global__ void layerNormKernel(DType xType, DType scaleType, DType biasType,
                                 int64_t outer, int64_t inner, double epsilon,
                                 const void *x, const void *scale,
                                 const void *bias, void *out) {
-  __shared__ double scratch[32];
+  __shared__ Acc scratch[32];
   for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
     int64_t row = o * inner;
-    double sum = 0.0;
+    Acc sum = 0.0;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x)
-      sum += loadF(x, xType, row + j);
-    double mean = blockSum(sum, scratch) / static_cast<double>(inner);
-    double squares = 0.0;
+      sum += Acc(loadF(x, xType, row + j));
+    Acc mean = blockSum(sum, scratch) / static_cast<double>(inner);
+    Acc squares = 0.0;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      double d = loadF(x, xType, row + j) - mean;
+      Acc d = Acc(loadF(x, xType, row + j)) - mean;
       squares += d * d;
     }
-    double variance = blockSum(squares, scratch) / static_cast<double>(inner);
-    double stddev = sqrt(variance + epsilon);
+    Acc variance = blockSum(squares, scratch) / static_cast<double>(inner);
+    Acc stddev = sqrt(variance + epsilon);
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      double b = bias ? loadF(bias, biasType, j) : 0.0;
+      Acc b = bias ? Acc(loadF(bias, biasType, j)) : 0.0;
       storeF(out, xType, row + j,
-             (loadF(x, xType, row + j) - mean) / stddev *
-                     loadF(scale, scaleType, j) +
+             (Acc(loadF(x, xType, row + j)) - mean) / stddev *
+                     Acc(loadF(scale, scaleType, j)) +
                  b);
     }
   }
 }
 
 /// Per row: dx, and the row's mean and rstd into stats[2o], stats[2o + 1].
+template <typename Acc>
 __global__ void layerNormGradRowsKernel(DType xType, DType scaleType,
                                         DType dyType, int64_t outer,
                                         int64_t inner, double epsilon,
                                         const void *x, const void *scale,
                                         const void *dy, void *dx,
                                         double *stats) {
-  __shared__ double scratch[32];
-  double count = static_cast<double>(inner);
+  __shared__ Acc scratch[32];
+  Acc count = static_cast<double>(inner);
   for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
     int64_t row = o * inner;
-    double sum = 0.0;
+    Acc sum = 0.0;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x)
-      sum += loadF(x, xType, row + j);
-    double mean = blockSum(sum, scratch) / count;
-    double squares = 0.0;
+      sum += Acc(loadF(x, xType, row + j));
+    Acc mean = blockSum(sum, scratch) / count;
+    Acc squares = 0.0;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      double d = loadF(x, xType, row + j) - mean;
+      Acc d = Acc(loadF(x, xType, row + j)) - mean;
       squares += d * d;
     }
-    double rstd = 1.0 / sqrt(blockSum(squares, scratch) / count + epsilon);
-    double sumG = 0.0, sumGXhat = 0.0;
+    Acc rstd = 1.0 / sqrt(blockSum(squares, scratch) / count + epsilon);
+    Acc sumG = 0.0, sumGXhat = 0.0;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      double xhat = (loadF(x, xType, row + j) - mean) * rstd;
-      double g = loadF(dy, dyType, row + j) * loadF(scale, scaleType, j);
+      Acc xhat = (Acc(loadF(x, xType, row + j)) - mean) * rstd;
+      Acc g = Acc(loadF(dy, dyType, row + j)) * Acc(loadF(scale, scaleType, j));
       sumG += g;
       sumGXhat += g * xhat;
     }
-    double meanG = blockSum(sumG, scratch) / count;
-    double meanGXhat = blockSum(sumGXhat, scratch) / count;
+    Acc meanG = blockSum(sumG, scratch) / count;
+    Acc meanGXhat = blockSum(sumGXhat, scratch) / count;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      double xhat = (loadF(x, xType, row + j) - mean) * rstd;
+      Acc xhat = (Acc(loadF(x, xType, row + j)) - mean) * rstd;
       storeF(dx, xType, row + j,
-             rstd * (loadF(dy, dyType, row + j) * loadF(scale, scaleType, j) -
+             rstd * (Acc(loadF(dy, dyType, row + j)) * Acc(loadF(scale, scaleType, j)) -
                      meanG - xhat * meanGXhat));
     }
     if (threadIdx.x == 0) {
@@ -360,6 +422,7 @@ __global__ void countLabelsKernel(ErrorSink sink, DType labelType,
 }
 
 /// One warp per position: (softmax - onehot(label)) * dloss weight.
+template <typename Acc>
 __global__ void crossEntropyGradKernel(DType scoreType, DType labelType,
                                        DType dlossType, int64_t batch,
                                        int64_t classes, int64_t inner,
@@ -378,21 +441,21 @@ __global__ void crossEntropyGradKernel(DType scoreType, DType labelType,
         storeF(out, scoreType, base + c * inner, 0.0);
       continue;
     }
-    double weight = reduction == 0 ? loadF(dloss, dlossType, p)
-                                   : loadF(dloss, dlossType, 0);
+    Acc weight = reduction == 0 ? Acc(loadF(dloss, dlossType, p))
+                                   : Acc(loadF(dloss, dlossType, 0));
     if (reduction == 2)
       weight /= static_cast<double>(*count);
-    double maxValue = -INFINITY;
+    Acc maxValue = -INFINITY;
     for (int64_t c = lane; c < classes; c += 32)
-      maxValue = stdMax(maxValue, loadF(scores, scoreType, base + c * inner));
+      maxValue = stdMax(maxValue, Acc(loadF(scores, scoreType, base + c * inner)));
     maxValue = warpMax(maxValue);
-    double sum = 0.0;
+    Acc sum = 0.0;
     for (int64_t c = lane; c < classes; c += 32)
-      sum += exp(loadF(scores, scoreType, base + c * inner) - maxValue);
+      sum += exp(Acc(loadF(scores, scoreType, base + c * inner)) - maxValue);
     sum = warpSum(sum);
     for (int64_t c = lane; c < classes; c += 32) {
-      double probability =
-          exp(loadF(scores, scoreType, base + c * inner) - maxValue) / sum;
+      Acc probability =
+          exp(Acc(loadF(scores, scoreType, base + c * inner)) - maxValue) / sum;
       storeF(out, scoreType, base + c * inner,
              (probability - (c == label ? 1.0 : 0.0)) * weight);
     }
@@ -401,15 +464,45 @@ __global__ void crossEntropyGradKernel(DType scoreType, DType labelType,
 
 } // namespace
 
+int64_t reduceParts(DType dtype, int64_t outCount, int64_t reduced) {
+  // Integers keep the warp path (exact int64 sums); floats split when an
+  // output has over 64k elements and there are few outputs: about 16k
+  // elements per block, at most 4096 blocks in all.
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16 &&
+      dtype != DType::kF64)
+    return 1;
+  if (reduced < (int64_t{1} << 16) || outCount > 1024)
+    return 1;
+  int64_t parts = reduced >> 14;
+  int64_t cap = 4096 / outCount;
+  if (parts > cap)
+    parts = cap;
+  return parts < 1 ? 1 : parts;
+}
+
 cudaError_t launchReduce(cudaStream_t stream, OpKind kind, DType dtype,
                          int64_t outCount, const Dims &keptDims,
                          const Dims &keptStrides, const Dims &redDims,
-                         const Dims &redStrides, const void *in, void *out) {
+                         const Dims &redStrides, const void *in, void *out,
+                         double *partial) {
   if (outCount == 0)
     return cudaSuccess;
   int64_t reduced = 1;
   for (int d = 0; d < redDims.rank; ++d)
     reduced *= redDims.d[d];
+  int64_t parts = reduceParts(dtype, outCount, reduced);
+  if (parts > 1 && partial) {
+    reducePartsKernel<<<static_cast<unsigned>(outCount * parts), kThreads, 0,
+                        stream>>>(kind, dtype, outCount, keptDims, keptStrides,
+                                  redDims, redStrides, reduced, parts, in,
+                                  partial);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+    reduceFinishKernel<<<blocksFor(outCount), kThreads, 0, stream>>>(
+        kind, dtype, outCount, reduced, parts, partial, out);
+    return cudaGetLastError();
+  }
   reduceKernel<<<blocksForWarps(outCount), kThreads, 0, stream>>>(
       kind, dtype, outCount, keptDims, keptStrides, redDims, redStrides,
       reduced, in, out);
@@ -421,8 +514,13 @@ cudaError_t launchSoftmax(cudaStream_t stream, bool logSoftmax, DType dtype,
                           const void *in, void *out) {
   if (outer * length * inner == 0)
     return cudaSuccess;
-  softmaxKernel<<<blocksForWarps(outer * inner), kThreads, 0, stream>>>(
-      logSoftmax, dtype, outer, length, inner, in, out);
+  // f32 math for every dtype but f64 (exp/log in f32, warp sums in f32).
+  if (dtype == DType::kF64)
+    softmaxKernel<double><<<blocksForWarps(outer * inner), kThreads, 0, stream>>>(
+        logSoftmax, dtype, outer, length, inner, in, out);
+  else
+    softmaxKernel<float><<<blocksForWarps(outer * inner), kThreads, 0, stream>>>(
+        logSoftmax, dtype, outer, length, inner, in, out);
   return cudaGetLastError();
 }
 
@@ -432,7 +530,10 @@ cudaError_t launchLayerNorm(cudaStream_t stream, DType xType, DType scaleType,
                             const void *bias, void *out) {
   if (outer * inner == 0)
     return cudaSuccess;
-  layerNormKernel<<<blocksFor(outer, 1), kThreads, 0, stream>>>(
+  // Statistics stay in f64: in f32, (x - mean) loses the digits of an
+  // element near the mean, beyond the kernel tests' elementwise 1e-5 (and
+  // the row is memory-bound: the f64 arithmetic is not its cost).
+  layerNormKernel<double><<<blocksFor(outer, 1), kThreads, 0, stream>>>(
       xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias, out);
   return cudaGetLastError();
 }
@@ -446,7 +547,8 @@ cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
   if (inner == 0)
     return cudaSuccess;
   if (outer > 0) {
-    layerNormGradRowsKernel<<<blocksFor(outer, 1), kThreads, 0, stream>>>(
+    layerNormGradRowsKernel<double><<<blocksFor(outer, 1), kThreads, 0,
+                                       stream>>>(
         xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
         stats);
     cudaError_t err = cudaGetLastError();
@@ -504,9 +606,18 @@ cudaError_t launchCrossEntropyGrad(
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || classes == 0)
     return err;
-  crossEntropyGradKernel<<<blocksForWarps(positions), kThreads, 0, stream>>>(
-      scoreType, labelType, dlossType, batch, classes, inner, ignoreIndex,
-      reduction, scores, labels, dloss, out, count);
+  // f32 math for every score dtype but f64: the logits' gradient is the
+  // largest elementwise pass of a language model (positions x vocabulary).
+  if (scoreType == DType::kF64)
+    crossEntropyGradKernel<double><<<blocksForWarps(positions), kThreads, 0,
+                                     stream>>>(
+        scoreType, labelType, dlossType, batch, classes, inner, ignoreIndex,
+        reduction, scores, labels, dloss, out, count);
+  else
+    crossEntropyGradKernel<float><<<blocksForWarps(positions), kThreads, 0,
+                                    stream>>>(
+        scoreType, labelType, dlossType, batch, classes, inner, ignoreIndex,
+        reduction, scores, labels, dloss, out, count);
   return cudaGetLastError();
 }
 
