@@ -244,6 +244,43 @@ std::vector<Case> allCases() {
     }
   add("add scalar", op(OpKind::Add), {uniform(f32, {}), uniform(f32, {3, 4})},
       kF32Tol);
+  // The f32 fast paths (Elementwise.cu, binaryF32Kernel): contiguous same
+  // shape, a [N] operand against [.., N], a [M, 1] one against [M, N], at
+  // real size (16-byte packs) and at odd sizes (packs that do not divide
+  // the row, a tail, a scalar), f32/bf16/f16; a broadcast in the middle
+  // takes the strided walk with f32 math. The argument in Elementwise.cu
+  // makes these bit-identical to the CPU: the printed error should be 0.
+  for (OpKind kind : {OpKind::Add, OpKind::Mul})
+    for (DType dtype : {f32, bf16}) {
+      std::string name = std::string(opInfo(kind).name) + " " +
+                         dtypeName(dtype) + " fast ";
+      add(name + "[8192, 768] x [768]", op(kind),
+          {uniform(dtype, {8192, 768}), uniform(dtype, {768})}, tolFor(dtype));
+      add(name + "[8192, 1] x [8192, 768]", op(kind),
+          {uniform(dtype, {8192, 1}), uniform(dtype, {8192, 768})},
+          tolFor(dtype));
+      add(name + "same shape", op(kind),
+          {uniform(dtype, {1024, 768}), uniform(dtype, {1024, 768})},
+          tolFor(dtype));
+    }
+  for (OpKind kind : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div,
+                      OpKind::Max, OpKind::Min})
+    for (DType dtype : {f32, bf16, f16}) {
+      std::string name = std::string(opInfo(kind).name) + " " +
+                         dtypeName(dtype) + " fast ";
+      add(name + "odd rows", op(kind),
+          {uniform(dtype, {37, 13}), uniform(dtype, {13}, 0.5, 2.0)},
+          tolFor(dtype));
+      add(name + "tail", op(kind),
+          {uniform(dtype, {1001}), uniform(dtype, {1001}, 0.5, 2.0)},
+          tolFor(dtype));
+      add(name + "scalar", op(kind),
+          {uniform(dtype, {}, 0.5, 2.0), uniform(dtype, {3, 341}, 0.5, 2.0)},
+          tolFor(dtype));
+      add(name + "middle broadcast", op(kind),
+          {uniform(dtype, {4, 1, 24}), uniform(dtype, {4, 5, 24}, 0.5, 2.0)},
+          tolFor(dtype));
+    }
   // Integer arithmetic (wrapping, truncating division).
   for (OpKind kind : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div,
                       OpKind::Max, OpKind::Min, OpKind::Pow})

@@ -201,10 +201,124 @@ __device__ int64_t binaryInt(OpKind kind, int64_t a, int64_t b,
   }
 }
 
+// ---- Binary in f32 ----------------------------------------------------
+//
+// add, sub, mul, div, max and min of f32, bf16 or f16 tensors (output of
+// the same dtype) compute in f32 and round once to the output. That is
+// bit-identical to the CPU's f64 computation rounded once: a + b, a - b,
+// a * b and a / b of p-bit floats rounded to f32 (24 bits) and then to
+// p bits equal the correctly rounded p-bit result whenever 24 >= 2p + 2
+// (bf16: p = 8, f16: p = 11), and for f32 the f64 result (53 >= 2 x 24 + 2)
+// is rounded once to the same f32; max and min are exact. pow keeps f64
+// (powf is not correctly rounded).
+
+/// Where operand element of output index i lives: (i / div) % mod, with
+/// mod == 0 meaning no modulus and mod == 1 a scalar. `vec`: div == 1, mod
+/// a multiple of the pack (or 0) and a 16-byte aligned base, so a pack of
+/// output elements reads one aligned pack of the operand.
+struct Operand {
+  const void *p;
+  int64_t div, mod;
+  bool vec;
+};
+
+__device__ inline int64_t operandOffset(const Operand &o, int64_t i) {
+  int64_t j = o.div == 1 ? i : i / o.div;
+  return o.mod == 0 ? j : j % o.mod;
+}
+
+struct F32Storage {
+  using S = float;
+  __device__ static float load(S v) { return v; }
+  __device__ static S store(float f) { return f; }
+};
+struct BF16Storage {
+  using S = uint16_t;
+  __device__ static float load(S v) { return bf16ToFloat(v); }
+  __device__ static S store(float f) { return floatToBf16(f); }
+};
+struct F16Storage {
+  using S = uint16_t;
+  __device__ static float load(S v) { return __half2float(__ushort_as_half(v)); }
+  __device__ static S store(float f) {
+    return __half_as_ushort(__float2half_rn(f));
+  }
+};
+
+__device__ inline float binaryF32(OpKind kind, float a, float b) {
+  switch (kind) {
+  case OpKind::Add:
+    return a + b;
+  case OpKind::Sub:
+    return a - b;
+  case OpKind::Mul:
+    return a * b;
+  case OpKind::Div:
+    return a / b; // IEEE division: nvcc's default -prec-div=true
+  case OpKind::Max: // NaN propagates, as binaryFloat
+    return (isnan(a) || a > b) ? a : b;
+  default: // Min
+    return (isnan(a) || a < b) ? a : b;
+  }
+}
+
+/// The V operand values of output elements [i0, i0 + V), i0 a multiple of V.
+template <typename T, int V>
+__device__ inline void loadPack(const Operand &o, int64_t i0, float (&x)[V]) {
+  using S = typename T::S;
+  const S *p = static_cast<const S *>(o.p);
+  if (o.mod == 1) {
+    float v = T::load(p[0]);
+    for (int k = 0; k < V; ++k)
+      x[k] = v;
+  } else if (o.vec) {
+    uint4 bits = *reinterpret_cast<const uint4 *>(p + operandOffset(o, i0));
+    const S *s = reinterpret_cast<const S *>(&bits);
+    for (int k = 0; k < V; ++k)
+      x[k] = T::load(s[k]);
+  } else {
+    for (int k = 0; k < V; ++k)
+      x[k] = T::load(p[operandOffset(o, i0 + k)]);
+  }
+}
+
+/// Packs of 16 bytes of output per thread when `vec` (the output is 16-byte
+/// aligned), then the tail (n % V elements) one per thread.
+template <typename T>
+__global__ void binaryF32Kernel(OpKind kind, int64_t n, Operand a, Operand b,
+                                typename T::S *out, bool vec) {
+  using S = typename T::S;
+  constexpr int V = 16 / sizeof(S);
+  int64_t start = 0;
+  if (vec) {
+    int64_t packs = n / V;
+    COLOSSAL_GRID_STRIDE(q, packs) {
+      int64_t i0 = q * V;
+      float x[V], y[V];
+      loadPack<T, V>(a, i0, x);
+      loadPack<T, V>(b, i0, y);
+      uint4 bits;
+      S *r = reinterpret_cast<S *>(&bits);
+      for (int k = 0; k < V; ++k)
+        r[k] = T::store(binaryF32(kind, x[k], y[k]));
+      *reinterpret_cast<uint4 *>(out + i0) = bits;
+    }
+    start = packs * V;
+  }
+  const S *pa = static_cast<const S *>(a.p), *pb = static_cast<const S *>(b.p);
+  for (int64_t i = start + int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    float x = T::load(pa[operandOffset(a, i)]);
+    float y = T::load(pb[operandOffset(b, i)]);
+    out[i] = T::store(binaryF32(kind, x, y));
+  }
+}
+
+/// The general strided walk; `f32Math` as binaryF32.
 __global__ void binaryKernel(ErrorSink sink, OpKind kind, DType inType,
                              DType outType, Dims outDims, Dims aStrides,
                              Dims bStrides, int64_t n, const void *a,
-                             const void *b, void *out) {
+                             const void *b, void *out, bool f32Math) {
   bool floats = isFloatType(inType), comparison = isComparison(kind);
   COLOSSAL_GRID_STRIDE(i, n) {
     int64_t ia = stridedOffset(i, outDims, aStrides);
@@ -213,6 +327,9 @@ __global__ void binaryKernel(ErrorSink sink, OpKind kind, DType inType,
       double x = loadF(a, inType, ia), y = loadF(b, inType, ib);
       if (comparison)
         storeI(out, outType, i, compare(kind, x, y) ? 1 : 0);
+      else if (f32Math) // x, y are f32/bf16/f16 values: exact in float
+        storeF(out, outType, i,
+               binaryF32(kind, static_cast<float>(x), static_cast<float>(y)));
       else
         storeF(out, outType, i, binaryFloat(kind, x, y));
     } else {
@@ -413,6 +530,60 @@ cudaError_t launchCast(cudaStream_t stream, DType inType, DType outType,
   return cudaGetLastError();
 }
 
+namespace {
+
+/// True when add/sub/mul/div/max/min may compute in f32 (see binaryF32).
+bool f32Binary(OpKind kind, DType inType, DType outType) {
+  bool narrow =
+      inType == DType::kF32 || inType == DType::kBF16 || inType == DType::kF16;
+  bool exactOp = kind == OpKind::Add || kind == OpKind::Sub ||
+                 kind == OpKind::Mul || kind == OpKind::Div ||
+                 kind == OpKind::Max || kind == OpKind::Min;
+  return narrow && exactOp && outType == inType;
+}
+
+/// Describes `strides` over `dims` as (i / div) % mod when it is one run of
+/// row-major contiguous dims [lo, hi) with every other dim broadcast (stride
+/// 0; dims of size 1 are ignored): the identity, a [N] or [M, 1] operand
+/// against [M, N], a scalar. False for anything else (a transpose, a
+/// broadcast in the middle of the operand).
+bool describeOperand(const Dims &dims, const Dims &strides, const void *p,
+                     int pack, Operand &o) {
+  int64_t div = 1, mod = 1, expected = 1;
+  int d = dims.rank - 1;
+  for (; d >= 0 && (dims.d[d] == 1 || strides.d[d] == 0); --d)
+    div *= dims.d[d]; // trailing broadcast dims
+  for (; d >= 0 && (dims.d[d] == 1 || strides.d[d] == expected); --d) {
+    expected *= dims.d[d];
+    mod *= dims.d[d];
+  }
+  bool leadingBroadcast = false;
+  for (; d >= 0; --d) {
+    if (dims.d[d] != 1 && strides.d[d] != 0)
+      return false;
+    leadingBroadcast = leadingBroadcast || dims.d[d] != 1;
+  }
+  o.p = p;
+  o.div = mod == 1 ? 1 : div;
+  o.mod = mod == 1 ? 1 : (leadingBroadcast ? mod : 0);
+  o.vec = o.div == 1 && (o.mod == 0 || o.mod % pack == 0) &&
+          reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  return true;
+}
+
+template <typename T>
+cudaError_t launchBinaryF32(cudaStream_t stream, OpKind kind, int64_t n,
+                            const Operand &a, const Operand &b, void *out) {
+  bool vec = reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  int pack = static_cast<int>(16 / sizeof(typename T::S));
+  binaryF32Kernel<T><<<blocksFor(vec ? (n + pack - 1) / pack : n), kThreads, 0,
+                       stream>>>(kind, n, a, b,
+                                 static_cast<typename T::S *>(out), vec);
+  return cudaGetLastError();
+}
+
+} // namespace
+
 cudaError_t launchBinary(cudaStream_t stream, ErrorSink sink, OpKind kind,
                          DType inType, DType outType, const Dims &outDims,
                          const Dims &aStrides, const Dims &bStrides,
@@ -420,8 +591,21 @@ cudaError_t launchBinary(cudaStream_t stream, ErrorSink sink, OpKind kind,
   int64_t n = product(outDims);
   if (n == 0)
     return cudaSuccess;
+  if (f32Binary(kind, inType, outType)) {
+    int pack = 16 / elementBytes(inType);
+    Operand oa, ob;
+    if (describeOperand(outDims, aStrides, a, pack, oa) &&
+        describeOperand(outDims, bStrides, b, pack, ob)) {
+      if (inType == DType::kF32)
+        return launchBinaryF32<F32Storage>(stream, kind, n, oa, ob, out);
+      if (inType == DType::kBF16)
+        return launchBinaryF32<BF16Storage>(stream, kind, n, oa, ob, out);
+      return launchBinaryF32<F16Storage>(stream, kind, n, oa, ob, out);
+    }
+  }
   binaryKernel<<<blocksFor(n), kThreads, 0, stream>>>(
-      sink, kind, inType, outType, outDims, aStrides, bStrides, n, a, b, out);
+      sink, kind, inType, outType, outDims, aStrides, bStrides, n, a, b, out,
+      f32Binary(kind, inType, outType));
   return cudaGetLastError();
 }
 
