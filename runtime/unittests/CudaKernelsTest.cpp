@@ -858,6 +858,9 @@ TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
     }
   }
   std::printf("%zu cases, %d failed\n", cases.size(), failures);
+  // They move no data: ExecutorOrdersStreamsByEvents runs them in a plan.
+  covered.insert(OpKind::EventRecord);
+  covered.insert(OpKind::EventWait);
   for (const OpInfo &info : allOps())
     EXPECT_TRUE(covered.count(info.kind))
         << "no case runs " << info.name << " on the GPU";
@@ -1070,6 +1073,51 @@ TEST_F(CudaKernels, ExecutorTrainsLikeTheCpu) {
   ASSERT_EQ(wc.bytes.size(), wg.bytes.size());
   for (size_t i = 0; i < floats(wc).size(); ++i)
     EXPECT_NEAR(floats(wc)[i], floats(wg)[i], 1e-5 * std::fabs(floats(wc)[i]));
+}
+
+/// event_record / event_wait (no data of their own, so no kernel case in
+/// EveryOpMatchesTheCpuReference): s = a + b runs on stream 1, records event
+/// 0; stream 0 waits for it, then y = s * a. Both streams are compute
+/// streams (an in-memory plan without stream kinds). Without the wait,
+/// stream 0 could read s before stream 1 wrote it (it starts as zeros, the
+/// arena's initial bytes); a second run reads the first run's s, so two runs
+/// with different inputs are checked.
+TEST_F(CudaKernels, ExecutorOrdersStreamsByEvents) {
+  PlanBuilder pb;
+  const int64_t n = 1 << 20; // enough work that stream 1 is still busy
+  uint32_t a = pb.tensor("a", f32, {n}), b = pb.tensor("b", f32, {n});
+  uint32_t s = pb.tensor("s", f32, {n}), y = pb.tensor("y", f32, {n});
+  pb.instr(Attrs(OpKind::Add), {a, b}, {s});
+  pb.instr(withI(op(OpKind::EventRecord), "event", 0), {}, {});
+  pb.instr(withI(op(OpKind::EventWait), "event", 0), {}, {});
+  pb.instr(Attrs(OpKind::Mul), {s, a}, {y});
+  pb.bind(BindingRole::kInput, "a", a);
+  pb.bind(BindingRole::kInput, "b", b);
+  pb.bind(BindingRole::kOutput, "y", y);
+  Plan plan = pb.finish();
+  plan.numStreams = 2;
+  plan.numEvents = 1;
+  plan.instrs[0].stream = 1;
+  plan.instrs[1].stream = 1;
+  ASSERT_TRUE(validatePlan(plan).isOk()) << validatePlan(plan).toString();
+
+  Executor cpu, gpu;
+  ASSERT_TRUE(gpu.setDevice(Device::kCuda).isOk());
+  for (Executor *exec : {&cpu, &gpu}) {
+    Status st = exec->prepare(plan);
+    ASSERT_TRUE(st.isOk()) << st.toString();
+  }
+  for (int run = 0; run < 2; ++run) {
+    SafetensorsFile in, outCpu, outGpu;
+    in.tensors.emplace_back("a", uniform(f32, {n}, 0.5, 2.0));
+    in.tensors.emplace_back("b", uniform(f32, {n}, 0.5, 2.0));
+    ASSERT_TRUE(cpu.run(in, outCpu).isOk());
+    Status st = gpu.run(in, outGpu);
+    ASSERT_TRUE(st.isOk()) << st.toString();
+    ASSERT_EQ(outGpu.tensors.size(), 1u);
+    EXPECT_EQ(outCpu.tensors[0].second.bytes, outGpu.tensors[0].second.bytes)
+        << "run " << run;
+  }
 }
 
 TEST_F(CudaKernels, ExecutorNamesTheInstructionOfAKernelError) {
