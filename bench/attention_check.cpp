@@ -8,18 +8,25 @@
 //     are poisoned (0xFF, NaN) first. Error is norm-wise, max |gpu - cpu| /
 //     max |cpu| per output: fp32 accumulation against f64 gives ~1e-6 for
 //     f32 (tolerance 1e-4), bf16 rounding of inputs-as-stored and outputs
-//     ~4e-3 (tolerance 2e-2).
+//     ~4e-3 (tolerance 2e-2). Every case runs on the SIMT kernel
+//     (COLOSSAL_ATTENTION_KERNEL=simple) and, where it applies (bf16/f16,
+//     D 64 or 128: AttentionTC.h), on the tensor-core kernel, whose
+//     backward also runs twice and must give the same bits (no atomics).
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
-//     causal) fused, against the unfused ops the compiler emits without
-//     colossal-fuse-attention (matmul, mul, add mask, softmax, matmul; and
-//     the backward's four matmuls and softmax gradient), each through the
-//     same backend. Wall-clock per call after warm-up, synchronised.
+//     causal) and the same at D 128, fused on each kernel, against the
+//     unfused ops the compiler emits without colossal-fuse-attention
+//     (matmul, mul, add mask, softmax, matmul; and the backward's four
+//     matmuls and softmax gradient), each through the same backend.
+//     Wall-clock per call after warm-up, synchronised. TFLOP/s counts
+//     4 B H S T D / 2 for a causal forward (half the products) and 2.5
+//     times that for the backward (five products to the forward's two).
 //
 // Prints one line per case and "attention_check: N cases, F failed";
 // exits 1 when any case fails.
 //
 //===----------------------------------------------------------------------===//
 #include "Backend.h"
+#include "cuda/AttentionTC.h"
 
 #include "colossal/runtime/Kernels.h"
 #include "colossal/runtime/OpTable.h"
@@ -28,6 +35,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -134,6 +142,46 @@ struct Case {
 
 int failures = 0, cases = 0;
 
+/// Picks the kernel the backend runs for attention (AttentionTC.h reads
+/// the variable at every call).
+void useKernel(const char *which) {
+  setenv("COLOSSAL_ATTENTION_KERNEL", which, 1);
+}
+
+/// True when both outputs lists have the same bytes.
+bool sameBits(const std::vector<HostTensor> &x,
+              const std::vector<HostTensor> &y) {
+  if (x.size() != y.size())
+    return false;
+  for (size_t k = 0; k < x.size(); ++k)
+    if (x[k].bytes != y[k].bytes)
+      return false;
+  return true;
+}
+
+void compareCase(const Case &c, const char *kernel,
+                 const std::vector<HostTensor> &in,
+                 const std::vector<HostTensor> &gin,
+                 const std::vector<HostTensor> &cpuOut,
+                 const std::vector<HostTensor> &cpuGrad, const Attrs &fwd,
+                 const Attrs &bwd);
+
+/// Whether the backend's attention calls for this case's shape take the
+/// tensor-core path here (device, environment), asked with pointers as
+/// aligned as runGpu's arena places them and ample scratch.
+bool tensorCoresTaken(const Case &c) {
+  cuda::AttentionCall call{};
+  call.dtype = c.dtype;
+  call.batch = c.b, call.heads = c.h, call.kvHeads = c.hkv;
+  call.rows = c.s, call.cols = c.t, call.depth = c.d;
+  void *at = reinterpret_cast<void *>(uintptr_t{256});
+  call.q = call.k = call.v = call.out = call.dout = at;
+  call.o = call.dq = call.dk = call.dv = call.scratch = at;
+  call.scratchBytes = SIZE_MAX;
+  return cuda::attentionUsesTensorCores(call, false) &&
+         cuda::attentionUsesTensorCores(call, true);
+}
+
 void runCase(const Case &c, std::mt19937 &gen) {
   ++cases;
   Dims qd{c.b, c.h, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d};
@@ -148,11 +196,9 @@ void runCase(const Case &c, std::mt19937 &gen) {
     a->setF("scale", scale);
     a->setI("causal", c.causal);
   }
-  std::vector<HostTensor> cpuOut, gpuOut, cpuGrad, gpuGrad;
-  if (!check(evaluateOp(fwd, in, cpuOut), "cpu forward") ||
-      !runGpu(fwd, in, gpuOut)) {
+  std::vector<HostTensor> cpuOut, cpuGrad;
+  if (!check(evaluateOp(fwd, in, cpuOut), "cpu forward")) {
     ++failures;
-    std::printf("%-28s FAIL (forward did not run)\n", c.name);
     return;
   }
   // The backward of both runs on the CPU forward's results, so that the
@@ -161,12 +207,46 @@ void runCase(const Case &c, std::mt19937 &gen) {
   gin.push_back(cpuOut[0]);
   gin.push_back(cpuOut[1]);
   gin.push_back(random(c.dtype, qd, gen));
-  if (!check(evaluateOp(bwd, gin, cpuGrad), "cpu backward") ||
-      !runGpu(bwd, gin, gpuGrad)) {
+  if (!check(evaluateOp(bwd, gin, cpuGrad), "cpu backward")) {
     ++failures;
-    std::printf("%-28s FAIL (backward did not run)\n", c.name);
     return;
   }
+  useKernel("simple");
+  compareCase(c, "simple", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  useKernel("auto");
+  if (!cuda::attentionTensorCoreShape(c.dtype, c.d))
+    return;
+  ++cases;
+  if (!tensorCoresTaken(c)) {
+    ++failures;
+    std::printf("%-28s tc     FAIL (the tensor-core path was not taken)\n",
+                c.name);
+    return;
+  }
+  compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd);
+}
+
+void compareCase(const Case &c, const char *kernel,
+                 const std::vector<HostTensor> &in,
+                 const std::vector<HostTensor> &gin,
+                 const std::vector<HostTensor> &cpuOut,
+                 const std::vector<HostTensor> &cpuGrad, const Attrs &fwd,
+                 const Attrs &bwd) {
+  std::vector<HostTensor> gpuOut, gpuGrad, again;
+  if (!runGpu(fwd, in, gpuOut)) {
+    ++failures;
+    std::printf("%-28s %-6s FAIL (forward did not run)\n", c.name, kernel);
+    return;
+  }
+  if (!runGpu(bwd, gin, gpuGrad)) {
+    ++failures;
+    std::printf("%-28s %-6s FAIL (backward did not run)\n", c.name, kernel);
+    return;
+  }
+  // The tensor-core backward claims determinism: a second run, same bits.
+  bool deterministic = true;
+  if (std::string(kernel) == "tc")
+    deterministic = runGpu(bwd, gin, again) && sameBits(gpuGrad, again);
   double tol = c.dtype == DType::kF32 ? 1e-4 : 2e-2;
   const char *names[] = {"out", "lse", "dq", "dk", "dv"};
   double errs[5] = {normwiseError(cpuOut[0], gpuOut[0]),
@@ -174,8 +254,8 @@ void runCase(const Case &c, std::mt19937 &gen) {
                     normwiseError(cpuGrad[0], gpuGrad[0]),
                     normwiseError(cpuGrad[1], gpuGrad[1]),
                     normwiseError(cpuGrad[2], gpuGrad[2])};
-  bool ok = true;
-  std::string detail;
+  bool ok = deterministic;
+  std::string detail = deterministic ? "" : " NOT DETERMINISTIC";
   for (int k = 0; k < 5; ++k) {
     // lse is f32 in every case and compared at f32's tolerance.
     double t = k == 1 ? 1e-4 : tol;
@@ -185,8 +265,9 @@ void runCase(const Case &c, std::mt19937 &gen) {
     detail += buf;
   }
   failures += !ok;
-  std::printf("%-28s %-5s B%lld H%lld/%lld S%lld T%lld D%lld%s%s |%s  %s\n",
-              c.name, dtypeName(c.dtype), (long long)c.b, (long long)c.h,
+  std::printf("%-28s %-6s %-5s B%lld H%lld/%lld S%lld T%lld D%lld%s%s |%s  "
+              "%s\n",
+              c.name, kernel, dtypeName(c.dtype), (long long)c.b, (long long)c.h,
               (long long)c.hkv, (long long)c.s, (long long)c.t, (long long)c.d,
               c.causal ? " causal" : "", c.bias.empty() ? "" : " bias",
               detail.c_str(), ok ? "ok" : "FAIL");
@@ -329,17 +410,25 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
         "bench upload");
 
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
-  double f1 = timeSteps(bench, fusedF, 10), b1 = timeSteps(bench, fusedB, 10);
+  std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
+              (long long)b, (long long)h, (long long)s, (long long)d);
+  for (const char *kernel : {"simple", "tc"}) {
+    bool tc = std::string(kernel) == "tc";
+    if (tc && !cuda::attentionTensorCoreShape(dtype, d))
+      continue;
+    useKernel(tc ? "auto" : "simple");
+    double f1 = timeSteps(bench, fusedF, 10);
+    double b1 = timeSteps(bench, fusedB, 10);
+    std::printf("  fused %-6s forward %8.3f ms (%6.1f TFLOP/s)  backward "
+                "%8.3f ms (%6.1f TFLOP/s)\n",
+                kernel, f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
+  }
+  useKernel("auto");
   double f2 = timeSteps(bench, plainF, 10), b2 = timeSteps(bench, plainB, 10);
   uint64_t scoreBytes =
       static_cast<uint64_t>(b * h * s * s) * dtypeSizeBytes(dtype);
-  std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
-              (long long)b, (long long)h, (long long)s, (long long)d);
-  std::printf("  fused   forward %8.3f ms (%6.1f TFLOP/s)  backward %8.3f ms "
-              "(%6.1f TFLOP/s)\n",
-              f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
-  std::printf("  unfused forward %8.3f ms                   backward %8.3f ms"
-              "   (each [S, T] tensor %.0f MiB)\n",
+  std::printf("  unfused      forward %8.3f ms                   backward "
+              "%8.3f ms   (each [S, T] tensor %.0f MiB)\n",
               f2, b2, scoreBytes / 1048576.0);
   gpu->releaseArenas();
 }
@@ -352,7 +441,7 @@ int main(int argc, char **argv) {
     std::printf("attention_check: no CUDA backend: %s\n", st.message().c_str());
     return 1;
   }
-  const DType f32 = DType::kF32, bf16 = DType::kBF16;
+  const DType f32 = DType::kF32, bf16 = DType::kBF16, f16 = DType::kF16;
   const Case list[] = {
       {"plain", f32, 2, 4, 4, 64, 64, 64, false, {}},
       {"causal", f32, 2, 4, 4, 100, 100, 64, true, {}},
@@ -371,6 +460,24 @@ int main(int argc, char **argv) {
       {"bf16 causal D128", bf16, 1, 4, 4, 200, 200, 128, true, {}},
       {"bf16 gqa causal", bf16, 2, 8, 2, 96, 96, 64, true, {}},
       {"bf16 bias S<T", bf16, 2, 4, 4, 40, 72, 32, true, {2, 1, 1, 72}},
+      // The tensor-core kernel's edges: tiles of 64 rows and 64 keys (32
+      // for D 128's backward), partial tiles, the causal diagonal inside a
+      // tile, rows that see no key (S > T causal), every bias broadcast.
+      {"bf16 causal D64 S200", bf16, 2, 4, 4, 200, 200, 64, true, {}},
+      {"bf16 D64 S<T causal", bf16, 1, 4, 4, 70, 193, 64, true, {}},
+      {"bf16 D128 S>T causal", bf16, 1, 2, 1, 150, 77, 128, true, {}},
+      {"bf16 D64 S>T", bf16, 1, 2, 2, 129, 31, 64, false, {}},
+      {"bf16 gqa 8/2 D128", bf16, 2, 8, 2, 130, 130, 128, true, {}},
+      {"bf16 mqa 4/1 D64", bf16, 1, 4, 1, 64, 64, 64, false, {}},
+      {"bf16 bias [B,H,S,T] D64", bf16, 2, 2, 2, 65, 66, 64, false,
+       {2, 2, 65, 66}},
+      {"bf16 bias [S,T] D128", bf16, 1, 2, 2, 96, 96, 128, true, {96, 96}},
+      {"bf16 bias [B,1,1,T] D64", bf16, 2, 4, 2, 100, 100, 64, true,
+       {2, 1, 1, 100}},
+      {"bf16 single row D64", bf16, 1, 1, 1, 1, 1, 64, true, {}},
+      {"bf16 long causal D64", bf16, 1, 2, 2, 1024, 1024, 64, true, {}},
+      {"f16 causal D64", f16, 2, 4, 4, 130, 130, 64, true, {}},
+      {"f16 gqa bias D128", f16, 1, 4, 2, 80, 96, 128, false, {1, 1, 80, 96}},
   };
   std::mt19937 gen(1234);
   for (const Case &c : list)
@@ -379,6 +486,7 @@ int main(int argc, char **argv) {
   bool timing = !(argc > 1 && std::string(argv[1]) == "--no-timing");
   if (timing) {
     timeOptShape(8, 32, 1024, 64, bf16);
+    timeOptShape(8, 32, 1024, 128, bf16);
     timeOptShape(8, 32, 1024, 64, f32);
   }
   return failures ? 1 : 0;

@@ -23,12 +23,15 @@
 // Causal tiles are skipped: the forward and dq stop at the block's last
 // visible key, dk/dv start at the first row that sees the tile.
 //
-// Not yet: tensor cores (mma/wmma) for bf16, which a FlashAttention-2
-// kernel needs to approach the GEMM roofline; head dims above 128; f64.
+// bf16/f16 calls with D 64 or 128 go to the tensor-core kernels of
+// AttentionTC.cu instead (run() below); this kernel is their fallback and
+// COLOSSAL_ATTENTION_KERNEL=simple forces it. Not yet: head dims above
+// 128; f64.
 // The launchers return cudaErrorNotSupported for those, and the backend
 // turns that into a message naming the op.
 //
 //===----------------------------------------------------------------------===//
+#include "AttentionTC.h"
 #include "CudaCommon.cuh"
 #include "CudaKernels.h"
 
@@ -465,6 +468,10 @@ cudaError_t dispatchDepth(cudaStream_t stream, const AttentionCall &c,
 }
 
 cudaError_t run(cudaStream_t stream, const AttentionCall &c, bool backward) {
+  // bf16/f16 with D 64 or 128 run on the tensor cores (AttentionTC.cu)
+  // unless COLOSSAL_ATTENTION_KERNEL=simple; everything else runs here.
+  if (attentionUsesTensorCores(c, backward))
+    return launchAttentionTensorCore(stream, c, backward);
   if (c.depth < 1 || c.depth > kMaxDepth)
     return cudaErrorNotSupported;
   // Block grids: y counts (batch, head) pairs, at most 65535.

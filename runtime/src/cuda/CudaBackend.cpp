@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "../Backend.h"
+#include "AttentionTC.h"
 #include "CudaKernels.h"
 
 #include "colossal/runtime/Kernels.h"
@@ -136,6 +137,10 @@ size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
            2 * sizeof(double);
   case OpKind::GatherGrad:
     return static_cast<size_t>(in[1].numElements()) * sizeof(int64_t);
+  case OpKind::AttentionGrad: // delta per query row (AttentionTC.h)
+    return cuda::attentionTensorCoreScratchBytes(
+        in[0].dtype, in[0].dims[0], in[0].dims[1], in[0].dims[2],
+        in[0].dims[3]);
   case OpKind::ReduceSum:
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
@@ -1205,6 +1210,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     call.lse = static_cast<const float *>(ins[rest + 1].data);
     call.dout = ins[rest + 2].data;
     call.dq = outs[0].data, call.dk = outs[1].data, call.dv = outs[2].data;
+    call.scratch = scratch_, call.scratchBytes = scratchBytes_;
     COLOSSAL_LAUNCH(cuda::launchAttentionBackward(cur_, call));
     return Status::ok();
   }

@@ -173,6 +173,9 @@ struct AttentionCall {
   const float *lse = nullptr;
   void *o = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *lseOut = nullptr;
+  /// The backend's scratch, for the tensor-core backward (AttentionTC.h).
+  void *scratch = nullptr;
+  size_t scratchBytes = 0;
 };
 cudaError_t launchAttentionForward(cudaStream_t stream,
                                    const AttentionCall &call);

@@ -1,0 +1,777 @@
+//===- AttentionTC.cu - Tensor-core flash attention, bf16 and f16 ---------===//
+//
+// attention and attention_grad (OpTable.h) for bf16/f16 and head dims 64
+// and 128, FlashAttention-2 style, on the tensor cores through
+// mma.sync.m16n8k16 (f32 accumulation), fragments loaded with ldmatrix from
+// shared tiles that cp.async fills, two stages deep. Attention.cu keeps the
+// SIMT kernel for every other call and picks this one (AttentionTC.h).
+//
+// Fragment layouts (PTX ISA, "mma.m16n8k16"; g = lane / 4, t = lane % 4):
+//  A 16x16 row-major, 4 regs of 2 halves: a0 (g, 2t..2t+1), a1 (g+8, 2t..),
+//    a2 (g, 2t+8..), a3 (g+8, 2t+8..);
+//  B 16x8, 2 regs: b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
+//  C 16x8 f32: c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1).
+// ldmatrix.x4 gives lane l, from matrix i (rows addressed by lanes 8i..8i+7),
+// row l / 4 and columns 2 (l % 4)..+1 in register i; with .trans, column
+// l / 4 and rows 2 (l % 4)..+1. So, for a tile stored row-major:
+//  - an A operand (16 rows from r, 16 columns from c): lane l addresses row
+//    r + l % 16, column c + 8 (l / 16)  ("aAddr");
+//  - a B operand whose n runs along the tile's rows (K in Q K^T): two n8
+//    blocks from r, k from c: row r + l % 8 + 8 (l / 16), column
+//    c + 8 ((l / 8) % 2); regs 0, 1 are b0, b1 of the first block, 2, 3 of
+//    the second ("bAddr");
+//  - a B operand whose k runs along the tile's rows (V in P V): .trans at
+//    aAddr's addresses, k from r, two n8 blocks from c; regs 0, 1 the first
+//    block's b0, b1, regs 2, 3 the second's.
+// Two neighbouring n8 accumulator blocks of one warp are, packed to 16-bit
+// pairs, exactly the A fragment of the next product (P in P V), so the
+// probabilities never leave registers.
+//
+// Work:
+//  - forward: a block of 4 warps per (batch * head, 64 query rows); each
+//    warp owns 16 rows, keeps its Q fragments in registers and, per tile of
+//    64 keys, computes S = Q K^T, the online softmax in registers (row max
+//    and sum reduced over the 4 lanes of a row) and O += P V. The next K/V
+//    tile loads (cp.async) while this one is multiplied. Causal tiles past
+//    the block's last visible key are skipped; only tiles that cross the
+//    diagonal, the key tail, or a bias take the per-element path.
+//  - backward: delta = rowsum(dout * out) per row into the backend's
+//    scratch; then dk, dv: a block per (batch * kv head, 64 keys), each warp
+//    16 keys, looping over the group's query heads and the query tiles that
+//    see the keys (S^T = K Q^T, dP^T = V dO^T, dV += P^T dO,
+//    dK += dS^T Q, all in registers); then dq as a second pass: a block per
+//    (batch * head, 64 rows) looping over key tiles (dQ += dS K). No
+//    atomics anywhere: every output element is summed by one thread in a
+//    fixed order, so results are deterministic, GQA's sum over the group
+//    included.
+// Blocks of a launch run the heaviest causal tiles first (reversed x).
+//
+//===----------------------------------------------------------------------===//
+#include "AttentionTC.h"
+
+#include "CudaCommon.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace colossal::runtime::cuda {
+
+namespace {
+
+constexpr int kThreads = 128; // 4 warps, 16 rows (or keys) each
+constexpr int kTileRows = 64; // query rows of a forward/dq block, keys of dk/dv
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+/// Everything a kernel needs; 16-bit element types travel as raw bits.
+struct TcArgs {
+  const uint16_t *q, *k, *v, *bias, *out, *dout;
+  const float *lse;
+  uint16_t *o, *dq, *dk, *dv;
+  float *lseOut, *delta;
+  int64_t heads, kvHeads, rows, cols;
+  int64_t biasStride[4]; // elements, over [B, Hq, S, T]; 0 broadcasts
+  float scale;
+  bool causal;
+};
+
+//===----------------------------------------------------------------------===//
+// PTX wrappers
+//===----------------------------------------------------------------------===//
+
+__device__ inline uint32_t smemAddr(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/// 16 bytes global -> shared, asynchronously; zeros when !in (src-size 0
+/// reads nothing from src).
+__device__ inline void cpAsync16(void *dst, const void *src, bool in) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                   smemAddr(dst)),
+               "l"(src), "r"(in ? 16 : 0)
+               : "memory");
+}
+__device__ inline void cpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ inline void cpAsyncWaitAll() {
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ inline void ldmatrix4(uint32_t (&r)[4], const uint16_t *p) {
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(smemAddr(p))
+      : "memory");
+}
+__device__ inline void ldmatrix4Trans(uint32_t (&r)[4], const uint16_t *p) {
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, "
+      "[%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(smemAddr(p))
+      : "memory");
+}
+
+/// c += a * b, one m16n8k16 product with f32 accumulators.
+template <bool kBf16>
+__device__ inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                           uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (kBf16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/// Two floats -> one register of two 16-bit values, lo in the low half,
+/// rounded to nearest even.
+template <bool kBf16> __device__ inline uint32_t pack(float lo, float hi) {
+  uint32_t bits;
+  if constexpr (kBf16) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&bits, &v, sizeof bits);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&bits, &v, sizeof bits);
+  }
+  return bits;
+}
+
+template <bool kBf16> __device__ inline float toFloat(uint16_t bits) {
+  if constexpr (kBf16)
+    return bf16ToFloat(bits);
+  else
+    return __half2float(__ushort_as_half(bits));
+}
+
+__device__ inline float quadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ inline float quadSum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+//===----------------------------------------------------------------------===//
+// Shared tiles
+//===----------------------------------------------------------------------===//
+
+/// Row stride of a shared tile of D columns: 16 bytes of padding, so the 8
+/// row addresses of one ldmatrix matrix fall in 8 different 16-byte bank
+/// groups ((D + 8) * 2 bytes = 16 mod 128 for D a multiple of 64).
+template <int D> __host__ __device__ constexpr int tileStride() { return D + 8; }
+
+/// Starts copying rows [r0, r0 + R) of a [rowCount, D] matrix into a shared
+/// tile; rows past rowCount read as zeros.
+template <int R, int D>
+__device__ inline void loadTile(uint16_t *tile, const uint16_t *src,
+                                int64_t r0, int64_t rowCount) {
+  constexpr int kChunks = D / 8, kLd = tileStride<D>();
+  for (int c = threadIdx.x; c < R * kChunks; c += kThreads) {
+    int r = c / kChunks, col = (c % kChunks) * 8;
+    int64_t row = r0 + r;
+    bool in = row < rowCount;
+    cpAsync16(tile + r * kLd + col, src + (in ? row : 0) * D + col, in);
+  }
+}
+
+/// ldmatrix address of an A operand (or a .trans B operand whose k runs
+/// along the tile's rows) at tile row r, column c.
+template <int D>
+__device__ inline const uint16_t *aAddr(const uint16_t *tile, int r, int c,
+                                        int lane) {
+  return tile + (r + (lane & 15)) * tileStride<D>() + c + 8 * (lane >> 4);
+}
+/// ldmatrix address of two n8 B blocks whose n runs along the tile's rows.
+template <int D>
+__device__ inline const uint16_t *bAddr(const uint16_t *tile, int r, int c,
+                                        int lane) {
+  return tile + (r + (lane & 7) + 8 * (lane >> 4)) * tileStride<D>() + c +
+         8 * ((lane >> 3) & 1);
+}
+
+/// acc[N/8][4] (16 rows x N) += A (16 x D, fragments in registers) times
+/// the tile's rows [0, N) transposed (B with n along the tile's rows).
+template <bool kBf16, int D, int N>
+__device__ inline void mulAbt(float (&acc)[N / 8][4],
+                              const uint32_t (&a)[D / 16][4],
+                              const uint16_t *tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+    for (int nn = 0; nn < N / 16; ++nn) {
+      uint32_t b[4];
+      ldmatrix4(b, bAddr<D>(tile, 16 * nn, 16 * kk, lane));
+      mma<kBf16>(acc[2 * nn], a[kk], b[0], b[1]);
+      mma<kBf16>(acc[2 * nn + 1], a[kk], b[2], b[3]);
+    }
+}
+
+/// acc[D/8][4] (16 rows x D) += P (16 x K, given as accumulators p[K/8][4])
+/// times the tile's rows [0, K) (B with k along the tile's rows).
+template <bool kBf16, int D, int K>
+__device__ inline void mulPb(float (&acc)[D / 8][4], const float (&p)[K / 8][4],
+                             const uint16_t *tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4] = {pack<kBf16>(p[2 * kk][0], p[2 * kk][1]),
+                     pack<kBf16>(p[2 * kk][2], p[2 * kk][3]),
+                     pack<kBf16>(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                     pack<kBf16>(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+    for (int nn = 0; nn < D / 16; ++nn) {
+      uint32_t b[4];
+      ldmatrix4Trans(b, aAddr<D>(tile, 16 * kk, 16 * nn, lane));
+      mma<kBf16>(acc[2 * nn], a, b[0], b[1]);
+      mma<kBf16>(acc[2 * nn + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+/// A fragments of the warp's 16 rows from `row` of a shared tile.
+template <int D>
+__device__ inline void loadA(uint32_t (&a)[D / 16][4], const uint16_t *tile,
+                             int row, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    ldmatrix4(a[kk], aAddr<D>(tile, row, 16 * kk, lane));
+}
+
+/// The score of row i against key j in log2 units, from the product
+/// `dot`: (scale * dot + bias) * log2 e, or -inf where closed (past the
+/// keys, past the rows, or above the causal diagonal).
+template <bool kBf16>
+__device__ inline float maskedScore(const TcArgs &a, int64_t b, int64_t h,
+                                    int64_t i, int64_t j, float dot) {
+  if (i >= a.rows || j >= a.cols || (a.causal && j > i + a.cols - a.rows))
+    return -INFINITY;
+  float s = a.scale * dot;
+  if (a.bias)
+    s += toFloat<kBf16>(a.bias[b * a.biasStride[0] + h * a.biasStride[1] +
+                               i * a.biasStride[2] + j * a.biasStride[3]]);
+  return s * kLog2e;
+}
+
+//===----------------------------------------------------------------------===//
+// Forward
+//===----------------------------------------------------------------------===//
+
+template <bool kBf16, int D>
+__global__ void __launch_bounds__(kThreads) tcForward(TcArgs a) {
+  constexpr int kBr = kTileRows, kBc = 64, kLd = tileStride<D>();
+  extern __shared__ __align__(16) uint16_t smem[];
+  uint16_t *qs = smem, *ks = qs + kBr * kLd, *vs = ks + 2 * kBc * kLd;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
+  const int64_t kvh = h / (a.heads / a.kvHeads);
+  const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * kBr;
+  const int64_t off = a.cols - a.rows; // causal: key j open to row i iff j <= i + off
+  const uint16_t *kBase = a.k + (b * a.kvHeads + kvh) * a.cols * D;
+  const uint16_t *vBase = a.v + (b * a.kvHeads + kvh) * a.cols * D;
+  int64_t lastRow = min(a.rows, row0 + kBr) - 1;
+  int64_t keyEnd = a.causal ? min(a.cols, lastRow + off + 1) : a.cols;
+  int nTiles = keyEnd > 0 ? static_cast<int>((keyEnd + kBc - 1) / kBc) : 0;
+
+  loadTile<kBr, D>(qs, a.q + bh * a.rows * D, row0, a.rows);
+  if (nTiles > 0) {
+    loadTile<kBc, D>(ks, kBase, 0, a.cols);
+    loadTile<kBc, D>(vs, vBase, 0, a.cols);
+  }
+  cpAsyncCommit();
+  cpAsyncWaitAll();
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+  loadA<D>(qf, qs, 16 * warp, lane);
+
+  float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int tile = 0; tile < nTiles; ++tile) {
+    const int stage = tile & 1;
+    const int64_t key0 = int64_t(tile) * kBc;
+    // The other stage was last read before the previous iteration's
+    // closing barrier, so it can be refilled now.
+    if (tile + 1 < nTiles) {
+      loadTile<kBc, D>(ks + (stage ^ 1) * kBc * kLd, kBase, key0 + kBc, a.cols);
+      loadTile<kBc, D>(vs + (stage ^ 1) * kBc * kLd, vBase, key0 + kBc, a.cols);
+      cpAsyncCommit();
+    }
+    const uint16_t *kt = ks + stage * kBc * kLd, *vt = vs + stage * kBc * kLd;
+    float s[kBc / 8][4] = {};
+    mulAbt<kBf16, D, kBc>(s, qf, kt, lane);
+    // Every row of the block sees every key of the tile, unmasked.
+    bool plain = !a.bias && key0 + kBc <= a.cols &&
+                 (!a.causal || key0 + kBc - 1 <= row0 + off);
+#pragma unroll
+    for (int n = 0; n < kBc / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (plain) {
+          s[n][e] *= a.scale * kLog2e;
+        } else {
+          int64_t i = row0 + 16 * warp + g + 8 * (e / 2);
+          int64_t j = key0 + 8 * n + 2 * t + (e % 2);
+          s[n][e] = maskedScore<kBf16>(a, b, h, i, j, s[n][e]);
+        }
+      }
+    // Online softmax: row r of the thread is warp row g + 8 r, held by the
+    // 4 lanes of one quad.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = m[r];
+#pragma unroll
+      for (int n = 0; n < kBc / 8; ++n)
+        mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+      mx = quadMax(mx);
+      // All closed so far: every p is 0 and nothing has accumulated.
+      float base = mx == -INFINITY ? 0.f : mx;
+      float corr = exp2f(m[r] - base), sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kBc / 8; ++n)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[n][e] = exp2f(s[n][e] - base);
+          sum += s[n][e];
+        }
+      l[r] = l[r] * corr + sum; // this lane's part; summed over the quad last
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][2 * r] *= corr;
+        o[n][2 * r + 1] *= corr;
+      }
+      m[r] = mx;
+    }
+    mulPb<kBf16, D, kBc>(o, s, vt, lane);
+    cpAsyncWaitAll();
+    __syncthreads(); // the next tile has landed; this one is free
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = quadSum(l[r]);
+    int64_t i = row0 + 16 * warp + g + 8 * r;
+    if (i >= a.rows)
+      continue;
+    int64_t row = bh * a.rows + i;
+    float inv = sum > 0.f ? 1.f / sum : 0.f;
+    uint32_t *dst = reinterpret_cast<uint32_t *>(a.o + row * D);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+      dst[4 * n + t] = pack<kBf16>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    if (t == 0)
+      a.lseOut[row] = sum > 0.f ? (m[r] + log2f(sum)) * kLn2 : -INFINITY;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Backward: delta = rowsum(dout * out)
+//===----------------------------------------------------------------------===//
+
+/// One warp per row; 8 rows per block of 256 threads.
+template <bool kBf16, int D>
+__global__ void __launch_bounds__(256) tcDelta(TcArgs a, int64_t rowCount) {
+  int64_t row = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rowCount)
+    return;
+  float sum = 0.f;
+  for (int d = lane; d < D; d += 32)
+    sum += toFloat<kBf16>(a.dout[row * D + d]) *
+           toFloat<kBf16>(a.out[row * D + d]);
+  for (int o = 16; o > 0; o >>= 1)
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0)
+    a.delta[row] = sum;
+}
+
+//===----------------------------------------------------------------------===//
+// Backward: dk, dv
+//===----------------------------------------------------------------------===//
+
+/// kBq query rows per step: 64 for D 64, 32 for D 128 (registers: dk and
+/// dv take D / 2 each per thread).
+template <bool kBf16, int D, int kBq>
+__global__ void __launch_bounds__(kThreads) tcGradKV(TcArgs a) {
+  constexpr int kBk = kTileRows, kLd = tileStride<D>();
+  extern __shared__ __align__(16) uint16_t smem[];
+  uint16_t *ks = smem, *vs = ks + kBk * kLd;
+  uint16_t *qs = vs + kBk * kLd, *dos = qs + 2 * kBq * kLd; // 2 stages each
+  float *lses = reinterpret_cast<float *>(dos + 2 * kBq * kLd);
+  float *deltas = lses + 2 * kBq;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t bkv = blockIdx.y, b = bkv / a.kvHeads, kvh = bkv % a.kvHeads;
+  const int64_t group = a.heads / a.kvHeads;
+  const int64_t key0 = int64_t(blockIdx.x) * kBk;
+  const int64_t off = a.cols - a.rows;
+  // Rows before rowBegin see none of the block's keys under the mask.
+  int64_t rowBegin = a.causal ? max(int64_t(0), key0 - off) : int64_t(0);
+  int64_t firstTile = rowBegin / kBq;
+  int64_t tilesPerHead =
+      rowBegin < a.rows ? (a.rows + kBq - 1) / kBq - firstTile : 0;
+  int64_t steps = tilesPerHead * group;
+
+  // Step s: query head kvh * group + s / tilesPerHead, its query tile
+  // firstTile + s % tilesPerHead. Starts the copies of step s into stage.
+  auto loadStep = [&](int64_t s, int stage) {
+    int64_t h = kvh * group + s / tilesPerHead;
+    int64_t r0 = (firstTile + s % tilesPerHead) * kBq;
+    int64_t bh = b * a.heads + h;
+    loadTile<kBq, D>(qs + stage * kBq * kLd, a.q + bh * a.rows * D, r0,
+                     a.rows);
+    loadTile<kBq, D>(dos + stage * kBq * kLd, a.dout + bh * a.rows * D, r0,
+                     a.rows);
+    for (int r = threadIdx.x; r < kBq; r += kThreads) {
+      int64_t i = r0 + r;
+      // A row past the end, or closed (lse -inf), gets no probability.
+      lses[stage * kBq + r] =
+          i < a.rows ? a.lse[bh * a.rows + i] * kLog2e : -INFINITY;
+      deltas[stage * kBq + r] = i < a.rows ? a.delta[bh * a.rows + i] : 0.f;
+    }
+  };
+
+  loadTile<kBk, D>(ks, a.k + bkv * a.cols * D, key0, a.cols);
+  loadTile<kBk, D>(vs, a.v + bkv * a.cols * D, key0, a.cols);
+  if (steps > 0)
+    loadStep(0, 0);
+  cpAsyncCommit();
+  cpAsyncWaitAll();
+  __syncthreads();
+
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  for (int64_t s = 0; s < steps; ++s) {
+    const int stage = static_cast<int>(s & 1);
+    if (s + 1 < steps) {
+      loadStep(s + 1, stage ^ 1);
+      cpAsyncCommit();
+    }
+    const int64_t h = kvh * group + s / tilesPerHead;
+    const int64_t r0 = (firstTile + s % tilesPerHead) * kBq;
+    const uint16_t *qt = qs + stage * kBq * kLd, *dot = dos + stage * kBq * kLd;
+    const float *lt = lses + stage * kBq, *dt = deltas + stage * kBq;
+    // Transposed scores and dP: 16 keys (the warp's) x kBq rows.
+    float st[kBq / 8][4] = {}, dpt[kBq / 8][4] = {};
+    {
+      uint32_t kf[D / 16][4];
+      loadA<D>(kf, ks, 16 * warp, lane);
+      mulAbt<kBf16, D, kBq>(st, kf, qt, lane);
+      loadA<D>(kf, vs, 16 * warp, lane);
+      mulAbt<kBf16, D, kBq>(dpt, kf, dot, lane);
+    }
+    bool plain = !a.bias && key0 + kBk <= a.cols && r0 + kBq <= a.rows &&
+                 (!a.causal || key0 + kBk - 1 <= r0 + off);
+#pragma unroll
+    for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int ri = 8 * n + 2 * t + (e % 2); // the row within the tile
+        float x;
+        if (plain) {
+          x = st[n][e] * (a.scale * kLog2e);
+        } else {
+          int64_t j = key0 + 16 * warp + g + 8 * (e / 2);
+          x = maskedScore<kBf16>(a, b, h, r0 + ri, j, st[n][e]);
+        }
+        float p = lt[ri] == -INFINITY ? 0.f : exp2f(x - lt[ri]);
+        st[n][e] = p;
+        dpt[n][e] = p * (dpt[n][e] - dt[ri]); // dS^T
+      }
+    mulPb<kBf16, D, kBq>(dv, st, dot, lane);
+    mulPb<kBf16, D, kBq>(dk, dpt, qt, lane);
+    cpAsyncWaitAll();
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    int64_t j = key0 + 16 * warp + g + 8 * r;
+    if (j >= a.cols)
+      continue;
+    uint32_t *dkRow = reinterpret_cast<uint32_t *>(a.dk + (bkv * a.cols + j) * D);
+    uint32_t *dvRow = reinterpret_cast<uint32_t *>(a.dv + (bkv * a.cols + j) * D);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      dkRow[4 * n + t] = pack<kBf16>(a.scale * dk[n][2 * r],
+                                     a.scale * dk[n][2 * r + 1]);
+      dvRow[4 * n + t] = pack<kBf16>(dv[n][2 * r], dv[n][2 * r + 1]);
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Backward: dq
+//===----------------------------------------------------------------------===//
+
+/// kBk keys per step: 64 for D 64, 32 for D 128.
+template <bool kBf16, int D, int kBk>
+__global__ void __launch_bounds__(kThreads) tcGradQ(TcArgs a) {
+  constexpr int kBr = kTileRows, kLd = tileStride<D>();
+  extern __shared__ __align__(16) uint16_t smem[];
+  uint16_t *qs = smem, *dos = qs + kBr * kLd;
+  uint16_t *ks = dos + kBr * kLd, *vs = ks + 2 * kBk * kLd; // 2 stages each
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
+  const int64_t kvh = h / (a.heads / a.kvHeads);
+  const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * kBr;
+  const int64_t off = a.cols - a.rows;
+  const uint16_t *kBase = a.k + (b * a.kvHeads + kvh) * a.cols * D;
+  const uint16_t *vBase = a.v + (b * a.kvHeads + kvh) * a.cols * D;
+  int64_t lastRow = min(a.rows, row0 + kBr) - 1;
+  int64_t keyEnd = a.causal ? min(a.cols, lastRow + off + 1) : a.cols;
+  int nTiles = keyEnd > 0 ? static_cast<int>((keyEnd + kBk - 1) / kBk) : 0;
+
+  loadTile<kBr, D>(qs, a.q + bh * a.rows * D, row0, a.rows);
+  loadTile<kBr, D>(dos, a.dout + bh * a.rows * D, row0, a.rows);
+  if (nTiles > 0) {
+    loadTile<kBk, D>(ks, kBase, 0, a.cols);
+    loadTile<kBk, D>(vs, vBase, 0, a.cols);
+  }
+  cpAsyncCommit();
+  float lse[2], delta[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    int64_t i = row0 + 16 * warp + g + 8 * r;
+    lse[r] = i < a.rows ? a.lse[bh * a.rows + i] * kLog2e : -INFINITY;
+    delta[r] = i < a.rows ? a.delta[bh * a.rows + i] : 0.f;
+  }
+  cpAsyncWaitAll();
+  __syncthreads();
+  uint32_t qf[D / 16][4], dof[D / 16][4];
+  loadA<D>(qf, qs, 16 * warp, lane);
+  loadA<D>(dof, dos, 16 * warp, lane);
+
+  float dq[D / 8][4] = {};
+  for (int tile = 0; tile < nTiles; ++tile) {
+    const int stage = tile & 1;
+    const int64_t key0 = int64_t(tile) * kBk;
+    if (tile + 1 < nTiles) {
+      loadTile<kBk, D>(ks + (stage ^ 1) * kBk * kLd, kBase, key0 + kBk, a.cols);
+      loadTile<kBk, D>(vs + (stage ^ 1) * kBk * kLd, vBase, key0 + kBk, a.cols);
+      cpAsyncCommit();
+    }
+    const uint16_t *kt = ks + stage * kBk * kLd, *vt = vs + stage * kBk * kLd;
+    float s[kBk / 8][4] = {}, dp[kBk / 8][4] = {};
+    mulAbt<kBf16, D, kBk>(s, qf, kt, lane);
+    mulAbt<kBf16, D, kBk>(dp, dof, vt, lane);
+    bool plain = !a.bias && key0 + kBk <= a.cols &&
+                 (!a.causal || key0 + kBk - 1 <= row0 + off);
+#pragma unroll
+    for (int n = 0; n < kBk / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e / 2;
+        float x;
+        if (plain) {
+          x = s[n][e] * (a.scale * kLog2e);
+        } else {
+          int64_t i = row0 + 16 * warp + g + 8 * r;
+          int64_t j = key0 + 8 * n + 2 * t + (e % 2);
+          x = maskedScore<kBf16>(a, b, h, i, j, s[n][e]);
+        }
+        float p = lse[r] == -INFINITY ? 0.f : exp2f(x - lse[r]);
+        s[n][e] = p * (dp[n][e] - delta[r]); // dS
+      }
+    mulPb<kBf16, D, kBk>(dq, s, kt, lane);
+    cpAsyncWaitAll();
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    int64_t i = row0 + 16 * warp + g + 8 * r;
+    if (i >= a.rows)
+      continue;
+    uint32_t *dst = reinterpret_cast<uint32_t *>(a.dq + (bh * a.rows + i) * D);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+      dst[4 * n + t] =
+          pack<kBf16>(a.scale * dq[n][2 * r], a.scale * dq[n][2 * r + 1]);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Launch
+//===----------------------------------------------------------------------===//
+
+TcArgs makeArgs(const AttentionCall &c) {
+  TcArgs a{};
+  a.q = static_cast<const uint16_t *>(c.q);
+  a.k = static_cast<const uint16_t *>(c.k);
+  a.v = static_cast<const uint16_t *>(c.v);
+  a.bias = static_cast<const uint16_t *>(c.bias);
+  a.out = static_cast<const uint16_t *>(c.out);
+  a.dout = static_cast<const uint16_t *>(c.dout);
+  a.lse = c.lse;
+  a.o = static_cast<uint16_t *>(c.o);
+  a.dq = static_cast<uint16_t *>(c.dq);
+  a.dk = static_cast<uint16_t *>(c.dk);
+  a.dv = static_cast<uint16_t *>(c.dv);
+  a.lseOut = c.lseOut;
+  a.delta = static_cast<float *>(c.scratch);
+  a.heads = c.heads;
+  a.kvHeads = c.kvHeads;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  for (int d = 0; d < 4; ++d)
+    a.biasStride[d] = c.biasStride[d];
+  a.scale = static_cast<float>(c.scale);
+  a.causal = c.causal;
+  return a;
+}
+
+template <typename Kernel>
+cudaError_t launch(Kernel kernel, dim3 grid, int threads, size_t smemBytes,
+                   cudaStream_t stream, const TcArgs &args) {
+  if (grid.x == 0 || grid.y == 0)
+    return cudaSuccess;
+  // Above 48 KiB of dynamic shared memory a kernel must opt in.
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smemBytes));
+  if (err != cudaSuccess)
+    return err;
+  void *params[] = {const_cast<TcArgs *>(&args)};
+  return cudaLaunchKernel(reinterpret_cast<const void *>(kernel), grid,
+                          dim3(threads), params, smemBytes, stream);
+}
+
+unsigned tiles(int64_t n, int64_t per) {
+  return static_cast<unsigned>((n + per - 1) / per);
+}
+
+template <bool kBf16, int D>
+cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
+  constexpr size_t kLd = tileStride<D>();
+  size_t smem = (kTileRows + 2 * 64 + 2 * 64) * kLd * sizeof(uint16_t);
+  dim3 grid(tiles(c.rows, kTileRows), static_cast<unsigned>(c.batch * c.heads));
+  return launch(tcForward<kBf16, D>, grid, kThreads, smem, stream,
+                makeArgs(c));
+}
+
+template <bool kBf16, int D>
+cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c) {
+  constexpr int kStep = D <= 64 ? 64 : 32; // kBq of dk/dv, kBk of dq
+  constexpr size_t kLd = tileStride<D>();
+  TcArgs a = makeArgs(c);
+  int64_t rowCount = c.batch * c.heads * c.rows;
+  cudaError_t err = launch(tcDelta<kBf16, D>, dim3(tiles(rowCount, 8)), 256, 0,
+                           stream, a);
+  if (err != cudaSuccess)
+    return err;
+  size_t smemKV = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t) +
+                  4 * kStep * sizeof(float);
+  dim3 gridKV(tiles(c.cols, kTileRows),
+              static_cast<unsigned>(c.batch * c.kvHeads));
+  err = launch(tcGradKV<kBf16, D, kStep>, gridKV, kThreads, smemKV, stream, a);
+  if (err != cudaSuccess)
+    return err;
+  size_t smemQ = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t);
+  dim3 gridQ(tiles(c.rows, kTileRows), static_cast<unsigned>(c.batch * c.heads));
+  return launch(tcGradQ<kBf16, D, kStep>, gridQ, kThreads, smemQ, stream, a);
+}
+
+template <bool kBf16>
+cudaError_t dispatchDepth(cudaStream_t stream, const AttentionCall &c,
+                          bool backward) {
+  if (c.depth == 64)
+    return backward ? backwardT<kBf16, 64>(stream, c)
+                    : forwardT<kBf16, 64>(stream, c);
+  return backward ? backwardT<kBf16, 128>(stream, c)
+                  : forwardT<kBf16, 128>(stream, c);
+}
+
+bool aligned16(const void *p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+/// Compute capability 8.0 or newer (mma.sync on bf16, ldmatrix, cp.async);
+/// asked once per process, of the current device.
+bool deviceHasTensorCores() {
+  static const bool has = [] {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                               device) != cudaSuccess)
+      return false;
+    return major >= 8;
+  }();
+  return has;
+}
+
+/// COLOSSAL_ATTENTION_KERNEL: "simple" forces Attention.cu's SIMT kernel;
+/// unset, empty or "auto" picks. Read at every call, so that a test can A/B
+/// the two in one process; anything else is reported once and read as auto.
+bool simpleForced() {
+  const char *env = std::getenv("COLOSSAL_ATTENTION_KERNEL");
+  if (!env || !*env || std::strcmp(env, "auto") == 0)
+    return false;
+  if (std::strcmp(env, "simple") == 0)
+    return true;
+  static bool warned = false;
+  if (!warned) {
+    warned = true;
+    std::fprintf(stderr,
+                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple' or "
+                 "'auto', got '%s'; using auto\n",
+                 env);
+  }
+  return false;
+}
+
+} // namespace
+
+bool attentionTensorCoreShape(DType dtype, int64_t depth) {
+  return (dtype == DType::kBF16 || dtype == DType::kF16) &&
+         (depth == 64 || depth == 128);
+}
+
+size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
+                                       int64_t heads, int64_t rows,
+                                       int64_t depth) {
+  if (!attentionTensorCoreShape(dtype, depth))
+    return 0;
+  return static_cast<size_t>(batch * heads * rows) * sizeof(float);
+}
+
+bool attentionUsesTensorCores(const AttentionCall &c, bool backward) {
+  if (!attentionTensorCoreShape(c.dtype, c.depth) || simpleForced() ||
+      !deviceHasTensorCores())
+    return false;
+  // Grid y counts (batch, head) pairs.
+  if (c.batch * c.heads > 65535 || c.batch * c.kvHeads > 65535)
+    return false;
+  // cp.async moves 16 bytes: every row of q, k, v (and out, dout) starts on
+  // a 16-byte boundary when the base does, D being a multiple of 8.
+  if (!aligned16(c.q) || !aligned16(c.k) || !aligned16(c.v))
+    return false;
+  if (!backward)
+    return aligned16(c.o);
+  return aligned16(c.out) && aligned16(c.dout) && aligned16(c.dq) &&
+         aligned16(c.dk) && aligned16(c.dv) && c.scratch &&
+         c.scratchBytes >= attentionTensorCoreScratchBytes(
+                               c.dtype, c.batch, c.heads, c.rows, c.depth);
+}
+
+cudaError_t launchAttentionTensorCore(cudaStream_t stream,
+                                      const AttentionCall &c, bool backward) {
+  if (c.batch == 0 || c.heads == 0 || (!backward && c.rows == 0))
+    return cudaSuccess;
+  return c.dtype == DType::kBF16 ? dispatchDepth<true>(stream, c, backward)
+                                 : dispatchDepth<false>(stream, c, backward);
+}
+
+} // namespace colossal::runtime::cuda

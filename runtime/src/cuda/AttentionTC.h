@@ -1,0 +1,41 @@
+//===- AttentionTC.h - Tensor-core attention: when it applies -------------===//
+//
+// The choice between the two attention kernels (Attention.cu, SIMT, any
+// float type; AttentionTC.cu, bf16/f16 on the tensor cores), and the scratch
+// the tensor-core backward needs, which the backend reserves with the rest
+// of its planned scratch (CudaBackend.cpp, scratchBytes).
+//
+//===----------------------------------------------------------------------===//
+#ifndef COLOSSAL_RUNTIME_CUDA_ATTENTIONTC_H
+#define COLOSSAL_RUNTIME_CUDA_ATTENTIONTC_H
+
+#include "CudaKernels.h"
+
+#include <cstddef>
+
+namespace colossal::runtime::cuda {
+
+/// True when the tensor-core kernels take this dtype and head dim: bf16 or
+/// f16, D 64 or 128. The call-time checks (pointer alignment, the device,
+/// COLOSSAL_ATTENTION_KERNEL=simple, enough scratch) come on top.
+bool attentionTensorCoreShape(DType dtype, int64_t depth);
+
+/// Bytes of scratch attention_grad needs on the tensor-core path: one f32
+/// per query row (delta = rowsum(dout * out)); 0 where the path never
+/// applies. q is [batch, heads, rows, depth].
+size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
+                                       int64_t heads, int64_t rows,
+                                       int64_t depth);
+
+/// True when this call runs on the tensor cores (every check above).
+bool attentionUsesTensorCores(const AttentionCall &call, bool backward);
+
+/// The tensor-core forward or backward; only for calls that
+/// attentionUsesTensorCores accepts.
+cudaError_t launchAttentionTensorCore(cudaStream_t stream,
+                                      const AttentionCall &call,
+                                      bool backward);
+
+} // namespace colossal::runtime::cuda
+
+#endif // COLOSSAL_RUNTIME_CUDA_ATTENTIONTC_H
