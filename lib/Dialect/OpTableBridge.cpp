@@ -130,6 +130,14 @@ FailureOr<rt::Attrs> mlir::colossal::attrsFromMlir(Location loc,
         continue;
       }
       break;
+    case rt::AttrType::kF64List:
+      if (auto a = dyn_cast<DenseF64ArrayAttr>(attr)) {
+        out.setFloatList(spec.name,
+                         std::vector<double>(a.asArrayRef().begin(),
+                                             a.asArrayRef().end()));
+        continue;
+      }
+      break;
     case rt::AttrType::kDType:
       if (auto t = dyn_cast<TypeAttr>(attr)) {
         if (auto d = toDType(t.getValue())) {
@@ -162,6 +170,10 @@ mlir::colossal::attrsToMlir(Builder &b, const rt::Attrs &attrs) {
     case rt::AttrType::kI64List:
       out.push_back(
           b.getNamedAttr(name, b.getDenseI64ArrayAttr(attrs.list(spec.name))));
+      break;
+    case rt::AttrType::kF64List:
+      out.push_back(b.getNamedAttr(
+          name, b.getDenseF64ArrayAttr(attrs.floatList(spec.name))));
       break;
     case rt::AttrType::kDType:
       out.push_back(b.getNamedAttr(

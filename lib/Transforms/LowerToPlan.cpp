@@ -37,7 +37,7 @@ constexpr int64_t kMinFillBytes = 256;
 bool mayWriteInPlace(StringRef op) {
   static const llvm::StringSet<> ops = {
       "add", "sub", "mul", "div", "max", "min", "neg", "identity", "fill",
-      "adamw", "sgd"};
+      "adamw", "sgd", "fused_elementwise"};
   return ops.contains(op);
 }
 

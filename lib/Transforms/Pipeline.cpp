@@ -20,6 +20,10 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
   }
   // Graph level: merge identical constants and computations.
   pm.addPass(createCSEPass());
+  // On the whole step (forward, backward, optimizer), after CSE has merged
+  // what it can: fusion hides intermediates CSE would otherwise share.
+  if (options.fuseElementwise)
+    pm.addPass(createFuseElementwisePass());
   pm.addPass(createLowerToPlanPass(options.lowering));
   // Recompute first: what it leaves (or finds cheaper to park) is offload's.
   if (options.remat.budgetBytes > 0)

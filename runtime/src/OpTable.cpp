@@ -10,6 +10,8 @@
 //===----------------------------------------------------------------------===//
 #include "colossal/runtime/OpTable.h"
 
+#include "colossal/runtime/FusedProgram.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -31,6 +33,7 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
   constexpr AttrType kList = AttrType::kI64List;
   constexpr AttrType kF64 = AttrType::kF64;
   constexpr AttrType kDType = AttrType::kDType;
+  constexpr AttrType kF64List = AttrType::kF64List;
   switch (kind) {
   case OpKind::Gelu:
     return {{"approximate", kI64}};
@@ -63,6 +66,8 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
   case OpKind::Attention:
   case OpKind::AttentionGrad:
     return {{"scale", kF64}, {"causal", kI64}};
+  case OpKind::FusedElementwise:
+    return {{"program", kList}, {"constants", kF64List}, {"shape", kList}};
   case OpKind::Reshape:
   case OpKind::Expand:
     return {{"shape", kList}};
@@ -212,6 +217,11 @@ const std::vector<int64_t> &Attrs::list(std::string_view name) const {
   return k < values_.size() ? values_[k].list : defaultAttrValue().list;
 }
 
+const std::vector<double> &Attrs::floatList(std::string_view name) const {
+  size_t k = indexOf(name);
+  return k < values_.size() ? values_[k].flist : defaultAttrValue().flist;
+}
+
 void Attrs::setI(std::string_view name, int64_t value) {
   size_t k = indexOf(name);
   if (k < values_.size())
@@ -236,6 +246,12 @@ void Attrs::setList(std::string_view name, std::vector<int64_t> value) {
     values_[k].list = std::move(value);
 }
 
+void Attrs::setFloatList(std::string_view name, std::vector<double> value) {
+  size_t k = indexOf(name);
+  if (k < values_.size())
+    values_[k].flist = std::move(value);
+}
+
 void Attrs::encode(std::vector<int64_t> &ints,
                    std::vector<double> &floats) const {
   const OpInfo *info = lookupOp(static_cast<uint32_t>(kind_));
@@ -254,6 +270,10 @@ void Attrs::encode(std::vector<int64_t> &ints,
       break;
     case AttrType::kF64:
       floats.push_back(value.f);
+      break;
+    case AttrType::kF64List:
+      ints.push_back(static_cast<int64_t>(value.flist.size()));
+      floats.insert(floats.end(), value.flist.begin(), value.flist.end());
       break;
     }
   }
@@ -310,6 +330,22 @@ Status Attrs::decode(OpKind kind, const int64_t *ints, size_t numInts,
                               std::to_string(numInts - intPos) + " left)");
       value.list.assign(ints + intPos, ints + intPos + count);
       intPos += count;
+      break;
+    }
+    case AttrType::kF64List: {
+      // The count is in the int pool, the values in the float pool.
+      if (raw < 0 || static_cast<uint64_t>(raw) > kMaxAttrListLength)
+        return fail(spec, "has list length " + std::to_string(raw) +
+                              ", expected 0 to " +
+                              std::to_string(kMaxAttrListLength));
+      size_t count = static_cast<size_t>(raw);
+      if (count > numFloats - floatPos)
+        return fail(spec, "list of " + std::to_string(count) +
+                              " runs past the end of the float pool (" +
+                              std::to_string(numFloats - floatPos) +
+                              " left)");
+      value.flist.assign(floats + floatPos, floats + floatPos + count);
+      floatPos += count;
       break;
     }
     case AttrType::kF64:
@@ -1194,6 +1230,12 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
     return inferSliceGrad(r, result);
   case OpKind::SoftmaxCrossEntropyGrad:
     return inferCrossEntropyGrad(r, result);
+  case OpKind::FusedElementwise: { // FusedProgram.cpp
+    std::vector<TensorType> inputs;
+    for (size_t k = 0; k < r.numInputs(); ++k)
+      inputs.push_back(r.in(k));
+    return inferFusedElementwise(attrs, inputs, result);
+  }
   case OpKind::EventRecord: // no results: inferResults
   case OpKind::EventWait:
   case OpKind::LayerNormGrad: // several results: inferResults

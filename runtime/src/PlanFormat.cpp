@@ -324,12 +324,13 @@ std::string instrLabel(const Plan &plan, size_t i) {
   return s + ")";
 }
 
-/// Elementwise ops (the unary and binary families of OpTable.h): their CPU
-/// kernels read element i before writing element i, so an output may alias
-/// an input of the same type exactly.
+/// Elementwise ops (the unary and binary families of OpTable.h, and
+/// fused_elementwise): their kernels read element i before writing element
+/// i, so an output may alias an input of the same type exactly.
 bool isElementwise(OpKind kind) {
   uint32_t code = static_cast<uint32_t>(kind);
-  return (code >= 1 && code <= 17) || (code >= 20 && code <= 35);
+  return (code >= 1 && code <= 17) || (code >= 20 && code <= 35) ||
+         kind == OpKind::FusedElementwise;
 }
 
 /// The optimizer kernels update a weight and its moments in place, element

@@ -901,6 +901,9 @@ TEST(KernelsTest, WhateverInferenceAcceptsRunsSafely) {
       case AttrType::kF64:
         attrs.setF(spec.name, 0.5);
         break;
+      case AttrType::kF64List:
+        attrs.setFloatList(spec.name, {0.5, -2.0});
+        break;
       case AttrType::kI64List: {
         // Usually one entry per dim (two for pads), as the rules need.
         int64_t length = rng() % 4 ? static_cast<int64_t>(base.size()) *

@@ -172,6 +172,10 @@ TEST(AttrsTest, RoundTripEveryOp) {
       case AttrType::kDType:
         attrs.setDType(spec.name, DType::kI8);
         break;
+      case AttrType::kF64List:
+        attrs.setFloatList(spec.name, {0.5 * seed, -0.25});
+        ++seed;
+        break;
       }
     }
     std::vector<int64_t> ints;
@@ -190,6 +194,9 @@ TEST(AttrsTest, RoundTripEveryOp) {
     for (const AttrSpec &spec : info.attrs) {
       if (spec.type == AttrType::kI64List) {
         EXPECT_EQ(decoded.list(spec.name), attrs.list(spec.name));
+      }
+      if (spec.type == AttrType::kF64List) {
+        EXPECT_EQ(decoded.floatList(spec.name), attrs.floatList(spec.name));
       }
     }
   }

@@ -88,6 +88,9 @@ options:
   --emit-graph FILE       also write the imported graph MLIR ('-': stdout)
   --fuse-attention on|off replace recognised attention with the fused
                           attention op (default on; docs/cuda.md)
+  --fuse-elementwise on|off
+                          group chains of elementwise ops into one kernel
+                          each (default on; docs/planner.md)
 
 training (the default; --forward-only turns it off):
   --optimizer adamw|sgd   (default adamw)
@@ -324,6 +327,12 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
         return usageError(cmd, "--fuse-attention expects on or off, got '" +
                                    v + "'");
       args.compile.fuseAttention = v == "on";
+    } else if (allowCompileFlags && flagIs("--fuse-elementwise")) {
+      std::string v;
+      if (!value(v) || (v != "on" && v != "off"))
+        return usageError(cmd, "--fuse-elementwise expects on or off, got '" +
+                                   v + "'");
+      args.compile.fuseElementwise = v == "on";
     } else if (allowCompileFlags && flagIs("--remat")) {
       std::string v;
       if (!value(v) || (v != "auto" && v != "off"))

@@ -26,6 +26,9 @@ struct CompileOptions {
   /// Replace recognised attention with colossal.attention
   /// (colossal-fuse-attention).
   bool fuseAttention = true;
+  /// Group chains of elementwise ops into colossal.fused_elementwise
+  /// (colossal-fuse-elementwise).
+  bool fuseElementwise = true;
   AutodiffPassOptions autodiff;
   BuildOptimizerStepPassOptions optimizer;
   LowerToPlanPassOptions lowering;

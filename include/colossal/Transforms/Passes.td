@@ -170,6 +170,45 @@ def BuildOptimizerStepPass
 }
 
 //===----------------------------------------------------------------------===//
+// fuse-elementwise
+//===----------------------------------------------------------------------===//
+
+def FuseElementwisePass
+    : Pass<"colossal-fuse-elementwise", "::mlir::ModuleOp"> {
+  let summary = "Group chains of elementwise ops into colossal.fused_elementwise";
+  let description = [{
+    Input: graph functions of the whole step (after autodiff and the
+    optimizer step are built, before `colossal-lower-to-plan`).
+
+    Output: every connected group of elementwise ops (unary float ops,
+    not, identity, cast, add sub mul div pow max min, and or xor, the
+    comparisons, where) in which each intermediate value is used only
+    inside the group becomes one `colossal.fused_elementwise`, whose
+    result is the group's one output (a value with a use outside the group
+    cuts the group there). Inputs may broadcast; the result has the
+    output's shape. Splat constants and fills that feed the group become
+    scalar registers. A group holds at most 8 inputs and a 64-int program;
+    a single op is left alone, and so are reductions, matmuls, layout ops
+    and the in-place optimizer updates. The result is bitwise that of the
+    unfused ops on the CPU backend (every register keeps its dtype).
+
+    ```mlir
+    // before
+    %c = colossal.constant dense<0.5> : tensor<f32>
+    %a = colossal.add %x, %b : (tensor<8x64xf32>, tensor<64xf32>) -> tensor<8x64xf32>
+    %m = colossal.mul %a, %c : (tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xf32>
+    %r = colossal.relu %m : (tensor<8x64xf32>) -> tensor<8x64xf32>
+    // after: registers r0 = %x, r1 = %b; r2 = add, r3 = fill 0.5,
+    // r4 = mul, r5 = relu (f32 is DType 1)
+    %r = colossal.fused_elementwise %x, %b
+        {constants = array<f64: 5.000000e-01>,
+         program = array<i64: 20, 1, 0, 1, 66, 1, 0, 22, 1, 2, 3, 10, 1, 4>}
+        : (tensor<8x64xf32>, tensor<64xf32>) -> tensor<8x64xf32>
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // lower-to-plan
 //===----------------------------------------------------------------------===//
 

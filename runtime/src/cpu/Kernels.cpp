@@ -21,6 +21,8 @@
 #include "colossal/runtime/Kernels.h"
 
 #include "Attention.h"
+#include "ElementwiseOps.h"
+#include "FusedElementwise.h"
 
 #include <algorithm>
 #include <array>
@@ -182,6 +184,12 @@ std::pair<int64_t, int64_t> integerRange(DType dtype) {
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//
+
+} // namespace
+
+// The per-element functions are shared with fused_elementwise
+// (FusedElementwise.cpp, through ElementwiseOps.h): one definition, so that
+// a fused chain computes bitwise what the unfused ops do.
 
 double unaryFloat(OpKind kind, bool tanhGelu, double x) {
   switch (kind) {
@@ -382,6 +390,8 @@ int64_t binaryInt(OpKind kind, int64_t a, int64_t b, bool &divByZero) {
     return 0;
   }
 }
+
+namespace {
 
 Status runBinary(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
                  const TensorRef &out) {
@@ -1494,6 +1504,8 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runAttentionCpu(attrs, inputs, outputs);
   case OpKind::AttentionGrad:
     return runAttentionGradCpu(attrs, inputs, outputs);
+  case OpKind::FusedElementwise:
+    return runFusedElementwiseCpu(attrs, inputs, out);
   }
   return COLOSSAL_ERROR(kInternal, std::string(info->name) + ": no CPU kernel");
 }

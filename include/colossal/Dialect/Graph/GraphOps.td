@@ -349,6 +349,34 @@ def Colossal_AttentionGradOp : Colossal_TableOp<"attention_grad"> {
                  AnyRankedTensor:$dv);
 }
 
+def Colossal_FusedElementwiseOp : Colossal_TableOp<"fused_elementwise"> {
+  let summary = "A chain of elementwise ops run as one kernel";
+  let description = [{
+    A straight-line program over registers, evaluated per element of the
+    result (OpTable.h has the full rule). Registers 0..N-1 are the inputs,
+    broadcast to the result's shape; each record of `program`, `opcode
+    dtype operand... [immediate]`, defines the next register with one
+    elementwise op (opcode = its OpKind code, dtype = the runtime DType
+    the unfused op's result had); `fill` records (opcode 66) take a scalar
+    from `constants`. Every register is rounded to its dtype, so the result
+    is bitwise the unfused chain's on the CPU. The result is the last
+    register. `colossal-fuse-elementwise` builds it.
+
+    ```mlir
+    // relu(x + b) for bf16 x [8, 64] and b [64]: r2 = add(r0, r1),
+    // r3 = relu(r2); bf16 is DType 3.
+    %y = colossal.fused_elementwise %x, %b
+        {program = array<i64: 20, 3, 0, 1, 10, 3, 2>,
+         constants = array<f64>}
+        : (tensor<8x64xbf16>, tensor<64xbf16>) -> tensor<8x64xbf16>
+    ```
+  }];
+  let arguments = (ins Variadic<AnyRankedTensor>:$inputs,
+                   DenseI64ArrayAttr:$program,
+                   DefaultValuedAttr<DenseF64ArrayAttr, "{}">:$constants);
+  let results = (outs AnyRankedTensor:$result);
+}
+
 def Colossal_ReshapeOp : Colossal_TableOp<"reshape"> {
   let summary = "Same elements, the result's static shape";
   let arguments = (ins AnyRankedTensor:$input);

@@ -170,6 +170,33 @@
 //                     only through their types; the CUDA kernel recomputes
 //                     it from lse.
 //
+// Elementwise fusion (docs/planner.md "Elementwise fusion";
+// colossal-fuse-elementwise builds it from chains of the elementwise ops
+// above):
+//
+//  fused_elementwise  1 to 8 inputs, 1 result; attrs program (int list),
+//                     constants (f64 list), shape (the result's dims). A
+//                     straight-line program over registers, evaluated once
+//                     per result element: registers 0..N-1 are the inputs,
+//                     each broadcast (numpy, one way) to `shape`; every
+//                     record of `program` defines the next register:
+//                       opcode dtype operand... [immediate]
+//                     opcode is the OpKind code of one elementwise op:
+//                     neg ... gelu, not, identity, cast (1 operand; gelu
+//                     then takes its approximate flag as an immediate),
+//                     add sub mul div pow max min and or xor and the five
+//                     comparisons (2 operands), where (3), or fill (no
+//                     operand; the immediate indexes `constants`: a scalar
+//                     splat). Operands name earlier registers. dtype is the
+//                     register's DType, which must be what the op's own
+//                     rule gives for its operands' dtypes (cast: its `to`).
+//                     Each register is rounded to its dtype when computed,
+//                     exactly as the unfused op stores it, so the result is
+//                     bitwise that of the unfused chain on the CPU. The
+//                     result is the last register, of its dtype x shape.
+//                     At least one record; `program` is an ordinary list
+//                     (<= kMaxAttrListLength ints).
+//
 // Stream ordering (plan-only: no `colossal` graph op, no kernel; the
 // compiler writes them from cplan.event.record / cplan.event.wait):
 //
@@ -248,6 +275,7 @@ namespace colossal::runtime {
   X(Trilu, "trilu", 54, 1, 1)                                                  \
   X(Attention, "attention", 56, 3, 4)                                          \
   X(AttentionGrad, "attention_grad", 57, 6, 7)                                 \
+  X(FusedElementwise, "fused_elementwise", 58, 1, 8)                          \
   X(Reshape, "reshape", 60, 1, 1)                                              \
   X(Expand, "expand", 61, 1, 1)                                                \
   X(Transpose, "transpose", 62, 1, 1)                                          \
@@ -274,8 +302,9 @@ enum class OpKind : uint32_t {
 /// How an attribute is stored. In a plan instruction, attributes are laid out
 /// in the table's order: kI64 and kDType take one int64, kI64List takes a
 /// count followed by that many int64s, kF64 takes one double (in the
-/// instruction's separate f64 pool).
-enum class AttrType : uint8_t { kI64, kI64List, kF64, kDType };
+/// instruction's separate f64 pool), kF64List takes a count in the int pool
+/// and that many doubles in the f64 pool.
+enum class AttrType : uint8_t { kI64, kI64List, kF64, kDType, kF64List };
 
 struct AttrSpec {
   std::string_view name;
@@ -307,6 +336,7 @@ struct AttrValue {
   int64_t i = 0;             ///< kI64, kDType (the raw DType value)
   double f = 0.0;            ///< kF64
   std::vector<int64_t> list; ///< kI64List
+  std::vector<double> flist; ///< kF64List
 };
 
 /// The decoded attributes of one op, in the order of its OpInfo::attrs.
@@ -322,10 +352,12 @@ public:
   double f(std::string_view name) const;
   DType dtype(std::string_view name) const;
   const std::vector<int64_t> &list(std::string_view name) const;
+  const std::vector<double> &floatList(std::string_view name) const;
   void setI(std::string_view name, int64_t value);
   void setF(std::string_view name, double value);
   void setDType(std::string_view name, DType value);
   void setList(std::string_view name, std::vector<int64_t> value);
+  void setFloatList(std::string_view name, std::vector<double> value);
 
   /// Appends the plan encoding (see AttrType) to the two pools.
   void encode(std::vector<int64_t> &ints, std::vector<double> &floats) const;
