@@ -456,6 +456,28 @@ std::vector<Case> allCases() {
               "padding_idx", 1),
         {uniform(dtype, {4, 32, 64}), integers(i64, {4, 32}, 0, 512)},
         tolFor(dtype));
+    // The sorted path (Index.cu) at real size: 8192 tokens over 100 rows
+    // (about 80 repeats of each, negative indices, a padding row), over an
+    // OPT-sized vocabulary (few repeats, most rows empty), and with an outer
+    // dim. Summed in index order in f64 like the CPU: bit-identical.
+    add("gather_grad sorted repeats",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 0), "shape",
+                       {100, 768}),
+              "padding_idx", 3),
+        {uniform(dtype, {8, 1024, 768}), integers(i64, {8, 1024}, -100, 100)},
+        tolFor(dtype));
+    add("gather_grad sorted vocabulary",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 0), "shape",
+                       {50272, 64}),
+              "padding_idx", 1),
+        {uniform(dtype, {8, 1024, 64}), integers(i64, {8, 1024}, 0, 50272)},
+        tolFor(dtype));
+    add("gather_grad sorted outer",
+        withI(withList(withI(op(OpKind::GatherGrad), "axis", 1), "shape",
+                       {3, 40, 5}),
+              "padding_idx", kNone),
+        {uniform(dtype, {3, 2000, 5}), integers(i32, {2000}, -40, 40)},
+        tolFor(dtype));
   }
 
   // cumsum.

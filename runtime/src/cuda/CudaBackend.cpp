@@ -135,8 +135,12 @@ size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
     return static_cast<size_t>(
                product(in[0].dims, 0, static_cast<size_t>(attrs.i("axis")))) *
            2 * sizeof(double);
-  case OpKind::GatherGrad:
-    return static_cast<size_t>(in[1].numElements()) * sizeof(int64_t);
+  case OpKind::GatherGrad: {
+    size_t axis = static_cast<size_t>(attrs.i("axis"));
+    const IntVec &shape = attrs.list("shape");
+    return cuda::gatherGradScratchBytes(in[1].numElements(),
+                                        axis < shape.size() ? shape[axis] : 0);
+  }
   case OpKind::AttentionGrad: // delta per query row (AttentionTC.h)
     return cuda::attentionTensorCoreScratchBytes(
         in[0].dtype, in[0].dims[0], in[0].dims[1], in[0].dims[2],

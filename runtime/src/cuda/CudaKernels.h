@@ -234,13 +234,17 @@ cudaError_t launchGatherElementsGrad(cudaStream_t stream, ErrorSink sink,
                                      const void *indices, const void *grad,
                                      void *out);
 /// Deterministic: each output row sums, in index order, the gradient rows
-/// whose index selects it. `normalized` is scratch of `count` int64.
+/// whose index selects it (indices sorted first). `normalized` is scratch
+/// of gatherGradScratchBytes(count, length) bytes.
 cudaError_t launchGatherGrad(cudaStream_t stream, ErrorSink sink,
                              DType gradType, DType outType, int64_t outer,
                              int64_t length, int64_t inner, DType indexType,
                              int64_t count, const void *indices,
                              int64_t paddingIdx, const void *grad, void *out,
                              int64_t *normalized);
+/// Scratch launchGatherGrad needs: the normalised indices, sort keys and
+/// cub's temporary storage.
+size_t gatherGradScratchBytes(int64_t count, int64_t length);
 
 } // namespace colossal::runtime::cuda
 

@@ -5,13 +5,19 @@
 // gathers, not scatters: each output element (gather_elements_grad) or row
 // (gather_grad) sums the gradient entries whose index selects it, in index
 // order. No atomics, so the result is deterministic and equals the CPU's f64
-// sum in the same order; the cost is a scan of the indices per output row
-// (O(rows x indices) index reads), fine for the vocabularies of today's
-// plans and the first thing to replace (sort by index) when it shows up.
+// sum in the same order. gather_grad sorts first: each index j becomes the
+// key (index + 1) << 32 | j (0 << 32 for an index out of range), radix
+// sorted by cub in the backend's scratch, so the entries of one output row
+// are one run of the sorted keys, in position order whatever the sort's
+// stability; each output row finds its run by binary search and sums it in
+// that order. gather_elements_grad (and gather_grad beyond 2^31 indices or
+// 2^32 - 1 rows) still scans the indices per output element.
 //
 //===----------------------------------------------------------------------===//
 
 #include "CudaCommon.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
 
 namespace colossal::runtime::cuda {
 
@@ -159,7 +165,96 @@ __global__ void gatherGradKernel(DType gradType, DType outType, int64_t outer,
   }
 }
 
+/// Sort keys of the normalised indices (gather_grad's sorted path).
+__global__ void sortKeysKernel(int64_t count, const int64_t *normalized,
+                               uint64_t *keys) {
+  COLOSSAL_GRID_STRIDE(j, count) {
+    uint64_t row = static_cast<uint64_t>(normalized[j] + 1); // -1: invalid
+    keys[j] = row << 32 | static_cast<uint64_t>(j);
+  }
+}
+
+/// The first position in sorted[0, count) whose key is >= key.
+__device__ int64_t lowerBound(const uint64_t *sorted, int64_t count,
+                              uint64_t key) {
+  int64_t lo = 0, hi = count;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (sorted[mid] < key)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/// One block per output row: its run of sorted keys, summed in position
+/// order (the CPU's order) in f64.
+__global__ void gatherGradSortedKernel(DType gradType, DType outType,
+                                       int64_t outer, int64_t length,
+                                       int64_t inner, int64_t count,
+                                       const uint64_t *sorted,
+                                       int64_t paddingIdx, const void *grad,
+                                       void *out) {
+  __shared__ int64_t run[2];
+  for (int64_t row = blockIdx.x; row < outer * length; row += gridDim.x) {
+    int64_t o = row / length, r = row % length;
+    if (threadIdx.x == 0) {
+      uint64_t key = static_cast<uint64_t>(r + 1) << 32;
+      run[0] = lowerBound(sorted, count, key);
+      run[1] = lowerBound(sorted, count, key + (uint64_t{1} << 32));
+    }
+    __syncthreads();
+    int64_t lo = r == paddingIdx ? 0 : run[0];
+    int64_t hi = r == paddingIdx ? 0 : run[1];
+    for (int64_t k = threadIdx.x; k < inner; k += blockDim.x) {
+      double sum = 0.0;
+      for (int64_t j = lo; j < hi; ++j) {
+        int64_t pos = static_cast<int64_t>(sorted[j] & 0xffffffffu);
+        sum += loadF(grad, gradType, (o * count + pos) * inner + k);
+      }
+      storeF(out, outType, row * inner + k, sum);
+    }
+    __syncthreads(); // run[] is rewritten for the next row
+  }
+}
+
+/// The sorted path's limits: positions and rows + 1 fit 32 bits, and
+/// cub's item count an int.
+bool sortedGatherGrad(int64_t count, int64_t length) {
+  return count > 0 && count < (int64_t{1} << 31) &&
+         length < (int64_t{1} << 32) - 1;
+}
+
+/// Bits of the sort keys: 32 of position, the rest of (row + 1).
+int sortEndBit(int64_t length) {
+  int bits = 1;
+  while (bits < 32 && (int64_t{1} << bits) <= length)
+    ++bits;
+  return 32 + bits;
+}
+
+size_t roundUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+size_t cubSortBytes(int64_t count, int64_t length) {
+  size_t bytes = 0;
+  cub::DeviceRadixSort::SortKeys(nullptr, bytes,
+                                 static_cast<const uint64_t *>(nullptr),
+                                 static_cast<uint64_t *>(nullptr),
+                                 static_cast<int>(count), 0,
+                                 sortEndBit(length));
+  return bytes;
+}
+
 } // namespace
+
+size_t gatherGradScratchBytes(int64_t count, int64_t length) {
+  size_t normalized = roundUp256(static_cast<size_t>(count) * sizeof(int64_t));
+  if (!sortedGatherGrad(count, length))
+    return normalized;
+  size_t keys = roundUp256(static_cast<size_t>(count) * sizeof(uint64_t));
+  return normalized + 2 * keys + cubSortBytes(count, length);
+}
 
 cudaError_t launchGather(cudaStream_t stream, ErrorSink sink, int elemBytes,
                          int64_t outer, int64_t length, int64_t inner,
@@ -278,9 +373,33 @@ cudaError_t launchGatherGrad(cudaStream_t stream, ErrorSink sink,
     return cudaSuccess;
   int threads =
       inner >= kThreads ? kThreads : static_cast<int>((inner + 31) / 32 * 32);
-  gatherGradKernel<<<blocksFor(rows, 1), threads, 0, stream>>>(
-      gradType, outType, outer, length, inner, count, normalized, paddingIdx,
-      grad, out);
+  if (!sortedGatherGrad(count, length)) {
+    gatherGradKernel<<<blocksFor(rows, 1), threads, 0, stream>>>(
+        gradType, outType, outer, length, inner, count, normalized,
+        paddingIdx, grad, out);
+    return cudaGetLastError();
+  }
+  // Scratch (gatherGradScratchBytes): normalized, keys, sorted keys, cub's.
+  char *at = reinterpret_cast<char *>(normalized) +
+             roundUp256(static_cast<size_t>(count) * sizeof(int64_t));
+  size_t keyBytes = roundUp256(static_cast<size_t>(count) * sizeof(uint64_t));
+  uint64_t *keys = reinterpret_cast<uint64_t *>(at);
+  uint64_t *sorted = reinterpret_cast<uint64_t *>(at + keyBytes);
+  void *temp = at + 2 * keyBytes;
+  sortKeysKernel<<<blocksFor(count), kThreads, 0, stream>>>(count, normalized,
+                                                           keys);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    return err;
+  size_t tempBytes = cubSortBytes(count, length);
+  err = cub::DeviceRadixSort::SortKeys(temp, tempBytes, keys, sorted,
+                                       static_cast<int>(count), 0,
+                                       sortEndBit(length), stream);
+  if (err != cudaSuccess)
+    return err;
+  gatherGradSortedKernel<<<blocksFor(rows, 1), threads, 0, stream>>>(
+      gradType, outType, outer, length, inner, count, sorted, paddingIdx, grad,
+      out);
   return cudaGetLastError();
 }
 
