@@ -88,18 +88,21 @@ def main():
         config._attn_implementation = "sdpa"
         # Initialised on the GPU (seconds, where a CPU init of 6.7b takes
         # minutes); the offload mode then moves the fp32 masters to the host.
+        # (Offload builds it in bf16 so that a model whose fp32 copy would
+        # not fit under the cap can still be built; the masters are its
+        # values in fp32.)
+        torch.set_default_dtype(torch.float32 if args.mode == "plain" else torch.bfloat16)
         with dev:
             model = OPTForCausalLM(config)
+        torch.set_default_dtype(torch.float32)
         if args.mode == "plain":
             opt = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=True)
         else:
-            masters = [p.detach().to("cpu").pin_memory() for p in model.parameters()]
+            masters = [p.detach().to("cpu", torch.float32).pin_memory() for p in model.parameters()]
             cpu_opt = torch.optim.AdamW(masters, lr=args.lr, fused=True)
             host_grads = [torch.empty_like(m).pin_memory() for m in masters]
             for m, g in zip(masters, host_grads):
                 m.grad = g
-            for p in model.parameters():
-                p.data = p.data.to(torch.bfloat16)
             torch.cuda.empty_cache()
         result["params"] = sum(p.numel() for p in model.parameters())
         ids = torch.randint(0, shape["vocab"], (args.batch, args.seq), device=dev)
