@@ -4,6 +4,15 @@
 // `apply_step`); they become one plan function so that weights and states,
 // named and persistent, are one buffer shared by all programs.
 //
+// With `offload-optimizer` (ZeRO-Offload) each update runs on the host
+// stream 3, overlapped with the rest of the backward: stream 0 records an
+// event behind the gradient's producers, the D2H copy stream 2 copies the
+// gradient (and lr, step) down after it, the host stream waits for that
+// copy, updates the master weight and the optimizer state in place, and
+// records; stream 0 waits for the host stream at the program's end (the
+// updated master's next use is the next step's fetch) or earlier where it
+// touches what the side streams still use (orderSideStreams).
+//
 //===----------------------------------------------------------------------===//
 
 #include "colossal/Dialect/OpTableBridge.h"
@@ -12,6 +21,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
@@ -31,6 +41,11 @@ namespace {
 constexpr int64_t kBufferAlignBytes = 64;
 /// Splat constants at least this large become `fill` kernels.
 constexpr int64_t kMinFillBytes = 256;
+
+/// The streams of a plan, by role (docs/planner.md, "Streams and events"):
+/// the same numbering as colossal-offload-across-gaps.
+constexpr int64_t kComputeStream = 0, kD2HStream = 2, kHostStream = 3;
+const char *const kStreamKinds[] = {"compute", "copy", "copy", "host"};
 
 /// Kernels that may write their output over one of their inputs (the plan
 /// reader accepts exact aliases for elementwise ops and the optimizers).
@@ -65,6 +80,147 @@ void initRule(StringRef name, ArrayRef<int64_t> shape, double std,
   }
 }
 
+plan::BufferAllocOp bufferOf(Value view) {
+  if (auto v = view.getDefiningOp<plan::ViewOp>())
+    return v.getBuffer().getDefiningOp<plan::BufferAllocOp>();
+  return {};
+}
+
+/// The buffers an instruction reads and writes (none for an event op).
+void touchesOf(Operation *op, SmallVectorImpl<Operation *> &reads,
+               SmallVectorImpl<Operation *> &writes) {
+  auto add = [](SmallVectorImpl<Operation *> &to, Value view) {
+    if (plan::BufferAllocOp a = bufferOf(view))
+      to.push_back(a);
+  };
+  if (auto k = dyn_cast<plan::KernelOp>(op)) {
+    for (Value v : k.getIns())
+      add(reads, v);
+    for (Value v : k.getOuts())
+      add(writes, v);
+  } else if (auto c = dyn_cast<plan::CopyOp>(op)) {
+    add(reads, c.getSource());
+    add(writes, c.getTarget());
+  }
+}
+
+int64_t streamOf(Operation *op) {
+  if (auto k = dyn_cast<plan::KernelOp>(op))
+    return k.getStream();
+  if (auto c = dyn_cast<plan::CopyOp>(op))
+    return c.getStream();
+  if (auto r = dyn_cast<plan::EventRecordOp>(op))
+    return r.getStream();
+  if (auto w = dyn_cast<plan::EventWaitOp>(op))
+    return w.getStream();
+  return kComputeStream;
+}
+
+/// Makes stream 0 wait for the side streams wherever it needs their work:
+/// before a stream-0 instruction that reads a buffer a side stream writes,
+/// or writes one a side stream touches, and at each program's end for
+/// whatever is still in flight (the next program, or the next step, reads
+/// the updated masters). Everything a side stream does between two records
+/// of it is one group; stream 0 waits for the latest group it conflicts
+/// with, and vector clocks over the groups (a host-stream group has seen
+/// the copy groups it waited for) keep it from waiting for what a wait
+/// already covers. Every side-stream instruction must be followed by a
+/// record of its stream (the lowering writes one after each group).
+/// O(instructions x streams x pending groups).
+void orderSideStreams(func::FuncOp func, int64_t numStreams) {
+  struct Group {
+    int64_t event;
+    llvm::SmallPtrSet<Operation *, 4> reads, writes;
+    SmallVector<int64_t, 4> clock; ///< groups of each stream it has seen
+  };
+  using Clock = SmallVector<int64_t, 4>;
+  SmallVector<SmallVector<Group>> groups;
+  SmallVector<Group> open;
+  SmallVector<Clock> clock; // per stream: groups of each stream it has seen
+  llvm::DenseMap<int64_t, std::pair<int64_t, int64_t>> groupOfEvent;
+  auto reset = [&] {
+    groups.assign(numStreams, {});
+    open.assign(numStreams, Group{});
+    clock.assign(numStreams, Clock(numStreams, 0));
+    groupOfEvent.clear();
+  };
+  auto merge = [&](Clock &into, const Clock &from) {
+    for (int64_t t = 0; t < numStreams; ++t)
+      into[t] = std::max(into[t], from[t]);
+  };
+  auto waitBefore = [&](Operation *at, int64_t s, int64_t g) {
+    OpBuilder b(at);
+    plan::EventWaitOp::create(b, at->getLoc(),
+                              b.getI64IntegerAttr(groups[s][g].event),
+                              b.getI64IntegerAttr(kComputeStream));
+    merge(clock[kComputeStream], groups[s][g].clock);
+  };
+  // Stream 0 waits for the latest pending group of each side stream that
+  // `conflicts` (host stream first: its wait may cover the copies).
+  auto syncBefore = [&](Operation *at,
+                        llvm::function_ref<bool(const Group &)> conflicts) {
+    for (int64_t s = numStreams - 1; s > kComputeStream; --s) {
+      for (int64_t g = static_cast<int64_t>(groups[s].size()) - 1;
+           g >= clock[kComputeStream][s]; --g) {
+        if (conflicts(groups[s][g])) {
+          waitBefore(at, s, g);
+          break;
+        }
+      }
+    }
+  };
+  reset();
+  SmallVector<Operation *> ops;
+  for (Operation &op : func.getBody().front())
+    ops.push_back(&op);
+  for (Operation *op : ops) {
+    if (isa<plan::ProgramOp, func::ReturnOp>(op)) {
+      // The program's end: everything still in flight.
+      syncBefore(op, [](const Group &) { return true; });
+      reset();
+      continue;
+    }
+    if (!isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
+             plan::EventWaitOp>(op))
+      continue;
+    const int64_t s = streamOf(op);
+    if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
+      auto it = groupOfEvent.find(w.getEvent());
+      if (it != groupOfEvent.end())
+        merge(clock[s], groups[it->second.first][it->second.second].clock);
+      continue;
+    }
+    if (auto r = dyn_cast<plan::EventRecordOp>(op)) {
+      if (s == kComputeStream)
+        continue;
+      Group g = std::move(open[s]);
+      open[s] = Group{};
+      g.event = r.getEvent();
+      clock[s][s] = static_cast<int64_t>(groups[s].size()) + 1;
+      g.clock = clock[s];
+      groupOfEvent[g.event] = {s, static_cast<int64_t>(groups[s].size())};
+      groups[s].push_back(std::move(g));
+      continue;
+    }
+    SmallVector<Operation *> reads, writes;
+    touchesOf(op, reads, writes);
+    if (s != kComputeStream) {
+      open[s].reads.insert(reads.begin(), reads.end());
+      open[s].writes.insert(writes.begin(), writes.end());
+      continue;
+    }
+    syncBefore(op, [&](const Group &g) {
+      for (Operation *r : reads)
+        if (g.writes.contains(r))
+          return true;
+      for (Operation *w : writes)
+        if (g.writes.contains(w) || g.reads.contains(w))
+          return true;
+      return false;
+    });
+  }
+}
+
 struct LowerToPlanPass
     : public mlir::colossal::impl::LowerToPlanPassBase<LowerToPlanPass> {
   using LowerToPlanPassBase::LowerToPlanPassBase;
@@ -73,9 +229,11 @@ struct LowerToPlanPass
 private:
   FailureOr<Value> newView(OpBuilder &b, Location loc, Type tensorType,
                            plan::MemorySpace space = plan::MemorySpace::device);
-  /// A copy of `view` into a new buffer of `space` (an offload or prefetch).
+  /// A copy of `view` into a new buffer of `space` (an offload or prefetch),
+  /// on `stream`.
   FailureOr<Value> copyTo(OpBuilder &b, Location loc, Value view,
-                          plan::MemorySpace space);
+                          plan::MemorySpace space,
+                          int64_t stream = kComputeStream);
   /// Where a persistent name lives under the placement options.
   plan::MemorySpace spaceOf(StringRef name, bool trainableWeight) const;
   LogicalResult lowerProgram(OpBuilder &b, func::FuncOp func,
@@ -86,6 +244,12 @@ private:
   /// Weights and states by name: one view each, shared by every program.
   llvm::StringMap<Value> persistentViews;
   int64_t numConstants = 0;
+  /// Events of the plan so far, and the highest stream used.
+  int64_t numEvents = 0;
+  int64_t maxStream = kComputeStream;
+  /// The current program's last gradient copy (its stream-2 record), which
+  /// stream 0 waits for before issuing the next one: -1 when none.
+  int64_t lastCopiedEvent = -1;
 };
 
 } // namespace
@@ -112,16 +276,15 @@ FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
 }
 
 FailureOr<Value> LowerToPlanPass::copyTo(OpBuilder &b, Location loc,
-                                         Value view, plan::MemorySpace space) {
+                                         Value view, plan::MemorySpace space,
+                                         int64_t stream) {
   auto memref = cast<MemRefType>(view.getType());
   auto tensor = RankedTensorType::get(memref.getShape(),
                                       memref.getElementType());
   auto target = newView(b, loc, tensor, space);
   if (failed(target))
     return failure();
-  // Stream 0 for now: the single-stream executor runs copies in plan order;
-  // copy streams and events come with the overlap scheduler.
-  plan::CopyOp::create(b, loc, view, *target, b.getI64IntegerAttr(0));
+  plan::CopyOp::create(b, loc, view, *target, b.getI64IntegerAttr(stream));
   return *target;
 }
 
@@ -172,6 +335,7 @@ Value LowerToPlanPass::persistent(OpBuilder &b, Location loc, StringRef name,
 LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
                                             StringRef program) {
   plan::ProgramOp::create(b, func.getLoc(), program);
+  lastCopiedEvent = -1; // events do not cross programs
   auto programAttr = b.getStringAttr(program);
   auto bind = [&](Location loc, plan::BindingRole role, StringRef name,
                   Value view, ElementsAttr value = {}) {
@@ -341,9 +505,13 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
         return op.emitOpError() << "uses a value with no planned buffer";
       ins.push_back(view);
     }
+    // An offloaded update runs on the host stream (below).
+    bool onHostStream = false;
     if (offloadOptimizer && isa<graph::AdamWOp, graph::SgdOp>(op)) {
       // The update runs on the host: the master weight and the optimizer
-      // state are there; the gradient, lr and step are copied down.
+      // state are there; the gradient, lr and step are copied down on the
+      // D2H stream, behind a stream-0 record that follows their producers.
+      SmallVector<unsigned> down;
       for (auto [i, v] : llvm::enumerate(op.getOperands())) {
         if (Value master = masterOf.lookup(v)) {
           ins[i] = master;
@@ -353,13 +521,42 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
                          .getDefiningOp<plan::ViewOp>()
                          .getBuffer()
                          .getDefiningOp<plan::BufferAllocOp>();
-        if (alloc.getSpace() == plan::MemorySpace::host)
-          continue;
-        auto down = copyTo(b, loc, ins[i], plan::MemorySpace::host);
-        if (failed(down))
-          return failure();
-        ins[i] = *down;
+        if (alloc.getSpace() != plan::MemorySpace::host)
+          down.push_back(i);
       }
+      auto event = [&](bool isRecord, int64_t e, int64_t stream) {
+        maxStream = std::max(maxStream, stream);
+        if (isRecord)
+          plan::EventRecordOp::create(b, loc, b.getI64IntegerAttr(e),
+                                      b.getI64IntegerAttr(stream));
+        else
+          plan::EventWaitOp::create(b, loc, b.getI64IntegerAttr(e),
+                                    b.getI64IntegerAttr(stream));
+      };
+      // One gradient copy in flight: stream 0 waits for the previous one
+      // before issuing this, so that a device gradient is held only until
+      // the next update's issue point (not to the program's end). Weakness:
+      // a copy slower than the compute up to there stalls stream 0 (a lead
+      // from the cost model, as offload-across-gaps places, would not).
+      if (lastCopiedEvent >= 0 && !down.empty())
+        event(false, lastCopiedEvent, kComputeStream);
+      int64_t issued = numEvents++;
+      event(true, issued, kComputeStream);
+      int64_t hostWaits = issued;
+      if (!down.empty()) {
+        event(false, issued, kD2HStream);
+        for (unsigned i : down) {
+          auto copy = copyTo(b, loc, ins[i], plan::MemorySpace::host,
+                             kD2HStream);
+          if (failed(copy))
+            return failure();
+          ins[i] = *copy;
+        }
+        lastCopiedEvent = hostWaits = numEvents++;
+        event(true, hostWaits, kD2HStream);
+      }
+      event(false, hostWaits, kHostStream);
+      onHostStream = true;
     }
     if (isa<graph::ReshapeOp>(op)) {
       // Same bytes, another shape: a second view of the input's buffer.
@@ -404,7 +601,10 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
         viewOf[r] = it->second;
         continue;
       }
-      auto out = newView(b, loc, r.getType());
+      // A host-stream kernel touches host memory only.
+      auto out = newView(b, loc, r.getType(),
+                         onHostStream ? plan::MemorySpace::host
+                                      : plan::MemorySpace::device);
       if (failed(out))
         return failure();
       outs.push_back(*out);
@@ -413,15 +613,21 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
     SmallVector<NamedAttribute> params;
     for (NamedAttribute attr : op.getAttrs())
       params.push_back(attr);
-    plan::KernelOp::create(b, loc, b.getStringAttr(kernel), ins, outs,
-                           b.getDictionaryAttr(params),
-                           b.getI64IntegerAttr(0));
+    plan::KernelOp::create(
+        b, loc, b.getStringAttr(kernel), ins, outs, b.getDictionaryAttr(params),
+        b.getI64IntegerAttr(onHostStream ? kHostStream : kComputeStream));
+    if (onHostStream)
+      plan::EventRecordOp::create(b, loc, b.getI64IntegerAttr(numEvents++),
+                                  b.getI64IntegerAttr(kHostStream));
   }
   return success();
 }
 
 void LowerToPlanPass::runOnOperation() {
   ModuleOp module = getOperation();
+  persistentViews.clear();
+  numConstants = numEvents = 0;
+  maxStream = kComputeStream;
   llvm::StringMap<func::FuncOp> graphs;
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
@@ -471,4 +677,15 @@ void LowerToPlanPass::runOnOperation() {
   func::ReturnOp::create(b, plan.getLoc());
   for (auto &[func, name] : programs)
     func.erase();
+  if (maxStream != kComputeStream) {
+    const int64_t numStreams = maxStream + 1;
+    orderSideStreams(plan, numStreams);
+    // Streams up to the highest used, each with its kind.
+    SmallVector<Attribute> kinds;
+    for (int64_t s = 0; s < numStreams; ++s)
+      kinds.push_back(b.getStringAttr(kStreamKinds[s]));
+    plan->setAttr("cplan.num_streams", b.getI64IntegerAttr(numStreams));
+    plan->setAttr("cplan.stream_kinds", b.getArrayAttr(kinds));
+  }
+  plan->setAttr("cplan.num_events", b.getI64IntegerAttr(numEvents));
 }

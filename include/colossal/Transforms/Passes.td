@@ -236,8 +236,17 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     (no copy, no kernel). Large splat constants become `fill` kernels
     instead of stored bytes. With `offload-optimizer`, trained weights and
     optimizer states are placed in the host space and `cplan.copy` ops move
-    weights up and gradients down (see the option). Live ranges and offsets
-    are left for `colossal-assign-offsets`.
+    weights up and gradients down (see the option). Each update then runs
+    on the host stream 3, overlapped with the rest of the step: stream 0
+    records an event behind the gradient's producers, the D2H copy stream 2
+    waits for it and copies the gradient, lr and step down, the host stream
+    waits for that copy, runs the update and records. Stream 0 waits for
+    the previous gradient copy before issuing the next (a device gradient is
+    held until then), for the host stream before it touches a buffer the
+    host stream writes, and for everything still in flight at the program's
+    end; the plan declares `cplan.stream_kinds` up to the host stream
+    (docs/planner.md, "The ZeRO-Offload host stream"). Live ranges and
+    offsets are left for `colossal-assign-offsets`.
 
     ```mlir
     // before
@@ -270,8 +279,9 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     Option<"offloadOptimizer", "offload-optimizer", "bool", "false",
            "ZeRO-Offload placement: trained weights' master copies and the "
            "optimizer state in the host arena, each update run on the host "
-           "(its gradient, lr and step copied down), the step computing with "
-           "device copies of the weights fetched before their first use">
+           "stream (its gradient, lr and step copied down on the D2H stream), "
+           "the step computing with device copies of the weights fetched "
+           "before their first use">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];
