@@ -182,13 +182,16 @@ cudaError_t launchAttentionForward(cudaStream_t stream,
 cudaError_t launchAttentionBackward(cudaStream_t stream,
                                     const AttentionCall &call);
 
-/// dx, dscale, dbias; `stats` is scratch of 2 x outer doubles.
+/// dx, dscale, dbias; `stats` is scratch of layerNormGradScratchBytes():
+/// the rows' mean and rstd, then (many rows) the column pass's per-chunk
+/// partial sums, added in chunk order (deterministic).
 cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
                                 DType scaleType, DType dyType, int64_t outer,
                                 int64_t inner, double epsilon, const void *x,
                                 const void *scale, const void *dy, void *dx,
                                 DType dscaleType, void *dscale, void *dbias,
                                 double *stats);
+size_t layerNormGradScratchBytes(int64_t outer, int64_t inner);
 cudaError_t launchCumSum(cudaStream_t stream, DType dtype, int64_t outer,
                          int64_t length, int64_t inner, bool exclusive,
                          bool reverse, const void *in, void *out);

@@ -305,6 +305,56 @@ __global__ void layerNormGradColumnsKernel(DType xType, DType dyType,
   }
 }
 
+/// The blocked column pass: block (x, c) sums rows [c x rowsPerChunk, ...)
+/// of 256 columns, one column per thread in row order, into
+/// partial[(2c) x inner + j] (dscale) and partial[(2c + 1) x inner + j]
+/// (dbias).
+__global__ void layerNormGradPartialKernel(DType xType, DType dyType,
+                                           int64_t outer, int64_t inner,
+                                           int64_t rowsPerChunk, const void *x,
+                                           const void *dy, const double *stats,
+                                           double *partial) {
+  int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t c = blockIdx.y;
+  if (j >= inner)
+    return;
+  int64_t first = c * rowsPerChunk;
+  int64_t last = first + rowsPerChunk < outer ? first + rowsPerChunk : outer;
+  double ds = 0.0, db = 0.0;
+  for (int64_t o = first; o < last; ++o) {
+    double xhat =
+        (loadF(x, xType, o * inner + j) - stats[2 * o]) * stats[2 * o + 1];
+    double g = loadF(dy, dyType, o * inner + j);
+    ds += g * xhat;
+    db += g;
+  }
+  partial[(2 * c) * inner + j] = ds;
+  partial[(2 * c + 1) * inner + j] = db;
+}
+
+/// Per column: the chunks' partial sums in chunk order.
+__global__ void layerNormGradFinalKernel(int64_t inner, int64_t chunks,
+                                         const double *partial,
+                                         DType dscaleType, void *dscale,
+                                         void *dbias) {
+  COLOSSAL_GRID_STRIDE(j, inner) {
+    double ds = 0.0, db = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      ds += partial[(2 * c) * inner + j];
+      db += partial[(2 * c + 1) * inner + j];
+    }
+    storeF(dscale, dscaleType, j, ds);
+    storeF(dbias, dscaleType, j, db);
+  }
+}
+
+/// Rows per chunk of the blocked column pass: at least 32, at most 1024
+/// chunks (65535, the grid's y limit, is far off).
+int64_t layerNormGradRowsPerChunk(int64_t outer) {
+  int64_t rows = (outer + 1023) / 1024;
+  return rows < 32 ? 32 : rows;
+}
+
 // ---- cumsum --------------------------------------------------------------
 
 /// One thread per line, sequential as on the CPU.
@@ -555,9 +605,31 @@ cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
     if (err != cudaSuccess)
       return err;
   }
-  layerNormGradColumnsKernel<<<blocksFor(inner), kThreads, 0, stream>>>(
-      xType, dyType, outer, inner, x, dy, stats, dscaleType, dscale, dbias);
+  int64_t rowsPerChunk = layerNormGradRowsPerChunk(outer);
+  int64_t chunks = (outer + rowsPerChunk - 1) / rowsPerChunk;
+  if (chunks <= 1) { // few rows: one pass in the CPU's row order
+    layerNormGradColumnsKernel<<<blocksFor(inner), kThreads, 0, stream>>>(
+        xType, dyType, outer, inner, x, dy, stats, dscaleType, dscale, dbias);
+    return cudaGetLastError();
+  }
+  double *partial = stats + 2 * outer;
+  dim3 grid(static_cast<unsigned>((inner + kThreads - 1) / kThreads),
+            static_cast<unsigned>(chunks));
+  layerNormGradPartialKernel<<<grid, kThreads, 0, stream>>>(
+      xType, dyType, outer, inner, rowsPerChunk, x, dy, stats, partial);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    return err;
+  layerNormGradFinalKernel<<<blocksFor(inner), kThreads, 0, stream>>>(
+      inner, chunks, partial, dscaleType, dscale, dbias);
   return cudaGetLastError();
+}
+
+size_t layerNormGradScratchBytes(int64_t outer, int64_t inner) {
+  int64_t rowsPerChunk = layerNormGradRowsPerChunk(outer);
+  int64_t chunks = (outer + rowsPerChunk - 1) / rowsPerChunk;
+  int64_t doubles = 2 * outer + (chunks > 1 ? 2 * chunks * inner : 0);
+  return static_cast<size_t>(doubles) * sizeof(double);
 }
 
 cudaError_t launchCumSum(cudaStream_t stream, DType dtype, int64_t outer,
