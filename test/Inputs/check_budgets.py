@@ -38,6 +38,14 @@ def main():
     ap.add_argument("--expect-remat", action="store_true",
                     help="every budgeted plan must recompute at least one buffer "
                          "(colossal-rematerialize's recompute kernels in --emit-plan)")
+    ap.add_argument("--policy", choices=["auto", "cpu"], default="auto",
+                    help="the budgeted plans' --policy (the unconstrained one "
+                         "keeps everything on the device)")
+    ap.add_argument("--expect-host-stream", action="store_true",
+                    help="every budgeted plan runs its updates on the host stream "
+                         "(adamw kernels on stream 3 in --emit-plan) and the cost "
+                         "model's schedule overlaps its streams (makespan < the "
+                         "sum of the streams' busy times)")
     a = ap.parse_args()
     fractions = a.fraction or [0.5, 0.25]
     os.makedirs(a.workdir, exist_ok=True)
@@ -59,13 +67,21 @@ def main():
                "--report-json", report] + extra
         if budget:
             cmd += ["--budget", str(budget)]
+            if a.policy != "auto":
+                cmd += ["--policy", a.policy]
         mlir = os.path.join(a.workdir, tag + ".plan.mlir")
-        if a.expect_remat:
+        if a.expect_remat or a.expect_host_stream:
             cmd += ["--emit-plan", mlir]
         run(cmd)
         r = json.load(open(report))
         if a.expect_remat:
             r["recomputed"] = open(mlir).read().count("{colossal.recompute}")
+        if a.expect_host_stream:
+            text = open(mlir).read()
+            r["host_updates"] = sum(1 for l in text.splitlines()
+                                    if 'cplan.kernel "adamw"' in l and l.rstrip().endswith("stream(3)"))
+            r["device_updates"] = sum(1 for l in text.splitlines()
+                                      if 'cplan.kernel "adamw"' in l and l.rstrip().endswith("stream(0)"))
         metrics = os.path.join(a.workdir, tag + ".jsonl")
         weights = os.path.join(a.workdir, tag + ".weights.out.safetensors")
         out = run(["colossal-run", plan, "--batches", batches, "--steps", str(a.steps),
@@ -95,6 +111,15 @@ def main():
         if a.expect_remat:
             print("     recomputed %d buffers; policy %s" % (r["recomputed"], r["policy"]))
             ok &= r["recomputed"] > 0
+        if a.expect_host_stream:
+            busy = sum(r["stream_busy_s"])
+            makespan = r["time_s"]["makespan"]
+            print("     %d updates on the host stream, %d on stream 0; %d streams: makespan %.3g s"
+                  " < busy %.3g s: %s; bottleneck %s"
+                  % (r["host_updates"], r["device_updates"], len(r["stream_busy_s"]), makespan,
+                     busy, "overlapped" if makespan < busy else "NOT overlapped",
+                     r["bottleneck"]))
+            ok &= r["host_updates"] > 0 and r["device_updates"] == 0 and makespan < busy
     print("check_budgets: %s" % ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

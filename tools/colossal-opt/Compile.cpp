@@ -684,6 +684,8 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   if (reportOptions.policy == "auto" && !args.forwardOnly)
     pristine = module.clone();
   options.lowering.offloadOptimizer = reportOptions.policy == "cpu";
+  // The offload's lead times come from the same profile as the report.
+  options.offload.deviceProfile = profilePathFor(reportOptions);
   // With the optimizer offloaded, idle device buffers (saved activations,
   // fetched weights) may be parked in host memory until the liveness peak
   // fits the budget, less 1% for the packer's alignment slack.

@@ -14,6 +14,15 @@ so that the plan still reads and validates, but lies about its memory:
   patch_plan.py IN OUT --move-wait S:NEW  the first event_wait on stream 0
                                           for an event recorded on stream S
                                           moves to stream NEW
+  patch_plan.py IN OUT --move-sole-wait S:NEW
+                                          as --move-wait, for the first such
+                                          wait that no other stream-0 wait
+                                          for stream S joins before the next
+                                          instruction (one that orders a read)
+  patch_plan.py IN OUT --move-wait-on T:S:NEW
+                                          the same for the first event_wait
+                                          on stream T (3: the host stream's
+                                          wait for a gradient copy of S=2)
 
 check-plan.test uses it to show that `colossal-run --check-plan` catches
 what an unchecked run does not. Offsets are those of docs/plan-format.md.
@@ -49,6 +58,8 @@ def main():
     ap.add_argument("--instr-kind", metavar="KIND:K:NEW")
     ap.add_argument("--stream-kind", metavar="S:K")
     ap.add_argument("--move-wait", metavar="S:NEW")
+    ap.add_argument("--move-wait-on", metavar="T:S:NEW")
+    ap.add_argument("--move-sole-wait", metavar="S:NEW")
     a = ap.parse_args()
     buf = bytearray(open(a.input, "rb").read())
     sec = sections(buf)
@@ -83,8 +94,12 @@ def main():
                 seen += 1
         else:
             sys.exit(f"no instruction #{k} of kind {kind}")
-    if a.move_wait is not None:
-        src, new = (int(x) for x in a.move_wait.split(":"))
+    if a.move_wait is not None or a.move_wait_on is not None:
+        if a.move_wait is not None:
+            waiter = 0
+            src, new = (int(x) for x in a.move_wait.split(":"))
+        else:
+            waiter, src, new = (int(x) for x in a.move_wait_on.split(":"))
         rec, off, size = sec[6]
         _, ints_off, _ = sec[8]  # attr-ints: an event op's one int is its event
         recorded = {}
@@ -95,11 +110,34 @@ def main():
             event = struct.unpack_from("<q", buf, ints_off + 8 * struct.unpack_from("<I", buf, r + 24)[0])[0]
             if kind == 100:
                 recorded[event] = stream
-            elif stream == 0 and recorded.get(event) == src:
+            elif stream == waiter and recorded.get(event) == src:
                 struct.pack_into("<I", buf, r + 4, new)
                 break
         else:
-            sys.exit(f"no stream-0 wait for an event of stream {src}")
+            sys.exit(f"no stream-{waiter} wait for an event of stream {src}")
+    if a.move_sole_wait is not None:
+        src, new = (int(x) for x in a.move_sole_wait.split(":"))
+        rec, off, size = sec[6]
+        _, ints_off, _ = sec[8]
+        recorded = {}
+        run = []  # the current run of stream-0 waits for stream-src events
+        for r in range(off, off + size, rec):
+            kind, stream = struct.unpack_from("<II", buf, r)
+            if kind in (100, 101):
+                event = struct.unpack_from("<q", buf, ints_off + 8 * struct.unpack_from("<I", buf, r + 24)[0])[0]
+                if kind == 100:
+                    recorded[event] = stream
+                elif stream == 0 and recorded.get(event) == src:
+                    run.append(r)
+                continue
+            if stream != 0:
+                continue
+            if len(run) == 1:
+                struct.pack_into("<I", buf, run[0] + 4, new)
+                break
+            run = []
+        else:
+            sys.exit(f"no sole stream-0 wait for an event of stream {src}")
     if a.stream_kind is not None:
         stream, kind = (int(x) for x in a.stream_kind.split(":"))
         rec, off, size = sec[13]  # streams: kind u8 at 0
