@@ -12,8 +12,11 @@
 //   0      bit-exact (NaN == NaN): data movement, integers, bools,
 //          comparisons, casts, fills.
 //   1e-5   f32 math. Both backends compute elementwise ops, reductions,
-//          softmax, layer_norm, the loss and the optimizers in f64 and
-//          round once, so the results agree to an ulp or two of f32;
+//          layer_norm, the loss and the optimizers in f64 and round once
+//          (the GPU's f32 binary add/sub/mul/div/max/min are exact, see
+//          Elementwise.cu; its layer_norm_grad column sums and softmax
+//          differ in order or precision), so the results agree to an ulp
+//          or two of f32;
 //          transcendentals included (CUDA's and glibc's f64 exp, log, erf,
 //          tanh, pow differ in the last bit of a double at most).
 //   1e-2   bf16 outputs: one bf16 ulp is 2^-8 = 3.9e-3 relative, and two

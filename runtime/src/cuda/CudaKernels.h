@@ -9,8 +9,11 @@
 // double (floats) or int64 (integers and bools), computed in that type and
 // stored once in the output dtype with the same conversions as
 // storeFromDouble/storeFromInt64. Reductions, softmax, layer_norm and the
-// loss accumulate in double. The .cu files are compiled with --fmad=false,
-// so a multiply followed by an add rounds as on the CPU.
+// loss accumulate in double. Exceptions, each argued where it is: binary
+// add/sub/mul/div/max/min of f32/bf16/f16 in f32 (bit-identical), softmax
+// and the loss gradient in f32, matmul (cuBLASLt). The .cu files are
+// compiled with --fmad=false, so a multiply followed by an add rounds as on
+// the CPU.
 //
 // Data-dependent failures (an index out of range, a label outside [0, C),
 // an integer division by zero, a negative optimizer step) are recorded in a

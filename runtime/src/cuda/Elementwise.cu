@@ -2,7 +2,9 @@
 //
 // One thread per output element (grid-stride). Broadcasting and every layout
 // change (expand, transpose, slice) go through one strided index walk
-// (stridedOffset): simple, not yet vectorised or tiled.
+// (stridedOffset), except float add/sub/mul/div/max/min: f32 math, operands
+// in the common broadcast layouts addressed as (i / div) % mod, and 16-byte
+// packs per thread where the pointers allow (binaryF32Kernel).
 //
 //===----------------------------------------------------------------------===//
 
