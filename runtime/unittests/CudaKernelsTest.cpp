@@ -41,6 +41,7 @@
 #include "Backend.h"
 
 #include "colossal/runtime/Executor.h"
+#include "colossal/runtime/FusedProgram.h"
 #include "colossal/runtime/Kernels.h"
 
 #include "TestPlans.h"
@@ -152,6 +153,32 @@ double tolFor(DType dtype) {
 //===----------------------------------------------------------------------===//
 // The cases: every OpKind at least once
 //===----------------------------------------------------------------------===//
+
+/// fused_elementwise with `records` (FusedProgram.h) over a result of dims
+/// `shape`.
+Attrs fusedOp(const std::vector<FusedRecord> &records,
+              std::vector<double> constants, Dims shape) {
+  Attrs a(OpKind::FusedElementwise);
+  std::vector<int64_t> program;
+  for (const FusedRecord &r : records)
+    encodeFusedRecord(r, program);
+  a.setList("program", program);
+  a.setFloatList("constants", std::move(constants));
+  a.setList("shape", std::move(shape));
+  return a;
+}
+
+FusedRecord rec(OpKind op, DType dtype, std::vector<int> operands,
+                int64_t immediate = 0) {
+  FusedRecord r;
+  r.op = op;
+  r.dtype = dtype;
+  r.numOperands = static_cast<int>(operands.size());
+  for (size_t k = 0; k < operands.size(); ++k)
+    r.operands[k] = operands[k];
+  r.immediate = immediate;
+  return r;
+}
 
 std::vector<Case> allCases() {
   std::vector<Case> cases;
@@ -725,6 +752,35 @@ std::vector<Case> allCases() {
             kF32Tol);
         cases.back().alias = {0, 2};
       }
+
+  // fused_elementwise: the register program against the CPU's, including
+  // bf16 rounding of every intermediate and broadcast inputs.
+  // bf16 MLP tail: r2 = cast(x f32 -> bf16), r3 = r2 + b, r4 = gelu_tanh,
+  // r5 = fill 0.5, r6 = r4 * r5, r7 = cast f32.
+  add("fused_elementwise bf16 chain",
+      fusedOp({rec(OpKind::Cast, bf16, {0}), rec(OpKind::Add, bf16, {2, 1}),
+               rec(OpKind::Gelu, bf16, {3}, 1), rec(OpKind::Fill, bf16, {}, 0),
+               rec(OpKind::Mul, bf16, {4, 5}), rec(OpKind::Cast, f32, {6})},
+              {0.5}, {64, 1000}),
+      {uniform(f32, {64, 1000}), uniform(bf16, {1000})}, kBF16Tol);
+  // f32 mask: where(x > y, exp(x) - y, 0) with x [4, 1, 33], y [7, 1].
+  add("fused_elementwise f32 where broadcast",
+      fusedOp({rec(OpKind::Greater, boolean, {0, 1}),
+               rec(OpKind::Exp, f32, {0}), rec(OpKind::Sub, f32, {3, 1}),
+               rec(OpKind::Fill, f32, {}, 0),
+               rec(OpKind::Where, f32, {2, 4, 5})},
+              {0.0}, {4, 7, 33}),
+      {uniform(f32, {4, 1, 33}), uniform(f32, {7, 1})}, kF32Tol);
+  // Integers wrap in i32, then a comparison and a cast to f64.
+  add("fused_elementwise i32 to f64",
+      fusedOp({rec(OpKind::Mul, i32, {0, 1}), rec(OpKind::Add, i32, {2, 0}),
+               rec(OpKind::Less, boolean, {3, 1}),
+               rec(OpKind::Cast, f64, {4}), rec(OpKind::Cast, f64, {3}),
+               rec(OpKind::Add, f64, {5, 6})},
+              {}, {3000}),
+      {integers(i32, {3000}, -2000000000, 2000000000),
+       integers(i32, {3000}, -70000, 70000)},
+      kExact);
   return cases;
 }
 
@@ -1160,6 +1216,16 @@ TEST_F(CudaKernels, ExecutorOrdersStreamsByEvents) {
     EXPECT_EQ(outCpu.tensors[0].second.bytes, outGpu.tensors[0].second.bytes)
         << "run " << run;
   }
+}
+
+TEST_F(CudaKernels, FusedElementwiseReportsDivisionByZero) {
+  HostTensor x = integers(i64, {300}, 1, 9);
+  HostTensor zero(TensorType{i64, {}}); // r1 = 0: x / (0 * x) at record 1
+  expectDeviceError(
+      *backend_,
+      fusedOp({rec(OpKind::Mul, i64, {1, 0}), rec(OpKind::Div, i64, {0, 2})},
+              {}, {300}),
+      {x, zero}, "division by zero");
 }
 
 TEST_F(CudaKernels, ExecutorNamesTheInstructionOfAKernelError) {

@@ -21,6 +21,7 @@
 #include "../Backend.h"
 #include "AttentionTC.h"
 #include "CudaKernels.h"
+#include "FusedElementwise.h"
 
 #include "colossal/runtime/Kernels.h"
 #include "colossal/runtime/OpTable.h"
@@ -480,6 +481,7 @@ public:
     hostJobs_.resize(plan.instrs.size());
     gemms_.clear();
     gemms_.resize(plan.instrs.size());
+    fused_.reset(plan.instrs.size());
     std::vector<TensorRef> ins, outs;
     for (size_t i = 0; i < plan.instrs.size(); ++i) {
       const PlanInstr &instr = plan.instrs[i];
@@ -495,6 +497,14 @@ public:
         for (uint32_t t : instr.outputs)
           job->outs.push_back(ref(t));
         hostJobs_[i] = std::move(job);
+        continue;
+      }
+      if (kinds_[i] == OpKind::FusedElementwise) { // decoded once per plan
+        types.clear();
+        for (uint32_t t : instr.inputs)
+          types.push_back(plan.tensors[t].type);
+        COLOSSAL_RETURN_IF_ERROR(fused_.prepare(
+            i, instr.attrs, types, plan.tensors[instr.outputs[0]].type));
         continue;
       }
       if (kinds_[i] != OpKind::MatMul)
@@ -883,6 +893,7 @@ private:
   std::vector<cudaEvent_t> joinEvents_; ///< one per stream, fill/copy joins
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
+  cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
   std::atomic<bool> hostFailed_{false};
   Status hostFailure_;
   uint64_t hostFailedInstr_ = 0;
@@ -1176,6 +1187,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
         toDims(strides), base, grad.data, out.data));
     return Status::ok();
   }
+  case OpKind::FusedElementwise:
+    return fused_.run(cur_, sink, attrs, ins, out);
   case OpKind::Attention:
   case OpKind::AttentionGrad: {
     // Flash-style kernels (Attention.cu); the operand order is OpTable.h's.

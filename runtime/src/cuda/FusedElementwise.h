@@ -1,0 +1,88 @@
+//===- FusedElementwise.h - fused_elementwise on the GPU ----------*- C++ -*-===//
+//
+// Internal to the CUDA backend. A fused_elementwise instruction is decoded
+// once, in preparePlan, into a FusedKernelProgram: a plain struct that goes
+// to the kernel as its parameter (constant parameter memory, no copy of our
+// own per step). The kernel interprets the program per element, holding
+// float registers in double and integer registers in int64, each rounded
+// to its dtype after it is computed with the conversions of CudaCommon.cuh
+// (the CPU's storeFromDouble/storeFromInt64), so it gives what the unfused
+// CUDA kernels give, and the CPU's bits wherever those do.
+//
+//===----------------------------------------------------------------------===//
+#ifndef COLOSSAL_RUNTIME_CUDA_FUSEDELEMENTWISE_H
+#define COLOSSAL_RUNTIME_CUDA_FUSEDELEMENTWISE_H
+
+#include "CudaKernels.h"
+
+#include "colossal/runtime/FusedProgram.h"
+#include "colossal/runtime/Status.h"
+#include "colossal/runtime/Tensor.h"
+
+#include <memory>
+#include <vector>
+
+namespace colossal::runtime::cuda {
+
+inline constexpr int kMaxFusedRecords =
+    static_cast<int>(Attrs::kMaxAttrListLength) / 3;
+
+/// One record, as FusedRecord but small and with its constant resolved.
+struct FusedKernelRecord {
+  OpKind op;
+  DType dtype;
+  int8_t numOperands;
+  int8_t operands[3];
+  int8_t flag;     ///< gelu: 1 for the tanh form
+  double constant; ///< fill: the value (rounded to dtype in the kernel)
+};
+
+/// Everything the kernel needs, by value (about 1.3 KiB, under the 4 KiB
+/// kernel parameter limit).
+struct FusedKernelProgram {
+  int numInputs = 0;
+  int numRecords = 0;
+  int64_t count = 0; ///< result elements
+  DType inTypes[kMaxFusedInputs] = {};
+  Dims outDims;
+  Dims inStrides[kMaxFusedInputs]; ///< broadcast strides over outDims
+  DType outType = DType::kF32;
+  FusedKernelRecord records[kMaxFusedRecords] = {};
+};
+
+/// The input pointers, by value.
+struct FusedInputs {
+  const void *ptrs[kMaxFusedInputs] = {};
+};
+
+/// Decodes `attrs` for inputs of `inTypes` and a result of `outType` (the
+/// types inferOutputTypes accepted). Fails on a rank above kMaxDims.
+Status buildFusedProgram(const Attrs &attrs,
+                         const std::vector<TensorType> &inTypes,
+                         const TensorType &outType, FusedKernelProgram &out);
+
+/// Enqueues the kernel on `stream`; `inputs` has program.numInputs device
+/// pointers. An integer division by zero is reported through `sink`.
+cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
+                                   const FusedKernelProgram &program,
+                                   const void *const *inputs, void *out);
+
+/// The decoded programs of one plan, by instruction index (preparePlan
+/// fills it; an instruction run without it is decoded on the spot).
+class FusedPrograms {
+public:
+  void reset(size_t numInstrs) { programs_.assign(numInstrs, nullptr); }
+  Status prepare(size_t instr, const Attrs &attrs,
+                 const std::vector<TensorType> &inTypes,
+                 const TensorType &outType);
+  /// Launches instruction `sink.instr`'s program on `ins` -> `out`.
+  Status run(cudaStream_t stream, ErrorSink sink, const Attrs &attrs,
+             const std::vector<TensorRef> &ins, const TensorRef &out) const;
+
+private:
+  std::vector<std::shared_ptr<const FusedKernelProgram>> programs_;
+};
+
+} // namespace colossal::runtime::cuda
+
+#endif // COLOSSAL_RUNTIME_CUDA_FUSEDELEMENTWISE_H
