@@ -25,7 +25,7 @@
 #                                 Logs go to $OUT/*.log.
 #
 # Environment: SIZES (default 125m,350m,1.3b), BUDGETS (free,24GiB),
-# TRACE_BUDGET (6GiB), STEPS (4), PARTS (run only these of
+# TRACE_BUDGET (6GiB), STEPS (4), BENCH_TIMEOUT (150 s a run), PARTS (run only these of
 # check,attention,trace,bench; default all).
 #
 #===----------------------------------------------------------------------===#
@@ -78,7 +78,7 @@ run() {
   fi
   if part bench; then
     python3 "$here/bench/opt_bench.py" run "$here/.bench-opt" "$out/bench.jsonl" \
-      --steps "$STEPS" --warmup 1 --timeout 150 2>&1 | tee "$out/bench.log"
+      --steps "$STEPS" --warmup 1 --timeout "${BENCH_TIMEOUT:-150}" 2>&1 | tee "$out/bench.log"
   fi
   echo "gpu_all: exit $status"
   exit $status
