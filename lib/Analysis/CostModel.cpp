@@ -320,6 +320,9 @@ InstrCost mlir::colossal::estimateInstr(const CostInstr &instr,
     break;
   }
 
+  // Every kernel reads its inputs and writes its outputs once: this is also
+  // the right cost of fused_elementwise, whose intermediates never reach
+  // HBM (a broadcast input is read at its own size, from cache).
   const uint64_t inBytes = sumBytes(instr.inputs);
   const uint64_t outBytes = sumBytes(instr.outputs);
   c.bytes = inBytes + outBytes;
