@@ -116,8 +116,12 @@ bool runGpu(const Attrs &attrs, const std::vector<HostTensor> &inputs,
   return true;
 }
 
-/// Norm-wise error of `got` against `want`: max |d| / max(max |want|, 1e-30);
-/// infinite when the finiteness of any element differs.
+/// Norm-wise error of `got` against `want`: max |d| / max(max |want|, 1e-3);
+/// infinite when the finiteness of any element differs. The floor: dq and dk
+/// of a row whose softmax has one element are exactly 0 (its gradient
+/// vanishes) while a GPU computes dP - delta with rounding (~1e-8); the
+/// inputs are O(1), so the gradients elsewhere are 0.1-1 and 1e-3 keeps the
+/// measure relative where it matters (1e-30 gave 1.5e22 on the H200).
 double normwiseError(const HostTensor &want, const HostTensor &got) {
   double worst = 0.0, scale = 0.0;
   for (int64_t i = 0; i < want.type.numElements(); ++i) {
@@ -129,7 +133,7 @@ double normwiseError(const HostTensor &want, const HostTensor &got) {
     scale = std::max(scale, std::fabs(w));
     worst = std::max(worst, std::fabs(w - g));
   }
-  return worst / std::max(scale, 1e-30);
+  return worst / std::max(scale, 1e-3);
 }
 
 struct Case {

@@ -77,11 +77,11 @@ def main():
               "batch": args.batch, "seq": args.seq,
               "mem_cap_gib": args.mem_cap_gib or None,
               "torch": torch.__version__}
-    dev = torch.device("cuda")
+    dev = torch.device("cuda", 0)
     if args.mem_cap_gib:
         total = torch.cuda.get_device_properties(dev).total_memory
         torch.cuda.set_per_process_memory_fraction(
-            min(1.0, args.mem_cap_gib * 2**30 / total), dev)
+            min(1.0, args.mem_cap_gib * 2**30 / total), 0)
     torch.manual_seed(0)
     try:
         config = build_config(shape, 0.0)

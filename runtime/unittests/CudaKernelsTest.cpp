@@ -398,15 +398,21 @@ std::vector<Case> allCases() {
       withI(withList(op(OpKind::ReduceSum), "axes", {0}), "keepdims", 0),
       {integers(i32, {9, 4}, -100, 100)}, kExact);
 
-  // softmax, log_softmax.
+  // softmax, log_softmax. The GPU computes them in f32: log_softmax's
+  // x - max - log(sum) carries an absolute error of a few f32 ulps of
+  // log(sum) (~1e-7 x 7 for 1000 terms), which is a relative error above
+  // 1e-5 for the outputs nearest 0 (those of the row's largest inputs);
+  // hence 1e-4 for its f32 cases (1.93e-5 was measured on the H200).
   for (OpKind kind : {OpKind::Softmax, OpKind::LogSoftmax})
     for (DType dtype : {f32, bf16}) {
+      double tol = kind == OpKind::LogSoftmax && dtype == f32 ? 1e-4
+                                                              : tolFor(dtype);
       add(opInfo(kind).name, withI(op(kind), "axis", 2),
-          {uniform(dtype, {4, 5, 33}, -5, 5)}, tolFor(dtype));
+          {uniform(dtype, {4, 5, 33}, -5, 5)}, tol);
       add(opInfo(kind).name, withI(op(kind), "axis", 1),
-          {uniform(dtype, {4, 5, 33}, -5, 5)}, tolFor(dtype));
+          {uniform(dtype, {4, 5, 33}, -5, 5)}, tol);
       add(opInfo(kind).name, withI(op(kind), "axis", 1),
-          {uniform(dtype, {8, 1000}, -5, 5)}, tolFor(dtype));
+          {uniform(dtype, {8, 1000}, -5, 5)}, tol);
     }
 
   // layer_norm and its gradient.

@@ -668,15 +668,20 @@ cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c) {
   constexpr size_t kLd = tileStride<D>();
   TcArgs a = makeArgs(c);
   int64_t rowCount = c.batch * c.heads * c.rows;
-  cudaError_t err = launch(tcDelta<kBf16, D>, dim3(tiles(rowCount, 8)), 256, 0,
-                           stream, a);
-  if (err != cudaSuccess)
-    return err;
+  // tcDelta takes a second parameter, so it cannot go through launch(),
+  // whose parameter array holds the TcArgs alone (cuLaunchKernel would read
+  // a second pointer past its end: a segfault in the driver on the H200).
+  if (rowCount > 0) {
+    tcDelta<kBf16, D><<<tiles(rowCount, 8), 256, 0, stream>>>(a, rowCount);
+    cudaError_t launched = cudaGetLastError();
+    if (launched != cudaSuccess)
+      return launched;
+  }
   size_t smemKV = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t) +
                   4 * kStep * sizeof(float);
   dim3 gridKV(tiles(c.cols, kTileRows),
               static_cast<unsigned>(c.batch * c.kvHeads));
-  err = launch(tcGradKV<kBf16, D, kStep>, gridKV, kThreads, smemKV, stream, a);
+  cudaError_t err = launch(tcGradKV<kBf16, D, kStep>, gridKV, kThreads, smemKV, stream, a);
   if (err != cudaSuccess)
     return err;
   size_t smemQ = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t);
