@@ -493,8 +493,8 @@ LogicalResult mlir::colossal::checkPlanBudget(const PlanReport &r,
     err += " even with the optimizer state and the master weights in host "
            "memory and idle device buffers parked there between uses "
            "(--policy " + r.policy +
-           "): what remains is live at once; recomputation is not available "
-           "yet";
+           "), and the activations whose recompute the cost model allows "
+           "recomputed (unless --remat off): what remains is live at once";
   return failure();
 }
 
