@@ -877,6 +877,27 @@ TEST(SoftmaxCrossEntropyGradTest, LabelOutOfRangeIsAnError) {
 //   print(sgd([1.0, -2.0, 0.5, 3.0], grads[0], [7, 8, 9, 10], 0.05, 3,
 //             0.0, 0.0, 0.01, False))
 
+/// Sets COLOSSAL_CPU_ADAMW for one test (the CPU AdamW reads it per call)
+/// and restores the previous value.
+class ScopedAdamWMode {
+public:
+  explicit ScopedAdamWMode(const char *mode) {
+    if (const char *old = std::getenv("COLOSSAL_CPU_ADAMW"))
+      saved_ = old, hadOld_ = true;
+    setenv("COLOSSAL_CPU_ADAMW", mode, 1);
+  }
+  ~ScopedAdamWMode() {
+    if (hadOld_)
+      setenv("COLOSSAL_CPU_ADAMW", saved_.c_str(), 1);
+    else
+      unsetenv("COLOSSAL_CPU_ADAMW");
+  }
+
+private:
+  std::string saved_;
+  bool hadOld_ = false;
+};
+
 const Values kGrads[3] = {{0.5, -1.25, 3.0, 0.015625},
                           {0.25, 2.0, -0.75, 0.0},
                           {-1.5, 0.125, 1.0, -4.0}};
@@ -919,6 +940,7 @@ TEST(AdamWTest, ThreeStepsInPlaceMatchNumpy) {
       {{0.998385072, -1.9994632, 0.497973561, 2.99887681},
        {-0.0869999975, 0.0912500024, 0.2755, -0.398734361},
        {0.00256193778, 0.00557100121, 0.0105439462, 0.0160002429}}};
+  ScopedAdamWMode exact("exact"); // the f64 model above
   Attrs attrs = adamwAttrs(0.9, 0.999, 1e-8, 0.01);
   // param, grad, m, v, lr, step; param' m' v' written over param m v.
   std::vector<HostTensor> in = {
@@ -966,6 +988,7 @@ TEST(AdamWTest, LaterStepWithWeightDecayAndBf16Grad) {
       {1.02743924, -1.88730896, 0.405988008, 2.93256831},
       {-0.699999988, -0.0375000015, 0.649999976, -2},
       {0.569999993, 0.0339062512, 0.625, 4.75}};
+  ScopedAdamWMode exact("exact"); // the f64 model above
   Attrs attrs = adamwAttrs(0.5, 0.75, 0.1, 0.5);
   // kGrads[2] is exact in bf16, so a bf16 grad gives the same step.
   for (DType gradType : {f32, bf16, f64}) {
@@ -987,6 +1010,164 @@ TEST(AdamWTest, NegativeStepIsAnError) {
   evalFails(adamwAttrs(0.9, 0.999, 1e-8, 0.0),
             {p, p, p, p, tensor(f32, {}, {0.1}), ints(i64, {}, {-1})},
             "adamw: step -1 must be >= 0");
+}
+
+// The fast AdamW (the default; COLOSSAL_CPU_ADAMW=fast or unset) computes in
+// f32 in PyTorch's operation order. Expected values come from this numpy
+// model of torch.optim.AdamW's single-tensor path on f32 tensors (numpy
+// 1.24, /usr/bin/python3), on the same inputs as the f64 tests above:
+//
+//   def adamw_f32(p, g, m, v, lr, step, b1, b2, eps, wd):
+//       # Each Python float operand is rounded to f32 by the tensor op.
+//       p, g, m, v = (np.array(a, f32) for a in (p, g, m, v))
+//       lr = float(f32(lr)); t = step + 1
+//       p = p * f32(1 - lr * wd)                         # param.mul_
+//       w = f32(1 - b1)                                  # exp_avg.lerp_
+//       m = m + w * (g - m) if abs(w) < 0.5 else g - (g - m) * (f32(1) - w)
+//       v = v * f32(b2)                                  # exp_avg_sq.mul_
+//       v = v + f32(1 - b2) * g * g                      # .addcmul_
+//       denom = np.sqrt(v) / f32((1 - b2 ** t) ** 0.5) + f32(eps)
+//       p = p + f32(-(lr / (1 - b1 ** t))) * m / denom   # param.addcdiv_
+//       return p, m, v
+//
+// The f32 results differ from the f64 ones above by up to a few ulp
+// (e.g. step 1 param[1]: -1.99923599 here, -1.99923623 in f64).
+
+TEST(AdamWFastTest, ThreeStepsInPlaceMatchNumpyF32) {
+  const Values expected[3][3] = {
+      {{0.998989999, -1.99897993, 0.498995006, 2.99897003},
+       {0.0500000007, -0.125, 0.300000012, 0.00156250002},
+       {0.000250000012, 0.00156250014, 0.00899999961, 2.44140637e-07}},
+      {{0.998047829, -1.99923599, 0.498520523, 2.99827003},
+       {0.0700000003, 0.087500006, 0.195000023, 0.00140625006},
+       {0.00031225002, 0.0055609378, 0.00955349952, 2.43896494e-07}},
+      {{0.998385012, -1.99946296, 0.497973531, 2.99887681},
+       {-0.0870000049, 0.0912500024, 0.275500029, -0.398734361},
+       {0.00256193755, 0.00557100167, 0.0105439462, 0.0160002448}}};
+  ScopedAdamWMode fast("fast");
+  Attrs attrs = adamwAttrs(0.9, 0.999, 1e-8, 0.01);
+  std::vector<HostTensor> in = {
+      tensor(f32, {4}, kParam0),      tensor(f32, {4}, kGrads[0]),
+      tensor(f32, {4}, {0, 0, 0, 0}), tensor(f32, {4}, {0, 0, 0, 0}),
+      tensor(f32, {}, {1e-3}),        ints(i64, {}, {0})};
+  for (int64_t step = 0; step < 3; ++step) {
+    in[1] = tensor(f32, {4}, kGrads[step]);
+    in[5] = ints(i64, {}, {step});
+    std::vector<HostTensor> copy = evalAll(attrs, in);
+    runInPlace(attrs, in, {0, 2, 3});
+    std::string what = "step " + std::to_string(step);
+    expectF32(in[0], expected[step][0], what + " param");
+    expectF32(in[2], expected[step][1], what + " m");
+    expectF32(in[3], expected[step][2], what + " v");
+    ASSERT_EQ(copy.size(), 3u);
+    EXPECT_EQ(copy[0].bytes, in[0].bytes) << what;
+    EXPECT_EQ(copy[1].bytes, in[2].bytes) << what;
+    EXPECT_EQ(copy[2].bytes, in[3].bytes) << what;
+  }
+}
+
+TEST(AdamWFastTest, LargeLerpWeightAndBf16Grad) {
+  // beta1 0.5: lerp weight 1 - beta1 = 0.5 is not "small", so ATen's lerp
+  // takes its other form, g - (g - m) * (1 - w). The model above gives:
+  const Values expected[3] = {
+      {1.02743912, -1.88730896, 0.405988008, 2.93256831},
+      {-0.699999988, -0.037499994, 0.649999976, -2},
+      {0.569999993, 0.0339062512, 0.625, 4.75}};
+  ScopedAdamWMode fast("fast");
+  Attrs attrs = adamwAttrs(0.5, 0.75, 0.1, 0.5);
+  // kGrads[2] is exact in bf16: an f32 and a bf16 grad give the same bits.
+  std::vector<HostTensor> first;
+  for (DType gradType : {f32, bf16}) {
+    std::vector<HostTensor> out = evalAll(
+        attrs, {tensor(f32, {4}, kParam0), tensor(gradType, {4}, kGrads[2]),
+                tensor(f32, {4}, {0.1, -0.2, 0.3, 0.0}),
+                tensor(f32, {4}, {0.01, 0.04, 0.5, 1.0}),
+                tensor(f32, {}, {0.1}), ints(i64, {}, {6})});
+    ASSERT_EQ(out.size(), 3u);
+    std::string what = "grad " + TensorType{gradType, {}}.toString();
+    expectF32(out[0], expected[0], what + " param");
+    expectF32(out[1], expected[1], what + " m");
+    expectF32(out[2], expected[2], what + " v");
+    if (first.empty())
+      first = out;
+    for (size_t k = 0; k < 3; ++k)
+      EXPECT_EQ(out[k].bytes, first[k].bytes) << what << " output " << k;
+  }
+}
+
+TEST(AdamWFastTest, F64GradUsesTheExactPath) {
+  // Only f32 and bf16 gradients have the f32 path; an f64 one is computed
+  // in f64 whatever the mode (the f64 model's values, as in
+  // LaterStepWithWeightDecayAndBf16Grad).
+  ScopedAdamWMode fast("fast");
+  std::vector<HostTensor> out = evalAll(
+      adamwAttrs(0.5, 0.75, 0.1, 0.5),
+      {tensor(f32, {4}, kParam0), tensor(f64, {4}, kGrads[2]),
+       tensor(f32, {4}, {0.1, -0.2, 0.3, 0.0}),
+       tensor(f32, {4}, {0.01, 0.04, 0.5, 1.0}), tensor(f32, {}, {0.1}),
+       ints(i64, {}, {6})});
+  ASSERT_EQ(out.size(), 3u);
+  expectF32(out[1], {-0.699999988, -0.0375000015, 0.649999976, -2}, "m");
+}
+
+TEST(AdamWFastTest, UnknownModeIsAnError) {
+  ScopedAdamWMode bad("f16");
+  HostTensor p = tensor(f32, {1}, {1});
+  evalFails(adamwAttrs(0.9, 0.999, 1e-8, 0.0),
+            {p, p, p, p, tensor(f32, {}, {0.1}), ints(i64, {}, {0})},
+            "adamw: COLOSSAL_CPU_ADAMW must be 'exact' or 'fast', got 'f16'");
+}
+
+TEST(AdamWFastTest, RaggedSizesAgreeWithTheExactPath) {
+  // Sizes around the kernel's 512-element blocks (the tail is padded): the
+  // f32 update stays close to the f64 one after 5 steps from random state,
+  // and in place equals out of place bit for bit.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Attrs attrs = adamwAttrs(0.9, 0.999, 1e-8, 0.01);
+  for (int64_t n : {1, 511, 512, 513, 1500}) {
+    std::vector<double> p0(n), m0(n), v0(n);
+    for (int64_t i = 0; i < n; ++i) {
+      p0[i] = normal(rng);
+      m0[i] = 0.01 * normal(rng);
+      v0[i] = 1e-4 * std::fabs(normal(rng));
+    }
+    Dims d = {n};
+    std::vector<HostTensor> fastIn = {tensor(f32, d, p0), tensor(f32, d, p0),
+                                      tensor(f32, d, m0), tensor(f32, d, v0),
+                                      tensor(f32, {}, {1e-3}),
+                                      ints(i64, {}, {0})};
+    std::vector<HostTensor> exactIn = fastIn;
+    for (int64_t step = 0; step < 5; ++step) {
+      std::vector<double> g(n);
+      for (double &x : g)
+        x = 0.01 * normal(rng);
+      fastIn[1] = exactIn[1] = tensor(f32, d, g);
+      fastIn[5] = exactIn[5] = ints(i64, {}, {step + 4});
+      {
+        ScopedAdamWMode fast("fast");
+        std::vector<HostTensor> copy = evalAll(attrs, fastIn);
+        runInPlace(attrs, fastIn, {0, 2, 3});
+        ASSERT_EQ(copy.size(), 3u);
+        EXPECT_EQ(copy[0].bytes, fastIn[0].bytes) << "n " << n;
+      }
+      ScopedAdamWMode exact("exact");
+      runInPlace(attrs, exactIn, {0, 2, 3});
+    }
+    // Per element: 2e-6 relative (f32 roundings, about 4 per output per
+    // step, accumulate in v, which beta2 ~ 1 barely decays), plus 1e-7 of
+    // the tensor's largest |value| for m's and p's cancellations.
+    for (size_t k : {0, 2, 3}) {
+      double largest = 0.0;
+      for (int64_t i = 0; i < n; ++i)
+        largest = std::max(largest, std::fabs(double(exactIn[k].as<float>()[i])));
+      for (int64_t i = 0; i < n; ++i) {
+        double a = fastIn[k].as<float>()[i], b = exactIn[k].as<float>()[i];
+        ASSERT_NEAR(a, b, 2e-6 * std::fabs(b) + 1e-7 * largest)
+            << "n " << n << " input " << k << " i " << i;
+      }
+    }
+  }
 }
 
 TEST(SgdTest, MomentumWithDampeningAndWeightDecayInPlace) {
