@@ -12,6 +12,10 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
   // On the f32 forward, before precision and autodiff rebuild it.
   if (options.fuseAttention)
     pm.addPass(createFuseAttentionPass());
+  // After attention has taken its k^T, before mixed precision casts the
+  // weights and autodiff saves them: no transposed weight copy survives.
+  if (options.foldTransposes)
+    pm.addPass(createFoldTransposesPass());
   if (options.bf16)
     pm.addPass(createMixedPrecisionPass());
   if (!options.forwardOnly) {

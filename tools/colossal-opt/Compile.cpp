@@ -91,6 +91,10 @@ options:
   --fuse-elementwise on|off
                           group chains of elementwise ops into one kernel
                           each (default on; docs/planner.md)
+  --fold-transposes on|off
+                          read a matmul operand's transpose through the
+                          matmul's transpose flag (default on;
+                          docs/planner.md)
 
 training (the default; --forward-only turns it off):
   --optimizer adamw|sgd   (default adamw)
@@ -333,6 +337,12 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
         return usageError(cmd, "--fuse-elementwise expects on or off, got '" +
                                    v + "'");
       args.compile.fuseElementwise = v == "on";
+    } else if (allowCompileFlags && flagIs("--fold-transposes")) {
+      std::string v;
+      if (!value(v) || (v != "on" && v != "off"))
+        return usageError(cmd, "--fold-transposes expects on or off, got '" +
+                                   v + "'");
+      args.compile.foldTransposes = v == "on";
     } else if (allowCompileFlags && flagIs("--remat")) {
       std::string v;
       if (!value(v) || (v != "auto" && v != "off"))

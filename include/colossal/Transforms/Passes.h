@@ -26,6 +26,9 @@ struct CompileOptions {
   /// Replace recognised attention with colossal.attention
   /// (colossal-fuse-attention).
   bool fuseAttention = true;
+  /// Read matmul operands' last-two-dim transposes through the matmul's
+  /// transpose flags (colossal-fold-transposes).
+  bool foldTransposes = true;
   /// Group chains of elementwise ops into colossal.fused_elementwise
   /// (colossal-fuse-elementwise).
   bool fuseElementwise = true;

@@ -43,6 +43,45 @@ def FuseAttentionPass : Pass<"colossal-fuse-attention", "::mlir::ModuleOp"> {
 }
 
 //===----------------------------------------------------------------------===//
+// fold-transposes
+//===----------------------------------------------------------------------===//
+
+def FoldTransposesPass : Pass<"colossal-fold-transposes", "::mlir::ModuleOp"> {
+  let summary = "Read a matmul operand's transpose through the matmul's transpose flag";
+  let description = [{
+    Input: graph functions (in the pipeline: the forward, after
+    `colossal-fuse-attention` and before `colossal-mixed-precision` and
+    `colossal-autodiff`, so neither the forward nor the backward keeps a
+    transposed copy of a weight).
+
+    Output: every matmul operand produced by a `transpose` whose perm swaps
+    exactly the last two dims (identity elsewhere) reads the transpose's
+    input instead, with that operand's `transpose_a`/`transpose_b` toggled.
+    The same through a `cast` between the transpose and the matmul when the
+    matmul is the cast's only user: the matmul reads a new cast of the
+    transpose's input. Batch dims, broadcasting and the result type are
+    unchanged; results are bitwise those of the unfolded graph on the CPU
+    backend. A transpose or cast left without users is erased; one with
+    other users stays for them. Other perms are left alone.
+
+    ```mlir
+    // before
+    %wt = colossal.transpose %w {perm = array<i64: 1, 0>}
+        : (tensor<256x64xf32>) -> tensor<64x256xf32>
+    %y = colossal.matmul %x, %wt
+        : (tensor<8x32x64xf32>, tensor<64x256xf32>) -> tensor<8x32x256xf32>
+    // after
+    %y = colossal.matmul %x, %w {transpose_b = 1 : i64}
+        : (tensor<8x32x64xf32>, tensor<256x64xf32>) -> tensor<8x32x256xf32>
+    ```
+  }];
+  let statistics = [
+    Statistic<"numFolded", "folded-operands",
+              "Matmul operands that now read a transpose's input">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // mixed-precision
 //===----------------------------------------------------------------------===//
 
@@ -236,7 +275,12 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     (no copy, no kernel). Large splat constants become `fill` kernels
     instead of stored bytes. With `offload-optimizer`, trained weights and
     optimizer states are placed in the host space and `cplan.copy` ops move
-    weights up and gradients down (see the option). Each update then runs
+    weights up and gradients down (see the option): each weight's fetch is
+    an H2D copy on stream 1 behind a stream-0 record, issued as late as the
+    serial copy stream allows while its predicted time still fits in the
+    compute before the weight's first use, and stream 0 waits for it right
+    before that use. Weights named in `device-resident` keep their master
+    and optimizer state on the device and update on stream 0. Each update then runs
     on the host stream 3, overlapped with the rest of the step: stream 0
     records an event behind the gradient's producers, the D2H copy stream 2
     waits for it and copies the gradient, lr and step down, the host stream
@@ -281,7 +325,15 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
            "optimizer state in the host arena, each update run on the host "
            "stream (its gradient, lr and step copied down on the D2H stream), "
            "the step computing with device copies of the weights fetched "
-           "before their first use">
+           "on the H2D stream 1, issued the cost model's copy time ahead of "
+           "their first use">,
+    ListOption<"deviceResident", "device-resident", "std::string",
+               "With offload-optimizer: trained weights whose master copy "
+               "and optimizer state stay on the device, updated on stream 0 "
+               "(the budget's device-resident share; names)">,
+    Option<"deviceProfile", "device-profile", "std::string", "\"\"",
+           "Device profile (JSON) whose rates time the weight fetches' "
+           "leads; empty: the built-in H200 figures">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];
