@@ -4,19 +4,24 @@
 // `apply_step`); they become one plan function so that weights and states,
 // named and persistent, are one buffer shared by all programs.
 //
-// With `offload-optimizer` (ZeRO-Offload) each update runs on the host
+// With `offload-optimizer` (ZeRO-Offload) each weight's device copy is
+// fetched on the H2D stream 1, issued the cost model's copy time ahead of its
+// first use (placeWeightFetches), and each update runs on the host
 // stream 3, overlapped with the rest of the backward: stream 0 records an
 // event behind the gradient's producers, the D2H copy stream 2 copies the
 // gradient (and lr, step) down after it, the host stream waits for that
 // copy, updates the master weight and the optimizer state in place, and
 // records; stream 0 waits for the host stream at the program's end (the
 // updated master's next use is the next step's fetch) or earlier where it
-// touches what the side streams still use (orderSideStreams).
+// touches what the side streams still use (orderSideStreams). Weights named
+// in `device-resident` (the share of the optimizer state the budget leaves
+// room for) keep master and state on the device and update on stream 0.
 //
 //===----------------------------------------------------------------------===//
 
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Transforms/Passes.h"
+#include "colossal/Transforms/PlanCost.h"
 #include "colossal/runtime/PlanFormat.h"
 
 #include "mlir/IR/Builders.h"
@@ -44,7 +49,8 @@ constexpr int64_t kMinFillBytes = 256;
 
 /// The streams of a plan, by role (docs/planner.md, "Streams and events"):
 /// the same numbering as colossal-offload-across-gaps.
-constexpr int64_t kComputeStream = 0, kD2HStream = 2, kHostStream = 3;
+constexpr int64_t kComputeStream = 0, kH2DStream = 1, kD2HStream = 2,
+                  kHostStream = 3;
 const char *const kStreamKinds[] = {"compute", "copy", "copy", "host"};
 
 /// Kernels that may write their output over one of their inputs (the plan
@@ -221,6 +227,167 @@ void orderSideStreams(func::FuncOp func, int64_t numStreams) {
   }
 }
 
+/// Marks a weight's fetched device copy (colossal-offload-across-gaps parks
+/// it like one stream 0 fetched).
+constexpr llvm::StringLiteral kWeightFetchAttr = "colossal.weight_fetch";
+
+/// One weight's fetch as the lowering first writes it, at the weight op:
+/// stream 0's record, stream 1's wait for it, the copy and stream 1's record.
+struct WeightFetch {
+  SmallVector<Operation *, 4> issue;
+  plan::CopyOp copy;
+};
+
+bool isInstruction(Operation *op) {
+  return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
+             plan::EventWaitOp>(op);
+}
+
+/// Moves each fetch's issue as late as its copy allows: the copy's
+/// predicted time (bytes over the H2D rate, plus the copy latency) must fit
+/// in stream 0's predicted compute between the issue and the weight's first
+/// stream-0 use, and the copies run one at a time on stream 1, so a fetch
+/// also ends before the next one (in first-use order) starts: a schedule
+/// as late as possible, computed backwards from the last use of a program.
+/// A fetch whose lead is longer than the program so far is issued at the
+/// program's start; one that stream 0 never reads is removed. Late issue keeps each fetched copy off the device
+/// until shortly before it is read (the fetched bytes are live from the
+/// issue on). Stream 0's wait right before the use is orderSideStreams'.
+/// O(instructions + fetches x log instructions).
+void placeWeightFetches(func::FuncOp func, ArrayRef<WeightFetch> fetches,
+                        const DeviceProfile &profile) {
+  llvm::SmallPtrSet<Operation *, 16> moving;
+  for (const WeightFetch &f : fetches)
+    moving.insert(f.issue.begin(), f.issue.end());
+  // Per program: stream 0's kernels and copies (the issue points) and the
+  // predicted compute time before each.
+  struct Program {
+    SmallVector<Operation *> points;
+    SmallVector<double> startS;
+  };
+  SmallVector<Program> programs;
+  llvm::DenseMap<Operation *, std::pair<unsigned, unsigned>> pointOf;
+  double t = 0;
+  for (Operation &op : func.getBody().front()) {
+    if (isa<plan::ProgramOp>(op)) {
+      programs.emplace_back();
+      t = 0;
+      continue;
+    }
+    if (!isInstruction(&op) || moving.contains(&op) ||
+        streamOf(&op) != kComputeStream ||
+        isa<plan::EventRecordOp, plan::EventWaitOp>(op))
+      continue;
+    if (programs.empty())
+      programs.emplace_back();
+    Program &p = programs.back();
+    pointOf[&op] = {programs.size() - 1, p.points.size()};
+    p.points.push_back(&op);
+    p.startS.push_back(t);
+    t += predictedSeconds(&op, profile);
+  }
+  // Each fetch's first stream-0 use, grouped by program.
+  struct Placed {
+    const WeightFetch *fetch;
+    unsigned use; ///< index of the first use in its program's points
+    /// The latest point the issue may precede: the first use, or a point
+    /// before the first later write of the master (stream 0's `identity` of
+    /// an update not written in place), which the copy must not see; -1:
+    /// right before that write (no point comes before it).
+    int64_t latest;
+    Operation *writer;
+    double copyS;
+    Operation *before = nullptr;
+  };
+  SmallVector<SmallVector<Placed>> byProgram(programs.size());
+  for (const WeightFetch &f : fetches) {
+    std::optional<std::pair<unsigned, unsigned>> first;
+    plan::CopyOp copy = f.copy;
+    plan::BufferAllocOp fetched = bufferOf(copy.getTarget());
+    for (Operation *view : fetched->getUsers())
+      for (Operation *user : view->getUsers()) {
+        auto it = pointOf.find(user);
+        if (it != pointOf.end() && (!first || it->second < *first))
+          first = it->second;
+      }
+    if (!first) {
+      // No stream-0 reader (apply_step's weights feed only their host
+      // update, which reads the master): the copy is dead, and would race
+      // with that update, which writes the master in place.
+      Operation *view = copy.getTarget().getDefiningOp();
+      for (Operation *op : llvm::reverse(f.issue))
+        op->erase();
+      if (view->use_empty())
+        view->erase();
+      if (fetched->use_empty())
+        fetched->erase();
+      continue;
+    }
+    const double copyS =
+        static_cast<double>(fetched.getSizeAttr().getInt()) /
+            profile.h2dBytesPerS +
+        profile.copyLatencyS;
+    int64_t latest = first->second;
+    Operation *writer = nullptr;
+    for (Operation *view : bufferOf(copy.getSource())->getUsers())
+      for (Operation *user : view->getUsers()) {
+        SmallVector<Operation *> reads, writes;
+        touchesOf(user, reads, writes);
+        if (user != copy && copy->isBeforeInBlock(user) &&
+            llvm::is_contained(writes, bufferOf(copy.getSource())) &&
+            (!writer || user->isBeforeInBlock(writer)))
+          writer = user;
+      }
+    if (writer) {
+      const Program &p = programs[first->first];
+      auto k = std::partition_point(
+          p.points.begin(), p.points.end(),
+          [&](Operation *q) { return q->isBeforeInBlock(writer); });
+      int64_t cap = k - p.points.begin();
+      if (k == p.points.end() || *k != writer)
+        --cap;
+      latest = std::min(latest, cap);
+    }
+    byProgram[first->first].push_back(
+        {&f, first->second, latest, writer, copyS});
+  }
+  for (auto [pi, placed] : llvm::enumerate(byProgram)) {
+    const Program &p = programs[pi];
+    llvm::stable_sort(placed, [](const Placed &a, const Placed &b) {
+      return a.use < b.use;
+    });
+    double nextStart = std::numeric_limits<double>::infinity();
+    for (Placed &f : llvm::reverse(placed)) {
+      double start = std::min(p.startS[f.use], nextStart) - f.copyS;
+      if (f.latest < 0) {
+        f.before = f.writer;
+        nextStart = std::min(start, 0.0);
+        continue;
+      }
+      // The latest allowed point whose start is <= start.
+      auto end = p.startS.begin() + f.latest + 1;
+      auto it = std::upper_bound(p.startS.begin(), end, start);
+      size_t at = it == p.startS.begin() ? 0 : (it - p.startS.begin()) - 1;
+      f.before = p.points[at];
+      nextStart = std::min(start, p.startS[at]);
+    }
+    for (Placed &f : placed) {
+      // The copy's views (and a master first bound here) move with it.
+      plan::CopyOp copy = f.fetch->copy;
+      for (Value v : {copy.getSource(), copy.getTarget()}) {
+        Operation *view = v.getDefiningOp();
+        Operation *alloc = bufferOf(v);
+        if (f.before->isBeforeInBlock(view)) {
+          alloc->moveBefore(f.before);
+          view->moveBefore(f.before);
+        }
+      }
+      for (Operation *op : f.fetch->issue)
+        op->moveBefore(f.before);
+    }
+  }
+}
+
 struct LowerToPlanPass
     : public mlir::colossal::impl::LowerToPlanPassBase<LowerToPlanPass> {
   using LowerToPlanPassBase::LowerToPlanPassBase;
@@ -247,6 +414,11 @@ private:
   /// Events of the plan so far, and the highest stream used.
   int64_t numEvents = 0;
   int64_t maxStream = kComputeStream;
+  /// Weights (and their optimizer states) kept on the device under
+  /// offload-optimizer: `device-resident` and what their updates read.
+  llvm::StringSet<> residentNames;
+  /// The weight fetches written so far, for placeWeightFetches.
+  std::vector<WeightFetch> fetches;
   /// The current program's last gradient copy (its stream-2 record), which
   /// stream 0 waits for before issuing the next one: -1 when none.
   int64_t lastCopiedEvent = -1;
@@ -290,7 +462,7 @@ FailureOr<Value> LowerToPlanPass::copyTo(OpBuilder &b, Location loc,
 
 plan::MemorySpace LowerToPlanPass::spaceOf(StringRef name,
                                            bool trainableWeight) const {
-  if (!offloadOptimizer)
+  if (!offloadOptimizer || residentNames.contains(name))
     return plan::MemorySpace::device;
   // ZeRO-Offload: trained weights' master copies and the optimizer state
   // live in pinned host memory; the update runs on the host.
@@ -412,10 +584,28 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
                         .getDefiningOp<plan::BufferAllocOp>();
       if (buffer.getSpace() == plan::MemorySpace::host) {
         // An offloaded master weight: the step computes with a device copy
-        // fetched here, before its first use; the update reads the master.
-        auto working = copyTo(b, loc, view, plan::MemorySpace::device);
+        // fetched on the H2D stream (issued here; placeWeightFetches moves
+        // the issue to its lead time); the update reads the master.
+        WeightFetch fetch;
+        int64_t issued = numEvents++;
+        fetch.issue.push_back(plan::EventRecordOp::create(
+            b, loc, b.getI64IntegerAttr(issued),
+            b.getI64IntegerAttr(kComputeStream)));
+        fetch.issue.push_back(plan::EventWaitOp::create(
+            b, loc, b.getI64IntegerAttr(issued),
+            b.getI64IntegerAttr(kH2DStream)));
+        auto working = newView(b, loc, w.getType());
         if (failed(working))
           return failure();
+        bufferOf(*working)->setAttr(kWeightFetchAttr, b.getUnitAttr());
+        fetch.copy = plan::CopyOp::create(b, loc, view, *working,
+                                          b.getI64IntegerAttr(kH2DStream));
+        fetch.issue.push_back(fetch.copy);
+        fetch.issue.push_back(plan::EventRecordOp::create(
+            b, loc, b.getI64IntegerAttr(numEvents++),
+            b.getI64IntegerAttr(kH2DStream)));
+        fetches.push_back(std::move(fetch));
+        maxStream = std::max(maxStream, kH2DStream);
         masterOf[w.getResult()] = view;
         viewOf[w.getResult()] = *working;
         continue;
@@ -507,7 +697,9 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
     }
     // An offloaded update runs on the host stream (below).
     bool onHostStream = false;
-    if (offloadOptimizer && isa<graph::AdamWOp, graph::SgdOp>(op)) {
+    if (offloadOptimizer && isa<graph::AdamWOp, graph::SgdOp>(op) &&
+        llvm::any_of(op.getOperands(),
+                     [&](Value v) { return masterOf.count(v) != 0; })) {
       // The update runs on the host: the master weight and the optimizer
       // state are there; the gradient, lr and step are copied down on the
       // D2H stream, behind a stream-0 record that follows their producers.
@@ -626,6 +818,7 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
 void LowerToPlanPass::runOnOperation() {
   ModuleOp module = getOperation();
   persistentViews.clear();
+  fetches.clear();
   numConstants = numEvents = 0;
   maxStream = kComputeStream;
   llvm::StringMap<func::FuncOp> graphs;
@@ -660,6 +853,39 @@ void LowerToPlanPass::runOnOperation() {
     return signalPassFailure();
   }
 
+  // The resident share: the named weights and the states their updates
+  // read (moments, momentum), by name across the programs.
+  residentNames.clear();
+  if (offloadOptimizer) {
+    llvm::StringSet<> named;
+    for (const std::string &n : deviceResident)
+      named.insert(n);
+    llvm::StringSet<> seen;
+    for (auto &[func, name] : programs) {
+      func.walk([&](graph::WeightOp w) {
+        if (named.contains(w.getName()))
+          seen.insert(w.getName());
+      });
+      func.walk([&](Operation *update) {
+        if (!isa<graph::AdamWOp, graph::SgdOp>(update))
+          return;
+        auto w = update->getOperand(0).getDefiningOp<graph::WeightOp>();
+        if (!w || !named.contains(w.getName()))
+          return;
+        residentNames.insert(w.getName());
+        for (Value v : update->getOperands())
+          if (auto st = v.getDefiningOp<graph::StateOp>())
+            residentNames.insert(st.getName());
+      });
+    }
+    for (const std::string &n : deviceResident)
+      if (!seen.contains(n)) {
+        module.emitError() << "device-resident names '" << n
+                           << "', which is not a weight of the graph";
+        return signalPassFailure();
+      }
+  }
+
   func::FuncOp first = programs.front().first;
   OpBuilder b(first);
   auto plan = func::FuncOp::create(b, first.getLoc(),
@@ -677,6 +903,12 @@ void LowerToPlanPass::runOnOperation() {
   func::ReturnOp::create(b, plan.getLoc());
   for (auto &[func, name] : programs)
     func.erase();
+  if (!fetches.empty()) {
+    FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
+    if (failed(profile))
+      return signalPassFailure();
+    placeWeightFetches(plan, fetches, *profile);
+  }
   if (maxStream != kComputeStream) {
     const int64_t numStreams = maxStream + 1;
     orderSideStreams(plan, numStreams);

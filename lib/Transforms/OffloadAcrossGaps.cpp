@@ -26,6 +26,7 @@
 #include "colossal/Analysis/CostModel.h"
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Transforms/Passes.h"
+#include "colossal/Transforms/PlanCost.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
@@ -56,6 +57,9 @@ struct OffloadAcrossGapsPass
 constexpr llvm::StringLiteral kFetchedAttr = "colossal.fetched";
 /// Marks a device buffer this pass parked (never parked twice).
 constexpr llvm::StringLiteral kParkedAttr = "colossal.parked";
+/// On a device copy of an offloaded master weight, fetched on the H2D
+/// stream by colossal-lower-to-plan (parked like a stream-0 fetch).
+constexpr llvm::StringLiteral kWeightFetchAttr = "colossal.weight_fetch";
 /// On a fetched buffer: its prefetch lead was shortened to meet the budget.
 constexpr llvm::StringLiteral kLeadShortenedAttr = "colossal.lead_shortened";
 
@@ -107,9 +111,52 @@ plan::BufferAllocOp bufferOf(Value view) {
   return {};
 }
 
-/// The cost model's time for one instruction (0 for events and anything it
-/// cannot read: a shorter lead, never a wrong plan).
-double predictedSeconds(Operation *op, const DeviceProfile &profile) {
+/// What this pass placed for one parked buffer, to shorten its leads later.
+struct Parked {
+  plan::BufferAllocOp fetched;
+  /// The offload's join: stream 0's wait for the copy to the host.
+  Operation *offloadWait = nullptr;
+  /// The prefetch's issue: stream 0's record, stream 1's wait, the copy and
+  /// its record, moved together.
+  SmallVector<Operation *, 4> issue;
+  Operation *offloadDone = nullptr; ///< the D2H stream's record
+  Operation *fetchWait = nullptr;   ///< stream 0's wait before the use
+  int timesShortened = 0; ///< bounded: each move is monotone, but cheap
+};
+
+bool isInstruction(Operation *op) {
+  return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
+             plan::EventWaitOp>(op);
+}
+
+/// The instructions that touch a buffer (through any of its views), in
+/// order, and whether a binding pins it (inputs, outputs, weights, states
+/// and constants are never parked).
+struct BufferUses {
+  SmallVector<Operation *> instrs;
+  bool bound = false;
+};
+
+BufferUses usesOf(plan::BufferAllocOp alloc) {
+  BufferUses uses;
+  llvm::SmallPtrSet<Operation *, 8> seen;
+  for (Operation *viewUser : alloc->getUsers())
+    for (Operation *user : viewUser->getUsers()) {
+      if (isa<plan::BindOp>(user))
+        uses.bound = true;
+      else if (isInstruction(user) && seen.insert(user).second)
+        uses.instrs.push_back(user);
+    }
+  llvm::sort(uses.instrs, [](Operation *a, Operation *b) {
+    return a->isBeforeInBlock(b);
+  });
+  return uses;
+}
+
+} // namespace
+
+double mlir::colossal::predictedSeconds(Operation *op,
+                                        const DeviceProfile &profile) {
   CostInstr c;
   if (auto k = dyn_cast<plan::KernelOp>(op)) {
     StringRef name = k.getOp();
@@ -156,8 +203,9 @@ double predictedSeconds(Operation *op, const DeviceProfile &profile) {
   return estimateInstr(c, profile).seconds;
 }
 
-/// The rates the lead times are computed from: the profile given by
-/// `device-profile`, else devices/h200.json's figures.
+namespace {
+
+/// devices/h200.json's figures, when no `device-profile` is given.
 DeviceProfile defaultProfile() {
   DeviceProfile p;
   p.name = "built-in H200 figures";
@@ -176,49 +224,22 @@ DeviceProfile defaultProfile() {
   return p;
 }
 
-/// What this pass placed for one parked buffer, to shorten its leads later.
-struct Parked {
-  plan::BufferAllocOp fetched;
-  /// The offload's join: stream 0's wait for the copy to the host.
-  Operation *offloadWait = nullptr;
-  /// The prefetch's issue: stream 0's record, stream 1's wait, the copy and
-  /// its record, moved together.
-  SmallVector<Operation *, 4> issue;
-  Operation *offloadDone = nullptr; ///< the D2H stream's record
-  Operation *fetchWait = nullptr;   ///< stream 0's wait before the use
-  int timesShortened = 0; ///< bounded: each move is monotone, but cheap
-};
-
-bool isInstruction(Operation *op) {
-  return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
-             plan::EventWaitOp>(op);
-}
-
-/// The instructions that touch a buffer (through any of its views), in
-/// order, and whether a binding pins it (inputs, outputs, weights, states
-/// and constants are never parked).
-struct BufferUses {
-  SmallVector<Operation *> instrs;
-  bool bound = false;
-};
-
-BufferUses usesOf(plan::BufferAllocOp alloc) {
-  BufferUses uses;
-  llvm::SmallPtrSet<Operation *, 8> seen;
-  for (Operation *viewUser : alloc->getUsers())
-    for (Operation *user : viewUser->getUsers()) {
-      if (isa<plan::BindOp>(user))
-        uses.bound = true;
-      else if (isInstruction(user) && seen.insert(user).second)
-        uses.instrs.push_back(user);
-    }
-  llvm::sort(uses.instrs, [](Operation *a, Operation *b) {
-    return a->isBeforeInBlock(b);
-  });
-  return uses;
-}
-
 } // namespace
+
+FailureOr<DeviceProfile>
+mlir::colossal::loadLeadProfile(Operation *at, llvm::StringRef path) {
+  if (path.empty())
+    return defaultProfile();
+  auto text = llvm::MemoryBuffer::getFile(path);
+  if (!text)
+    return at->emitError() << "device-profile '" << path
+                           << "': cannot read: " << text.getError().message();
+  auto parsed = parseDeviceProfile((*text)->getBuffer());
+  if (!parsed)
+    return at->emitError() << "device-profile '" << path
+                           << "': " << llvm::toString(parsed.takeError());
+  return std::move(*parsed);
+}
 
 void OffloadAcrossGapsPass::runOnOperation() {
   func::FuncOp func = getOperation();
@@ -226,22 +247,10 @@ void OffloadAcrossGapsPass::runOnOperation() {
     return;
   MLIRContext *ctx = &getContext();
   OpBuilder b(ctx);
-  DeviceProfile profile = defaultProfile();
-  if (!deviceProfile.empty()) {
-    auto text = llvm::MemoryBuffer::getFile(deviceProfile);
-    if (!text) {
-      func.emitError() << "device-profile '" << deviceProfile
-                       << "': cannot read: " << text.getError().message();
-      return signalPassFailure();
-    }
-    auto parsed = parseDeviceProfile((*text)->getBuffer());
-    if (!parsed) {
-      func.emitError() << "device-profile '" << deviceProfile
-                       << "': " << llvm::toString(parsed.takeError());
-      return signalPassFailure();
-    }
-    profile = std::move(*parsed);
-  }
+  FailureOr<DeviceProfile> loaded = loadLeadProfile(func, deviceProfile);
+  if (failed(loaded))
+    return signalPassFailure();
+  const DeviceProfile &profile = *loaded;
   std::vector<Parked> parked;
   int64_t shortened = 0;
 
@@ -302,6 +311,17 @@ void OffloadAcrossGapsPass::runOnOperation() {
       int64_t size = alloc.getSizeAttr().getInt();
       live[first] += size;
       live[last + 1] -= size;
+      // A weight fetched by colossal-lower-to-plan on the H2D stream: its
+      // gaps are those between stream 0's uses (behind its wait for the
+      // fetch), so the fetch itself is not one of them.
+      if (alloc->hasAttr(kWeightFetchAttr) && !uses.instrs.empty() &&
+          streamOf(uses.instrs.front()) == kH2DStream &&
+          isa<plan::CopyOp>(uses.instrs.front())) {
+        uses.instrs.erase(uses.instrs.begin());
+        sideStream = llvm::any_of(uses.instrs, [](Operation *u) {
+          return streamOf(u) != kComputeStream;
+        });
+      }
       // A buffer this pass fetched or parked is not parked again: its
       // first "use" is its own prefetch, and parking it would only move
       // the copy around. Nor is one a side stream touches.

@@ -275,7 +275,12 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     (no copy, no kernel). Large splat constants become `fill` kernels
     instead of stored bytes. With `offload-optimizer`, trained weights and
     optimizer states are placed in the host space and `cplan.copy` ops move
-    weights up and gradients down (see the option). Each update then runs
+    weights up and gradients down (see the option): each weight's fetch is
+    an H2D copy on stream 1 behind a stream-0 record, issued as late as the
+    serial copy stream allows while its predicted time still fits in the
+    compute before the weight's first use, and stream 0 waits for it right
+    before that use. Weights named in `device-resident` keep their master
+    and optimizer state on the device and update on stream 0. Each update then runs
     on the host stream 3, overlapped with the rest of the step: stream 0
     records an event behind the gradient's producers, the D2H copy stream 2
     waits for it and copies the gradient, lr and step down, the host stream
@@ -320,7 +325,15 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
            "optimizer state in the host arena, each update run on the host "
            "stream (its gradient, lr and step copied down on the D2H stream), "
            "the step computing with device copies of the weights fetched "
-           "before their first use">
+           "on the H2D stream 1, issued the cost model's copy time ahead of "
+           "their first use">,
+    ListOption<"deviceResident", "device-resident", "std::string",
+               "With offload-optimizer: trained weights whose master copy "
+               "and optimizer state stay on the device, updated on stream 0 "
+               "(the budget's device-resident share; names)">,
+    Option<"deviceProfile", "device-profile", "std::string", "\"\"",
+           "Device profile (JSON) whose rates time the weight fetches' "
+           "leads; empty: the built-in H200 figures">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];
