@@ -221,6 +221,44 @@ mlir::colossal::buildPlanReport(ModuleOp module,
     }
   }
 
+  // Where each trained weight's master and optimizer state live (the
+  // states by name: adam.m.<weight>, adam.v.<weight>, sgd.*.<weight>).
+  {
+    llvm::StringMap<std::pair<bool, uint64_t>> trained;
+    llvm::StringMap<std::pair<bool, uint64_t>> states;
+    func.walk([&](plan::BindOp b) {
+      auto view = b.getView().getDefiningOp<plan::ViewOp>();
+      auto alloc = view ? view.getBuffer().getDefiningOp<plan::BufferAllocOp>()
+                        : plan::BufferAllocOp();
+      if (!alloc)
+        return;
+      bool onDevice = alloc.getSpace() == plan::MemorySpace::device;
+      uint64_t bytes = static_cast<uint64_t>(alloc.getSize());
+      if (b.getRole() == plan::BindingRole::weight && b.getTrainable())
+        trained[b.getName()] = {onDevice, bytes};
+      else if (b.getRole() == plan::BindingRole::state &&
+               (b.getName().starts_with("adam.") ||
+                b.getName().starts_with("sgd.")))
+        states[b.getName()] = {onDevice, bytes};
+    });
+    for (auto &s : states) {
+      // The weight is the name after the second dot.
+      StringRef w = s.getKey().split('.').second.split('.').second;
+      auto it = trained.find(w);
+      if (it != trained.end())
+        it->second.second += s.getValue().second;
+    }
+    for (auto &t : trained) {
+      if (t.getValue().first) {
+        ++r.optimizerDeviceWeights;
+        r.optimizerDeviceBytes += t.getValue().second;
+      } else {
+        ++r.optimizerHostWeights;
+        r.optimizerHostBytes += t.getValue().second;
+      }
+    }
+  }
+
   // Instructions in order, and the programs' ranges.
   std::vector<Operation *> instrs;
   func.walk([&](Operation *op) {
@@ -519,6 +557,11 @@ void mlir::colossal::printPlanReportSummary(llvm::raw_ostream &os,
      << "): " << describePeak(dev) << "\n";
   os << "  bytes moved per step: host-to-device " << fmtBytes(r.cost.h2dBytes)
      << ", device-to-host " << fmtBytes(r.cost.d2hBytes) << "\n";
+  if (r.optimizerHostWeights != 0)
+    os << "  optimizer state (master + moments): " << r.optimizerDeviceWeights
+       << " weights, " << fmtBytes(r.optimizerDeviceBytes)
+       << " on the device; " << r.optimizerHostWeights << " weights, "
+       << fmtBytes(r.optimizerHostBytes) << " offloaded to host memory\n";
   const StepCost &c = r.cost;
   os << "  predicted step: " << fmtSeconds(c.stepS) << ", bound by "
      << bottleneckName(c.bottleneck) << " (compute " << fmtSeconds(c.computeS)
@@ -561,6 +604,12 @@ void mlir::colossal::writePlanReportJson(llvm::raw_ostream &os,
     j.attributeObject("bytes_moved", [&] {
       j.attribute("h2d", r.cost.h2dBytes);
       j.attribute("d2h", r.cost.d2hBytes);
+    });
+    j.attributeObject("optimizer_state", [&] {
+      j.attribute("device_weights", static_cast<int64_t>(r.optimizerDeviceWeights));
+      j.attribute("device_bytes", r.optimizerDeviceBytes);
+      j.attribute("host_weights", static_cast<int64_t>(r.optimizerHostWeights));
+      j.attribute("host_bytes", r.optimizerHostBytes);
     });
     j.attribute("predicted_step_s", r.cost.stepS);
     j.attribute("bottleneck", r.cost.bottleneck);

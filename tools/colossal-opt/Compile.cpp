@@ -696,6 +696,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   options.lowering.offloadOptimizer = reportOptions.policy == "cpu";
   // The offload's lead times come from the same profile as the report.
   options.offload.deviceProfile = profilePathFor(reportOptions);
+  options.lowering.deviceProfile = profilePathFor(reportOptions);
   // With the optimizer offloaded, idle device buffers (saved activations,
   // fetched weights) may be parked in host memory until the liveness peak
   // fits the budget, less 1% for the packer's alignment slack.
@@ -772,6 +773,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       devicePlan = std::move(imported->module);
       deviceReport = std::move(*report);
     }
+    OwningOpRef<ModuleOp> sharePristine = pristine->clone();
     imported->module = std::move(pristine);
     module = *imported->module;
     options.lowering.offloadOptimizer = true;
@@ -795,6 +797,93 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                              "than recomputing on the device)"
                            : "auto (optimizer offloaded: everything on the "
                              "device would not fit)";
+      // The device-resident share (docs/planner.md, "A device-resident
+      // share"): the room the offloaded plan leaves under the budget keeps
+      // some weights' master and moments on the device, the last-updated
+      // first (their host updates are the step's exposed tail). Each is
+      // charged its master plus state bytes; a plan that still overshoots
+      // is tried again with the overshoot taken off (at most three times),
+      // and it is kept only if it fits and is predicted no slower.
+      if (reportOptions.budgetBytes) {
+        struct Candidate {
+          std::string name;
+          int64_t bytes;
+        };
+        // The offloaded plan's host-stream updates, in issue order: each
+        // weight's name and its master and state bytes (bound buffers).
+        std::vector<Candidate> order;
+        imported->module->walk([&](plan::KernelOp k) {
+          if (k.getStream() != 3 || k.getIns().empty() ||
+              (k.getOp() != "adamw" && k.getOp() != "sgd"))
+            return;
+          std::string name;
+          int64_t bytes = 0;
+          for (Value in : k.getIns())
+            for (Operation *user : in.getUsers())
+              if (auto bind = dyn_cast<plan::BindOp>(user)) {
+                if (bind.getRole() == plan::BindingRole::weight)
+                  name = bind.getName().str();
+                if (bind.getRole() == plan::BindingRole::weight ||
+                    bind.getRole() == plan::BindingRole::state)
+                  if (auto view = in.getDefiningOp<plan::ViewOp>())
+                    if (auto a = view.getBuffer()
+                                     .getDefiningOp<plan::BufferAllocOp>())
+                      bytes += a.getSize();
+              }
+          if (!name.empty())
+            order.push_back({name, bytes});
+        });
+        std::reverse(order.begin(), order.end());
+        OwningOpRef<ModuleOp> cpuPlan = std::move(imported->module);
+        PlanReport cpuReport = std::move(*report);
+        std::optional<PlanReport> best;
+        OwningOpRef<ModuleOp> bestPlan;
+        int64_t room = gapBudget() -
+                       static_cast<int64_t>(cpuReport.plannedPeakBytes[0]);
+        for (int attempt = 0; attempt < 4 && room > 0; ++attempt) {
+          std::vector<std::string> share;
+          int64_t used = 0;
+          for (const Candidate &c : order)
+            if (used + c.bytes <= room) {
+              share.push_back(c.name);
+              used += c.bytes;
+            }
+          if (share.empty())
+            break;
+          options.lowering.deviceResident.assign(share.begin(), share.end());
+          imported->module = sharePristine->clone();
+          module = *imported->module;
+          reportOptions.policy = "cpu";
+          std::string shareErr;
+          std::swap(err, shareErr);
+          FailureOr<PlanReport> r = runPipeline();
+          reportOptions.policy = "auto";
+          std::swap(err, shareErr);
+          if (failed(r))
+            break;
+          if (r->plannedPeakBytes[0] > *reportOptions.budgetBytes) {
+            room = used - static_cast<int64_t>(r->plannedPeakBytes[0] -
+                                               *reportOptions.budgetBytes);
+            continue;
+          }
+          if (r->cost.stepS <= cpuReport.cost.stepS) {
+            best = std::move(*r);
+            bestPlan = std::move(imported->module);
+          }
+          break;
+        }
+        options.lowering.deviceResident.clear();
+        if (best) {
+          imported->module = std::move(bestPlan);
+          report = std::move(*best);
+          report->policy = "auto (optimizer offloaded, a device-resident "
+                           "share where the budget leaves room)";
+        } else {
+          imported->module = std::move(cpuPlan);
+          report = std::move(cpuReport);
+        }
+        module = *imported->module;
+      }
     }
   } else if (!deviceFits) {
     return fail(err);

@@ -83,6 +83,10 @@ struct PlanReport {
   std::optional<uint32_t> backwardStart;
   std::vector<PlanCopyMark> copies;
   StepCost cost;
+  /// Trained weights whose master copy and optimizer state live on the
+  /// device / in host memory, and those bytes (master plus state).
+  uint32_t optimizerDeviceWeights = 0, optimizerHostWeights = 0;
+  uint64_t optimizerDeviceBytes = 0, optimizerHostBytes = 0;
 };
 
 /// Reads the plan function of `module` (after colossal-assign-offsets) into
