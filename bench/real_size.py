@@ -22,12 +22,18 @@ compiler plans with what the model's shape says a training step must hold:
                 the ReLU output (fc2 input)                  c s b f
                 unfused attention: the probabilities       c a s^2 b
                 fused attention: its output and lse          c s b h + 4 a s b
-              plus the layer's weights in the compute dtype (bf16 copies
-              that the weight-gradient matmuls read): c (4 h^2 + 2 h f)
-              (fp32: the weights themselves, not counted again).
+              plus the layer's weights in the compute dtype (bf16 casts
+              that the input-gradient matmuls read, [out, in] as stored,
+              through the matmul's transpose flag): c (4 h^2 + 2 h f)
+              (fp32: the weights themselves, not counted again). Before
+              colossal-fold-transposes the matmuls read transposed copies
+              instead: the same bytes under bf16, but under fp32 another
+              4 h^2 x 4 B per layer of saved f32 copies.
   the peak    is at the loss gradient: everything saved, plus the f32 logits
               and their f32 gradient (4 B each x s b V) and the model's
-              embedding-side activations.
+              embedding-side activations; or, when it falls later (the
+              output projection's backward matmul), the logits are dead and
+              the saved activations are the layers' alone.
 
 Writes docs/real-size.md (the table, the commands, the date) unless --print.
 """
@@ -107,6 +113,9 @@ def main():
                 "persistent": persistent, "persistent_expected": ar["persistent"],
                 "saved": cls["saved_activations"], "temporaries": cls["temporaries"],
                 "saved_layers_expected": ar["saved_layers"], "logits": ar["logits"],
+                # The f32 logits are saved until the loss gradient reads them.
+                "saved_expected": ar["saved_layers"]
+                + (ar["logits"] if rep["device"]["peak_op"] == "softmax_cross_entropy_grad" else 0),
                 "host": rep["host"]["planned_peak_bytes"],
                 "expected_peak": ar["persistent"] + ar["saved_layers"] + 2 * ar["logits"],
                 "peak_op": rep["device"]["peak_op"], "predicted_s": rep["predicted_step_s"],
@@ -114,7 +123,8 @@ def main():
             r = rows[-1]
             print(f"{size:5s} {precision}: peak {r['peak'] / GIB:6.2f} GiB (bound x{r['peak'] / r['bound']:.6f}), "
                   f"persistent {persistent / r['params']:.2f} B/param, saved {r['saved'] / GIB:.2f} GiB vs "
-                  f"layers' arithmetic {r['saved_layers_expected'] / GIB:.2f} GiB, compile {dt:.2f} s", flush=True)
+                  f"arithmetic {r['saved_expected'] / GIB:.2f} GiB (layers {r['saved_layers_expected'] / GIB:.2f}), "
+                  f"compile {dt:.2f} s", flush=True)
     if args.print:
         return
     lines = [
@@ -130,7 +140,7 @@ def main():
         "expected figures from the model's shape; the table puts the compiler's numbers beside them.",
         "",
         "| OPT | precision | params | planned device peak | arithmetic | peak / liveness bound | "
-        "persistent on the device (B/param) | saved activations at the peak | arithmetic: layers + f32 logits | "
+        "persistent on the device (B/param) | saved activations at the peak | arithmetic: layers (+ f32 logits) | "
         "temporaries at the peak | arithmetic: f32 logits' gradient | host | peak at | compile |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -141,7 +151,8 @@ def main():
             + ("(offloaded) | " if offloaded else f"{r['expected_peak'] / GIB:.2f} GiB ({r['peak'] / r['expected_peak']:.3f}) | ")
             + f"{r['peak'] / r['bound']:.6f} | {r['persistent'] / GIB:.2f} GiB ({r['persistent'] / r['params']:.2f}) | "
             f"{r['saved'] / GIB:.2f} GiB | "
-            f"{(r['saved_layers_expected'] + r['logits']) / GIB:.2f} GiB ({'fused' if r['fused'] else 'unfused'} attention) | "
+            f"{r['saved_expected'] / GIB:.2f} GiB ({'fused' if r['fused'] else 'unfused'} attention"
+            f"{'' if r['saved_expected'] > r['saved_layers_expected'] else '; logits dead at the peak'}) | "
             f"{r['temporaries'] / GIB:.2f} GiB | {r['logits'] / GIB:.2f} GiB | "
             f"{r['host'] / GIB:.2f} GiB | {r['peak_op']} | {r['compile_s']:.2f} s |")
     lines += [
@@ -155,6 +166,8 @@ def main():
         "- *saved activations at the peak* should be the layers' arithmetic plus what the embedding side and",
         "  the loss keep (token embeddings, the final layer norm, the bf16 copy of the tied output embedding,",
         "  the attention mask); the f32 logits' gradient is a temporary at the loss gradient, where the peak is.",
+        "  When the peak falls later, in the output projection's backward matmul, the f32 logits are dead",
+        "  and the arithmetic is the layers' alone (\"logits dead at the peak\").",
         "- *arithmetic* (second column) is 12 B/param + the layers' saved activations + the f32 logits and",
         "  their gradient: what the peak at the loss gradient must hold at least, by the docstring's count.",
         "- *host* > 0: the plan did not fit the device (the profile's 139.8 GiB) with everything there, so",
