@@ -6,6 +6,11 @@
 // int64 with two's-complement wrap-around and wrap again when stored to a
 // narrower type. Reductions, matmul, softmax, layer_norm and the loss
 // accumulate in double, in a fixed order, so that results are deterministic.
+// One exception: AdamW with an f32 or bf16 gradient computes in f32 by
+// default, in PyTorch's own operation order (COLOSSAL_CPU_ADAMW=exact gives
+// the f64 kernel back): it is the host update of offloaded training, bound
+// by memory bandwidth, and PyTorch's AdamW, which the tests compare with, is
+// f32 itself.
 //
 // Kernels trust that the types passed the rules of inferOutputTypes() (the
 // plan reader and evaluateOp check that once); they re-check only what
@@ -1234,7 +1239,8 @@ Status loadStep(const Attrs &attrs, const TensorRef &ref, int64_t &step) {
 // element i and then write every output's element i, so an output may alias
 // its matching input exactly (param'<-param, m'<-m, v'<-v, buf'<-buf). The
 // scalars lr and step are read before the loop. Each element is computed in
-// double from the stored f32 values and rounded once per output.
+// double from the stored f32 values and rounded once per output, except in
+// the fast (f32) AdamW below.
 
 /// Runs body(begin, end) over [0, count) in contiguous chunks on several
 /// threads when the work is large (the optimizer updates of big weights:
