@@ -5,6 +5,8 @@
 //   colossal-run PLAN.cplan (--batches B.safetensors | --data TOKENS.bin)
 //                [--steps N] [--init random] [--seed S] ...       (training)
 //   either mode: [--check-plan] [--device cpu|cuda] [--trace FILE]
+//   colossal-run --calibrate PROFILE.json [--device cuda|cpu]
+//                [--calibrate-base FILE]                  (device profile)
 //
 // A forward plan runs once: reads the inputs, writes every output, prints
 // the scalar outputs as "name = value". A training plan (micro_step +
@@ -16,11 +18,15 @@
 // picks the executor's backend: the CPU (default) or the CUDA backend, which
 // a build without CUDA, or a machine without a GPU, refuses. --trace writes
 // a Chrome trace / Perfetto JSON of the instructions run, one track per
-// plan stream (--trace-step K: of step K only). Exit codes:
+// plan stream (--trace-step K: of step K only). --calibrate measures this
+// machine's device profile (src/Calibrate.h) for `colossal-opt compile
+// --device-profile`. Exit codes:
 // 0 success, 1 error (bad file, failed run), 2 usage error.
 // docs/colossal-run.md documents the tool.
 //
 //===----------------------------------------------------------------------===//
+
+#include "Calibrate.h"
 
 #include "colossal/runtime/Executor.h"
 #include "colossal/runtime/PlanFormat.h"
@@ -31,6 +37,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -52,6 +59,8 @@ const char *const kUsage =
     "       colossal-run PLAN.cplan (--batches FILE.safetensors | --data "
     "FILE.bin)\n"
     "                    [--steps N] [--init random] [--seed S] [options]\n"
+    "       colossal-run --calibrate PROFILE.json [--device cuda|cpu]\n"
+    "                    [--calibrate-base FILE]\n"
     "\n"
     "Runs a compiled plan on the CPU or a GPU: one forward step, or N\n"
     "training steps of a training plan (programs micro_step and apply_step).\n"
@@ -93,6 +102,18 @@ const char *const kUsage =
     "  --resume CKPT              continue from a checkpoint's step\n"
     "  --export-weights FILE      every weight under its export name\n"
     "\n"
+    "Calibration (no plan):\n"
+    "  --calibrate FILE.json      measure this machine's device profile\n"
+    "                             (GEMM rates, HBM, PCIe, copy cost, CPU\n"
+    "                             AdamW) and write it for `colossal-opt\n"
+    "                             compile --device-profile`; --device cuda\n"
+    "                             (default when a GPU is usable) or cpu\n"
+    "  --calibrate-base FILE      where the GPU fields come from when no GPU\n"
+    "                             is measured (default: share/colossal/\n"
+    "                             devices/h200.json beside bin/)\n"
+    "  COLOSSAL_CALIBRATE_ADAMW_PARAMS=N  the timed AdamW's size (default\n"
+    "                             67108864)\n"
+    "\n"
     "Errors are one line on stderr. Exit codes: 0 success, 1 error, 2 usage\n"
     "error.\n";
 
@@ -116,6 +137,8 @@ struct Options {
   // Training.
   std::string batches, data, dataDtype, init, seed, steps, metrics, dumpGrads,
       save, resume, exportWeights;
+  // Calibration.
+  std::string calibrate, calibrateBase;
   bool help = false;
   bool checkPlan = false;
 };
@@ -146,6 +169,8 @@ int parseArgs(int argc, char **argv, Options &opts) {
       {"--save", &Options::save, "a file name"},
       {"--resume", &Options::resume, "a file name"},
       {"--export-weights", &Options::exportWeights, "a file name"},
+      {"--calibrate", &Options::calibrate, "a file name"},
+      {"--calibrate-base", &Options::calibrateBase, "a file name"},
   };
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -193,6 +218,24 @@ int parseArgs(int argc, char **argv, Options &opts) {
       return usageError("more than one plan file ('" + opts.plan + "', '" +
                         arg + "')");
     opts.plan = arg;
+  }
+  if (!opts.calibrateBase.empty() && opts.calibrate.empty())
+    return usageError("--calibrate-base needs --calibrate");
+  if (!opts.calibrate.empty()) {
+    // Calibration runs no plan: any plan option is a mistake.
+    if (!opts.plan.empty())
+      return usageError("--calibrate takes no plan file, got '" + opts.plan +
+                        "'");
+    for (const Flag &f : kFlags) {
+      std::string field = opts.*(f.field);
+      if (!field.empty() && f.field != &Options::calibrate &&
+          f.field != &Options::calibrateBase && f.field != &Options::device)
+        return usageError(std::string(f.name) +
+                          " does not apply to --calibrate");
+    }
+    if (opts.checkPlan)
+      return usageError("--check-plan does not apply to --calibrate");
+    return 0;
   }
   if (opts.plan.empty())
     return usageError("no plan file given");
@@ -1102,7 +1145,50 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
   return 0;
 }
 
+/// share/colossal/devices/h200.json beside the binary's bin/ folder, as
+/// colossal-opt finds its default profile.
+std::string defaultBaseProfile() {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0)
+    return "share/colossal/devices/h200.json";
+  std::string path(exe, static_cast<size_t>(n));
+  for (int up = 0; up < 2; ++up) { // drop the file name, then bin/
+    size_t slash = path.find_last_of('/');
+    path = slash == std::string::npos ? "." : path.substr(0, slash);
+  }
+  return path + "/share/colossal/devices/h200.json";
+}
+
+/// --calibrate: measures and writes the device profile (src/Calibrate.h).
+int runCalibrate(const Options &opts) {
+  CalibrateOptions copts;
+  if (!opts.device.empty()) {
+    std::optional<Device> parsed = parseDevice(opts.device);
+    if (!parsed)
+      return usageError("--device must be cpu or cuda, got '" + opts.device +
+                        "'");
+    copts.useGpu = *parsed == Device::kCuda;
+  }
+  if (const char *env = std::getenv("COLOSSAL_CALIBRATE_ADAMW_PARAMS")) {
+    uint64_t n = 0;
+    if (!parseUint64(env, n) || n == 0 || n > (uint64_t{1} << 34))
+      return usageError(std::string("COLOSSAL_CALIBRATE_ADAMW_PARAMS must be "
+                                    "a count in [1, 2^34], got '") +
+                        env + "'");
+    copts.adamwParams = static_cast<int64_t>(n);
+  }
+  copts.basePath =
+      opts.calibrateBase.empty() ? defaultBaseProfile() : opts.calibrateBase;
+  Status st = calibrateToFile(copts, opts.calibrate);
+  if (!st.isOk())
+    return fail("--calibrate: " + st.message());
+  return 0;
+}
+
 int runTool(const Options &opts) {
+  if (!opts.calibrate.empty())
+    return runCalibrate(opts);
   // The device first: asking for a GPU that is not there is the clearest
   // error there is, whatever the plan.
   Device device = Device::kCpu;
