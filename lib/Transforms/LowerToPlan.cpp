@@ -110,18 +110,6 @@ void touchesOf(Operation *op, SmallVectorImpl<Operation *> &reads,
   }
 }
 
-int64_t streamOf(Operation *op) {
-  if (auto k = dyn_cast<plan::KernelOp>(op))
-    return k.getStream();
-  if (auto c = dyn_cast<plan::CopyOp>(op))
-    return c.getStream();
-  if (auto r = dyn_cast<plan::EventRecordOp>(op))
-    return r.getStream();
-  if (auto w = dyn_cast<plan::EventWaitOp>(op))
-    return w.getStream();
-  return kComputeStream;
-}
-
 /// Makes stream 0 wait for the side streams wherever it needs their work:
 /// before a stream-0 instruction that reads a buffer a side stream writes,
 /// or writes one a side stream touches, and at each program's end for
@@ -189,7 +177,7 @@ void orderSideStreams(func::FuncOp func, int64_t numStreams) {
     if (!isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
              plan::EventWaitOp>(op))
       continue;
-    const int64_t s = streamOf(op);
+    const int64_t s = instructionStream(op);
     if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
       auto it = groupOfEvent.find(w.getEvent());
       if (it != groupOfEvent.end())
@@ -275,7 +263,7 @@ void placeWeightFetches(func::FuncOp func, ArrayRef<WeightFetch> fetches,
       continue;
     }
     if (!isInstruction(&op) || moving.contains(&op) ||
-        streamOf(&op) != kComputeStream ||
+        instructionStream(&op) != kComputeStream ||
         isa<plan::EventRecordOp, plan::EventWaitOp>(op))
       continue;
     if (programs.empty())

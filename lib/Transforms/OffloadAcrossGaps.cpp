@@ -93,18 +93,6 @@ int64_t newEvent(func::FuncOp func) {
   return n;
 }
 
-int64_t streamOf(Operation *op) {
-  if (auto k = dyn_cast<plan::KernelOp>(op))
-    return k.getStream();
-  if (auto c = dyn_cast<plan::CopyOp>(op))
-    return c.getStream();
-  if (auto r = dyn_cast<plan::EventRecordOp>(op))
-    return r.getStream();
-  if (auto w = dyn_cast<plan::EventWaitOp>(op))
-    return w.getStream();
-  return 0;
-}
-
 plan::BufferAllocOp bufferOf(Value view) {
   if (auto v = view.getDefiningOp<plan::ViewOp>())
     return v.getBuffer().getDefiningOp<plan::BufferAllocOp>();
@@ -154,6 +142,18 @@ BufferUses usesOf(plan::BufferAllocOp alloc) {
 }
 
 } // namespace
+
+int64_t mlir::colossal::instructionStream(Operation *op) {
+  if (auto k = dyn_cast<plan::KernelOp>(op))
+    return k.getStream();
+  if (auto c = dyn_cast<plan::CopyOp>(op))
+    return c.getStream();
+  if (auto r = dyn_cast<plan::EventRecordOp>(op))
+    return r.getStream();
+  if (auto w = dyn_cast<plan::EventWaitOp>(op))
+    return w.getStream();
+  return 0;
+}
 
 double mlir::colossal::predictedSeconds(Operation *op,
                                         const DeviceProfile &profile) {
@@ -272,7 +272,7 @@ void OffloadAcrossGapsPass::runOnOperation() {
       index[op] = instrs.size();
       instrs.push_back(op);
       StreamInstr s;
-      s.stream = static_cast<uint32_t>(streamOf(op));
+      s.stream = static_cast<uint32_t>(instructionStream(op));
       if (auto r = dyn_cast<plan::EventRecordOp>(op)) {
         s.sync = StreamInstr::Sync::Record;
         s.event = static_cast<int64_t>(r.getEvent());
@@ -305,7 +305,7 @@ void OffloadAcrossGapsPass::runOnOperation() {
         for (Operation *u : uses.instrs) {
           first = std::min<int64_t>(first, spans[index[u]].first);
           last = std::max<int64_t>(last, spans[index[u]].second);
-          sideStream |= streamOf(u) != kComputeStream;
+          sideStream |= instructionStream(u) != kComputeStream;
         }
       }
       int64_t size = alloc.getSizeAttr().getInt();
@@ -315,11 +315,11 @@ void OffloadAcrossGapsPass::runOnOperation() {
       // gaps are those between stream 0's uses (behind its wait for the
       // fetch), so the fetch itself is not one of them.
       if (alloc->hasAttr(kWeightFetchAttr) && !uses.instrs.empty() &&
-          streamOf(uses.instrs.front()) == kH2DStream &&
+          instructionStream(uses.instrs.front()) == kH2DStream &&
           isa<plan::CopyOp>(uses.instrs.front())) {
         uses.instrs.erase(uses.instrs.begin());
         sideStream = llvm::any_of(uses.instrs, [](Operation *u) {
-          return streamOf(u) != kComputeStream;
+          return instructionStream(u) != kComputeStream;
         });
       }
       // A buffer this pass fetched or parked is not parked again: its
@@ -460,7 +460,7 @@ void OffloadAcrossGapsPass::runOnOperation() {
     Operation *waitBefore = instrs[firstOver];
     double covered = 0;
     for (int64_t i = index[gapStart] + 1; i < firstOver; ++i) {
-      if (streamOf(instrs[i]) != kComputeStream)
+      if (instructionStream(instrs[i]) != kComputeStream)
         continue;
       covered += predictedSeconds(instrs[i], profile);
       if (covered >= offloadS) {
@@ -482,7 +482,7 @@ void OffloadAcrossGapsPass::runOnOperation() {
     covered = 0;
     int64_t z = index[gapEnd];
     for (int64_t i = z - 1; i > lastOver; --i) {
-      if (streamOf(instrs[i]) != kComputeStream ||
+      if (instructionStream(instrs[i]) != kComputeStream ||
           isa<plan::EventRecordOp, plan::EventWaitOp>(instrs[i]))
         continue;
       issueBefore = instrs[i];

@@ -18,6 +18,7 @@
 #include "colossal/Analysis/RematChoice.h"
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Transforms/Passes.h"
+#include "colossal/Transforms/PlanCost.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
@@ -170,30 +171,6 @@ PlanView readPlan(func::FuncOp func) {
   return p;
 }
 
-/// A kernel as the cost model sees it; failure for kernels the op table
-/// does not know.
-FailureOr<CostInstr> costInstrOf(plan::KernelOp k) {
-  CostInstr c;
-  const rt::OpInfo *info = rt::lookupOp(k.getOp().str());
-  if (!info)
-    return failure();
-  c.op = info->kind;
-  SmallVector<Type> resultTypes;
-  for (Value v : k.getIns())
-    if (auto t = toTensorType(v.getType()))
-      c.inputs.push_back(*t);
-  for (Value v : k.getOuts()) {
-    resultTypes.push_back(v.getType());
-    if (auto t = toTensorType(v.getType()))
-      c.outputs.push_back(*t);
-  }
-  FailureOr<rt::Attrs> attrs =
-      attrsFromMlir(k.getLoc(), c.op, k.getParams(), resultTypes);
-  if (failed(attrs))
-    return failure();
-  c.attrs = std::move(*attrs);
-  return c;
-}
 
 /// What applying a candidate needs besides the choice's record.
 struct CandidateSite {
@@ -311,10 +288,10 @@ void RematerializePass::runOnOperation() {
       }
       if (!ok || coveringOuts != 1)
         continue;
-      FailureOr<CostInstr> cost = costInstrOf(producer);
-      if (failed(cost))
+      // The cost model's time for the kernel (0: one it cannot read).
+      const double recomputeS = predictedSeconds(producer, *profile);
+      if (recomputeS <= 0)
         continue;
-      const double recomputeS = estimateInstr(*cost, *profile).seconds;
       const double offloadS = size / profile->d2hBytesPerS +
                               size / profile->h2dBytesPerS +
                               2 * profile->copyLatencyS;

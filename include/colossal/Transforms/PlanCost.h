@@ -27,6 +27,10 @@ FailureOr<DeviceProfile> loadLeadProfile(Operation *at, llvm::StringRef path);
 /// anything it cannot read: a shorter lead, never a wrong plan).
 double predictedSeconds(Operation *op, const DeviceProfile &profile);
 
+/// The stream a plan instruction runs on (kernels, copies, event ops); 0
+/// for anything else.
+int64_t instructionStream(Operation *op);
+
 } // namespace mlir::colossal
 
 #endif // COLOSSAL_TRANSFORMS_PLANCOST_H
