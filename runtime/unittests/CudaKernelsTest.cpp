@@ -39,6 +39,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Backend.h"
+#include "cuda/FusedElementwise.h"
 
 #include "colossal/runtime/Executor.h"
 #include "colossal/runtime/FusedProgram.h"
@@ -910,6 +911,12 @@ protected:
     return Status::ok();
   }
 
+  /// Runs every case on the CPU and on `backend_`, prints one line each
+  /// and adds a failure for each case beyond its tolerance; returns the
+  /// count of failed cases and adds the ops run to `covered`.
+  static int checkCases(const std::vector<Case> &cases,
+                        std::set<OpKind> &covered);
+
   static std::unique_ptr<Backend> backend_;
   static Status *status_;
 };
@@ -917,9 +924,24 @@ protected:
 std::unique_ptr<Backend> CudaKernels::backend_;
 Status *CudaKernels::status_ = nullptr;
 
+/// Runs every case on the CPU and on `backend_`, prints one line each and
+/// adds a failure for each case beyond its tolerance; returns the count of
+/// failed cases and, in `covered`, the ops run.
 TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
   std::vector<Case> cases = allCases();
   std::set<OpKind> covered;
+  int failures = checkCases(cases, covered);
+  std::printf("%zu cases, %d failed\n", cases.size(), failures);
+  // They move no data: ExecutorOrdersStreamsByEvents runs them in a plan.
+  covered.insert(OpKind::EventRecord);
+  covered.insert(OpKind::EventWait);
+  for (const OpInfo &info : allOps())
+    EXPECT_TRUE(covered.count(info.kind))
+        << "no case runs " << info.name << " on the GPU";
+}
+
+int CudaKernels::checkCases(const std::vector<Case> &cases,
+                            std::set<OpKind> &covered) {
   int failures = 0;
   std::printf("%-44s %-44s %10s %8s\n", "case", "inputs", "max err", "tol");
   for (size_t n = 0; n < cases.size(); ++n) {
@@ -929,8 +951,11 @@ TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
     for (const HostTensor &t : c.inputs)
       inTypes.push_back(t.type);
     Status st = inferOutputTypes(c.attrs, inTypes, outTypes);
-    ASSERT_TRUE(st.isOk()) << c.name << " (" << shapeText(c.inputs)
-                           << "): " << st.toString();
+    if (!st.isOk()) {
+      ADD_FAILURE() << c.name << " (" << shapeText(c.inputs)
+                    << "): " << st.toString();
+      return failures + 1;
+    }
     std::vector<HostTensor> cpu;
     std::vector<TensorRef> cpuIns, cpuOuts;
     for (const HostTensor &t : c.inputs)
@@ -940,12 +965,18 @@ TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
     for (HostTensor &t : cpu)
       cpuOuts.push_back(t.ref());
     st = runCpuKernel(c.attrs, cpuIns, cpuOuts);
-    ASSERT_TRUE(st.isOk()) << c.name << " on the CPU: " << st.toString();
+    if (!st.isOk()) {
+      ADD_FAILURE() << c.name << " on the CPU: " << st.toString();
+      return failures + 1;
+    }
 
     std::vector<HostTensor> gpu;
     st = runOnGpu(c, outTypes, n, gpu);
-    ASSERT_TRUE(st.isOk()) << c.name << " (" << shapeText(c.inputs)
-                           << ") on the GPU: " << st.toString();
+    if (!st.isOk()) {
+      ADD_FAILURE() << c.name << " (" << shapeText(c.inputs)
+                    << ") on the GPU: " << st.toString();
+      return failures + 1;
+    }
     Comparison cmp;
     for (size_t k = 0; k < cpu.size(); ++k)
       compareOutput(cpu[k], gpu[k], c.rtol, c.normwise, cmp);
@@ -961,13 +992,7 @@ TEST_F(CudaKernels, EveryOpMatchesTheCpuReference) {
                     << c.rtol << ")";
     }
   }
-  std::printf("%zu cases, %d failed\n", cases.size(), failures);
-  // They move no data: ExecutorOrdersStreamsByEvents runs them in a plan.
-  covered.insert(OpKind::EventRecord);
-  covered.insert(OpKind::EventWait);
-  for (const OpInfo &info : allOps())
-    EXPECT_TRUE(covered.count(info.kind))
-        << "no case runs " << info.name << " on the GPU";
+  return failures;
 }
 
 /// A data-dependent failure, recorded by a kernel and reported by
@@ -1222,6 +1247,249 @@ TEST_F(CudaKernels, ExecutorOrdersStreamsByEvents) {
     EXPECT_EQ(outCpu.tensors[0].second.bytes, outGpu.tensors[0].second.bytes)
         << "run " << run;
   }
+}
+
+//===----------------------------------------------------------------------===//
+// The opt-in f32 kernels (COLOSSAL_CUDA_REDUCE=f32, COLOSSAL_CUDA_FUSED=f32)
+//===----------------------------------------------------------------------===//
+//
+// Tolerances of the f32 paths (docs/cuda.md, "Opt-in f32 reductions and
+// fused elementwise"):
+//   - sums of nonnegative terms (a gradient norm's squares, the column sums
+//     below): elementwise 1e-5 for f32 outputs; the blocked pairwise order
+//     bounds the error by ~50 x 2^-24 = 3e-6 at these sizes. bf16 outputs
+//     1e-2 (one bf16 ulp where f32 and f64 round to different sides).
+//   - sums of mixed signs: the f32 error is relative to sum |x|, not to
+//     |sum|, so a column that cancels to near 0 has a large relative error
+//     (as PyTorch's f32 sums): compared norm-wise (error / max |cpu|).
+//   - max/min: exact (a comparison does not round).
+//   - fused, arithmetic without cancellation: elementwise 1e-5 (each op
+//     rounds once in f32: n ops, n x 2^-24). With f32 transcendentals (<= 2
+//     ulps, magnified by 1 + tanh(z) near -1): norm-wise 1e-5.
+
+/// `dims` of `dtype` from a fast generator (the big cases have up to 412M
+/// elements): uniform in [lo, hi), or its squares.
+HostTensor bigUniform(DType dtype, Dims dims, double lo, double hi,
+                      bool square = false) {
+  HostTensor t(TensorType{dtype, std::move(dims)});
+  uint64_t state = rng()();
+  for (int64_t i = 0; i < t.type.numElements(); ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    double u = static_cast<double>(state >> 11) * 0x1.0p-53;
+    double v = lo + (hi - lo) * u;
+    storeFromDouble(t.ref(), i, square ? v * v : v);
+  }
+  return t;
+}
+
+std::vector<Case> optInF32Cases() {
+  std::vector<Case> cases;
+  auto add = [&](std::string_view name, Attrs attrs,
+                 std::vector<HostTensor> inputs, double rtol,
+                 bool normwise = false) {
+    Case c;
+    c.name = std::string(name);
+    c.attrs = std::move(attrs);
+    c.inputs = std::move(inputs);
+    c.rtol = rtol;
+    c.normwise = normwise;
+    cases.push_back(std::move(c));
+  };
+  auto reduce = [](OpKind kind, Dims axes) {
+    return withI(withList(op(kind), "axes", std::move(axes)), "keepdims", 0);
+  };
+  constexpr bool kNorm = true;
+
+  // The gradient norm: a sum of squares over a whole weight (the OPT
+  // embedding, 50272 x 768 = 38.6M elements): one output, 2356 blocks of
+  // 16384 elements, then one block over their partials.
+  add("f32 reduce_sum squares 38.6M", reduce(OpKind::ReduceSum, {0, 1}),
+      {bigUniform(f32, {50272, 768}, -2, 2, true)}, kF32Tol);
+  add("f32 reduce_sum squares 38.6M", reduce(OpKind::ReduceSum, {0, 1}),
+      {bigUniform(bf16, {50272, 768}, -2, 2, true)}, kBF16Tol);
+  // Bias gradients: column sums over 8192 rows (chunks of 64 or 99 rows,
+  // then the chunks in order).
+  add("f32 reduce_sum columns", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(bf16, {8192, 2048}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum columns", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(f32, {8192, 2048}, 0, 2)}, kF32Tol);
+  add("f32 reduce_sum columns", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(bf16, {8192, 50272}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum columns mixed", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(bf16, {8192, 50272}, -2, 2)}, kBF16Tol, kNorm);
+  add("f32 reduce_sum columns mixed", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(f32, {8192, 2048}, -2, 2)}, kF32Tol, kNorm);
+  add("f32 reduce_max columns", reduce(OpKind::ReduceMax, {0}),
+      {bigUniform(bf16, {8192, 2048}, -2, 2)}, kExact);
+  add("f32 reduce_min columns", reduce(OpKind::ReduceMin, {0, 1}),
+      {bigUniform(f32, {8192, 2, 1024}, -2, 2)}, kExact);
+  // A middle axis: [outer, length, inner] slabs.
+  add("f32 reduce_sum middle", reduce(OpKind::ReduceSum, {1}),
+      {bigUniform(f32, {16, 512, 1024}, 0, 2)}, kF32Tol);
+  add("f32 reduce_sum middle mixed", reduce(OpKind::ReduceSum, {1, 2}),
+      {bigUniform(bf16, {8, 2048, 3, 256}, -2, 2)}, kBF16Tol, kNorm);
+  add("f32 reduce_mean middle", reduce(OpKind::ReduceMean, {1}),
+      {bigUniform(f16, {8, 4096, 384}, 0, 2)}, kBF16Tol);
+  // Rows: a warp per row (2048), a block per row (8192), blocks over a
+  // row and a finishing pass (3M).
+  add("f32 reduce_sum rows mixed", reduce(OpKind::ReduceSum, {1}),
+      {bigUniform(f32, {8192, 2048}, -2, 2)}, kF32Tol, kNorm);
+  add("f32 reduce_sum rows", reduce(OpKind::ReduceSum, {1}),
+      {bigUniform(f16, {1024, 8192}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_mean rows", reduce(OpKind::ReduceMean, {1}),
+      {bigUniform(f32, {4, 3000000}, 0, 2)}, kF32Tol);
+  add("f32 reduce_max rows", reduce(OpKind::ReduceMax, {1}),
+      {bigUniform(f32, {4, 3000000}, -2, 2)}, kExact);
+  // The small shapes of allCases: non-adjacent axes and integers take the
+  // f64 path, the empty reduction gives the identity (mean: NaN).
+  struct ReduceCase {
+    Dims dims, axes;
+    int64_t keepdims;
+  };
+  const ReduceCase reductions[] = {
+      {{6, 7, 8}, {1}, 0},       {{6, 7, 8}, {0, 2}, 1}, {{6, 7, 8}, {}, 0},
+      {{6, 7, 8}, {0, 1, 2}, 0}, {{64, 1000}, {1}, 1},   {{3, 0, 4}, {1}, 0},
+      {{1, 6, 1, 7}, {0, 3}, 0}};
+  for (OpKind kind : {OpKind::ReduceSum, OpKind::ReduceMean, OpKind::ReduceMax,
+                      OpKind::ReduceMin})
+    for (const ReduceCase &r : reductions) {
+      Attrs a =
+          withI(withList(op(kind), "axes", r.axes), "keepdims", r.keepdims);
+      bool exact = kind == OpKind::ReduceMax || kind == OpKind::ReduceMin;
+      for (DType dtype : {f32, bf16, f16})
+        add("f32 " + std::string(opInfo(kind).name), a,
+            {uniform(dtype, r.dims)}, exact ? kExact : tolFor(dtype), kNorm);
+      add("f32 " + std::string(opInfo(kind).name), a,
+          {integers(i64, r.dims, -1000, 1000)}, kExact);
+    }
+
+  // fused_elementwise: the cases of allCases (bf16 chain, f32 where with
+  // broadcast, i32 wrapping to f64), then real sizes and more registers.
+  for (Case &c : allCases())
+    if (c.attrs.kind() == OpKind::FusedElementwise) {
+      c.name = "f32 " + c.name;
+      cases.push_back(std::move(c));
+    }
+  // The bf16 MLP tail at a real size: r2 = x + b, r3 = gelu (erf), r4 =
+  // r3 * r3, r5 = r4 - x.
+  add("f32 fused bf16 mlp",
+      fusedOp({rec(OpKind::Add, bf16, {0, 1}), rec(OpKind::Gelu, bf16, {2}, 0),
+               rec(OpKind::Mul, bf16, {3, 3}), rec(OpKind::Sub, bf16, {4, 0})},
+              {}, {8192, 1024}),
+      {bigUniform(bf16, {8192, 1024}, -3, 3), uniform(bf16, {1024})}, kBF16Tol);
+  // Eight f32 inputs live to the end (11 slots: the 16-slot kernel),
+  // positive, no cancellation: (x0 x1 + x2 x3 + x4 x5) / (x6 + x7 + 5) +
+  // x0 ... x7 read again.
+  {
+    std::vector<FusedRecord> r = {
+        rec(OpKind::Mul, f32, {0, 1}),   // 8
+        rec(OpKind::Mul, f32, {2, 3}),   // 9
+        rec(OpKind::Add, f32, {8, 9}),   // 10
+        rec(OpKind::Mul, f32, {4, 5}),   // 11
+        rec(OpKind::Add, f32, {10, 11}), // 12
+        rec(OpKind::Fill, f32, {}, 0),   // 13
+        rec(OpKind::Add, f32, {6, 7}),   // 14
+        rec(OpKind::Add, f32, {14, 13}), // 15
+        rec(OpKind::Div, f32, {12, 15}), // 16
+        rec(OpKind::Add, f32, {16, 0}),  rec(OpKind::Add, f32, {17, 1}),
+        rec(OpKind::Add, f32, {18, 2}),  rec(OpKind::Add, f32, {19, 3}),
+        rec(OpKind::Add, f32, {20, 4}),  rec(OpKind::Add, f32, {21, 5}),
+        rec(OpKind::Add, f32, {22, 6}),  rec(OpKind::Add, f32, {23, 7})};
+    std::vector<HostTensor> in;
+    for (int k = 0; k < 8; ++k)
+      in.push_back(uniform(f32, {k % 2 ? 1 : 300, 257}, 1, 2));
+    add("f32 fused f32 8 inputs", fusedOp(r, {5.0}, {300, 257}), std::move(in),
+        kF32Tol);
+  }
+  // f32 transcendentals: sigmoid(x) * tanh(x) + gelu_tanh(x) - log(exp(x)
+  // + 1), with an f64 detour: cast(f64) * cast(f64) back to f32.
+  add("f32 fused f32 transcendentals",
+      fusedOp({rec(OpKind::Sigmoid, f32, {0}), rec(OpKind::Tanh, f32, {0}),
+               rec(OpKind::Mul, f32, {1, 2}), rec(OpKind::Gelu, f32, {0}, 1),
+               rec(OpKind::Add, f32, {3, 4}), rec(OpKind::Exp, f32, {0}),
+               rec(OpKind::Fill, f32, {}, 0), rec(OpKind::Add, f32, {6, 7}),
+               rec(OpKind::Log, f32, {8}), rec(OpKind::Sub, f32, {5, 9}),
+               rec(OpKind::Cast, f64, {10}), rec(OpKind::Mul, f64, {11, 11}),
+               rec(OpKind::Cast, f32, {12})},
+              {1.0}, {64, 1000}),
+      {uniform(f32, {64, 1000}, -4, 4)}, kF32Tol, kNorm);
+  return cases;
+}
+
+TEST_F(CudaKernels, OptInF32KernelsMatchTheCpuReference) {
+  // A second backend started with the variables set (read once, in init).
+  setenv("COLOSSAL_CUDA_REDUCE", "f32", 1);
+  setenv("COLOSSAL_CUDA_FUSED", "f32", 1);
+  std::unique_ptr<Backend> f32Backend;
+  Status st = createBackend(Device::kCuda, f32Backend);
+  unsetenv("COLOSSAL_CUDA_REDUCE");
+  unsetenv("COLOSSAL_CUDA_FUSED");
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  std::swap(backend_, f32Backend);
+  std::vector<Case> cases = optInF32Cases();
+  std::set<OpKind> covered;
+  int failures = checkCases(cases, covered);
+  std::swap(backend_, f32Backend);
+  std::printf("%zu f32 cases, %d failed\n", cases.size(), failures);
+}
+
+TEST_F(CudaKernels, OptInVariablesRejectOtherValues) {
+  setenv("COLOSSAL_CUDA_REDUCE", "fp32", 1);
+  std::unique_ptr<Backend> other;
+  Status st = createBackend(Device::kCuda, other);
+  unsetenv("COLOSSAL_CUDA_REDUCE");
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("COLOSSAL_CUDA_REDUCE must be f32 or f64"),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("'fp32'"), std::string::npos) << st.message();
+}
+
+/// Slots by hand (no GPU needed): a value's slot is free again once its
+/// last reader ran, and the lowest free slot is taken.
+TEST(FusedSlots, ReuseSlotsOfDeadValues) {
+  // Inputs x (v0, slot 0), b (v1, slot 1). v2 = cast(v0): v0 dies -> slot
+  // 0. v3 = v2 + v1: both die -> 0. v4 = gelu(v3) -> 0. v5 = fill -> 1
+  // (0 holds v4). v6 = v4 * v5 -> 0. v7 = cast(v6) -> 0. Two slots.
+  cuda::FusedKernelProgram p;
+  ASSERT_TRUE(
+      cuda::buildFusedProgram(
+          fusedOp({rec(OpKind::Cast, bf16, {0}), rec(OpKind::Add, bf16, {2, 1}),
+                   rec(OpKind::Gelu, bf16, {3}, 1),
+                   rec(OpKind::Fill, bf16, {}, 0),
+                   rec(OpKind::Mul, bf16, {4, 5}), rec(OpKind::Cast, f32, {6})},
+                  {0.5}, {64, 1000}),
+          {TensorType{f32, {64, 1000}}, TensorType{bf16, {1000}}},
+          TensorType{f32, {64, 1000}}, p)
+          .isOk());
+  EXPECT_EQ(p.numSlots, 2);
+  const int slots[] = {0, 0, 0, 1, 0, 0};
+  for (int r = 0; r < 6; ++r)
+    EXPECT_EQ(p.records[r].slot, slots[r]) << "record " << r;
+  EXPECT_EQ(p.records[1].slotOperands[0], 0);
+  EXPECT_EQ(p.records[1].slotOperands[1], 1);
+  EXPECT_EQ(p.records[1].operandTypes[0], bf16);
+  EXPECT_EQ(p.records[1].operandTypes[1], bf16);
+  EXPECT_EQ(p.records[4].slotOperands[1], 1);
+}
+
+TEST(FusedSlots, LiveInputsKeepTheirSlots) {
+  // x0 (slot 0) is read by both records, x1 (slot 1) by the first only:
+  // v2 = x0 * x1 takes x1's slot 1; v3 = v2 + x0 frees 0 and 1 -> 0, and
+  // nothing reads v3, so 0 is free again at once: v4 = fill (the result)
+  // takes 0.
+  cuda::FusedKernelProgram p;
+  ASSERT_TRUE(
+      cuda::buildFusedProgram(
+          fusedOp({rec(OpKind::Mul, f32, {0, 1}), rec(OpKind::Add, f32, {2, 0}),
+                   rec(OpKind::Fill, f32, {}, 0)},
+                  {1.0}, {7}),
+          {TensorType{f32, {7}}, TensorType{f32, {7}}}, TensorType{f32, {7}}, p)
+          .isOk());
+  EXPECT_EQ(p.records[0].slot, 1);
+  EXPECT_EQ(p.records[1].slot, 0);
+  EXPECT_EQ(p.records[2].slot, 0);
+  EXPECT_EQ(p.numSlots, 2);
 }
 
 TEST_F(CudaKernels, FusedElementwiseReportsDivisionByZero) {

@@ -123,8 +123,39 @@ uint64_t valueBits(DType dtype, double value) {
   return bits;
 }
 
+/// The reduce_* launch arguments of an input of `dims` reduced over `axes`
+/// (contiguous strides).
+void reduceDims(const IntVec &dims, const IntVec &axes, IntVec &keptDims,
+                IntVec &keptStrides, IntVec &redDims, IntVec &redStrides) {
+  IntVec strides = contiguousStrides(dims);
+  std::vector<bool> reduced(dims.size(), false);
+  for (int64_t axis : axes)
+    reduced[static_cast<size_t>(axis)] = true;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    (reduced[d] ? redDims : keptDims).push_back(dims[d]);
+    (reduced[d] ? redStrides : keptStrides).push_back(strides[d]);
+  }
+}
+
+/// COLOSSAL_CUDA_REDUCE / COLOSSAL_CUDA_FUSED: unset, empty or "f64" keep
+/// the validated f64 kernels, "f32" selects the opt-in f32 ones.
+Status precisionFromEnv(const char *variable, cuda::Precision &out) {
+  const char *value = std::getenv(variable);
+  out = cuda::Precision::kF64;
+  if (!value || !*value || std::strcmp(value, "f64") == 0)
+    return Status::ok();
+  if (std::strcmp(value, "f32") == 0) {
+    out = cuda::Precision::kF32;
+    return Status::ok();
+  }
+  return Status(StatusCode::kInvalidArgument,
+                std::string(variable) +
+                    " must be f32 or f64 (or unset), got '" + value + "'");
+}
+
 /// Scratch memory an instruction needs besides its operands.
-size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
+size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in,
+                    cuda::Precision reducePrecision) {
   switch (attrs.kind()) {
   case OpKind::SoftmaxCrossEntropy:
     return attrs.i("reduction") != 0
@@ -152,13 +183,13 @@ size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in) {
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
   case OpKind::ReduceMin: {
-    int64_t reduced = 1;
-    for (int64_t axis : attrs.list("axes"))
-      reduced *= in[0].dims[static_cast<size_t>(axis)];
-    int64_t outCount = reduced ? in[0].numElements() / reduced : 0;
-    int64_t parts = cuda::reduceParts(in[0].dtype, outCount, reduced);
-    return parts > 1 ? static_cast<size_t>(outCount * parts) * sizeof(double)
-                     : 0;
+    IntVec keptDims, keptStrides, redDims, redStrides;
+    reduceDims(in[0].dims, attrs.list("axes"), keptDims, keptStrides, redDims,
+               redStrides);
+    return cuda::reduceScratchBytes(reducePrecision, in[0].dtype,
+                                    product(keptDims, 0, keptDims.size()),
+                                    toDims(keptDims), toDims(keptStrides),
+                                    toDims(redDims), toDims(redStrides));
   }
   default:
     return 0;
@@ -349,6 +380,10 @@ public:
     syncEach_ = sync && *sync && std::strcmp(sync, "0") != 0;
     const char *report = std::getenv("COLOSSAL_CUDA_REPORT_MALLOC");
     reportMalloc_ = report && *report && std::strcmp(report, "0") != 0;
+    COLOSSAL_RETURN_IF_ERROR(
+        precisionFromEnv("COLOSSAL_CUDA_REDUCE", reducePrecision_));
+    COLOSSAL_RETURN_IF_ERROR(
+        precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_));
     return Status::ok();
   }
 
@@ -444,7 +479,8 @@ public:
       for (uint32_t t : instr.outputs)
         outTypes.push_back(plan.tensors[t].type);
       if (!hasNoEffect(instr.attrs.kind(), types, outTypes))
-        need = std::max(need, scratchBytes(instr.attrs, types));
+        need =
+            std::max(need, scratchBytes(instr.attrs, types, reducePrecision_));
     }
     COLOSSAL_RETURN_IF_ERROR(ensureScratch(need));
 
@@ -633,7 +669,7 @@ public:
         for (const TensorRef &in : inputs)
           types.push_back(in.type);
         COLOSSAL_RETURN_IF_ERROR(
-            ensureScratch(scratchBytes(instr.attrs, types)));
+            ensureScratch(scratchBytes(instr.attrs, types, reducePrecision_)));
       }
       COLOSSAL_RETURN_IF_ERROR(
           dispatch(instr.attrs, ErrorSink{error_, index}, inputs, outputs));
@@ -894,6 +930,9 @@ private:
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
   cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
+  /// The opt-in f32 kernels (COLOSSAL_CUDA_REDUCE, COLOSSAL_CUDA_FUSED).
+  cuda::Precision reducePrecision_ = cuda::Precision::kF64;
+  cuda::Precision fusedPrecision_ = cuda::Precision::kF64;
   std::atomic<bool> hostFailed_{false};
   Status hostFailure_;
   uint64_t hostFailedInstr_ = 0;
@@ -990,20 +1029,13 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
   case OpKind::ReduceMin: {
-    const IntVec &dims = ins[0].type.dims;
-    IntVec strides = contiguousStrides(dims);
-    std::vector<bool> reduced(dims.size(), false);
-    for (int64_t axis : attrs.list("axes"))
-      reduced[static_cast<size_t>(axis)] = true;
     IntVec keptDims, keptStrides, redDims, redStrides;
-    for (size_t d = 0; d < dims.size(); ++d) {
-      (reduced[d] ? redDims : keptDims).push_back(dims[d]);
-      (reduced[d] ? redStrides : keptStrides).push_back(strides[d]);
-    }
+    reduceDims(ins[0].type.dims, attrs.list("axes"), keptDims, keptStrides,
+               redDims, redStrides);
     COLOSSAL_LAUNCH(cuda::launchReduce(
         cur_, kind, ins[0].type.dtype, outCount, toDims(keptDims),
         toDims(keptStrides), toDims(redDims), toDims(redStrides), ins[0].data,
-        out.data, static_cast<double *>(scratch_)));
+        out.data, scratch_, reducePrecision_));
     return Status::ok();
   }
   case OpKind::Softmax:
@@ -1188,7 +1220,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     return Status::ok();
   }
   case OpKind::FusedElementwise:
-    return fused_.run(cur_, sink, attrs, ins, out);
+    return fused_.run(cur_, sink, attrs, ins, out, fusedPrecision_);
   case OpKind::Attention:
   case OpKind::AttentionGrad: {
     // Flash-style kernels (Attention.cu); the operand order is OpTable.h's.

@@ -30,6 +30,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace colossal::runtime::cuda {
@@ -61,6 +62,13 @@ struct DeviceError {
   uint64_t instr;
   int64_t a, b, c;
 };
+
+/// The arithmetic of the kernels that have an opt-in f32 variant (docs/
+/// cuda.md, "Opt-in f32 reductions and fused elementwise"): kF64 is the
+/// validated default, kF32 is selected by COLOSSAL_CUDA_REDUCE=f32 (reduce_*)
+/// and COLOSSAL_CUDA_FUSED=f32 (fused_elementwise), read once when the
+/// backend starts.
+enum class Precision : uint8_t { kF64, kF32 };
 
 /// Where a kernel reports a failure, and which instruction it runs.
 struct ErrorSink {
@@ -137,17 +145,25 @@ cudaError_t launchSgd(cudaStream_t stream, ErrorSink sink, int64_t n,
 
 /// reduce_sum/mean/max/min: each output element reduces `reduced` input
 /// elements. `keptDims`/`keptStrides` map an output index to its first input
-/// element; `redDims`/`redStrides` walk the reduced ones. With few outputs
-/// of many elements the work is split over reduceParts() blocks per output,
-/// whose partial results go to `partial` (scratch of outCount x parts
-/// doubles; null: one warp per output).
+/// element; `redDims`/`redStrides` walk the reduced ones. kF64 (the
+/// validated default): with few outputs of many elements the work is split
+/// over reduceParts() blocks per output, whose partial results go to
+/// `scratch` (outCount x parts doubles; null: one warp per output). kF32
+/// (opt-in, docs/cuda.md): f32/bf16/f16 inputs whose reduced axes are
+/// adjacent accumulate in f32 by the row or column path, partials as floats
+/// in `scratch`; other inputs take the kF64 path. `scratch` must hold
+/// reduceScratchBytes() bytes.
 cudaError_t launchReduce(cudaStream_t stream, OpKind kind, DType dtype,
                          int64_t outCount, const Dims &keptDims,
                          const Dims &keptStrides, const Dims &redDims,
                          const Dims &redStrides, const void *in, void *out,
-                         double *partial);
-/// Blocks per output element launchReduce uses (1: a warp per output).
+                         void *scratch, Precision precision);
+/// Blocks per output element the kF64 path uses (1: a warp per output).
 int64_t reduceParts(DType dtype, int64_t outCount, int64_t reduced);
+/// Scratch bytes launchReduce needs with these arguments (0: none).
+size_t reduceScratchBytes(Precision precision, DType dtype, int64_t outCount,
+                          const Dims &keptDims, const Dims &keptStrides,
+                          const Dims &redDims, const Dims &redStrides);
 /// softmax / log_softmax over the middle dim of [outer, length, inner].
 cudaError_t launchSoftmax(cudaStream_t stream, bool logSoftmax, DType dtype,
                           int64_t outer, int64_t length, int64_t inner,

@@ -345,6 +345,261 @@ __global__ void fusedElementwiseKernel(ErrorSink sink, FusedKernelProgram p,
   }
 }
 
+// ---- The f32 interpreter (opt-in: COLOSSAL_CUDA_FUSED=f32) ---------------
+//
+// f32/bf16/f16 registers hold a float (the value of the stored element,
+// exact in f32), f64 registers a double, integer and bool registers an
+// int64. An op on narrow float operands computes in f32 (CUDA's
+// correctly rounded + - * / sqrt, and its f32 exp, log, tanh, erf, pow,
+// sin, cos of <= 2 ulps) and rounds to the record's dtype from the float;
+// an op with an f64 operand computes in f64 as the kF64 kernel. Rounding
+// a float to bf16/f16 once is the correct rounding of the f32 result, not
+// of the exact value: the two differ only when the exact value lies within
+// the f32 result's error of a bf16/f16 rounding midpoint (for a correctly
+// rounded op about 2^-24 / 2^-9 = 1 in 2^15 elements, less where the f32
+// result is exact, as for a product of two bf16), and then by one bf16/f16
+// ulp (2^-8 relative, under the 1e-2 bf16 tolerance).
+
+union Reg32 {
+  float s;   ///< f32, bf16, f16
+  double f;  ///< f64
+  int64_t i; ///< integers, bool
+};
+
+__device__ bool isNarrowFloat(DType t) {
+  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
+}
+
+/// A float rounded to `t` and held as a register of `t`.
+__device__ Reg32 fromFloat32(DType t, float v) {
+  Reg32 r;
+  switch (t) {
+  case DType::kF32:
+    r.s = v;
+    return r;
+  case DType::kBF16:
+    r.s = bf16ToFloat(floatToBf16(v));
+    return r;
+  case DType::kF16:
+    r.s = __half2float(__float2half_rn(v));
+    return r;
+  case DType::kF64:
+    r.f = static_cast<double>(v);
+    return r;
+  default: // integers: truncate and saturate the (exact) double value
+    r.i = fromDouble(t, static_cast<double>(v)).i;
+    return r;
+  }
+}
+
+/// The kF64 kernel's fromDouble, narrow floats kept as float (exact).
+__device__ Reg32 fromDouble32(DType t, double v) {
+  Reg wide = fromDouble(t, v);
+  Reg32 r;
+  if (isNarrowFloat(t))
+    r.s = static_cast<float>(wide.f);
+  else if (t == DType::kF64)
+    r.f = wide.f;
+  else
+    r.i = wide.i;
+  return r;
+}
+
+__device__ Reg32 fromInt32(DType t, int64_t v) {
+  Reg wide = fromInt(t, v);
+  Reg32 r;
+  if (isNarrowFloat(t))
+    r.s = static_cast<float>(wide.f);
+  else if (t == DType::kF64)
+    r.f = wide.f;
+  else
+    r.i = wide.i;
+  return r;
+}
+
+__device__ double asDouble32(DType t, Reg32 r) {
+  return isNarrowFloat(t)   ? static_cast<double>(r.s)
+         : t == DType::kF64 ? r.f
+                            : static_cast<double>(r.i);
+}
+
+__device__ float asFloat32(DType t, Reg32 r) {
+  return isNarrowFloat(t) ? r.s : static_cast<float>(r.i); // t is no f64
+}
+
+__device__ int64_t asInt32(DType t, Reg32 r) {
+  return isNarrowFloat(t)   ? truncSaturate(r.s, INT64_MIN, INT64_MAX)
+         : t == DType::kF64 ? truncSaturate(r.f, INT64_MIN, INT64_MAX)
+                            : r.i;
+}
+
+__device__ float fusedUnaryFloat32(OpKind kind, bool tanhGelu, float x) {
+  switch (kind) {
+  case OpKind::Neg:
+    return -x;
+  case OpKind::Abs:
+    return fabsf(x);
+  case OpKind::Exp:
+    return expf(x);
+  case OpKind::Log:
+    return logf(x);
+  case OpKind::Sqrt:
+    return sqrtf(x);
+  case OpKind::Rsqrt:
+    return 1.0f / sqrtf(x);
+  case OpKind::Reciprocal:
+    return 1.0f / x;
+  case OpKind::Tanh:
+    return tanhf(x);
+  case OpKind::Sigmoid:
+    return 1.0f / (1.0f + expf(-x));
+  case OpKind::Relu:
+    return x < 0.0f ? 0.0f : x;
+  case OpKind::Erf:
+    return erff(x);
+  case OpKind::Sin:
+    return sinf(x);
+  case OpKind::Cos:
+    return cosf(x);
+  case OpKind::Gelu:
+    if (tanhGelu) {
+      const float kSqrt2OverPi = 0.7978845608028654f;
+      return 0.5f * x *
+             (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+    }
+    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+  default:
+    return x;
+  }
+}
+
+__device__ float fusedBinaryFloat32(OpKind kind, float a, float b) {
+  switch (kind) {
+  case OpKind::Add:
+    return a + b;
+  case OpKind::Sub:
+    return a - b;
+  case OpKind::Mul:
+    return a * b;
+  case OpKind::Div:
+    return a / b;
+  case OpKind::Pow:
+    return powf(a, b);
+  case OpKind::Max:
+    return (isnan(a) || a > b) ? a : b;
+  case OpKind::Min:
+    return (isnan(a) || a < b) ? a : b;
+  default:
+    return 0.0f;
+  }
+}
+
+/// regs[slot] by an unrolled select: every index static, so the file stays
+/// in registers (kSlots selects per read; cheap next to local memory).
+template <int kSlots>
+__device__ Reg32 readSlot(const Reg32 (&regs)[kSlots], int slot) {
+  Reg32 v = regs[0];
+#pragma unroll
+  for (int k = 1; k < kSlots; ++k)
+    if (slot == k)
+      v = regs[k];
+  return v;
+}
+
+template <int kSlots>
+__device__ void writeSlot(Reg32 (&regs)[kSlots], int slot, Reg32 v) {
+#pragma unroll
+  for (int k = 0; k < kSlots; ++k)
+    if (slot == k)
+      regs[k] = v;
+}
+
+/// One record on its operands' registers.
+__device__ Reg32 runRecord32(ErrorSink sink, int r,
+                             const FusedKernelRecord &rec, Reg32 x, Reg32 y,
+                             Reg32 z) {
+  const DType ta = rec.operandTypes[0], tb = rec.operandTypes[1];
+  switch (rec.op) {
+  case OpKind::Fill:
+    return fromDouble32(rec.dtype, rec.constant);
+  case OpKind::Identity:
+    return x;
+  case OpKind::Cast:
+    if (isNarrowFloat(ta))
+      return fromFloat32(rec.dtype, x.s);
+    return ta == DType::kF64 ? fromDouble32(rec.dtype, x.f)
+                             : fromInt32(rec.dtype, x.i);
+  case OpKind::Where:
+    return asInt32(ta, x) != 0 ? y : z;
+  default:
+    break;
+  }
+  if (rec.numOperands == 1) {
+    if (isNarrowFloat(ta))
+      return fromFloat32(rec.dtype,
+                         fusedUnaryFloat32(rec.op, rec.flag == 1, x.s));
+    if (ta == DType::kF64)
+      return fromDouble32(rec.dtype,
+                          fusedUnaryFloat(rec.op, rec.flag == 1, x.f));
+    return fromInt32(rec.dtype, fusedUnaryInt(rec.op, x.i));
+  }
+  if (isNarrowFloat(ta) && tb != DType::kF64) {
+    float a = x.s, b = asFloat32(tb, y);
+    return fusedIsComparison(rec.op)
+               ? fromInt32(rec.dtype, fusedCompare(rec.op, a, b))
+               : fromFloat32(rec.dtype, fusedBinaryFloat32(rec.op, a, b));
+  }
+  if (isFloatType(ta)) { // an f64 operand: as the kF64 kernel
+    double a = asDouble32(ta, x), b = asDouble32(tb, y);
+    return fusedIsComparison(rec.op)
+               ? fromInt32(rec.dtype, fusedCompare(rec.op, a, b))
+               : fromDouble32(rec.dtype, fusedBinaryFloat(rec.op, a, b));
+  }
+  int64_t a = x.i, b = asInt32(tb, y);
+  int32_t error = kErrNone;
+  int64_t v = fusedIsComparison(rec.op) ? fusedCompare(rec.op, a, b)
+                                        : fusedBinaryInt(rec.op, a, b, error);
+  if (error != kErrNone)
+    reportError(sink, error, r, 0, 0);
+  return fromInt32(rec.dtype, v);
+}
+
+template <int kSlots>
+__global__ void fusedElementwiseF32Kernel(ErrorSink sink, FusedKernelProgram p,
+                                          FusedInputs inputs, void *out) {
+  Reg32 regs[kSlots];
+  const FusedKernelRecord &result = p.records[p.numRecords - 1];
+  COLOSSAL_GRID_STRIDE(i, p.count) {
+#pragma unroll
+    for (int k = 0; k < kMaxFusedInputs && k < kSlots; ++k) {
+      if (k >= p.numInputs)
+        break;
+      const DType t = p.inTypes[k];
+      int64_t at = stridedOffset(i, p.outDims, p.inStrides[k]);
+      if (isNarrowFloat(t))
+        regs[k].s = static_cast<float>(loadF(inputs.ptrs[k], t, at));
+      else if (t == DType::kF64)
+        regs[k].f = loadF(inputs.ptrs[k], t, at);
+      else
+        regs[k].i = loadI(inputs.ptrs[k], t, at);
+    }
+    for (int r = 0; r < p.numRecords; ++r) {
+      const FusedKernelRecord &rec = p.records[r];
+      Reg32 x = readSlot(regs, rec.slotOperands[0]);
+      Reg32 y = readSlot(regs, rec.slotOperands[1]);
+      Reg32 z = readSlot(regs, rec.slotOperands[2]);
+      writeSlot(regs, rec.slot, runRecord32(sink, r, rec, x, y, z));
+    }
+    Reg32 v = readSlot(regs, result.slot);
+    if (isNarrowFloat(result.dtype))
+      storeF(out, result.dtype, i, v.s);
+    else if (result.dtype == DType::kF64)
+      storeF(out, result.dtype, i, v.f);
+    else
+      storeI(out, result.dtype, i, v.i);
+  }
+}
+
 /// Element strides of `in` read as if broadcast to `out`.
 Dims broadcastDims(const std::vector<int64_t> &in,
                    const std::vector<int64_t> &out) {
@@ -404,20 +659,82 @@ Status buildFusedProgram(const Attrs &attrs,
     rec.constant =
         records[r].op == OpKind::Fill ? constants[records[r].immediate] : 0.0;
   }
+  assignFusedSlots(p);
   out = p;
   return Status::ok();
 }
 
+void assignFusedSlots(FusedKernelProgram &p) {
+  const int values = p.numInputs + p.numRecords;
+  int lastUse[kMaxFusedInputs + kMaxFusedRecords];
+  int slotOf[kMaxFusedInputs + kMaxFusedRecords];
+  DType typeOf[kMaxFusedInputs + kMaxFusedRecords];
+  for (int v = 0; v < values; ++v)
+    lastUse[v] = -1;
+  for (int r = 0; r < p.numRecords; ++r)
+    for (int k = 0; k < p.records[r].numOperands; ++k)
+      lastUse[p.records[r].operands[k]] = r;
+  lastUse[values - 1] = p.numRecords; // the result is read by the store
+  bool busy[kMaxFusedInputs + kMaxFusedRecords] = {};
+  int numSlots = p.numInputs;
+  for (int k = 0; k < p.numInputs; ++k) {
+    slotOf[k] = k, busy[k] = true;
+    typeOf[k] = p.inTypes[k];
+  }
+  for (int r = 0; r < p.numRecords; ++r) {
+    FusedKernelRecord &rec = p.records[r];
+    for (int k = 0; k < 3; ++k) {
+      bool used = k < rec.numOperands;
+      rec.slotOperands[k] =
+          used ? static_cast<int8_t>(slotOf[rec.operands[k]]) : 0;
+      rec.operandTypes[k] = used ? typeOf[rec.operands[k]] : DType::kF32;
+    }
+    // Operands are read before the result is written: a slot whose value
+    // dies here can hold the result.
+    for (int k = 0; k < rec.numOperands; ++k)
+      if (lastUse[rec.operands[k]] <= r)
+        busy[slotOf[rec.operands[k]]] = false;
+    int slot = 0;
+    while (busy[slot])
+      ++slot;
+    busy[slot] = true;
+    numSlots = numSlots > slot + 1 ? numSlots : slot + 1;
+    const int self = p.numInputs + r;
+    slotOf[self] = slot, typeOf[self] = rec.dtype;
+    rec.slot = static_cast<int8_t>(slot);
+    if (lastUse[self] < 0) // never read: free at once
+      busy[slot] = false;
+  }
+  p.numSlots = numSlots;
+}
+
 cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
                                    const FusedKernelProgram &program,
-                                   const void *const *inputs, void *out) {
+                                   const void *const *inputs, void *out,
+                                   Precision precision) {
   if (program.count == 0)
     return cudaSuccess;
   FusedInputs ptrs;
   for (int k = 0; k < program.numInputs; ++k)
     ptrs.ptrs[k] = inputs[k];
-  fusedElementwiseKernel<<<blocksFor(program.count), kThreads, 0, stream>>>(
-      sink, program, ptrs, out);
+  unsigned blocks = blocksFor(program.count);
+  if (precision == Precision::kF32 && program.numRecords > 0) {
+    if (program.numSlots <= 4)
+      fusedElementwiseF32Kernel<4>
+          <<<blocks, kThreads, 0, stream>>>(sink, program, ptrs, out);
+    else if (program.numSlots <= 8)
+      fusedElementwiseF32Kernel<8>
+          <<<blocks, kThreads, 0, stream>>>(sink, program, ptrs, out);
+    else if (program.numSlots <= 16)
+      fusedElementwiseF32Kernel<16>
+          <<<blocks, kThreads, 0, stream>>>(sink, program, ptrs, out);
+    else
+      fusedElementwiseF32Kernel<32>
+          <<<blocks, kThreads, 0, stream>>>(sink, program, ptrs, out);
+    return cudaGetLastError();
+  }
+  fusedElementwiseKernel<<<blocks, kThreads, 0, stream>>>(sink, program, ptrs,
+                                                          out);
   return cudaGetLastError();
 }
 
@@ -434,7 +751,7 @@ Status FusedPrograms::prepare(size_t instr, const Attrs &attrs,
 
 Status FusedPrograms::run(cudaStream_t stream, ErrorSink sink,
                           const Attrs &attrs, const std::vector<TensorRef> &ins,
-                          const TensorRef &out) const {
+                          const TensorRef &out, Precision precision) const {
   std::shared_ptr<const FusedKernelProgram> program =
       sink.instr < programs_.size() ? programs_[sink.instr] : nullptr;
   if (!program) { // not prepared (kernel tests): decode now
@@ -449,7 +766,7 @@ Status FusedPrograms::run(cudaStream_t stream, ErrorSink sink,
   for (size_t k = 0; k < ins.size() && k < ptrs + kMaxFusedInputs - ptrs; ++k)
     ptrs[k] = ins[k].data;
   cudaError_t err =
-      launchFusedElementwise(stream, sink, *program, ptrs, out.data);
+      launchFusedElementwise(stream, sink, *program, ptrs, out.data, precision);
   if (err != cudaSuccess)
     return COLOSSAL_ERROR(kInternal, std::string("fused_elementwise launch: ") +
                                          cudaGetErrorString(err));

@@ -34,6 +34,11 @@ struct FusedKernelRecord {
   int8_t numOperands;
   int8_t operands[3];
   int8_t flag;     ///< gelu: 1 for the tanh form
+  /// The f32 kernel's register slots (assignFusedSlots): the result's slot
+  /// and the operands', and the operands' dtypes.
+  int8_t slot;
+  int8_t slotOperands[3];
+  DType operandTypes[3];
   double constant; ///< fill: the value (rounded to dtype in the kernel)
 };
 
@@ -48,7 +53,18 @@ struct FusedKernelProgram {
   Dims inStrides[kMaxFusedInputs]; ///< broadcast strides over outDims
   DType outType = DType::kF32;
   FusedKernelRecord records[kMaxFusedRecords] = {};
+  /// Register slots the f32 kernel needs: the inputs hold slots
+  /// [0, numInputs), and a record's result reuses a slot whose value is
+  /// dead by then (assignFusedSlots).
+  int numSlots = 0;
 };
+
+/// Gives every value of `program` (inputs, then records) a register slot,
+/// reusing a slot once its value's last reader has read it, lowest free
+/// slot first; fills the records' slot fields and numSlots. Linear-scan on
+/// a straight-line program, so the slot count is the most values live at
+/// once (inputs count as live from the start).
+void assignFusedSlots(FusedKernelProgram &program);
 
 /// The input pointers, by value.
 struct FusedInputs {
@@ -63,9 +79,16 @@ Status buildFusedProgram(const Attrs &attrs,
 
 /// Enqueues the kernel on `stream`; `inputs` has program.numInputs device
 /// pointers. An integer division by zero is reported through `sink`.
+/// kF64: the validated interpreter above. kF32 (opt-in, COLOSSAL_CUDA_FUSED
+/// =f32): f32/bf16/f16 registers computed in f32 (f64 registers in f64,
+/// integers in int64), each rounded to its dtype as in the kF64 kernel, and
+/// the register file in registers: the kernel is instantiated for 4, 8, 16
+/// and 32 slots and reads and writes a slot by an unrolled select, so every
+/// index is static.
 cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
                                    const FusedKernelProgram &program,
-                                   const void *const *inputs, void *out);
+                                   const void *const *inputs, void *out,
+                                   Precision precision = Precision::kF64);
 
 /// The decoded programs of one plan, by instruction index (preparePlan
 /// fills it; an instruction run without it is decoded on the spot).
@@ -77,7 +100,8 @@ public:
                  const TensorType &outType);
   /// Launches instruction `sink.instr`'s program on `ins` -> `out`.
   Status run(cudaStream_t stream, ErrorSink sink, const Attrs &attrs,
-             const std::vector<TensorRef> &ins, const TensorRef &out) const;
+             const std::vector<TensorRef> &ins, const TensorRef &out,
+             Precision precision = Precision::kF64) const;
 
 private:
   std::vector<std::shared_ptr<const FusedKernelProgram>> programs_;

@@ -178,6 +178,339 @@ __global__ void reduceFinishKernel(OpKind kind, DType dtype, int64_t outCount,
   }
 }
 
+// ---- reduce_* in f32 (opt-in: COLOSSAL_CUDA_REDUCE=f32) -----------------
+//
+// For f32/bf16/f16 inputs whose reduced axes are one run of adjacent axes
+// of the contiguous input, seen as [outer, length, inner] (ReduceView):
+// inner == 1 is the row path (a warp per row, or blocks over a long row),
+// inner > 1 the column path (threads own columns, blocks own row chunks).
+// Accumulation is f32 with a blocked pairwise order: every thread adds four
+// elements as (x0 + x1) + (x2 + x3) before adding them to its running sum,
+// its partial then goes through a fixed shuffle/shared-memory tree, and
+// chunk partials (float, in the planned scratch) are added by a second pass
+// in the same blocked order. For a sum of n nonnegative terms the rounding
+// error is at most about d x 2^-24 relative, d the longest chain of
+// dependent adds: n = 38.6M (one output, 2356 blocks of 16384 elements)
+// gives d ~ 16 + 2 + 8 + 2356/256/4 + 10 < 40, so <= 2.4e-6 (typically
+// ~1e-7: the errors are not all of one sign). Order is fixed: deterministic.
+
+__device__ float loadF32(const void *p, DType t, int64_t i) {
+  if (t == DType::kF32)
+    return static_cast<const float *>(p)[i];
+  if (t == DType::kBF16)
+    return bf16ToFloat(static_cast<const uint16_t *>(p)[i]);
+  return __half2float(static_cast<const __half *>(p)[i]);
+}
+
+__device__ float combine32(OpKind kind, float slot, float x) {
+  if (kind == OpKind::ReduceMax)
+    return (isnan(x) || x > slot) ? x : slot;
+  if (kind == OpKind::ReduceMin)
+    return (isnan(x) || x < slot) ? x : slot;
+  return slot + x;
+}
+
+__device__ float init32(OpKind kind) {
+  return kind == OpKind::ReduceMax   ? -INFINITY
+         : kind == OpKind::ReduceMin ? INFINITY
+                                     : 0.0f;
+}
+
+/// Four elements, pairwise: (x0 + x1) + (x2 + x3).
+__device__ float combine4(OpKind kind, float x0, float x1, float x2, float x3) {
+  return combine32(kind, combine32(kind, x0, x1), combine32(kind, x2, x3));
+}
+
+/// The combination of the elements at `at(k)`, k = first, first + step,
+/// ... below `end`, in the blocked order above (a thread's share of a line).
+template <typename At>
+__device__ float stridedCombine(OpKind kind, int64_t first, int64_t end,
+                                int64_t step, At at) {
+  float acc = init32(kind);
+  int64_t k = first;
+  for (; k + 3 * step < end; k += 4 * step)
+    acc = combine32(kind, acc,
+                    combine4(kind, at(k), at(k + step), at(k + 2 * step),
+                             at(k + 3 * step)));
+  for (; k < end; k += step)
+    acc = combine32(kind, acc, at(k));
+  return acc;
+}
+
+__device__ float warpCombine32(OpKind kind, float acc) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    acc = combine32(kind, acc, __shfl_down_sync(0xffffffffu, acc, offset));
+  return acc; // lane 0 holds the result
+}
+
+/// Thread 0 gets the block's combination (warps in order).
+__device__ float blockCombine32(OpKind kind, float acc, float *scratch) {
+  acc = warpCombine32(kind, acc);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    scratch[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    acc = scratch[0];
+    for (int w = 1; w < int(blockDim.x >> 5); ++w)
+      acc = combine32(kind, acc, scratch[w]);
+  }
+  return acc;
+}
+
+__device__ void storeResult32(OpKind kind, DType dtype, void *out, int64_t o,
+                              float acc, int64_t length) {
+  if (kind == OpKind::ReduceMean)
+    acc /= static_cast<float>(length); // 0/0: NaN
+  storeF(out, dtype, o, acc);
+}
+
+/// Row path, short rows: one warp per row of `length` elements.
+__global__ void reduceRowsWarpKernel(OpKind kind, DType dtype, int64_t rows,
+                                     int64_t length, const void *in,
+                                     void *out) {
+  int lane = threadIdx.x & 31;
+  COLOSSAL_WARP_STRIDE(o, rows) {
+    int64_t base = o * length;
+    float acc = warpCombine32(
+        kind, stridedCombine(kind, lane, length, 32, [&](int64_t k) {
+          return loadF32(in, dtype, base + k);
+        }));
+    if (lane == 0)
+      storeResult32(kind, dtype, out, o, acc, length);
+  }
+}
+
+/// Row path, long rows: block (o, p) of `parts` per row combines chunk p of
+/// row o; with one part it stores the result, else partial[o x parts + p].
+__global__ void reduceRowsBlockKernel(OpKind kind, DType dtype, int64_t rows,
+                                      int64_t length, int64_t parts,
+                                      const void *in, void *out,
+                                      float *partial) {
+  __shared__ float scratch[32];
+  int64_t o = blockIdx.x / parts, p = blockIdx.x % parts;
+  if (o >= rows)
+    return;
+  int64_t chunk = (length + parts - 1) / parts;
+  int64_t begin = p * chunk;
+  int64_t end = begin + chunk < length ? begin + chunk : length;
+  const int64_t base = o * length + begin;
+  float acc = blockCombine32(
+      kind,
+      stridedCombine(kind, threadIdx.x, end - begin, blockDim.x,
+                     [&](int64_t k) { return loadF32(in, dtype, base + k); }),
+      scratch);
+  if (threadIdx.x != 0)
+    return;
+  if (parts == 1)
+    storeResult32(kind, dtype, out, o, acc, length);
+  else
+    partial[o * parts + p] = acc;
+}
+
+/// Row path, second pass: one block per row combines its parts.
+__global__ void reduceRowsFinishKernel(OpKind kind, DType dtype, int64_t rows,
+                                       int64_t length, int64_t parts,
+                                       const float *partial, void *out) {
+  __shared__ float scratch[32];
+  for (int64_t o = blockIdx.x; o < rows; o += gridDim.x) {
+    const float *mine = partial + o * parts;
+    float acc =
+        blockCombine32(kind,
+                       stridedCombine(kind, threadIdx.x, parts, blockDim.x,
+                                      [&](int64_t k) { return mine[k]; }),
+                       scratch);
+    if (threadIdx.x == 0)
+      storeResult32(kind, dtype, out, o, acc, length);
+  }
+}
+
+/// Column path: thread j of block (x, c, z) combines column x * 256 + j
+/// over rows [c x rowsPerChunk, ...) of slab a (z, z + gridDim.z, ...) of
+/// [outer, length, inner]; with one chunk it stores the result, else
+/// partial[(a x chunks + c) x inner + j].
+__global__ void reduceColumnsKernel(OpKind kind, DType dtype, int64_t outer,
+                                    int64_t length, int64_t inner,
+                                    int64_t rowsPerChunk, int64_t chunks,
+                                    const void *in, void *out, float *partial) {
+  int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t c = blockIdx.y;
+  if (j >= inner)
+    return;
+  int64_t first = c * rowsPerChunk;
+  int64_t last = first + rowsPerChunk < length ? first + rowsPerChunk : length;
+  for (int64_t a = blockIdx.z; a < outer; a += gridDim.z) {
+    const int64_t base = a * length * inner + j;
+    float acc = stridedCombine(kind, first, last, 1, [&](int64_t r) {
+      return loadF32(in, dtype, base + r * inner);
+    });
+    if (chunks == 1)
+      storeResult32(kind, dtype, out, a * inner + j, acc, length);
+    else
+      partial[(a * chunks + c) * inner + j] = acc;
+  }
+}
+
+/// Column path, second pass: per output, its chunks in chunk order
+/// (blocked as above).
+__global__ void reduceColumnsFinishKernel(OpKind kind, DType dtype,
+                                          int64_t outer, int64_t length,
+                                          int64_t inner, int64_t chunks,
+                                          const float *partial, void *out) {
+  COLOSSAL_GRID_STRIDE(o, outer * inner) {
+    int64_t a = o / inner, j = o % inner;
+    const float *mine = partial + a * chunks * inner + j;
+    float acc = stridedCombine(kind, 0, chunks, 1,
+                               [&](int64_t c) { return mine[c * inner]; });
+    storeResult32(kind, dtype, out, o, acc, length);
+  }
+}
+
+/// A reduction of a contiguous input as [outer, length, inner] (output
+/// [outer, inner]); `ok` is false when the reduced axes are not one run of
+/// adjacent axes (after dropping size-1 axes) or the input is not
+/// contiguous.
+struct ReduceView {
+  bool ok = false;
+  int64_t outer = 1, length = 1, inner = 1;
+};
+
+ReduceView reduceView(int64_t outCount, const Dims &keptDims,
+                      const Dims &keptStrides, const Dims &redDims,
+                      const Dims &redStrides) {
+  ReduceView view;
+  int64_t reduced = 1;
+  for (int d = 0; d < redDims.rank; ++d)
+    reduced *= redDims.d[d];
+  if (reduced == 0) { // every output is the identity (or NaN for mean)
+    view.ok = true;
+    view.outer = outCount, view.length = 0;
+    return view;
+  }
+  // The axes of size > 1 have distinct strides in a contiguous tensor with
+  // no empty axis: order them outermost first.
+  struct Axis {
+    int64_t size, stride;
+    bool reduced;
+  };
+  Axis axes[2 * kMaxDims];
+  int n = 0;
+  for (int d = 0; d < keptDims.rank; ++d)
+    if (keptDims.d[d] != 1)
+      axes[n++] = {keptDims.d[d], keptStrides.d[d], false};
+  for (int d = 0; d < redDims.rank; ++d)
+    if (redDims.d[d] != 1)
+      axes[n++] = {redDims.d[d], redStrides.d[d], true};
+  for (int i = 1; i < n; ++i) // insertion sort, stride descending
+    for (int k = i; k > 0 && axes[k - 1].stride < axes[k].stride; --k) {
+      Axis t = axes[k];
+      axes[k] = axes[k - 1];
+      axes[k - 1] = t;
+    }
+  int64_t expected = 1;
+  for (int i = n; i-- > 0;) {
+    if (axes[i].stride != expected)
+      return view; // not contiguous
+    expected *= axes[i].size;
+  }
+  int firstReduced = n, lastReduced = -1;
+  for (int i = 0; i < n; ++i)
+    if (axes[i].reduced) {
+      firstReduced = firstReduced < i ? firstReduced : i;
+      lastReduced = i;
+    }
+  for (int i = firstReduced; i <= lastReduced; ++i)
+    if (!axes[i].reduced)
+      return view; // kept axes between reduced ones
+  for (int i = 0; i < n; ++i) {
+    if (i < firstReduced)
+      view.outer *= axes[i].size;
+    else if (i <= lastReduced)
+      view.length *= axes[i].size;
+    else
+      view.inner *= axes[i].size;
+  }
+  if (lastReduced < 0) { // nothing reduced but size-1 axes: rows of one
+    view.outer = outCount, view.inner = 1;
+  }
+  view.ok = true;
+  return view;
+}
+
+bool f32ReduceType(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
+}
+
+/// Row path: 0 for a warp per row, else blocks per row (about 16k elements
+/// each, at most 4096 blocks in all unless there are more rows).
+int64_t rowParts(int64_t rows, int64_t length) {
+  if (length < 4096)
+    return 0;
+  int64_t parts = length >> 14;
+  int64_t cap = 4096 / rows;
+  parts = parts < cap ? parts : cap;
+  return parts < 1 ? 1 : parts;
+}
+
+/// Column path: rows per chunk (>= 64, and no more than 16384 blocks of
+/// 256 columns in all where the rows allow).
+int64_t columnRowsPerChunk(const ReduceView &v) {
+  int64_t columnBlocks = (v.inner + kThreads - 1) / kThreads;
+  int64_t slabs = v.outer < 65535 ? v.outer : 65535;
+  int64_t chunks = (v.length + 63) / 64;
+  int64_t cap = 16384 / (columnBlocks * slabs);
+  chunks = chunks < cap ? chunks : cap;
+  chunks = chunks < 65535 ? chunks : 65535;
+  chunks = chunks < 1 ? 1 : chunks;
+  return (v.length + chunks - 1) / chunks;
+}
+
+cudaError_t launchReduceF32(cudaStream_t stream, OpKind kind, DType dtype,
+                            const ReduceView &v, const void *in, void *out,
+                            float *partial) {
+  if (v.inner == 1) {
+    int64_t parts = rowParts(v.outer, v.length);
+    if (parts == 0) {
+      reduceRowsWarpKernel<<<blocksForWarps(v.outer), kThreads, 0, stream>>>(
+          kind, dtype, v.outer, v.length, in, out);
+      return cudaGetLastError();
+    }
+    reduceRowsBlockKernel<<<static_cast<unsigned>(v.outer * parts), kThreads, 0,
+                            stream>>>(kind, dtype, v.outer, v.length, parts, in,
+                                      out, partial);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess || parts == 1)
+      return err;
+    reduceRowsFinishKernel<<<blocksFor(v.outer, 1), kThreads, 0, stream>>>(
+        kind, dtype, v.outer, v.length, parts, partial, out);
+    return cudaGetLastError();
+  }
+  int64_t rowsPerChunk = columnRowsPerChunk(v);
+  int64_t chunks = (v.length + rowsPerChunk - 1) / rowsPerChunk;
+  dim3 grid(static_cast<unsigned>((v.inner + kThreads - 1) / kThreads),
+            static_cast<unsigned>(chunks),
+            static_cast<unsigned>(v.outer < 65535 ? v.outer : 65535));
+  reduceColumnsKernel<<<grid, kThreads, 0, stream>>>(
+      kind, dtype, v.outer, v.length, v.inner, rowsPerChunk, chunks, in, out,
+      partial);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || chunks == 1)
+    return err;
+  reduceColumnsFinishKernel<<<blocksFor(v.outer * v.inner), kThreads, 0,
+                              stream>>>(kind, dtype, v.outer, v.length, v.inner,
+                                        chunks, partial, out);
+  return cudaGetLastError();
+}
+
+/// The f32 path's view, or !ok where the f64 path runs.
+ReduceView f32View(Precision precision, DType dtype, int64_t outCount,
+                   const Dims &keptDims, const Dims &keptStrides,
+                   const Dims &redDims, const Dims &redStrides) {
+  if (precision != Precision::kF32 || !f32ReduceType(dtype))
+    return ReduceView();
+  return reduceView(outCount, keptDims, keptStrides, redDims, redStrides);
+}
+
 // ---- softmax -------------------------------------------------------------
 
 template <typename Acc>
@@ -530,13 +863,45 @@ int64_t reduceParts(DType dtype, int64_t outCount, int64_t reduced) {
   return parts < 1 ? 1 : parts;
 }
 
+size_t reduceScratchBytes(Precision precision, DType dtype, int64_t outCount,
+                          const Dims &keptDims, const Dims &keptStrides,
+                          const Dims &redDims, const Dims &redStrides) {
+  if (outCount == 0)
+    return 0;
+  ReduceView v = f32View(precision, dtype, outCount, keptDims, keptStrides,
+                         redDims, redStrides);
+  if (v.ok) {
+    if (v.inner == 1) {
+      int64_t parts = rowParts(v.outer, v.length);
+      return parts > 1 ? static_cast<size_t>(v.outer * parts) * sizeof(float)
+                       : 0;
+    }
+    int64_t rowsPerChunk = columnRowsPerChunk(v);
+    int64_t chunks = (v.length + rowsPerChunk - 1) / rowsPerChunk;
+    return chunks > 1
+               ? static_cast<size_t>(v.outer * chunks * v.inner) * sizeof(float)
+               : 0;
+  }
+  int64_t reduced = 1;
+  for (int d = 0; d < redDims.rank; ++d)
+    reduced *= redDims.d[d];
+  int64_t parts = reduceParts(dtype, outCount, reduced);
+  return parts > 1 ? static_cast<size_t>(outCount * parts) * sizeof(double) : 0;
+}
+
 cudaError_t launchReduce(cudaStream_t stream, OpKind kind, DType dtype,
                          int64_t outCount, const Dims &keptDims,
                          const Dims &keptStrides, const Dims &redDims,
                          const Dims &redStrides, const void *in, void *out,
-                         double *partial) {
+                         void *scratch, Precision precision) {
   if (outCount == 0)
     return cudaSuccess;
+  ReduceView view = f32View(precision, dtype, outCount, keptDims, keptStrides,
+                            redDims, redStrides);
+  if (view.ok)
+    return launchReduceF32(stream, kind, dtype, view, in, out,
+                           static_cast<float *>(scratch));
+  double *partial = static_cast<double *>(scratch);
   int64_t reduced = 1;
   for (int d = 0; d < redDims.rank; ++d)
     reduced *= redDims.d[d];
