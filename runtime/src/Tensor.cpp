@@ -100,6 +100,20 @@ double loadAsDouble(const TensorRef &ref, int64_t index) {
 // Float targets round to nearest even. Integer targets truncate toward zero
 // and saturate to the dtype's range (NaN stores 0), so that no conversion is
 // undefined behaviour whatever the value.
+std::vector<double> loadAllAsDouble(const TensorRef &ref) {
+  int64_t count = ref.type.numElements();
+  std::vector<double> values(static_cast<size_t>(count));
+  if (ref.type.dtype == DType::kF32) {
+    const float *data = static_cast<const float *>(ref.data);
+    for (int64_t i = 0; i < count; ++i)
+      values[i] = data[i];
+  } else {
+    for (int64_t i = 0; i < count; ++i)
+      values[i] = loadAsDouble(ref, i);
+  }
+  return values;
+}
+
 void storeFromDouble(const TensorRef &ref, int64_t index, double value) {
   switch (ref.type.dtype) {
   case DType::kF32:

@@ -25,20 +25,6 @@ namespace colossal::runtime {
 
 namespace {
 
-std::vector<double> widen(const TensorRef &ref) {
-  int64_t count = ref.type.numElements();
-  std::vector<double> values(static_cast<size_t>(count));
-  if (ref.type.dtype == DType::kF32) {
-    const float *data = static_cast<const float *>(ref.data);
-    for (int64_t i = 0; i < count; ++i)
-      values[i] = data[i];
-  } else {
-    for (int64_t i = 0; i < count; ++i)
-      values[i] = loadAsDouble(ref, i);
-  }
-  return values;
-}
-
 void store(const TensorRef &ref, int64_t index, double value) {
   if (ref.type.dtype == DType::kF32)
     static_cast<float *>(ref.data)[index] = static_cast<float>(value);
@@ -156,11 +142,11 @@ struct Geometry {
 
 Status runAttentionCpu(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                        const std::vector<TensorRef> &outputs) {
-  std::vector<double> q = widen(inputs[0]), k = widen(inputs[1]),
-                      v = widen(inputs[2]);
+  std::vector<double> q = loadAllAsDouble(inputs[0]), k = loadAllAsDouble(inputs[1]),
+                      v = loadAllAsDouble(inputs[2]);
   std::vector<double> bias;
   if (inputs.size() == 4)
-    bias = widen(inputs[3]);
+    bias = loadAllAsDouble(inputs[3]);
   Geometry g(attrs, inputs, inputs.size() == 4 ? &bias : nullptr);
   const TensorRef &out = outputs[0], &lse = outputs[1];
   float *lseData = static_cast<float *>(lse.data);
@@ -195,12 +181,12 @@ Status runAttentionGradCpu(const Attrs &attrs,
                            const std::vector<TensorRef> &inputs,
                            const std::vector<TensorRef> &outputs) {
   bool hasBias = inputs.size() == 7;
-  std::vector<double> q = widen(inputs[0]), k = widen(inputs[1]),
-                      v = widen(inputs[2]);
+  std::vector<double> q = loadAllAsDouble(inputs[0]), k = loadAllAsDouble(inputs[1]),
+                      v = loadAllAsDouble(inputs[2]);
   std::vector<double> bias;
   if (hasBias)
-    bias = widen(inputs[3]);
-  std::vector<double> dout = widen(inputs[hasBias ? 6 : 5]);
+    bias = loadAllAsDouble(inputs[3]);
+  std::vector<double> dout = loadAllAsDouble(inputs[hasBias ? 6 : 5]);
   Geometry g(attrs, inputs, hasBias ? &bias : nullptr);
   const TensorRef &dqRef = outputs[0], &dkRef = outputs[1], &dvRef = outputs[2];
   int64_t group = g.heads / g.kvHeads;

@@ -101,20 +101,6 @@ void walk(const Dims &dims, const std::array<const Dims *, N> &strides,
   }
 }
 
-std::vector<double> loadDoubles(const TensorRef &ref) {
-  int64_t count = ref.type.numElements();
-  std::vector<double> values(static_cast<size_t>(count));
-  if (ref.type.dtype == DType::kF32) {
-    const float *data = static_cast<const float *>(ref.data);
-    for (int64_t i = 0; i < count; ++i)
-      values[i] = data[i];
-  } else {
-    for (int64_t i = 0; i < count; ++i)
-      values[i] = loadAsDouble(ref, i);
-  }
-  return values;
-}
-
 void storeDoubles(const TensorRef &ref, const std::vector<double> &values) {
   int64_t count = ref.type.numElements();
   if (ref.type.dtype == DType::kF32) {
@@ -256,7 +242,7 @@ Status runUnary(const Attrs &attrs, const TensorRef &in, const TensorRef &out) {
   OpKind kind = attrs.kind();
   if (isFloatDType(in.type.dtype)) {
     bool tanhGelu = kind == OpKind::Gelu && attrs.i("approximate") == 1;
-    std::vector<double> values = loadDoubles(in);
+    std::vector<double> values = loadAllAsDouble(in);
     for (double &value : values)
       value = unaryFloat(kind, tanhGelu, value);
     storeDoubles(out, values);
@@ -406,7 +392,7 @@ Status runBinary(const Attrs &attrs, const TensorRef &a, const TensorRef &b,
   Dims stridesB = broadcastStrides(b.type.dims, dims);
   size_t count = static_cast<size_t>(out.type.numElements());
   if (isFloatDType(a.type.dtype)) {
-    std::vector<double> lhs = loadDoubles(a), rhs = loadDoubles(b);
+    std::vector<double> lhs = loadAllAsDouble(a), rhs = loadAllAsDouble(b);
     if (isComparison(kind)) {
       std::vector<int64_t> result(count);
       walk<2>(dims, {&stridesA, &stridesB}, {0, 0},
@@ -466,7 +452,7 @@ Status runWhere(const TensorRef &cond, const TensorRef &x, const TensorRef &y,
 /// doubles of shape [..., rows, cols], transposing each when asked.
 std::vector<double> packMatrices(const TensorRef &ref, bool transpose,
                                  int64_t rows, int64_t cols) {
-  std::vector<double> values = loadDoubles(ref);
+  std::vector<double> values = loadAllAsDouble(ref);
   if (!transpose)
     return values;
   std::vector<double> packed(values.size());
@@ -555,7 +541,7 @@ Status runReduce(const Attrs &attrs, const TensorRef &in,
     double init = kind == OpKind::ReduceMax   ? -INFINITY
                   : kind == OpKind::ReduceMin ? INFINITY
                                               : 0.0;
-    std::vector<double> values = loadDoubles(in), acc(outCount, init);
+    std::vector<double> values = loadAllAsDouble(in), acc(outCount, init);
     walk<1>(dims, {&toOut}, {0},
             [&](int64_t i, const std::array<int64_t, 1> &at) {
               double &slot = acc[at[0]];
@@ -605,7 +591,7 @@ Status runSoftmax(const Attrs &attrs, const TensorRef &in,
   size_t axis = static_cast<size_t>(attrs.i("axis"));
   int64_t outer = product(dims, 0, axis), length = dims[axis],
           inner = product(dims, axis + 1, dims.size());
-  std::vector<double> values = loadDoubles(in);
+  std::vector<double> values = loadAllAsDouble(in);
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t j = 0; j < inner; ++j) {
       double *base = values.data() + o * length * inner + j;
@@ -635,10 +621,10 @@ Status runLayerNorm(const Attrs &attrs, const std::vector<TensorRef> &inputs,
   double epsilon = attrs.f("epsilon");
   int64_t outer = product(dims, 0, axis),
           inner = product(dims, axis, dims.size());
-  std::vector<double> values = loadDoubles(inputs[0]);
-  std::vector<double> scale = loadDoubles(inputs[1]);
+  std::vector<double> values = loadAllAsDouble(inputs[0]);
+  std::vector<double> scale = loadAllAsDouble(inputs[1]);
   std::vector<double> bias = inputs.size() > 2
-                                 ? loadDoubles(inputs[2])
+                                 ? loadAllAsDouble(inputs[2])
                                  : std::vector<double>(scale.size(), 0.0);
   for (int64_t o = 0; o < outer; ++o) {
     double *row = values.data() + o * inner;
@@ -667,7 +653,7 @@ Status runCrossEntropy(const Attrs &attrs, const TensorRef &scores,
   int64_t inner = product(dims, 2, dims.size());
   int64_t ignoreIndex = attrs.i("ignore_index");
   int64_t reduction = attrs.i("reduction");
-  std::vector<double> values = loadDoubles(scores);
+  std::vector<double> values = loadAllAsDouble(scores);
   std::vector<int64_t> targets = loadInts(labels);
   std::vector<double> losses(targets.size(), 0.0);
   int64_t counted = 0;
@@ -738,7 +724,7 @@ Status runCumSum(const Attrs &attrs, const TensorRef &in,
     }
   };
   if (isFloatDType(in.type.dtype)) {
-    std::vector<double> values = loadDoubles(in);
+    std::vector<double> values = loadAllAsDouble(in);
     scan(values, [](double x, double y) { return x + y; });
     storeDoubles(out, values);
   } else {
@@ -1054,7 +1040,7 @@ Status runGatherGrad(const Attrs &attrs, const TensorRef &grad,
     paddingIdx += length;
   // Scatter-add into f64 in a fixed order (o, then j, then the slice), so
   // repeated indices sum exactly as in f64 and deterministically; round once.
-  std::vector<double> values = loadDoubles(grad);
+  std::vector<double> values = loadAllAsDouble(grad);
   std::vector<double> acc(static_cast<size_t>(out.type.numElements()), 0.0);
   int64_t count = static_cast<int64_t>(index.size());
   for (int64_t o = 0; o < outer; ++o) {
@@ -1082,7 +1068,7 @@ Status runGatherElementsGrad(const Attrs &attrs, const TensorRef &grad,
   int64_t axisStride = contiguousStrides(dims)[axis];
   // Scatter-add into f64 in grad's row-major order, so repeated positions
   // sum exactly as in f64 and deterministically; round once.
-  std::vector<double> values = loadDoubles(grad);
+  std::vector<double> values = loadAllAsDouble(grad);
   std::vector<double> acc(static_cast<size_t>(out.type.numElements()), 0.0);
   walk<1>(grad.type.dims, {&strides}, {0},
           [&](int64_t i, const std::array<int64_t, 1> &at) {
@@ -1128,9 +1114,9 @@ Status runLayerNormGrad(const Attrs &attrs,
   double epsilon = attrs.f("epsilon");
   int64_t outer = product(dims, 0, axis),
           inner = product(dims, axis, dims.size());
-  std::vector<double> x = loadDoubles(inputs[0]);
-  std::vector<double> scale = loadDoubles(inputs[1]);
-  std::vector<double> dy = loadDoubles(inputs[2]);
+  std::vector<double> x = loadAllAsDouble(inputs[0]);
+  std::vector<double> scale = loadAllAsDouble(inputs[1]);
+  std::vector<double> dy = loadAllAsDouble(inputs[2]);
   std::vector<double> dscale(scale.size(), 0.0), dbias(scale.size(), 0.0);
   std::vector<double> normalised(static_cast<size_t>(inner));
   double count = static_cast<double>(inner);
@@ -1191,8 +1177,8 @@ Status runCrossEntropyGrad(const Attrs &attrs, const TensorRef &scores,
                      std::to_string(ignoreIndex));
     ++counted;
   }
-  std::vector<double> values = loadDoubles(scores);
-  std::vector<double> upstream = loadDoubles(dloss);
+  std::vector<double> values = loadAllAsDouble(scores);
+  std::vector<double> upstream = loadAllAsDouble(dloss);
   std::vector<double> result(values.size(), 0.0);
   // mean with counted == 0: every position is ignored, so nothing below
   // divides by the zero count and the gradient stays 0 (the forward is NaN).

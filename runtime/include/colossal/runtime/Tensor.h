@@ -66,6 +66,9 @@ double loadAsDouble(const TensorRef &ref, int64_t index);
 /// Writes `value` into element `index`, converting to ref's dtype (floats
 /// round to nearest even; integers truncate toward zero; bool is value != 0).
 void storeFromDouble(const TensorRef &ref, int64_t index, double value);
+/// Every element of `ref` as a double, in order (f32 read directly: the
+/// reference kernels widen whole tensors this way).
+std::vector<double> loadAllAsDouble(const TensorRef &ref);
 /// Integer element access without a round trip through double.
 int64_t loadAsInt64(const TensorRef &ref, int64_t index);
 void storeFromInt64(const TensorRef &ref, int64_t index, int64_t value);
