@@ -10,8 +10,7 @@
 // divergence.
 //
 // Numerics: the per-element functions are those of Elementwise.cu (f64,
-// --fmad=false), copied here because that file keeps them private.
-// TODO(#5): share them through a header with Elementwise.cu.
+// --fmad=false), from ElementwiseDevice.cuh, which both files include.
 //
 // Known weakness: the register file is indexed dynamically, so it lives in
 // local memory (L1-cached); a program specialised at compile time would
@@ -22,167 +21,13 @@
 #include "FusedElementwise.h"
 
 #include "CudaCommon.cuh"
+#include "ElementwiseDevice.cuh"
 
 #include <string>
 
 namespace colossal::runtime::cuda {
 
 namespace {
-
-// ---- Per-element functions (as Elementwise.cu) ---------------------------
-
-__device__ double fusedUnaryFloat(OpKind kind, bool tanhGelu, double x) {
-  switch (kind) {
-  case OpKind::Neg:
-    return -x;
-  case OpKind::Abs:
-    return fabs(x);
-  case OpKind::Exp:
-    return exp(x);
-  case OpKind::Log:
-    return log(x);
-  case OpKind::Sqrt:
-    return sqrt(x);
-  case OpKind::Rsqrt:
-    return 1.0 / sqrt(x);
-  case OpKind::Reciprocal:
-    return 1.0 / x;
-  case OpKind::Tanh:
-    return tanh(x);
-  case OpKind::Sigmoid:
-    return 1.0 / (1.0 + exp(-x));
-  case OpKind::Relu:
-    return x < 0.0 ? 0.0 : x;
-  case OpKind::Erf:
-    return erf(x);
-  case OpKind::Sin:
-    return sin(x);
-  case OpKind::Cos:
-    return cos(x);
-  case OpKind::Gelu:
-    if (tanhGelu) {
-      const double kPi = 3.14159265358979323846;
-      const double kSqrt2OverPi = sqrt(2.0 / kPi);
-      return 0.5 * x * (1.0 + tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
-    }
-    return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-  default:
-    return x;
-  }
-}
-
-__device__ int64_t fusedWrapSub(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) -
-                              static_cast<uint64_t>(b));
-}
-
-__device__ int64_t fusedUnaryInt(OpKind kind, int64_t x) {
-  switch (kind) {
-  case OpKind::Neg:
-    return fusedWrapSub(0, x);
-  case OpKind::Abs:
-    return x < 0 ? fusedWrapSub(0, x) : x;
-  case OpKind::Relu:
-    return x < 0 ? 0 : x;
-  case OpKind::Not:
-    return x == 0 ? 1 : 0;
-  default:
-    return x;
-  }
-}
-
-__device__ bool fusedIsComparison(OpKind kind) {
-  return kind == OpKind::Equal || kind == OpKind::Less ||
-         kind == OpKind::LessEqual || kind == OpKind::Greater ||
-         kind == OpKind::GreaterEqual;
-}
-
-template <typename T> __device__ bool fusedCompare(OpKind kind, T a, T b) {
-  switch (kind) {
-  case OpKind::Equal:
-    return a == b;
-  case OpKind::Less:
-    return a < b;
-  case OpKind::LessEqual:
-    return a <= b;
-  case OpKind::Greater:
-    return a > b;
-  default:
-    return a >= b;
-  }
-}
-
-__device__ double fusedBinaryFloat(OpKind kind, double a, double b) {
-  switch (kind) {
-  case OpKind::Add:
-    return a + b;
-  case OpKind::Sub:
-    return a - b;
-  case OpKind::Mul:
-    return a * b;
-  case OpKind::Div:
-    return a / b;
-  case OpKind::Pow:
-    return pow(a, b);
-  case OpKind::Max:
-    return (isnan(a) || a > b) ? a : b;
-  case OpKind::Min:
-    return (isnan(a) || a < b) ? a : b;
-  default:
-    return 0.0;
-  }
-}
-
-__device__ int64_t fusedBinaryInt(OpKind kind, int64_t a, int64_t b,
-                                  int32_t &error) {
-  uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
-  switch (kind) {
-  case OpKind::Add:
-    return static_cast<int64_t>(ua + ub);
-  case OpKind::Sub:
-    return static_cast<int64_t>(ua - ub);
-  case OpKind::Mul:
-    return static_cast<int64_t>(ua * ub);
-  case OpKind::Div:
-    if (b == 0) {
-      error = kErrDivByZero;
-      return 0;
-    }
-    if (b == -1)
-      return fusedWrapSub(0, a);
-    return a / b;
-  case OpKind::Pow: {
-    if (b < 0) {
-      if (a == 0)
-        error = kErrPowZeroNegative;
-      if (a == 1)
-        return 1;
-      if (a == -1)
-        return (b & 1) ? -1 : 1;
-      return 0;
-    }
-    uint64_t result = 1, factor = ua;
-    for (uint64_t e = ub; e; e >>= 1) {
-      if (e & 1)
-        result *= factor;
-      factor *= factor;
-    }
-    return static_cast<int64_t>(result);
-  }
-  case OpKind::Max:
-    return a > b ? a : b;
-  case OpKind::Min:
-    return a < b ? a : b;
-  case OpKind::And:
-    return (a != 0) && (b != 0);
-  case OpKind::Or:
-    return (a != 0) || (b != 0);
-  case OpKind::Xor:
-    return (a != 0) != (b != 0);
-  default:
-    return 0;
-  }
-}
 
 // ---- Registers -----------------------------------------------------------
 //
@@ -312,23 +157,23 @@ __global__ void fusedElementwiseKernel(ErrorSink sink, FusedKernelProgram p,
         if (rec.numOperands == 1) {
           result = isFloatType(types[a])
                        ? fromDouble(rec.dtype,
-                                    fusedUnaryFloat(rec.op, rec.flag == 1,
+                                    unaryFloat(rec.op, rec.flag == 1,
                                                     regs[a].f))
-                       : fromInt(rec.dtype, fusedUnaryInt(rec.op, regs[a].i));
+                       : fromInt(rec.dtype, unaryInt(rec.op, regs[a].i));
         } else {
           const int b = rec.operands[1];
           if (isFloatType(types[a])) {
             double x = regs[a].f, y = asDouble(types[b], regs[b]);
-            result = fusedIsComparison(rec.op)
-                         ? fromInt(rec.dtype, fusedCompare(rec.op, x, y))
+            result = isComparison(rec.op)
+                         ? fromInt(rec.dtype, compare(rec.op, x, y))
                          : fromDouble(rec.dtype,
-                                      fusedBinaryFloat(rec.op, x, y));
+                                      binaryFloat(rec.op, x, y));
           } else {
             int64_t x = regs[a].i, y = asInt(types[b], regs[b]);
             int32_t error = kErrNone;
-            int64_t v = fusedIsComparison(rec.op)
-                            ? fusedCompare(rec.op, x, y)
-                            : fusedBinaryInt(rec.op, x, y, error);
+            int64_t v = isComparison(rec.op)
+                            ? compare(rec.op, x, y)
+                            : binaryInt(rec.op, x, y, error);
             if (error != kErrNone)
               reportError(sink, error, r, 0, 0);
             result = fromInt(rec.dtype, v);
@@ -433,67 +278,6 @@ __device__ int64_t asInt32(DType t, Reg32 r) {
                             : r.i;
 }
 
-__device__ float fusedUnaryFloat32(OpKind kind, bool tanhGelu, float x) {
-  switch (kind) {
-  case OpKind::Neg:
-    return -x;
-  case OpKind::Abs:
-    return fabsf(x);
-  case OpKind::Exp:
-    return expf(x);
-  case OpKind::Log:
-    return logf(x);
-  case OpKind::Sqrt:
-    return sqrtf(x);
-  case OpKind::Rsqrt:
-    return 1.0f / sqrtf(x);
-  case OpKind::Reciprocal:
-    return 1.0f / x;
-  case OpKind::Tanh:
-    return tanhf(x);
-  case OpKind::Sigmoid:
-    return 1.0f / (1.0f + expf(-x));
-  case OpKind::Relu:
-    return x < 0.0f ? 0.0f : x;
-  case OpKind::Erf:
-    return erff(x);
-  case OpKind::Sin:
-    return sinf(x);
-  case OpKind::Cos:
-    return cosf(x);
-  case OpKind::Gelu:
-    if (tanhGelu) {
-      const float kSqrt2OverPi = 0.7978845608028654f;
-      return 0.5f * x *
-             (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-    }
-    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-  default:
-    return x;
-  }
-}
-
-__device__ float fusedBinaryFloat32(OpKind kind, float a, float b) {
-  switch (kind) {
-  case OpKind::Add:
-    return a + b;
-  case OpKind::Sub:
-    return a - b;
-  case OpKind::Mul:
-    return a * b;
-  case OpKind::Div:
-    return a / b;
-  case OpKind::Pow:
-    return powf(a, b);
-  case OpKind::Max:
-    return (isnan(a) || a > b) ? a : b;
-  case OpKind::Min:
-    return (isnan(a) || a < b) ? a : b;
-  default:
-    return 0.0f;
-  }
-}
-
 /// regs[slot] by an unrolled select: every index static, so the file stays
 /// in registers (kSlots selects per read; cheap next to local memory).
 template <int kSlots>
@@ -537,28 +321,28 @@ __device__ Reg32 runRecord32(ErrorSink sink, int r,
   if (rec.numOperands == 1) {
     if (isNarrowFloat(ta))
       return fromFloat32(rec.dtype,
-                         fusedUnaryFloat32(rec.op, rec.flag == 1, x.s));
+                         unaryFloat32(rec.op, rec.flag == 1, x.s));
     if (ta == DType::kF64)
       return fromDouble32(rec.dtype,
-                          fusedUnaryFloat(rec.op, rec.flag == 1, x.f));
-    return fromInt32(rec.dtype, fusedUnaryInt(rec.op, x.i));
+                          unaryFloat(rec.op, rec.flag == 1, x.f));
+    return fromInt32(rec.dtype, unaryInt(rec.op, x.i));
   }
   if (isNarrowFloat(ta) && tb != DType::kF64) {
     float a = x.s, b = asFloat32(tb, y);
-    return fusedIsComparison(rec.op)
-               ? fromInt32(rec.dtype, fusedCompare(rec.op, a, b))
-               : fromFloat32(rec.dtype, fusedBinaryFloat32(rec.op, a, b));
+    return isComparison(rec.op)
+               ? fromInt32(rec.dtype, compare(rec.op, a, b))
+               : fromFloat32(rec.dtype, binaryFloat32(rec.op, a, b));
   }
   if (isFloatType(ta)) { // an f64 operand: as the kF64 kernel
     double a = asDouble32(ta, x), b = asDouble32(tb, y);
-    return fusedIsComparison(rec.op)
-               ? fromInt32(rec.dtype, fusedCompare(rec.op, a, b))
-               : fromDouble32(rec.dtype, fusedBinaryFloat(rec.op, a, b));
+    return isComparison(rec.op)
+               ? fromInt32(rec.dtype, compare(rec.op, a, b))
+               : fromDouble32(rec.dtype, binaryFloat(rec.op, a, b));
   }
   int64_t a = x.i, b = asInt32(tb, y);
   int32_t error = kErrNone;
-  int64_t v = fusedIsComparison(rec.op) ? fusedCompare(rec.op, a, b)
-                                        : fusedBinaryInt(rec.op, a, b, error);
+  int64_t v = isComparison(rec.op) ? compare(rec.op, a, b)
+                                        : binaryInt(rec.op, a, b, error);
   if (error != kErrNone)
     reportError(sink, error, r, 0, 0);
   return fromInt32(rec.dtype, v);
