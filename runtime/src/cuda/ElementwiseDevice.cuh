@@ -5,8 +5,9 @@
 // FusedElementwise.cu (a program of ops per element), so that a fused op
 // computes exactly what the same op alone computes. Floats in f64 (as the
 // CPU reference; the target builds with --fmad=false), integers and bools
-// in int64 with two's-complement wrap-around, and the f32 variants that
-// only the opt-in f32 fused interpreter (COLOSSAL_CUDA_FUSED=f32) uses.
+// in int64 with two's-complement wrap-around. The float functions are
+// templates: float instantiations serve the opt-in f32 fused interpreter
+// (COLOSSAL_CUDA_FUSED=f32).
 //
 // Errors (integer division by zero, 0 to a negative power) are returned
 // through `error` as a kErr* code; the caller reports them.
@@ -21,7 +22,32 @@ namespace colossal::runtime::cuda {
 
 // ---- Unary ---------------------------------------------------------------
 
-__device__ inline double unaryFloat(OpKind kind, bool tanhGelu, double x) {
+/// GELU, exact (erf) or the tanh approximation, in f64 (the CPU's
+/// formula) and in f32 (constants as f32 literals).
+__device__ inline double gelu(bool tanhGelu, double x) {
+  if (tanhGelu) {
+    const double kPi = 3.14159265358979323846;
+    const double kSqrt2OverPi = sqrt(2.0 / kPi);
+    return 0.5 * x * (1.0 + tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
+  }
+  return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+}
+
+__device__ inline float gelu(bool tanhGelu, float x) {
+  if (tanhGelu) {
+    const float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * x *
+           (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+  }
+  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+
+/// T = double: the f64 kernels. T = float: the opt-in f32 fused
+/// interpreter on f32/bf16/f16 values (CUDA's float overloads of exp, log,
+/// ... are expf, logf, ...: correctly rounded + - * / sqrt, <= 2 ulps for
+/// the rest).
+template <typename T>
+__device__ inline T unaryFloat(OpKind kind, bool tanhGelu, T x) {
   switch (kind) {
   case OpKind::Neg:
     return -x;
@@ -34,15 +60,15 @@ __device__ inline double unaryFloat(OpKind kind, bool tanhGelu, double x) {
   case OpKind::Sqrt:
     return sqrt(x);
   case OpKind::Rsqrt:
-    return 1.0 / sqrt(x);
+    return T(1) / sqrt(x);
   case OpKind::Reciprocal:
-    return 1.0 / x;
+    return T(1) / x;
   case OpKind::Tanh:
     return tanh(x);
   case OpKind::Sigmoid:
-    return 1.0 / (1.0 + exp(-x));
+    return T(1) / (T(1) + exp(-x));
   case OpKind::Relu:
-    return x < 0.0 ? 0.0 : x;
+    return x < T(0) ? T(0) : x;
   case OpKind::Erf:
     return erf(x);
   case OpKind::Sin:
@@ -50,12 +76,7 @@ __device__ inline double unaryFloat(OpKind kind, bool tanhGelu, double x) {
   case OpKind::Cos:
     return cos(x);
   case OpKind::Gelu:
-    if (tanhGelu) {
-      const double kPi = 3.14159265358979323846;
-      const double kSqrt2OverPi = sqrt(2.0 / kPi);
-      return 0.5 * x * (1.0 + tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
-    }
-    return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    return gelu(tanhGelu, x);
   default:
     return x;
   }
@@ -104,7 +125,8 @@ template <typename T> __device__ inline bool compare(OpKind kind, T a, T b) {
   }
 }
 
-__device__ inline double binaryFloat(OpKind kind, double a, double b) {
+/// T = double or float, as unaryFloat.
+template <typename T> __device__ inline T binaryFloat(OpKind kind, T a, T b) {
   switch (kind) {
   case OpKind::Add:
     return a + b;
@@ -121,7 +143,7 @@ __device__ inline double binaryFloat(OpKind kind, double a, double b) {
   case OpKind::Min:
     return (isnan(a) || a < b) ? a : b;
   default:
-    return 0.0;
+    return T(0);
   }
 }
 
@@ -177,72 +199,6 @@ __device__ inline int64_t binaryInt(OpKind kind, int64_t a, int64_t b,
     return (a != 0) != (b != 0);
   default:
     return 0;
-  }
-}
-
-// ---- f32 (the opt-in f32 fused interpreter) -----------------------------
-//
-// The same ops on f32/bf16/f16 values held as float: CUDA's correctly
-// rounded + - * / sqrt and its f32 exp, log, tanh, erf, pow, sin, cos.
-
-__device__ inline float unaryFloat32(OpKind kind, bool tanhGelu, float x) {
-  switch (kind) {
-  case OpKind::Neg:
-    return -x;
-  case OpKind::Abs:
-    return fabsf(x);
-  case OpKind::Exp:
-    return expf(x);
-  case OpKind::Log:
-    return logf(x);
-  case OpKind::Sqrt:
-    return sqrtf(x);
-  case OpKind::Rsqrt:
-    return 1.0f / sqrtf(x);
-  case OpKind::Reciprocal:
-    return 1.0f / x;
-  case OpKind::Tanh:
-    return tanhf(x);
-  case OpKind::Sigmoid:
-    return 1.0f / (1.0f + expf(-x));
-  case OpKind::Relu:
-    return x < 0.0f ? 0.0f : x;
-  case OpKind::Erf:
-    return erff(x);
-  case OpKind::Sin:
-    return sinf(x);
-  case OpKind::Cos:
-    return cosf(x);
-  case OpKind::Gelu:
-    if (tanhGelu) {
-      const float kSqrt2OverPi = 0.7978845608028654f;
-      return 0.5f * x *
-             (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-    }
-    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-  default:
-    return x;
-  }
-}
-
-__device__ inline float binaryFloat32(OpKind kind, float a, float b) {
-  switch (kind) {
-  case OpKind::Add:
-    return a + b;
-  case OpKind::Sub:
-    return a - b;
-  case OpKind::Mul:
-    return a * b;
-  case OpKind::Div:
-    return a / b;
-  case OpKind::Pow:
-    return powf(a, b);
-  case OpKind::Max:
-    return (isnan(a) || a > b) ? a : b;
-  case OpKind::Min:
-    return (isnan(a) || a < b) ? a : b;
-  default:
-    return 0.0f;
   }
 }
 

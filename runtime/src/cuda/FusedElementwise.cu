@@ -321,7 +321,7 @@ __device__ Reg32 runRecord32(ErrorSink sink, int r,
   if (rec.numOperands == 1) {
     if (isNarrowFloat(ta))
       return fromFloat32(rec.dtype,
-                         unaryFloat32(rec.op, rec.flag == 1, x.s));
+                         unaryFloat(rec.op, rec.flag == 1, x.s));
     if (ta == DType::kF64)
       return fromDouble32(rec.dtype,
                           unaryFloat(rec.op, rec.flag == 1, x.f));
@@ -331,7 +331,7 @@ __device__ Reg32 runRecord32(ErrorSink sink, int r,
     float a = x.s, b = asFloat32(tb, y);
     return isComparison(rec.op)
                ? fromInt32(rec.dtype, compare(rec.op, a, b))
-               : fromFloat32(rec.dtype, binaryFloat32(rec.op, a, b));
+               : fromFloat32(rec.dtype, binaryFloat(rec.op, a, b));
   }
   if (isFloatType(ta)) { // an f64 operand: as the kF64 kernel
     double a = asDouble32(ta, x), b = asDouble32(tb, y);
