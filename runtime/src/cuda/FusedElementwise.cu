@@ -237,9 +237,9 @@ __device__ Reg32 fromFloat32(DType t, float v) {
   }
 }
 
-/// The kF64 kernel's fromDouble, narrow floats kept as float (exact).
-__device__ Reg32 fromDouble32(DType t, double v) {
-  Reg wide = fromDouble(t, v);
+/// A kF64-kernel register of dtype `t` as an f32-kernel register: narrow
+/// floats kept as float (exact, the value is already rounded to `t`).
+__device__ Reg32 toReg32(DType t, Reg wide) {
   Reg32 r;
   if (isNarrowFloat(t))
     r.s = static_cast<float>(wide.f);
@@ -250,16 +250,13 @@ __device__ Reg32 fromDouble32(DType t, double v) {
   return r;
 }
 
+/// The kF64 kernel's fromDouble and fromInt, as Reg32.
+__device__ Reg32 fromDouble32(DType t, double v) {
+  return toReg32(t, fromDouble(t, v));
+}
+
 __device__ Reg32 fromInt32(DType t, int64_t v) {
-  Reg wide = fromInt(t, v);
-  Reg32 r;
-  if (isNarrowFloat(t))
-    r.s = static_cast<float>(wide.f);
-  else if (t == DType::kF64)
-    r.f = wide.f;
-  else
-    r.i = wide.i;
-  return r;
+  return toReg32(t, fromInt(t, v));
 }
 
 __device__ double asDouble32(DType t, Reg32 r) {
