@@ -28,6 +28,7 @@
 #include "Attention.h"
 #include "ElementwiseOps.h"
 #include "FusedElementwise.h"
+#include "../Strides.h"
 
 #include <algorithm>
 #include <array>
@@ -47,33 +48,6 @@ Status kernelError(const Attrs &attrs, const std::string &message) {
   return COLOSSAL_ERROR(kInvalidArgument,
                         std::string(opInfo(attrs.kind()).name) + ": " +
                             message);
-}
-
-int64_t product(const Dims &dims, size_t begin, size_t end) {
-  int64_t count = 1;
-  for (size_t d = begin; d < end; ++d)
-    count *= dims[d];
-  return count;
-}
-
-int64_t product(const Dims &dims) { return product(dims, 0, dims.size()); }
-
-Dims contiguousStrides(const Dims &dims) {
-  Dims strides(dims.size(), 1);
-  for (size_t d = dims.size(); d-- > 1;)
-    strides[d - 1] = strides[d] * dims[d];
-  return strides;
-}
-
-/// Strides (in elements) of a tensor of shape `in` read as if broadcast to
-/// `out`: one per dim of `out`, 0 where `in` is missing or has size 1.
-Dims broadcastStrides(const Dims &in, const Dims &out) {
-  Dims inStrides = contiguousStrides(in);
-  Dims strides(out.size(), 0);
-  size_t lead = out.size() - in.size();
-  for (size_t d = 0; d < in.size(); ++d)
-    strides[lead + d] = in[d] == 1 ? 0 : inStrides[d];
-  return strides;
 }
 
 /// Visits every index of `dims` in row-major order and calls fn(flat,

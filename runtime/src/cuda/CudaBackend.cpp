@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "../Backend.h"
+#include "../Strides.h"
 #include "AttentionTC.h"
 #include "CudaKernels.h"
 #include "FusedElementwise.h"
@@ -78,32 +79,6 @@ Status cublasFailure(cublasStatus_t st, const char *call, const char *file,
   } while (0)
 
 using IntVec = std::vector<int64_t>;
-
-int64_t product(const IntVec &dims, size_t begin, size_t end) {
-  int64_t count = 1;
-  for (size_t d = begin; d < end; ++d)
-    count *= dims[d];
-  return count;
-}
-int64_t product(const IntVec &dims) { return product(dims, 0, dims.size()); }
-
-IntVec contiguousStrides(const IntVec &dims) {
-  IntVec strides(dims.size(), 1);
-  for (size_t d = dims.size(); d-- > 1;)
-    strides[d - 1] = strides[d] * dims[d];
-  return strides;
-}
-
-/// Element strides of `in` read as if broadcast to `out` (0 where in is
-/// missing or has size 1), as the CPU kernels' broadcastStrides.
-IntVec broadcastStrides(const IntVec &in, const IntVec &out) {
-  IntVec inStrides = contiguousStrides(in);
-  IntVec strides(out.size(), 0);
-  size_t lead = out.size() - in.size();
-  for (size_t d = 0; d < in.size(); ++d)
-    strides[lead + d] = in[d] == 1 ? 0 : inStrides[d];
-  return strides;
-}
 
 Dims toDims(const IntVec &values) {
   Dims dims;
