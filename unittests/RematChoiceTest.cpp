@@ -149,3 +149,41 @@ TEST(RematChoice, NothingCoversThePeak) {
   EXPECT_TRUE(r.chosen.empty());
   EXPECT_EQ(r.peakAfterBytes, 400u);
 }
+
+// The same buffer as a single kernel and as a chain: the single kernel
+// keeps its dead 150-byte input live over the gap (it frees 50 at the
+// peak), the two-kernel chain recomputes that input too and charges it only
+// at the recompute point (it frees 200 at the peak). The chain wins despite
+// its longer time, and the single kernel, dropping the same buffer, is not
+// taken as well.
+TEST(RematChoice, ChainFreesWhatTheSingleKernelKeeps) {
+  std::vector<RematInterval> live = baseProfile();
+  live.push_back({200, 2, 8}); // buffer 2
+  // Peak 100 + 300 + 200 = 600 at 4..6.
+  RematCandidate single = cand(2, 200, 2, 8, 1e-6);
+  single.extra.push_back({150, 2, 8}); // input 3, dead after 1
+  single.reads.push_back(3);
+  RematCandidate chain = cand(2, 200, 2, 8, 3e-6);
+  chain.chainLength = 2;
+  chain.extra.push_back({150, 8, 8}); // input 3 again, at the recompute
+  chain.reads.push_back(4);           // the chain's leaf
+  RematChoice r = chooseRemat(10, live, {single, chain}, {450, false});
+  ASSERT_EQ(r.chosen.size(), 1u);
+  EXPECT_EQ(r.chosen[0], 1u);
+  // The new peak is at the recompute: 100 + 200 + the 150 intermediate.
+  EXPECT_EQ(r.peakAfterBytes, 450u);
+  EXPECT_DOUBLE_EQ(r.addedS, 3e-6);
+}
+
+// A chain whose intermediates at the recompute point make that instruction
+// the new, higher peak is undone: nothing chosen.
+TEST(RematChoice, ChainIntermediatesMustNotRaiseThePeak) {
+  std::vector<RematInterval> live = baseProfile();
+  live.push_back({200, 2, 8}); // buffer 2; at 8: 100 + 200 = 300
+  RematCandidate chain = cand(2, 200, 2, 8, 1e-6);
+  chain.chainLength = 3;
+  chain.extra.push_back({500, 8, 8}); // at 8: 300 + 500 = 800 > 600
+  RematChoice r = chooseRemat(10, live, {chain}, {450, false});
+  EXPECT_TRUE(r.chosen.empty());
+  EXPECT_EQ(r.peakAfterBytes, 600u);
+}

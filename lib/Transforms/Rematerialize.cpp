@@ -9,8 +9,10 @@
 // (chooseRemat, lib/Analysis/RematChoice.cpp) charges those bytes, and
 // weighs each recompute's predicted time against the bytes it frees at the
 // peak and, when offload runs after this pass, against parking the buffer
-// in host memory instead. This pass only turns the IR into the choice's
-// records and applies the choice.
+// in host memory instead. An input that would be dead by then and is itself
+// recomputable is recomputed too: a chain of up to `max-chain` kernels,
+// cloned in order. This pass only turns the IR into the choice's records
+// and applies the choice.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +25,8 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/SetVector.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 #define DEBUG_TYPE "colossal-rematerialize"
@@ -172,9 +176,111 @@ PlanView readPlan(func::FuncOp func) {
 }
 
 
+/// Whether buffer `id` could be written again by re-running its producer: an
+/// unbound device buffer written once, by the kernel that first touches it,
+/// through one view covering all of it; that kernel is pure (not the
+/// in-place optimizer updates), its outputs are distinct device buffers and
+/// none of them is also an input, and its inputs are device buffers.
+bool isRecomputable(PlanView &plan, int64_t id) {
+  BufferInfo &buf = plan.buffers[id];
+  if (buf.alloc.getSpace() != plan::MemorySpace::device || buf.bound ||
+      buf.writers.size() != 1 || buf.writers[0] != buf.uses[0])
+    return false;
+  auto producer = dyn_cast<plan::KernelOp>(plan.instrs[buf.uses[0]]);
+  if (!producer || producer.getOp() == "adamw" || producer.getOp() == "sgd")
+    return false;
+  SmallVector<int64_t> outIds;
+  int64_t coveringOuts = 0;
+  for (Value out : producer.getOuts()) {
+    int64_t o = plan.idOf(out);
+    if (o < 0 || llvm::is_contained(outIds, o) ||
+        plan.buffers[o].alloc.getSpace() != plan::MemorySpace::device)
+      return false;
+    outIds.push_back(o);
+    if (o == id) {
+      std::optional<rt::TensorType> t = toTensorType(out.getType());
+      if (t && t->sizeBytes() == static_cast<uint64_t>(buf.alloc.getSize()) &&
+          out.getDefiningOp<plan::ViewOp>().getByteOffset() == 0)
+        ++coveringOuts;
+    }
+  }
+  for (Value in : producer.getIns()) {
+    int64_t i = plan.idOf(in);
+    if (i < 0 || llvm::is_contained(outIds, i) ||
+        plan.buffers[i].alloc.getSpace() != plan::MemorySpace::device)
+      return false;
+  }
+  return coveringOuts == 1;
+}
+
+/// The kernels that recompute one buffer before instruction z.
+struct Chain {
+  SmallVector<int64_t> kernels; ///< instruction indices, in IR order
+  SmallVector<int64_t> leaves;  ///< buffers read as they are, kept to z
+  SmallVector<int64_t> written; ///< every output of the kernels
+  double seconds = 0;           ///< the kernels' predicted time
+};
+
+/// The chain recomputing `root` right before instruction `z`, of at most
+/// `limit` kernels: from the root's producer, an input that would die before
+/// z and is itself recomputable (same program) is recomputed too, while the
+/// chain has room; any other input is a leaf, kept live until z, and must
+/// not be written between its first read in the chain and z. None when a
+/// leaf is rewritten or a kernel has no predicted time.
+std::optional<Chain> buildChain(PlanView &plan, int64_t root, int64_t z,
+                                int64_t limit, const DeviceProfile &profile) {
+  llvm::SetVector<int64_t> kernels;
+  kernels.insert(plan.buffers[root].uses[0]);
+  llvm::MapVector<int64_t, int64_t> leafReader; // leaf -> first reader
+  llvm::SetVector<int64_t> written;
+  Chain chain;
+  // Breadth first from the root: the links nearest the root come first.
+  for (size_t w = 0; w < kernels.size(); ++w) {
+    const int64_t at = kernels[w];
+    auto kernel = cast<plan::KernelOp>(plan.instrs[at]);
+    const double s = predictedSeconds(kernel, profile);
+    if (s <= 0)
+      return std::nullopt;
+    chain.seconds += s;
+    for (Value out : kernel.getOuts())
+      written.insert(plan.idOf(out));
+    for (Value in : kernel.getIns()) {
+      const int64_t i = plan.idOf(in);
+      BufferInfo &input = plan.buffers[i];
+      if (kernels.contains(input.uses[0]) && input.writers.size() == 1 &&
+          input.writers[0] == input.uses[0])
+        continue; // an intermediate of the chain
+      if (auto it = leafReader.find(i); it != leafReader.end()) {
+        it->second = std::min(it->second, at);
+        continue;
+      }
+      if (input.last < z && static_cast<int64_t>(kernels.size()) < limit &&
+          isRecomputable(plan, i) &&
+          plan.programOf[input.uses[0]] == plan.programOf[z]) {
+        kernels.insert(input.uses[0]);
+        continue;
+      }
+      leafReader[i] = at;
+    }
+  }
+  // The leaves must hold the same bytes at z as when the chain read them,
+  // and no clone may write one (the later clones would read the copy).
+  for (auto [leaf, reader] : leafReader) {
+    if (written.contains(leaf) ||
+        llvm::any_of(plan.buffers[leaf].writers,
+                     [&](int64_t w) { return reader < w && w < z; }))
+      return std::nullopt;
+    chain.leaves.push_back(leaf);
+  }
+  chain.kernels.assign(kernels.begin(), kernels.end());
+  llvm::sort(chain.kernels);
+  chain.written.assign(written.begin(), written.end());
+  return chain;
+}
+
 /// What applying a candidate needs besides the choice's record.
 struct CandidateSite {
-  plan::KernelOp producer;
+  SmallVector<plan::KernelOp> chain; ///< in IR order; the last writes it
   Operation *gapEnd = nullptr;
 };
 
@@ -222,6 +328,12 @@ void RematerializePass::runOnOperation() {
   func::FuncOp func = getOperation();
   if (budgetBytes <= 0)
     return;
+  if (maxChain < 1) {
+    func.emitError() << "colossal-rematerialize: max-chain must be at least "
+                        "1, got "
+                     << maxChain;
+    return signalPassFailure();
+  }
   FailureOr<DeviceProfile> profile = loadProfile();
   if (failed(profile))
     return signalPassFailure();
@@ -248,85 +360,57 @@ void RematerializePass::runOnOperation() {
     std::vector<CandidateSite> sites;
     for (auto [id, buf] : llvm::enumerate(plan.buffers)) {
       const int64_t size = buf.alloc.getSize();
-      if (buf.alloc.getSpace() != plan::MemorySpace::device || buf.bound ||
-          size < minBytes || buf.uses.size() < 2 ||
-          buf.writers.size() != 1 || buf.writers[0] != buf.uses[0])
+      if (size < minBytes || buf.uses.size() < 2 ||
+          !isRecomputable(plan, static_cast<int64_t>(id)))
         continue;
-      auto producer = dyn_cast<plan::KernelOp>(plan.instrs[buf.uses[0]]);
-      if (!producer || producer.getOp() == "adamw" ||
-          producer.getOp() == "sgd")
-        continue;
-      // The producer writes the whole buffer through one view, its outputs
-      // are distinct device buffers and none of them is also an input.
-      SmallVector<int64_t> outIds, inIds;
-      bool ok = true;
-      int64_t coveringOuts = 0;
-      for (Value out : producer.getOuts()) {
-        int64_t o = plan.idOf(out);
-        if (o < 0 || llvm::is_contained(outIds, o) ||
-            plan.buffers[o].alloc.getSpace() != plan::MemorySpace::device) {
-          ok = false;
-          break;
-        }
-        outIds.push_back(o);
-        if (o == static_cast<int64_t>(id)) {
-          std::optional<rt::TensorType> t = toTensorType(out.getType());
-          if (t && t->sizeBytes() == static_cast<uint64_t>(size) &&
-              out.getDefiningOp<plan::ViewOp>().getByteOffset() == 0)
-            ++coveringOuts;
-        }
-      }
-      for (Value in : producer.getIns()) {
-        int64_t i = plan.idOf(in);
-        if (i < 0 || llvm::is_contained(outIds, i) ||
-            plan.buffers[i].alloc.getSpace() != plan::MemorySpace::device) {
-          ok = false;
-          break;
-        }
-        if (!llvm::is_contained(inIds, i))
-          inIds.push_back(i);
-      }
-      if (!ok || coveringOuts != 1)
-        continue;
-      // The cost model's time for the kernel (0: one it cannot read).
-      const double recomputeS = predictedSeconds(producer, *profile);
-      if (recomputeS <= 0)
-        continue;
+      const int64_t made = buf.uses[0];
       const double offloadS = size / profile->d2hBytesPerS +
                               size / profile->h2dBytesPerS +
                               2 * profile->copyLatencyS;
-      const int64_t made = buf.uses[0];
       for (size_t k = 0; k + 1 < buf.uses.size(); ++k) {
         const int64_t a = buf.uses[k], z = buf.uses[k + 1];
         if (z - a < minGap || plan.programOf[made] != plan.programOf[z])
           continue;
-        // The inputs must hold the same bytes at z as at the producer.
-        bool unchanged = llvm::all_of(inIds, [&](int64_t i) {
-          return llvm::none_of(plan.buffers[i].writers, [&](int64_t w) {
-            return made < w && w < z;
-          });
-        });
-        if (!unchanged)
-          continue;
-        RematCandidate c;
-        c.buffer = static_cast<int64_t>(id);
-        c.sizeBytes = static_cast<uint64_t>(size);
-        c.gapStart = a;
-        c.gapEnd = z;
-        c.recomputeS = recomputeS;
-        c.offloadS = offloadS;
-        c.reads.assign(inIds.begin(), inIds.end());
-        for (int64_t i : inIds)
-          if (plan.buffers[i].last < z)
-            c.extra.push_back(
-                {static_cast<uint64_t>(plan.buffers[i].alloc.getSize()),
-                 plan.buffers[i].last + 1, z});
-        for (int64_t o : outIds)
-          if (o != static_cast<int64_t>(id))
-            c.extra.push_back(
-                {static_cast<uint64_t>(plan.buffers[o].alloc.getSize()), z, z});
-        candidates.push_back(std::move(c));
-        sites.push_back({producer, plan.instrs[z]});
+        // One candidate per chain length up to the limit, as long as the
+        // chain grows: the single kernel keeps its inputs live, a longer
+        // chain trades time for the bytes of the inputs it recomputes.
+        size_t lastLength = 0;
+        for (int64_t limit = 1; limit <= maxChain; ++limit) {
+          std::optional<Chain> chain =
+              buildChain(plan, static_cast<int64_t>(id), z, limit, *profile);
+          if (!chain || chain->kernels.size() == lastLength)
+            break;
+          lastLength = chain->kernels.size();
+          RematCandidate c;
+          c.buffer = static_cast<int64_t>(id);
+          c.sizeBytes = static_cast<uint64_t>(size);
+          c.gapStart = a;
+          c.gapEnd = z;
+          c.recomputeS = chain->seconds;
+          c.offloadS = offloadS;
+          c.chainLength = static_cast<int64_t>(chain->kernels.size());
+          for (int64_t l : chain->leaves) {
+            c.reads.push_back(l);
+            if (plan.buffers[l].last < z)
+              c.extra.push_back(
+                  {static_cast<uint64_t>(plan.buffers[l].alloc.getSize()),
+                   plan.buffers[l].last + 1, z});
+          }
+          // The chain's intermediates and scratch outputs exist only at
+          // the recompute point.
+          for (int64_t o : chain->written) {
+            c.reads.push_back(o);
+            if (o != static_cast<int64_t>(id))
+              c.extra.push_back(
+                  {static_cast<uint64_t>(plan.buffers[o].alloc.getSize()), z,
+                   z});
+          }
+          candidates.push_back(std::move(c));
+          SmallVector<plan::KernelOp> kernels;
+          for (int64_t at : chain->kernels)
+            kernels.push_back(cast<plan::KernelOp>(plan.instrs[at]));
+          sites.push_back({std::move(kernels), plan.instrs[z]});
+        }
       }
     }
 
@@ -343,33 +427,46 @@ void RematerializePass::runOnOperation() {
       const RematCandidate &c = candidates[which];
       const CandidateSite &site = sites[which];
       plan::BufferAllocOp old = plan.buffers[c.buffer].alloc;
-      plan::KernelOp producer = site.producer;
       Operation *gapEnd = site.gapEnd;
 
-      // New buffers for the producer's outputs: the recomputed one, and
-      // scratch for the others (dead right after the recompute).
+      // Clone the chain in order right before the use, every output into a
+      // new buffer: the recomputed one, and intermediates and scratch that
+      // die right after their last read in the chain. A clone reads an
+      // earlier clone's output through a view like the original one.
       b.setInsertionPoint(gapEnd);
-      IRMapping mapping;
+      llvm::DenseMap<Operation *, plan::BufferAllocOp> freshOf;
       plan::BufferAllocOp fresh;
-      for (Value out : producer.getOuts()) {
-        plan::BufferAllocOp src = bufferOf(out);
-        auto alloc = plan::BufferAllocOp::create(
-            b, src.getLoc(), plan::BufferType::get(ctx), src.getSpaceAttr(),
-            src.getSizeAttr(), src.getAlignAttr(), DenseI64ArrayAttr(),
-            IntegerAttr());
-        auto view = out.getDefiningOp<plan::ViewOp>();
-        Value newView = plan::ViewOp::create(b, view.getLoc(), view.getType(),
-                                             alloc.getResult(),
-                                             view.getByteOffsetAttr())
-                            .getResult();
-        mapping.map(out, newView);
-        if (src == old) {
-          fresh = alloc;
-          fresh->setAttr(kRecomputedAttr, b.getUnitAttr());
+      auto remap = [&](Value v, IRMapping &mapping) {
+        plan::BufferAllocOp src = bufferOf(v);
+        auto it = freshOf.find(src.getOperation());
+        if (it == freshOf.end() || mapping.contains(v))
+          return;
+        auto view = v.getDefiningOp<plan::ViewOp>();
+        mapping.map(v, plan::ViewOp::create(b, view.getLoc(), view.getType(),
+                                            it->second.getResult(),
+                                            view.getByteOffsetAttr())
+                           .getResult());
+      };
+      for (plan::KernelOp kernel : site.chain) {
+        IRMapping mapping;
+        for (Value in : kernel.getIns())
+          remap(in, mapping);
+        for (Value out : kernel.getOuts()) {
+          plan::BufferAllocOp src = bufferOf(out);
+          auto alloc = plan::BufferAllocOp::create(
+              b, src.getLoc(), plan::BufferType::get(ctx), src.getSpaceAttr(),
+              src.getSizeAttr(), src.getAlignAttr(), DenseI64ArrayAttr(),
+              IntegerAttr());
+          freshOf[src.getOperation()] = alloc;
+          if (src == old) {
+            fresh = alloc;
+            fresh->setAttr(kRecomputedAttr, b.getUnitAttr());
+          }
+          remap(out, mapping);
         }
+        Operation *clone = b.clone(*kernel.getOperation(), mapping);
+        clone->setAttr(kRecomputeAttr, b.getUnitAttr());
       }
-      Operation *clone = b.clone(*producer.getOperation(), mapping);
-      clone->setAttr(kRecomputeAttr, b.getUnitAttr());
 
       // The use after the gap and every later one read the new buffer,
       // through views like the old ones.

@@ -1,4 +1,4 @@
-// RUN: colossal-opt %s --split-input-file --colossal-rematerialize="budget-bytes=4200 min-bytes=64 gemm-tflops=1e-6" | FileCheck %s
+// RUN: colossal-opt %s --split-input-file --colossal-rematerialize="budget-bytes=4200 min-bytes=64 gemm-tflops=1e-6 max-chain=1" | FileCheck %s
 
 // Without offload (offload=false, as under --policy cuda) nothing else can
 // cut the peak, so a slow recompute is still taken: the matmul of
@@ -39,6 +39,8 @@ func.func @expensive_alone() {
 // is charged: %x = relu(%a), %a (1024) last read at 1. Live at 2, 3: a is
 // dead, x + t (2560) + ... Recomputing %x before 4 would keep %a alive over
 // 2..4 too: it frees nothing at the peak, so it is not chosen.
+// (max-chain=1: the chain fill -> relu would read nothing and free %x;
+// rematerialize-chain.mlir tests chains.)
 //   0: fill a; 1: relu a -> x; 2: fill t; 3: relu t; 4: add x, x -> u
 //   live 2, 3: x (1024) + t (3200) = 4224 > 4200
 // CHECK-LABEL: func.func @input_would_die

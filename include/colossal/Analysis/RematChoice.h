@@ -33,6 +33,9 @@ struct RematCandidate {
   int64_t buffer = 0; ///< an id of the dropped buffer (for conflicts)
   uint64_t sizeBytes = 0;
   int64_t gapStart = 0, gapEnd = 0;
+  /// Kernels cloned: 1, or a chain that recomputes dead inputs too (their
+  /// bytes at the recompute point are in `extra`). Reported, not weighed.
+  int64_t chainLength = 1;
   /// The recompute's predicted time, seconds per run of its program.
   double recomputeS = 0;
   /// Parking the buffer in host memory over the gap instead: both copies,

@@ -372,6 +372,16 @@ def RematerializePass
     values: plans stay bitwise equal to unconstrained ones on the CPU
     backend. The producer's other outputs, if any, go to scratch buffers.
 
+    Chains: an input of the producer that would die before the recompute
+    and is itself recomputable by the same rules is recomputed too (and its
+    producer's inputs in turn), up to `max-chain` kernels, cloned in IR
+    order into new buffers that die after their last read in the chain.
+    The remaining inputs (the leaves) stay live until the recompute and
+    must not be written between their first read in the chain and it. Each
+    length up to the limit is a separate candidate: the chain's time is the
+    sum of its kernels', its extra bytes the leaves kept live plus its
+    intermediates at the recompute point.
+
     Times come from the cost model (include/colossal/Analysis/CostModel.h)
     with the rates of `device-profile` (a JSON profile; the scalar options
     below when it is empty). With `offload`, a buffer is recomputed only
@@ -408,6 +418,9 @@ def RematerializePass
            "Instructions between the two uses around a gap">,
     Option<"maxRecomputes", "max-recomputes", "int64_t", "100000",
            "At most this many buffers recomputed">,
+    Option<"maxChain", "max-chain", "int64_t", "3",
+           "At most this many kernels cloned per recompute (1: the "
+           "producer alone)">,
     Option<"deviceProfile", "device-profile", "std::string", "\"\"",
            "A device profile JSON (docs/planner.md); empty: the scalar "
            "rates below">,
