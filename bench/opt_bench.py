@@ -368,7 +368,10 @@ def report(args):
                   "", "An unconstrained run is drawn at 141 GiB (the whole H200).", ""]
     lines += ["## Commands", "", "```", f"bench/opt_bench.py prepare {args.dir}",
               f"bench/opt_bench.py run {args.dir} OUT.jsonl   # on the GPU machine",
-              f"bench/opt_bench.py report {args.dir} OUT.jsonl", "```", ""]
+              f"bench/opt_bench.py report {args.dir} OUT.jsonl", "```", "",
+              "The rows behind this page: " + ", ".join(f"`{os.path.relpath(p, ROOT)}`" for p in args.results)
+              + f", with the plans' compile reports in `{os.path.relpath(os.path.join(args.dir, 'manifest.json'), ROOT)}`.",
+              ""]
     with open(args.md, "w") as f:
         f.write("\n".join(lines))
     log(f"wrote {args.md}" + (f" and {img}" if series else ""))
