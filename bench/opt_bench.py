@@ -366,9 +366,9 @@ def report(args):
         svg_plot(series, "OPT training throughput against the device budget (H200)", img)
         lines += ["## Tokens/s against budget", "", "![tokens/s against budget](img/tokens-vs-budget.svg)",
                   "", "An unconstrained run is drawn at 141 GiB (the whole H200).", ""]
-    lines += ["## Commands", "", "```", f"bench/opt_bench.py prepare {args.dir}",
-              f"bench/opt_bench.py run {args.dir} OUT.jsonl   # on the GPU machine",
-              f"bench/opt_bench.py report {args.dir} OUT.jsonl", "```", "",
+    lines += ["## Commands", "", "```", "bench/opt_bench.py prepare DIR            # here",
+              "bench/opt_bench.py run DIR OUT.jsonl        # on the GPU machine (carry DIR)",
+              "bench/opt_bench.py report DIR OUT.jsonl...  # here", "```", "",
               "The rows behind this page: " + ", ".join(f"`{os.path.relpath(p, ROOT)}`" for p in args.results)
               + f", with the plans' compile reports in `{os.path.relpath(os.path.join(args.dir, 'manifest.json'), ROOT)}`.",
               ""]
