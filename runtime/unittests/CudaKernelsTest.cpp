@@ -121,6 +121,22 @@ struct Case {
   std::vector<int> alias;
 };
 
+/// Appends cases to a list: add(name, attrs, inputs, rtol[, normwise]).
+struct CaseAdder {
+  std::vector<Case> &cases;
+  void operator()(std::string_view name, Attrs attrs,
+                  std::vector<HostTensor> inputs, double rtol,
+                  bool normwise = false) const {
+    Case c;
+    c.name = std::string(name);
+    c.attrs = std::move(attrs);
+    c.inputs = std::move(inputs);
+    c.rtol = rtol;
+    c.normwise = normwise;
+    cases.push_back(std::move(c));
+  }
+};
+
 std::string shapeText(const std::vector<HostTensor> &inputs) {
   std::string text;
   for (const HostTensor &t : inputs)
@@ -183,17 +199,7 @@ FusedRecord rec(OpKind op, DType dtype, std::vector<int> operands,
 
 std::vector<Case> allCases() {
   std::vector<Case> cases;
-  auto add = [&](std::string_view name, Attrs attrs,
-                 std::vector<HostTensor> inputs, double rtol,
-                 bool normwise = false) {
-    Case c;
-    c.name = std::string(name);
-    c.attrs = std::move(attrs);
-    c.inputs = std::move(inputs);
-    c.rtol = rtol;
-    c.normwise = normwise;
-    cases.push_back(std::move(c));
-  };
+  CaseAdder add{cases};
 
   // Unary float ops, f32 and bf16; positive inputs where the domain asks.
   const OpKind unaryFloat[] = {
@@ -1284,17 +1290,7 @@ HostTensor bigUniform(DType dtype, Dims dims, double lo, double hi,
 
 std::vector<Case> optInF32Cases() {
   std::vector<Case> cases;
-  auto add = [&](std::string_view name, Attrs attrs,
-                 std::vector<HostTensor> inputs, double rtol,
-                 bool normwise = false) {
-    Case c;
-    c.name = std::string(name);
-    c.attrs = std::move(attrs);
-    c.inputs = std::move(inputs);
-    c.rtol = rtol;
-    c.normwise = normwise;
-    cases.push_back(std::move(c));
-  };
+  CaseAdder add{cases};
   auto reduce = [](OpKind kind, Dims axes) {
     return withI(withList(op(kind), "axes", std::move(axes)), "keepdims", 0);
   };

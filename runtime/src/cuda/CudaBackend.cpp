@@ -559,17 +559,17 @@ public:
   }
 
   Status upload(void *dst, const void *src, size_t bytes) override {
-    if (bytes == 0)
-      return Status::ok();
-    COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());
-    // Synchronous: the caller may free or reuse `src` on return.
-    COLOSSAL_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
-    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    return Status::ok();
+    return copySynchronously(dst, src, bytes);
   }
 
   Status download(void *dst, const void *src, size_t bytes) override {
+    return copySynchronously(dst, src, bytes);
+  }
+
+  /// Both directions of upload/download: after everything enqueued on
+  /// every stream, and complete on return (the caller may free or reuse
+  /// its host buffer at once).
+  Status copySynchronously(void *dst, const void *src, size_t bytes) {
     if (bytes == 0)
       return Status::ok();
     COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());

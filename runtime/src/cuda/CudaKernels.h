@@ -43,6 +43,26 @@ struct Dims {
   int64_t d[kMaxDims] = {};
 };
 
+/// The number of elements of a tensor of these dims (1 for rank 0).
+inline int64_t elementCount(const Dims &dims) {
+  int64_t n = 1;
+  for (int d = 0; d < dims.rank; ++d)
+    n *= dims.d[d];
+  return n;
+}
+
+/// Row-major element strides of a dense tensor of these dims.
+inline Dims rowMajorStrides(const Dims &dims) {
+  Dims strides;
+  strides.rank = dims.rank;
+  int64_t stride = 1;
+  for (int d = dims.rank - 1; d >= 0; --d) {
+    strides.d[d] = stride;
+    stride *= dims.d[d];
+  }
+  return strides;
+}
+
 enum ErrorCode : int32_t {
   kErrNone = 0,
   /// a: the index, b: the dim size (range [-b, b)), c: the dim or -1.

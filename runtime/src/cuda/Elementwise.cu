@@ -351,13 +351,6 @@ __global__ void sgdKernel(ErrorSink sink, int64_t n, double momentum,
   }
 }
 
-int64_t product(const Dims &dims) {
-  int64_t n = 1;
-  for (int d = 0; d < dims.rank; ++d)
-    n *= dims.d[d];
-  return n;
-}
-
 } // namespace
 
 cudaError_t launchUnary(cudaStream_t stream, OpKind kind, bool tanhGelu,
@@ -437,7 +430,7 @@ cudaError_t launchBinary(cudaStream_t stream, ErrorSink sink, OpKind kind,
                          DType inType, DType outType, const Dims &outDims,
                          const Dims &aStrides, const Dims &bStrides,
                          const void *a, const void *b, void *out) {
-  int64_t n = product(outDims);
+  int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
   if (f32Binary(kind, inType, outType)) {
@@ -463,7 +456,7 @@ cudaError_t launchWhere(cudaStream_t stream, DType condType, int elemBytes,
                         const Dims &xStrides, const Dims &yStrides,
                         const void *cond, const void *x, const void *y,
                         void *out) {
-  int64_t n = product(outDims);
+  int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
   whereKernel<<<blocksFor(n), kThreads, 0, stream>>>(
@@ -475,7 +468,7 @@ cudaError_t launchWhere(cudaStream_t stream, DType condType, int elemBytes,
 cudaError_t launchStridedCopy(cudaStream_t stream, int elemBytes,
                               const Dims &outDims, const Dims &inStrides,
                               int64_t base, const void *in, void *out) {
-  int64_t n = product(outDims);
+  int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
   stridedCopyKernel<<<blocksFor(n), kThreads, 0, stream>>>(
@@ -486,7 +479,7 @@ cudaError_t launchStridedCopy(cudaStream_t stream, int elemBytes,
 cudaError_t launchStridedScatter(cudaStream_t stream, int elemBytes,
                                  const Dims &inDims, const Dims &outStrides,
                                  int64_t base, const void *in, void *out) {
-  int64_t n = product(inDims);
+  int64_t n = elementCount(inDims);
   if (n == 0)
     return cudaSuccess;
   stridedScatterKernel<<<blocksFor(n), kThreads, 0, stream>>>(
@@ -527,7 +520,7 @@ cudaError_t launchTrilu(cudaStream_t stream, int elemBytes, int64_t n,
 cudaError_t launchPad(cudaStream_t stream, int elemBytes, const Dims &inDims,
                       const Dims &outDims, const Dims &pads, int mode,
                       uint64_t valueBits, const void *in, void *out) {
-  int64_t n = product(outDims);
+  int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
   padKernel<<<blocksFor(n), kThreads, 0, stream>>>(

@@ -280,13 +280,7 @@ cudaError_t launchGatherND(cudaStream_t stream, ErrorSink sink, int elemBytes,
                            int64_t batches, int64_t tuplesPerBatch,
                            DType indexType, const void *indices,
                            const void *data, void *out) {
-  Dims strides;
-  strides.rank = dataDims.rank;
-  int64_t stride = 1;
-  for (int d = dataDims.rank - 1; d >= 0; --d) {
-    strides.d[d] = stride;
-    stride *= dataDims.d[d];
-  }
+  Dims strides = rowMajorStrides(dataDims);
   int64_t sliceElems = 1, batchElems = 1;
   for (int d = batchDims + depth; d < dataDims.rank; ++d)
     sliceElems *= dataDims.d[d];
@@ -306,16 +300,8 @@ cudaError_t launchGatherElements(cudaStream_t stream, ErrorSink sink,
                                  const Dims &indexDims, DType indexType,
                                  const void *indices, const void *data,
                                  void *out) {
-  Dims strides;
-  strides.rank = dataDims.rank;
-  int64_t stride = 1;
-  for (int d = dataDims.rank - 1; d >= 0; --d) {
-    strides.d[d] = stride;
-    stride *= dataDims.d[d];
-  }
-  int64_t n = 1;
-  for (int d = 0; d < indexDims.rank; ++d)
-    n *= indexDims.d[d];
+  Dims strides = rowMajorStrides(dataDims);
+  int64_t n = elementCount(indexDims);
   if (n == 0)
     return cudaSuccess;
   gatherElementsKernel<<<blocksFor(n), kThreads, 0, stream>>>(
@@ -330,13 +316,8 @@ cudaError_t launchGatherElementsGrad(cudaStream_t stream, ErrorSink sink,
                                      const Dims &indexDims, DType indexType,
                                      const void *indices, const void *grad,
                                      void *out) {
-  Dims strides;
-  strides.rank = indexDims.rank;
-  int64_t count = 1;
-  for (int d = indexDims.rank - 1; d >= 0; --d) {
-    strides.d[d] = count;
-    count *= indexDims.d[d];
-  }
+  Dims strides = rowMajorStrides(indexDims);
+  int64_t count = elementCount(indexDims);
   if (count > 0) {
     checkIndicesKernel<<<blocksFor(count), kThreads, 0, stream>>>(
         sink, indexType, count, outDims.d[axis], indices, nullptr);
@@ -344,9 +325,7 @@ cudaError_t launchGatherElementsGrad(cudaStream_t stream, ErrorSink sink,
     if (err != cudaSuccess)
       return err;
   }
-  int64_t n = 1;
-  for (int d = 0; d < outDims.rank; ++d)
-    n *= outDims.d[d];
+  int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
   gatherElementsGradKernel<<<blocksFor(n), kThreads, 0, stream>>>(
