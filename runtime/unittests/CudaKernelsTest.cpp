@@ -591,6 +591,32 @@ std::vector<Case> allCases() {
   add("transpose reverse",
       withList(op(OpKind::Transpose), "perm", {3, 2, 1, 0}),
       {uniform(bf16, {2, 3, 4, 5})}, kExact);
+  // Widened copies (launchStridedCopy): the attention head transposes of
+  // OPT in 16-byte packs, an 8-byte run (4 bf16 of a row of 12), a 4-byte
+  // one (f32 rows of 3, odd), size-1 dims, a merged run, and a middle slice
+  // whose base offset is not a multiple of the pack.
+  add("transpose heads", withList(op(OpKind::Transpose), "perm", {0, 2, 1, 3}),
+      {uniform(bf16, {8, 1024, 12, 64})}, kExact);
+  add("transpose heads back",
+      withList(op(OpKind::Transpose), "perm", {0, 2, 1, 3}),
+      {uniform(bf16, {2, 12, 300, 64})}, kExact);
+  add("transpose rows of 12 bf16",
+      withList(op(OpKind::Transpose), "perm", {1, 0, 2}),
+      {uniform(bf16, {5, 7, 12})}, kExact);
+  add("transpose rows of 3 f32",
+      withList(op(OpKind::Transpose), "perm", {1, 0, 2}),
+      {uniform(f32, {5, 7, 3})}, kExact);
+  add("transpose size-1 dims",
+      withList(op(OpKind::Transpose), "perm", {2, 0, 3, 1}),
+      {uniform(f16, {1, 6, 1, 8})}, kExact);
+  add("transpose merged run",
+      withList(op(OpKind::Transpose), "perm", {1, 0, 2, 3}),
+      {integers(i64, {3, 4, 5, 2}, -9, 9)}, kExact);
+  add("slice unaligned base",
+      withList(withList(withList(op(OpKind::Slice), "starts", {1, 3}), "steps",
+                        {1, 1}),
+               "sizes", {4, 16}),
+      {uniform(bf16, {6, 40})}, kExact);
   add("slice",
       withList(withList(withList(op(OpKind::Slice), "starts", {1, 2}), "steps",
                         {2, 3}),
@@ -1412,24 +1438,42 @@ std::vector<Case> optInF32Cases() {
   return cases;
 }
 
-TEST_F(CudaKernels, OptInF32KernelsMatchTheCpuReference) {
-  // A second backend started with the variables set (read once, in init).
-  setenv("COLOSSAL_CUDA_REDUCE", "f32", 1);
-  setenv("COLOSSAL_CUDA_FUSED", "f32", 1);
-  std::unique_ptr<Backend> f32Backend;
-  Status st = createBackend(Device::kCuda, f32Backend);
-  unsetenv("COLOSSAL_CUDA_REDUCE");
-  unsetenv("COLOSSAL_CUDA_FUSED");
-  ASSERT_TRUE(st.isOk()) << st.toString();
-  std::swap(backend_, f32Backend);
+TEST_F(CudaKernels, F32KernelsMatchTheCpuReference) {
+  // The f32 reductions and fused interpreter are the default: the fixture's
+  // backend runs them. These cases are the shapes and error bounds they
+  // were written for (docs/cuda.md).
   std::vector<Case> cases = optInF32Cases();
   std::set<OpKind> covered;
   int failures = checkCases(cases, covered);
-  std::swap(backend_, f32Backend);
   std::printf("%zu f32 cases, %d failed\n", cases.size(), failures);
 }
 
-TEST_F(CudaKernels, OptInVariablesRejectOtherValues) {
+TEST_F(CudaKernels, F64ReferenceKernelsStillRun) {
+  // COLOSSAL_CUDA_REDUCE=f64 / COLOSSAL_CUDA_FUSED=f64 select the f64
+  // kernels (read once, when a backend starts): the every-op reductions
+  // and fused cases on them.
+  setenv("COLOSSAL_CUDA_REDUCE", "f64", 1);
+  setenv("COLOSSAL_CUDA_FUSED", "f64", 1);
+  std::unique_ptr<Backend> f64Backend;
+  Status st = createBackend(Device::kCuda, f64Backend);
+  unsetenv("COLOSSAL_CUDA_REDUCE");
+  unsetenv("COLOSSAL_CUDA_FUSED");
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  std::vector<Case> cases;
+  for (Case &c : allCases())
+    if (c.attrs.kind() == OpKind::ReduceSum ||
+        c.attrs.kind() == OpKind::ReduceMean ||
+        c.attrs.kind() == OpKind::FusedElementwise)
+      cases.push_back(std::move(c));
+  ASSERT_FALSE(cases.empty());
+  std::swap(backend_, f64Backend);
+  std::set<OpKind> covered;
+  int failures = checkCases(cases, covered);
+  std::swap(backend_, f64Backend);
+  std::printf("%zu f64 cases, %d failed\n", cases.size(), failures);
+}
+
+TEST_F(CudaKernels, PrecisionVariablesRejectOtherValues) {
   setenv("COLOSSAL_CUDA_REDUCE", "fp32", 1);
   std::unique_ptr<Backend> other;
   Status st = createBackend(Device::kCuda, other);

@@ -112,15 +112,16 @@ void reduceDims(const IntVec &dims, const IntVec &axes, IntVec &keptDims,
   }
 }
 
-/// COLOSSAL_CUDA_REDUCE / COLOSSAL_CUDA_FUSED: unset, empty or "f64" keep
-/// the validated f64 kernels, "f32" selects the opt-in f32 ones.
+/// COLOSSAL_CUDA_REDUCE / COLOSSAL_CUDA_FUSED: unset, empty or "f32" select
+/// the f32 kernels (the default since session 3's H200 run), "f64" the
+/// f64 reference kernels.
 Status precisionFromEnv(const char *variable, cuda::Precision &out) {
   const char *value = std::getenv(variable);
-  out = cuda::Precision::kF64;
-  if (!value || !*value || std::strcmp(value, "f64") == 0)
+  out = cuda::Precision::kF32;
+  if (!value || !*value || std::strcmp(value, "f32") == 0)
     return Status::ok();
-  if (std::strcmp(value, "f32") == 0) {
-    out = cuda::Precision::kF32;
+  if (std::strcmp(value, "f64") == 0) {
+    out = cuda::Precision::kF64;
     return Status::ok();
   }
   return Status(StatusCode::kInvalidArgument,
@@ -359,6 +360,15 @@ public:
         precisionFromEnv("COLOSSAL_CUDA_REDUCE", reducePrecision_));
     COLOSSAL_RETURN_IF_ERROR(
         precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_));
+    // The device AdamW follows the CPU's choice (cpu/Kernels.cpp).
+    const char *adamw = std::getenv("COLOSSAL_CPU_ADAMW");
+    if (adamw && *adamw && std::strcmp(adamw, "fast") != 0 &&
+        std::strcmp(adamw, "exact") != 0)
+      return Status(StatusCode::kInvalidArgument,
+                    std::string("COLOSSAL_CPU_ADAMW must be 'exact' or "
+                                "'fast', got '") +
+                        adamw + "'");
+    exactAdamW_ = adamw && std::strcmp(adamw, "exact") == 0;
     return Status::ok();
   }
 
@@ -905,9 +915,10 @@ private:
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
   cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
-  /// The opt-in f32 kernels (COLOSSAL_CUDA_REDUCE, COLOSSAL_CUDA_FUSED).
-  cuda::Precision reducePrecision_ = cuda::Precision::kF64;
-  cuda::Precision fusedPrecision_ = cuda::Precision::kF64;
+  /// f32 (default) or f64 kernels (COLOSSAL_CUDA_REDUCE, COLOSSAL_CUDA_FUSED).
+  cuda::Precision reducePrecision_ = cuda::Precision::kF32;
+  cuda::Precision fusedPrecision_ = cuda::Precision::kF32;
+  bool exactAdamW_ = false; ///< COLOSSAL_CPU_ADAMW=exact: the f64 AdamW
   std::atomic<bool> hostFailed_{false};
   Status hostFailure_;
   uint64_t hostFailedInstr_ = 0;
@@ -1270,7 +1281,7 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
         static_cast<const float *>(ins[4].data),
         static_cast<const int64_t *>(ins[5].data),
         static_cast<float *>(outs[0].data), static_cast<float *>(outs[1].data),
-        static_cast<float *>(outs[2].data)));
+        static_cast<float *>(outs[2].data), exactAdamW_));
     return Status::ok();
   case OpKind::Sgd:
     COLOSSAL_LAUNCH(cuda::launchSgd(

@@ -195,8 +195,11 @@ __device__ inline void copyElement(void *dst, int64_t di, const void *src,
   case 4:
     static_cast<uint32_t *>(dst)[di] = static_cast<const uint32_t *>(src)[si];
     return;
-  default:
+  case 8:
     static_cast<uint64_t *>(dst)[di] = static_cast<const uint64_t *>(src)[si];
+    return;
+  default: // 16: a pack (launchStridedCopy widens aligned runs to packs)
+    static_cast<uint4 *>(dst)[di] = static_cast<const uint4 *>(src)[si];
     return;
   }
 }

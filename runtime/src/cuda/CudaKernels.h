@@ -148,13 +148,15 @@ cudaError_t launchPad(cudaStream_t stream, int elemBytes, const Dims &inDims,
                       const Dims &outDims, const Dims &pads, int mode,
                       uint64_t valueBits, const void *in, void *out);
 /// torch.optim.AdamW on f32 param/m/v, grad of any float dtype; lr (f32 [])
-/// and step (i64 []) are read on the device.
+/// and step (i64 []) are read on the device. An f32 or bf16 gradient runs
+/// in f32, in PyTorch's operation order, as the CPU's default AdamW; `exact`
+/// (COLOSSAL_CPU_ADAMW=exact) or another gradient dtype runs in f64.
 cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         double beta1, double beta2, double eps,
                         double weightDecay, const float *param, DType gradType,
                         const void *grad, const float *m, const float *v,
                         const float *lr, const int64_t *step, float *paramOut,
-                        float *mOut, float *vOut);
+                        float *mOut, float *vOut, bool exact);
 cudaError_t launchSgd(cudaStream_t stream, ErrorSink sink, int64_t n,
                       double momentum, double dampening, double weightDecay,
                       bool nesterov, const float *param, DType gradType,

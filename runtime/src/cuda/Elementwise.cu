@@ -323,6 +323,54 @@ __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
   }
 }
 
+/// AdamW in f32, in PyTorch's operation order: the CPU's default ("fast")
+/// AdamW (cpu/Kernels.cpp, adamwF32Block) step by step, so the two agree
+/// bit for bit (both without contraction: --fmad=false here,
+/// -ffp-contract=off there). The scalars are rounded once to f32 from the
+/// double expressions PyTorch evaluates in Python; the lerp takes the form
+/// ATen picks for its weight (m + w(g - m) for w < 0.5, else g + (w - 1)(g -
+/// m)).
+__global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
+                               double beta2, double eps, double weightDecay,
+                               const float *param, DType gradType,
+                               const void *grad, const float *m,
+                               const float *v, const float *lrPtr,
+                               const int64_t *stepPtr, float *paramOut,
+                               float *mOut, float *vOut) {
+  int64_t step = *stepPtr;
+  if (step < 0) {
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+      reportError(sink, kErrNegativeStep, step, 0, 0);
+    return;
+  }
+  double lr = *lrPtr;
+  double t = static_cast<double>(step) + 1.0;
+  double correction1 = 1.0 - pow(beta1, t);
+  float decay = static_cast<float>(1.0 - lr * weightDecay);
+  float w = static_cast<float>(1.0 - beta1);
+  bool fromM = fabsf(w) < 0.5f;
+  float lerpCoeff = fromM ? w : w - 1.0f;
+  float b2 = static_cast<float>(beta2);
+  float oneMinusB2 = static_cast<float>(1.0 - beta2);
+  float c2Sqrt = static_cast<float>(sqrt(1.0 - pow(beta2, t)));
+  float epsF = static_cast<float>(eps);
+  float negStepSize = static_cast<float>(-(lr / correction1));
+  COLOSSAL_GRID_STRIDE(i, n) {
+    float g = gradType == DType::kF32
+                  ? static_cast<const float *>(grad)[i]
+                  : static_cast<float>(loadF(grad, gradType, i));
+    float mi = m[i];
+    float pi = param[i] * decay;
+    mi = (fromM ? mi : g) + lerpCoeff * (g - mi);
+    float vi = v[i] * b2;
+    vi = vi + oneMinusB2 * g * g;
+    float denom = sqrtf(vi) / c2Sqrt + epsF;
+    paramOut[i] = pi + negStepSize * mi / denom;
+    mOut[i] = mi;
+    vOut[i] = vi;
+  }
+}
+
 __global__ void sgdKernel(ErrorSink sink, int64_t n, double momentum,
                           double dampening, double weightDecay, bool nesterov,
                           const float *param, DType gradType, const void *grad,
@@ -465,14 +513,67 @@ cudaError_t launchWhere(cudaStream_t stream, DType condType, int elemBytes,
   return cudaGetLastError();
 }
 
+/// The same copy with fewer, wider elements: size-1 dims dropped, adjacent
+/// dims merged where the input walks them contiguously (stride[d] ==
+/// stride[d + 1] x dims[d + 1]), and a unit-stride innermost run moved in
+/// the widest unit of 16, 8, 4 or 2 bytes that divides it, every stride,
+/// the base and both addresses. A transpose (0, 2, 1, 3) of [8, 1024, 12,
+/// 64] bf16 becomes a rank-3 walk of 16-byte packs, eight per row of 64.
+void simplifyStridedCopy(int &elemBytes, Dims &dims, Dims &strides,
+                         int64_t &base, const void *in, const void *out) {
+  Dims d2, s2;
+  for (int d = 0; d < dims.rank; ++d) {
+    if (dims.d[d] == 1)
+      continue;
+    if (d2.rank > 0 &&
+        s2.d[d2.rank - 1] == strides.d[d] * dims.d[d]) {
+      d2.d[d2.rank - 1] *= dims.d[d];
+      s2.d[d2.rank - 1] = strides.d[d];
+      continue;
+    }
+    d2.d[d2.rank] = dims.d[d];
+    s2.d[d2.rank] = strides.d[d];
+    ++d2.rank;
+  }
+  if (d2.rank == 0) { // a single element
+    d2.rank = 1;
+    d2.d[0] = 1;
+    s2.d[0] = 1;
+  }
+  dims = d2;
+  strides = s2;
+  int last = dims.rank - 1;
+  if (strides.d[last] != 1)
+    return;
+  for (int width = 16; width > elemBytes; width /= 2) {
+    int64_t k = width / elemBytes;
+    bool fits = dims.d[last] % k == 0 && base % k == 0 &&
+                reinterpret_cast<uintptr_t>(in) % width == 0 &&
+                reinterpret_cast<uintptr_t>(out) % width == 0;
+    for (int d = 0; fits && d < last; ++d)
+      fits = strides.d[d] % k == 0;
+    if (!fits)
+      continue;
+    dims.d[last] /= k;
+    for (int d = 0; d < last; ++d)
+      strides.d[d] /= k;
+    base /= k;
+    elemBytes = width;
+    return;
+  }
+}
+
 cudaError_t launchStridedCopy(cudaStream_t stream, int elemBytes,
                               const Dims &outDims, const Dims &inStrides,
                               int64_t base, const void *in, void *out) {
   int64_t n = elementCount(outDims);
   if (n == 0)
     return cudaSuccess;
+  Dims dims = outDims, strides = inStrides;
+  simplifyStridedCopy(elemBytes, dims, strides, base, in, out);
+  n = elementCount(dims);
   stridedCopyKernel<<<blocksFor(n), kThreads, 0, stream>>>(
-      elemBytes, outDims, inStrides, base, n, in, out);
+      elemBytes, dims, strides, base, n, in, out);
   return cudaGetLastError();
 }
 
@@ -533,8 +634,15 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         double weightDecay, const float *param, DType gradType,
                         const void *grad, const float *m, const float *v,
                         const float *lr, const int64_t *step, float *paramOut,
-                        float *mOut, float *vOut) {
+                        float *mOut, float *vOut, bool exact) {
   // Launched even when n == 0: a negative step is an error either way.
+  // f32 and bf16 gradients take the f32 kernel unless `exact`.
+  if (!exact && (gradType == DType::kF32 || gradType == DType::kBF16)) {
+    adamWF32Kernel<<<blocksFor(n), kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut);
+    return cudaGetLastError();
+  }
   adamWKernel<<<blocksFor(n), kThreads, 0, stream>>>(
       sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v, lr,
       step, paramOut, mOut, vOut);
