@@ -745,8 +745,14 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                         r->plannedPeakBytes[0] > *reportOptions.budgetBytes &&
                         r->lowerBoundBytes[0] <= *reportOptions.budgetBytes;
          ++retry) {
-      packingSlack += static_cast<int64_t>(r->plannedPeakBytes[0] -
-                                           *reportOptions.budgetBytes);
+      // Aim the overshoot below what the liveness peak reached, not below
+      // the last aim: when remat/offload already landed under that aim, a
+      // small cut to it changes no choice and the same plan comes back.
+      int64_t overshoot = static_cast<int64_t>(r->plannedPeakBytes[0] -
+                                               *reportOptions.budgetBytes);
+      int64_t reached =
+          std::min(gapBudget(), static_cast<int64_t>(r->lowerBoundBytes[0]));
+      packingSlack += gapBudget() - reached + overshoot;
       if (gapBudget() <= 0)
         break;
       setRemat();
