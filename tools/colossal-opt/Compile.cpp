@@ -11,6 +11,7 @@
 
 #include "Compile.h"
 
+#include "colossal/Analysis/ShareSearch.h"
 #include "colossal/Import/OnnxImporter.h"
 #include "colossal/Target/PlanEmitter.h"
 #include "colossal/Target/PlanReport.h"
@@ -804,20 +805,18 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                            : "auto (optimizer offloaded: everything on the "
                              "device would not fit)";
       // The device-resident share (docs/planner.md, "A device-resident
-      // share"): the room the offloaded plan leaves under the budget keeps
-      // some weights' master and moments on the device, the last-updated
-      // first (their host updates are the step's exposed tail). Each is
-      // charged its master plus state bytes; a plan that still overshoots
-      // is tried again with the overshoot taken off (at most three times),
-      // and it is kept only if it fits and is predicted no slower.
+      // share"): some weights' master and moments stay on the device, the
+      // last-updated first (their host updates are the step's exposed
+      // tail). A share larger than the room the offloaded plan leaves is
+      // paid for by recomputing or parking more activations, so the size
+      // is searched (proposeShareTarget: the room, everything, then the fit
+      // frontier and bisection, at most eight compiles), and the fitting
+      // plan with the lowest predicted step wins, if no slower than
+      // offloading everything.
       if (reportOptions.budgetBytes) {
-        struct Candidate {
-          std::string name;
-          int64_t bytes;
-        };
         // The offloaded plan's host-stream updates, in issue order: each
         // weight's name and its master and state bytes (bound buffers).
-        std::vector<Candidate> order;
+        std::vector<ShareWeight> order;
         imported->module->walk([&](plan::KernelOp k) {
           if (k.getStream() != 3 || k.getIns().empty() ||
               (k.getOp() != "adamw" && k.getOp() != "sgd"))
@@ -837,25 +836,33 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                       bytes += a.getSize();
               }
           if (!name.empty())
-            order.push_back({name, bytes});
+            order.push_back({name, static_cast<uint64_t>(bytes)});
         });
         std::reverse(order.begin(), order.end());
+        uint64_t orderBytes = 0;
+        for (const ShareWeight &w : order)
+          orderBytes += w.bytes;
         OwningOpRef<ModuleOp> cpuPlan = std::move(imported->module);
         PlanReport cpuReport = std::move(*report);
-        std::optional<PlanReport> best;
-        OwningOpRef<ModuleOp> bestPlan;
         int64_t room = gapBudget() -
                        static_cast<int64_t>(cpuReport.plannedPeakBytes[0]);
-        for (int attempt = 0; attempt < 4 && room > 0; ++attempt) {
+        ShareSearchOptions search;
+        search.roomBytes = room > 0 ? static_cast<uint64_t>(room) : 0;
+        search.baselineStepS = cpuReport.cost.stepS;
+        std::vector<SharePoint> points;
+        // Only the best plan so far is kept (each is a whole module).
+        std::optional<size_t> bestIndex;
+        OwningOpRef<ModuleOp> bestPlan;
+        std::optional<PlanReport> best;
+        while (std::optional<uint64_t> target =
+                   proposeShareTarget(order, points, search)) {
           std::vector<std::string> share;
-          int64_t used = 0;
-          for (const Candidate &c : order)
-            if (used + c.bytes <= room) {
-              share.push_back(c.name);
-              used += c.bytes;
-            }
-          if (share.empty())
-            break;
+          SharePoint point;
+          point.targetBytes = *target;
+          for (size_t i : fillShare(order, *target)) {
+            share.push_back(order[i].name);
+            point.shareBytes += order[i].bytes;
+          }
           options.lowering.deviceResident.assign(share.begin(), share.end());
           imported->module = sharePristine->clone();
           module = *imported->module;
@@ -865,28 +872,65 @@ int mlir::colossal::runCompile(int argc, char **argv) {
           FailureOr<PlanReport> r = runPipeline();
           reportOptions.policy = "auto";
           std::swap(err, shareErr);
-          if (failed(r))
-            break;
-          if (r->plannedPeakBytes[0] > *reportOptions.budgetBytes) {
-            room = used - static_cast<int64_t>(r->plannedPeakBytes[0] -
-                                               *reportOptions.budgetBytes);
-            continue;
+          if (succeeded(r)) {
+            point.stepS = r->cost.stepS;
+            point.fits = r->plannedPeakBytes[0] <= *reportOptions.budgetBytes;
+            if (!point.fits)
+              point.overshootBytes =
+                  r->plannedPeakBytes[0] - *reportOptions.budgetBytes;
           }
-          if (r->cost.stepS <= cpuReport.cost.stepS) {
+          points.push_back(point);
+          if (!args.quiet) {
+            llvm::errs() << "colossal-opt: device-resident share "
+                         << points.size() << ": " << share.size() << " of "
+                         << order.size() << " weights, "
+                         << humanBytes(point.shareBytes) << " of "
+                         << humanBytes(orderBytes)
+                         << (point.targetBytes == search.roomBytes
+                                 ? " (the room the all-offloaded plan leaves)"
+                                 : "")
+                         << ": ";
+            if (failed(r))
+              llvm::errs() << "does not compile: " << shareErr << "\n";
+            else
+              llvm::errs() << "predicted step "
+                           << llvm::format("%.4g", point.stepS * 1e3)
+                           << " ms (all offloaded: "
+                           << llvm::format("%.4g", search.baselineStepS * 1e3)
+                           << " ms), "
+                           << (point.fits
+                                   ? std::string("fits")
+                                   : "over the budget by " +
+                                         humanBytes(point.overshootBytes))
+                           << "\n";
+          }
+          if (bestSharePoint(points, search.baselineStepS) ==
+              points.size() - 1) {
+            bestIndex = points.size() - 1;
             best = std::move(*r);
             bestPlan = std::move(imported->module);
           }
-          break;
         }
         options.lowering.deviceResident.clear();
+        std::string tried = std::to_string(points.size()) +
+                            (points.size() == 1 ? " size" : " sizes") +
+                            " tried";
         if (best) {
           imported->module = std::move(bestPlan);
           report = std::move(*best);
-          report->policy = "auto (optimizer offloaded, a device-resident "
-                           "share where the budget leaves room)";
+          report->policy =
+              "auto (optimizer offloaded, a device-resident share of " +
+              humanBytes(points[*bestIndex].shareBytes) + " of " +
+              humanBytes(orderBytes) + " optimizer state: " + tried +
+              ", predicted fastest that fits)";
         } else {
           imported->module = std::move(cpuPlan);
           report = std::move(cpuReport);
+          if (!points.empty())
+            report->policy =
+                report->policy.substr(0, report->policy.size() - 1) +
+                "; no device-resident share predicted faster " +
+                "that fits: " + tried + ")";
         }
         module = *imported->module;
       }
