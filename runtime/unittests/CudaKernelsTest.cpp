@@ -251,7 +251,10 @@ std::vector<Case> allCases() {
       {i64, f32, -100, 100},  {i32, i64, -1e9, 1e9},   {i64, i32, -1e12, 1e12},
       {boolean, f32, 0, 2},   {f32, boolean, -1, 1},   {f32, f16, -100, 100},
       {f16, f32, -100, 100},  {f64, f32, -100, 100},   {bf16, i32, -300, 300},
-      {i64, boolean, -2, 3},  {i64, bf16, -1000, 1000}};
+      {i64, boolean, -2, 3},  {i64, bf16, -1000, 1000},
+      // castFloatKernel: float to float, overflowing f16 as well.
+      {bf16, f16, -1e5, 1e5}, {f16, bf16, -6e4, 6e4},  {f32, f16, -1e5, 1e5},
+      {f32, f32, -1, 1}};
   for (const CastCase &c : casts) {
     HostTensor in = isFloatDType(c.from)
                         ? uniform(c.from, {513}, c.lo, c.hi)
@@ -1378,9 +1381,12 @@ std::vector<Case> optInF32Cases() {
       Attrs a =
           withI(withList(op(kind), "axes", r.axes), "keepdims", r.keepdims);
       bool exact = kind == OpKind::ReduceMax || kind == OpKind::ReduceMin;
+      // Sums of positive terms: with mixed signs the f32 error bound is
+      // relative to sum |x|, not to the result (the cases "mixed" below).
       for (DType dtype : {f32, bf16, f16})
         add("f32 " + std::string(opInfo(kind).name), a,
-            {uniform(dtype, r.dims)}, exact ? kExact : tolFor(dtype), kNorm);
+            {exact ? uniform(dtype, r.dims) : uniform(dtype, r.dims, 0.5, 2.0)},
+            exact ? kExact : tolFor(dtype), kNorm);
       add("f32 " + std::string(opInfo(kind).name), a,
           {integers(i64, r.dims, -1000, 1000)}, kExact);
     }
@@ -1399,6 +1405,45 @@ std::vector<Case> optInF32Cases() {
                rec(OpKind::Mul, bf16, {3, 3}), rec(OpKind::Sub, bf16, {4, 0})},
               {}, {8192, 1024}),
       {bigUniform(bf16, {8192, 1024}, -3, 3), uniform(bf16, {1024})}, kBF16Tol);
+  // The packed kernel (FusedElementwise.cu, classifyFastPath): bools as
+  // floats, every affine
+  // input layout (same, row, column, middle, scalar) and a non-affine one,
+  // results of odd sizes (a tail after the packs of 4), bool and f16
+  // results.
+  add("f32 fused packed masks",
+      fusedOp({rec(OpKind::Greater, boolean, {0, 3}),   // 4 = x > s
+               rec(OpKind::And, boolean, {4, 2}),       // 5 = 4 & c
+               rec(OpKind::Cast, f32, {1}),             // 6 = f32(y)
+               rec(OpKind::Where, f32, {5, 0, 6}),      // 7
+               rec(OpKind::Not, boolean, {5}),          // 8
+               rec(OpKind::Cast, f32, {8}),             // 9
+               rec(OpKind::Mul, f32, {7, 9}),           // 10
+               rec(OpKind::Where, f32, {4, 10, 6}),     // 11
+               rec(OpKind::Fill, f32, {}, 0),           // 12
+               rec(OpKind::Add, f32, {11, 12})},        // 13
+              {0.25}, {999, 37}),
+      {uniform(f32, {999, 37}, -2, 2), uniform(bf16, {37}), bools({999, 1}),
+       uniform(f32, {}, -0.5, 0.5)},
+      kF32Tol);
+  add("f32 fused packed bool result",
+      fusedOp({rec(OpKind::Less, boolean, {0, 2}),
+               rec(OpKind::Or, boolean, {3, 1})},
+              {}, {3, 5, 7}),
+      {uniform(f32, {3, 5, 7}, -1, 1), bools({3, 1, 7}), uniform(f32, {5, 1}, -1, 1)},
+      kExact);
+  add("f32 fused packed middle and non-affine",
+      fusedOp({rec(OpKind::Mul, f16, {0, 1}), rec(OpKind::Sub, f16, {3, 2}),
+               rec(OpKind::Relu, f16, {4})},
+              {}, {6, 10, 64}),
+      {uniform(f16, {6, 10, 64}, -2, 2), uniform(f16, {1, 10, 1}, -2, 2),
+       uniform(f16, {6, 1, 64}, -2, 2)},
+      kBF16Tol);
+  add("f32 fused packed relu grad",
+      fusedOp({rec(OpKind::Fill, bf16, {}, 0), rec(OpKind::Greater, boolean, {0, 2}),
+               rec(OpKind::Where, bf16, {3, 1, 2})},
+              {0.0}, {2048, 4099}),
+      {bigUniform(bf16, {2048, 4099}, -1, 1), bigUniform(bf16, {2048, 4099}, -1, 1)},
+      kExact);
   // Eight f32 inputs live to the end (11 slots: the 16-slot kernel),
   // positive, no cancellation: (x0 x1 + x2 x3 + x4 x5) / (x6 + x7 + 5) +
   // x0 ... x7 read again.

@@ -34,6 +34,9 @@
 #include <array>
 #include <cmath>
 #include <cstdlib>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <cstring>
 #include <limits>
@@ -1202,11 +1205,88 @@ Status loadStep(const Attrs &attrs, const TensorRef &ref, int64_t &step) {
 // double from the stored f32 values and rounded once per output, except in
 // the fast (f32) AdamW below.
 
+/// Worker threads that live as long as the process, for parallelFor: the
+/// host AdamW of an offloaded plan runs once per weight (hundreds of calls
+/// a step), and creating and joining a thread per chunk per call cost more
+/// than the update of a small weight. One job at a time (callers queue on
+/// a mutex); the calling thread runs chunk 0 itself.
+class HostPool {
+public:
+  static HostPool &get() {
+    static HostPool pool;
+    return pool;
+  }
+
+  /// Runs task(t) for t in [0, tasks) and returns when all have run.
+  void run(int64_t tasks, const std::function<void(int64_t)> &task) {
+    std::lock_guard<std::mutex> serial(runMutex_);
+    ensureWorkers(tasks - 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &task;
+      tasks_ = tasks;
+      next_ = 1;
+      pending_ = tasks - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    task(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    task_ = nullptr;
+  }
+
+  ~HostPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread &t : workers_)
+      t.join();
+  }
+
+private:
+  void ensureWorkers(int64_t count) {
+    while (static_cast<int64_t>(workers_.size()) < count)
+      workers_.emplace_back([this] { loop(); });
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || (generation_ != seen && next_ < tasks_); });
+      if (stop_)
+        return;
+      seen = generation_;
+      while (next_ < tasks_) {
+        int64_t t = next_++;
+        const std::function<void(int64_t)> *task = task_;
+        lock.unlock();
+        (*task)(t);
+        lock.lock();
+        if (--pending_ == 0)
+          done_.notify_one();
+      }
+    }
+  }
+
+  std::mutex runMutex_, mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t)> *task_ = nullptr;
+  int64_t tasks_ = 0, next_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
 /// Runs body(begin, end) over [0, count) in contiguous chunks on several
 /// threads when the work is large (the optimizer updates of big weights:
-/// the host-resident update of an offloaded plan is CPU-bound). Every
-/// element is computed by the same code either way, so the result does not
-/// depend on the thread count. COLOSSAL_CPU_THREADS overrides the count.
+/// the host-resident update of an offloaded plan is CPU-bound), on the
+/// HostPool's threads. Every element is computed by the same code either
+/// way, so the result does not depend on the thread count.
+/// COLOSSAL_CPU_THREADS overrides the count.
 template <typename Body>
 void parallelFor(int64_t count, const Body &body) {
   constexpr int64_t kMinPerThread = 1 << 16;
@@ -1218,16 +1298,12 @@ void parallelFor(int64_t count, const Body &body) {
     body(int64_t(0), count);
     return;
   }
-  std::vector<std::thread> pool;
   int64_t chunk = (count + threads - 1) / threads;
-  for (int64_t t = 1; t < threads; ++t) {
+  HostPool::get().run(threads, [&](int64_t t) {
     int64_t begin = t * chunk, end = std::min(count, begin + chunk);
     if (begin < end)
-      pool.emplace_back([&body, begin, end] { body(begin, end); });
-  }
-  body(int64_t(0), std::min(count, chunk));
-  for (std::thread &th : pool)
-    th.join();
+      body(begin, end);
+  });
 }
 
 /// Which AdamW the CPU runs: COLOSSAL_CPU_ADAMW=exact (f64 per element, the

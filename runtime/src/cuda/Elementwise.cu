@@ -33,6 +33,15 @@ __global__ void unaryKernel(OpKind kind, bool tanhGelu, DType inType,
   }
 }
 
+/// Casts among f32, bf16 and f16 through float: the value is exact in
+/// float, and rounding it once to the output is what castKernel's double
+/// rounding gives (a float is exact in double).
+template <typename In, typename Out>
+__global__ void castFloatKernel(int64_t n, const typename In::S *in,
+                                typename Out::S *out) {
+  COLOSSAL_GRID_STRIDE(i, n) { out[i] = Out::store(In::load(in[i])); }
+}
+
 __global__ void castKernel(DType inType, DType outType, int64_t n,
                            const void *in, void *out) {
   // Floats go through double (to an integer: truncate and saturate);
@@ -217,6 +226,24 @@ __global__ void stridedCopyKernel(int elemBytes, Dims outDims, Dims inStrides,
   COLOSSAL_GRID_STRIDE(i, n) {
     copyElement(out, i, in, base + stridedOffset(i, outDims, inStrides),
                 elemBytes);
+  }
+}
+
+/// stridedCopyKernel for copies whose indices and offsets fit 32 bits:
+/// the index walk in 32-bit divisions, several times cheaper than 64-bit
+/// ones on the GPU.
+__global__ void stridedCopy32Kernel(int elemBytes, Dims outDims,
+                                    Dims inStrides, uint32_t base, uint32_t n,
+                                    const void *in, void *out) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += blockDim.x * gridDim.x) {
+    uint32_t flat = i, offset = base;
+    for (int d = outDims.rank - 1; d >= 0; --d) {
+      uint32_t size = static_cast<uint32_t>(outDims.d[d]);
+      offset += (flat % size) * static_cast<uint32_t>(inStrides.d[d]);
+      flat /= size;
+    }
+    copyElement(out, i, in, offset, elemBytes);
   }
 }
 
@@ -415,6 +442,37 @@ cudaError_t launchCast(cudaStream_t stream, DType inType, DType outType,
                        int64_t n, const void *in, void *out) {
   if (n == 0)
     return cudaSuccess;
+  auto floatCast = [&](auto inTag, auto outTag) {
+    using In = decltype(inTag);
+    using Out = decltype(outTag);
+    castFloatKernel<In, Out><<<blocksFor(n), kThreads, 0, stream>>>(
+        n, static_cast<const typename In::S *>(in),
+        static_cast<typename Out::S *>(out));
+    return cudaGetLastError();
+  };
+  auto withOut = [&](auto inTag) -> cudaError_t {
+    switch (outType) {
+    case DType::kF32:
+      return floatCast(inTag, F32Storage());
+    case DType::kBF16:
+      return floatCast(inTag, BF16Storage());
+    default:
+      return floatCast(inTag, F16Storage());
+    }
+  };
+  auto narrow = [](DType t) {
+    return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
+  };
+  if (narrow(inType) && narrow(outType)) {
+    switch (inType) {
+    case DType::kF32:
+      return withOut(F32Storage());
+    case DType::kBF16:
+      return withOut(BF16Storage());
+    default:
+      return withOut(F16Storage());
+    }
+  }
   castKernel<<<blocksFor(n), kThreads, 0, stream>>>(inType, outType, n, in,
                                                     out);
   return cudaGetLastError();
@@ -572,6 +630,20 @@ cudaError_t launchStridedCopy(cudaStream_t stream, int elemBytes,
   Dims dims = outDims, strides = inStrides;
   simplifyStridedCopy(elemBytes, dims, strides, base, in, out);
   n = elementCount(dims);
+  // The furthest element read: base + sum (dims - 1) x stride (strides are
+  // >= 0 here except a slice's negative steps, which take the 64-bit walk).
+  bool small = n < (int64_t{1} << 31) && base >= 0;
+  int64_t reach = base;
+  for (int d = 0; small && d < dims.rank; ++d) {
+    small = strides.d[d] >= 0;
+    reach += (dims.d[d] - 1) * strides.d[d];
+  }
+  if (small && reach < (int64_t{1} << 31)) {
+    stridedCopy32Kernel<<<blocksFor(n), kThreads, 0, stream>>>(
+        elemBytes, dims, strides, static_cast<uint32_t>(base),
+        static_cast<uint32_t>(n), in, out);
+    return cudaGetLastError();
+  }
   stridedCopyKernel<<<blocksFor(n), kThreads, 0, stream>>>(
       elemBytes, dims, strides, base, n, in, out);
   return cudaGetLastError();
@@ -637,13 +709,17 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         float *mOut, float *vOut, bool exact) {
   // Launched even when n == 0: a negative step is an error either way.
   // f32 and bf16 gradients take the f32 kernel unless `exact`.
+  // Each thread derives the step's scalars (two f64 pows) before its
+  // elements: at most 2048 blocks, so that is paid once per several
+  // elements, not once per element.
+  unsigned blocks = blocksFor(n) < 2048u ? blocksFor(n) : 2048u;
   if (!exact && (gradType == DType::kF32 || gradType == DType::kBF16)) {
-    adamWF32Kernel<<<blocksFor(n), kThreads, 0, stream>>>(
+    adamWF32Kernel<<<blocks, kThreads, 0, stream>>>(
         sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
         lr, step, paramOut, mOut, vOut);
     return cudaGetLastError();
   }
-  adamWKernel<<<blocksFor(n), kThreads, 0, stream>>>(
+  adamWKernel<<<blocks, kThreads, 0, stream>>>(
       sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v, lr,
       step, paramOut, mOut, vOut);
   return cudaGetLastError();

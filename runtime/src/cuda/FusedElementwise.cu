@@ -381,6 +381,252 @@ __global__ void fusedElementwiseF32Kernel(ErrorSink sink, FusedKernelProgram p,
   }
 }
 
+// ---- The packed f32 kernel ------------------------------------------------
+//
+// The f32 interpreter above, for the programs of mixed-precision training:
+// every value an f32, bf16 or f16 float or a bool (a float 0 or 1), so a
+// register is a float. Each thread runs the program once for kPack
+// consecutive elements, so the record switch is paid once per pack; the
+// register file lives in shared memory as [slot][lane][thread] (a warp's
+// reads of one slot and lane fall in 32 banks), and inputs are addressed
+// as (i / div) % mod with 32-bit arithmetic when the result has fewer than
+// 2^31 elements, loading a pack of a same-layout or row-broadcast input
+// with one 8- or 16-byte access. Every record computes what runRecord32
+// computes for the same values (the same float functions, rounded to the
+// record's dtype the same way), so results are the f32 interpreter's bits.
+
+constexpr int kPack = 4;
+constexpr int kFastThreads = 256;
+/// The most slots the shared register file holds (48 KiB at 256 threads).
+constexpr int kMaxFastSlots = 12;
+
+__device__ inline float roundFloatTo(DType t, float v) {
+  switch (t) {
+  case DType::kBF16:
+    return bf16ToFloat(floatToBf16(v));
+  case DType::kF16:
+    return __half2float(__float2half_rn(v));
+  case DType::kBool:
+    return v != 0.0f ? 1.0f : 0.0f;
+  default:
+    return v;
+  }
+}
+
+/// One record on floats: what runRecord32 gives for the same values.
+__device__ inline float fastRecord(const FusedKernelRecord &rec, float x,
+                                   float y, float z) {
+  switch (rec.op) {
+  case OpKind::Fill: // the constant as runRecord32 rounds it
+    return rec.dtype == DType::kBool ? (rec.constant != 0.0 ? 1.0f : 0.0f)
+                                     : fromDouble32(rec.dtype, rec.constant).s;
+  case OpKind::Identity:
+    return x;
+  case OpKind::Cast:
+    return roundFloatTo(rec.dtype, x);
+  case OpKind::Where: // the condition is a bool (fastRecordSupported)
+    return x != 0.0f ? y : z;
+  case OpKind::Not:
+    return x == 0.0f ? 1.0f : 0.0f;
+  case OpKind::And:
+    return (x != 0.0f && y != 0.0f) ? 1.0f : 0.0f;
+  case OpKind::Or:
+    return (x != 0.0f || y != 0.0f) ? 1.0f : 0.0f;
+  case OpKind::Xor:
+    return ((x != 0.0f) != (y != 0.0f)) ? 1.0f : 0.0f;
+  default:
+    break;
+  }
+  if (rec.numOperands == 1)
+    return roundFloatTo(rec.dtype, unaryFloat(rec.op, rec.flag == 1, x));
+  if (isComparison(rec.op))
+    return compare(rec.op, x, y) ? 1.0f : 0.0f;
+  return roundFloatTo(rec.dtype, binaryFloat(rec.op, x, y));
+}
+
+template <typename Index>
+__device__ inline Index affineOffset(Index i, Index div, Index mod) {
+  Index j = div == 1 ? i : i / div;
+  return mod == 0 ? j : (mod == 1 ? Index(0) : j % mod);
+}
+
+__device__ inline float loadFast(const void *p, DType t, int64_t at) {
+  switch (t) {
+  case DType::kF32:
+    return static_cast<const float *>(p)[at];
+  case DType::kBF16:
+    return bf16ToFloat(static_cast<const uint16_t *>(p)[at]);
+  case DType::kF16:
+    return __half2float(
+        __ushort_as_half(static_cast<const uint16_t *>(p)[at]));
+  default: // bool
+    return static_cast<const uint8_t *>(p)[at] != 0 ? 1.0f : 0.0f;
+  }
+}
+
+/// kPack values of input k at offsets at..at+kPack-1 in one access: f32
+/// 16 bytes, bf16/f16 8 bytes, bool 4 bytes.
+__device__ inline void loadFastPack(const void *p, DType t, int64_t at,
+                                    float (&x)[kPack]) {
+  switch (t) {
+  case DType::kF32: {
+    float4 v = *reinterpret_cast<const float4 *>(
+        static_cast<const float *>(p) + at);
+    x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+    return;
+  }
+  case DType::kBF16:
+  case DType::kF16: {
+    uint2 v = *reinterpret_cast<const uint2 *>(
+        static_cast<const uint16_t *>(p) + at);
+    uint16_t h[4] = {static_cast<uint16_t>(v.x), static_cast<uint16_t>(v.x >> 16),
+                     static_cast<uint16_t>(v.y), static_cast<uint16_t>(v.y >> 16)};
+    for (int k = 0; k < kPack; ++k)
+      x[k] = t == DType::kBF16 ? bf16ToFloat(h[k])
+                               : __half2float(__ushort_as_half(h[k]));
+    return;
+  }
+  default: {
+    uint32_t v = *reinterpret_cast<const uint32_t *>(
+        static_cast<const uint8_t *>(p) + at);
+    for (int k = 0; k < kPack; ++k)
+      x[k] = ((v >> (8 * k)) & 0xffu) != 0 ? 1.0f : 0.0f;
+    return;
+  }
+  }
+}
+
+__device__ inline void storeFastPack(void *p, DType t, int64_t at,
+                                     const float (&x)[kPack]) {
+  switch (t) {
+  case DType::kF32:
+    *reinterpret_cast<float4 *>(static_cast<float *>(p) + at) =
+        make_float4(x[0], x[1], x[2], x[3]);
+    return;
+  case DType::kBF16:
+  case DType::kF16: {
+    uint16_t h[4];
+    for (int k = 0; k < kPack; ++k)
+      h[k] = t == DType::kBF16 ? floatToBf16(x[k])
+                               : __half_as_ushort(__float2half_rn(x[k]));
+    *reinterpret_cast<uint2 *>(static_cast<uint16_t *>(p) + at) =
+        make_uint2(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16));
+    return;
+  }
+  default: {
+    uint32_t v = 0;
+    for (int k = 0; k < kPack; ++k)
+      v |= uint32_t(x[k] != 0.0f ? 1 : 0) << (8 * k);
+    *reinterpret_cast<uint32_t *>(static_cast<uint8_t *>(p) + at) = v;
+    return;
+  }
+  }
+}
+
+__device__ inline void storeFast(void *p, DType t, int64_t at, float v) {
+  switch (t) {
+  case DType::kF32:
+    static_cast<float *>(p)[at] = v;
+    return;
+  case DType::kBF16:
+    static_cast<uint16_t *>(p)[at] = floatToBf16(v);
+    return;
+  case DType::kF16:
+    static_cast<uint16_t *>(p)[at] = __half_as_ushort(__float2half_rn(v));
+    return;
+  default:
+    static_cast<uint8_t *>(p)[at] = v != 0.0f ? 1 : 0;
+    return;
+  }
+}
+
+/// What a pack of input k needs: 0 per-element offsets, 1 one packed
+/// access (contiguous run, aligned), 2 one value for the whole pack.
+struct FastPackModes {
+  int8_t mode[kMaxFusedInputs] = {};
+  bool outPacked = false;
+};
+
+/// Runs the program on elements [i0, i0 + n) (n = kPack for a packed
+/// pack, or 1), registers in `file` ([slot][lane][thread]).
+template <typename Index, int n>
+__device__ inline void runFastPack(const FusedKernelProgram &p,
+                                   const FusedInputs &inputs,
+                                   const FastPackModes &modes, float *file,
+                                   Index i0, void *out) {
+  const int tid = threadIdx.x;
+  auto reg = [&](int slot, int lane) -> float & {
+    return file[(slot * kPack + lane) * kFastThreads + tid];
+  };
+  for (int k = 0; k < p.numInputs; ++k) {
+    const DType t = p.inTypes[k];
+    if (!p.inAffine[k]) {
+      for (int lane = 0; lane < n; ++lane)
+        reg(k, lane) = loadFast(inputs.ptrs[k], t,
+                                stridedOffset(int64_t(i0) + lane, p.outDims,
+                                              p.inStrides[k]));
+      continue;
+    }
+    Index div = static_cast<Index>(p.inDiv[k]),
+          mod = static_cast<Index>(p.inMod[k]);
+    Index at = affineOffset(i0, div, mod);
+    if (n == kPack && modes.mode[k] == 1) {
+      float x[kPack];
+      loadFastPack(inputs.ptrs[k], t, at, x);
+      for (int lane = 0; lane < kPack; ++lane)
+        reg(k, lane) = x[lane];
+    } else if (n == kPack && modes.mode[k] == 2) {
+      float v = loadFast(inputs.ptrs[k], t, at);
+      for (int lane = 0; lane < kPack; ++lane)
+        reg(k, lane) = v;
+    } else {
+      for (int lane = 0; lane < n; ++lane)
+        reg(k, lane) = loadFast(inputs.ptrs[k], t,
+                                affineOffset(Index(i0 + lane), div, mod));
+    }
+  }
+  for (int r = 0; r < p.numRecords; ++r) {
+    const FusedKernelRecord &rec = p.records[r];
+    float x[n], y[n], z[n];
+#pragma unroll
+    for (int lane = 0; lane < n; ++lane) {
+      x[lane] = reg(rec.slotOperands[0], lane);
+      y[lane] = reg(rec.slotOperands[1], lane);
+      z[lane] = reg(rec.slotOperands[2], lane);
+    }
+#pragma unroll
+    for (int lane = 0; lane < n; ++lane)
+      reg(rec.slot, lane) = fastRecord(rec, x[lane], y[lane], z[lane]);
+  }
+  const FusedKernelRecord &result = p.records[p.numRecords - 1];
+  if (n == kPack && modes.outPacked) {
+    float v[kPack];
+    for (int lane = 0; lane < kPack; ++lane)
+      v[lane] = reg(result.slot, lane);
+    storeFastPack(out, result.dtype, i0, v);
+  } else {
+    for (int lane = 0; lane < n; ++lane)
+      storeFast(out, result.dtype, int64_t(i0) + lane,
+                reg(result.slot, lane));
+  }
+}
+
+template <typename Index>
+__global__ void __launch_bounds__(kFastThreads)
+    fusedElementwiseFastKernel(FusedKernelProgram p, FusedInputs inputs,
+                               FastPackModes modes, void *out) {
+  extern __shared__ float file[];
+  const Index count = static_cast<Index>(p.count);
+  const Index packs = count / kPack;
+  const Index stride = Index(blockDim.x) * gridDim.x;
+  for (Index q = Index(blockIdx.x) * blockDim.x + threadIdx.x; q < packs;
+       q += stride)
+    runFastPack<Index, kPack>(p, inputs, modes, file, q * kPack, out);
+  for (Index i = packs * kPack + Index(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < count; i += stride)
+    runFastPack<Index, 1>(p, inputs, modes, file, i, out);
+}
+
 /// Element strides of `in` read as if broadcast to `out`.
 Dims broadcastDims(const std::vector<int64_t> &in,
                    const std::vector<int64_t> &out) {
@@ -441,8 +687,123 @@ Status buildFusedProgram(const Attrs &attrs,
         records[r].op == OpKind::Fill ? constants[records[r].immediate] : 0.0;
   }
   assignFusedSlots(p);
+  classifyFastPath(p);
   out = p;
   return Status::ok();
+}
+
+namespace {
+
+bool fastValueType(DType t) {
+  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16 ||
+         t == DType::kBool;
+}
+
+bool narrowFloat(DType t) {
+  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
+}
+
+/// Whether the packed kernel runs `rec` as runRecord32 would.
+bool fastRecordSupported(const FusedKernelRecord &rec) {
+  const DType ta = rec.operandTypes[0], tb = rec.operandTypes[1];
+  if (!fastValueType(rec.dtype))
+    return false;
+  for (int k = 0; k < rec.numOperands; ++k)
+    if (!fastValueType(rec.operandTypes[k]))
+      return false;
+  switch (rec.op) {
+  case OpKind::Fill:
+  case OpKind::Identity:
+  case OpKind::Cast:
+    return true;
+  case OpKind::Where:
+    return ta == DType::kBool && rec.operandTypes[1] == rec.dtype &&
+           rec.operandTypes[2] == rec.dtype;
+  case OpKind::Not:
+    return ta == DType::kBool && rec.dtype == DType::kBool;
+  case OpKind::And:
+  case OpKind::Or:
+  case OpKind::Xor:
+    return ta == DType::kBool && tb == DType::kBool &&
+           rec.dtype == DType::kBool;
+  default:
+    break;
+  }
+  if (rec.numOperands == 1) { // unaryFloat's ops on a float
+    switch (rec.op) {
+    case OpKind::Neg:
+    case OpKind::Abs:
+    case OpKind::Exp:
+    case OpKind::Log:
+    case OpKind::Sqrt:
+    case OpKind::Rsqrt:
+    case OpKind::Reciprocal:
+    case OpKind::Tanh:
+    case OpKind::Sigmoid:
+    case OpKind::Relu:
+    case OpKind::Erf:
+    case OpKind::Sin:
+    case OpKind::Cos:
+    case OpKind::Gelu:
+      return narrowFloat(ta) && narrowFloat(rec.dtype);
+    default:
+      return false;
+    }
+  }
+  if (rec.numOperands != 2)
+    return false;
+  bool comparison = rec.op == OpKind::Equal || rec.op == OpKind::Less ||
+                    rec.op == OpKind::LessEqual || rec.op == OpKind::Greater ||
+                    rec.op == OpKind::GreaterEqual;
+  if (comparison) // floats, or two bools
+    return rec.dtype == DType::kBool &&
+           (narrowFloat(ta) || (ta == DType::kBool && tb == DType::kBool));
+  bool arithmetic = rec.op == OpKind::Add || rec.op == OpKind::Sub ||
+                    rec.op == OpKind::Mul || rec.op == OpKind::Div ||
+                    rec.op == OpKind::Pow || rec.op == OpKind::Max ||
+                    rec.op == OpKind::Min;
+  return arithmetic && narrowFloat(ta) && narrowFloat(tb) &&
+         narrowFloat(rec.dtype);
+}
+
+} // namespace
+
+void classifyFastPath(FusedKernelProgram &p) {
+  p.fast = p.numRecords > 0 && p.numSlots <= kMaxFastSlots;
+  for (int k = 0; p.fast && k < p.numInputs; ++k)
+    p.fast = fastValueType(p.inTypes[k]);
+  for (int r = 0; p.fast && r < p.numRecords; ++r)
+    p.fast = fastRecordSupported(p.records[r]);
+  // Input k as (i / div) % mod: the dims it does not broadcast over must
+  // be one run [lo, hi) of the result's dims (size-1 dims aside) that it
+  // walks contiguously.
+  const Dims &dims = p.outDims;
+  for (int k = 0; k < p.numInputs; ++k) {
+    const Dims &st = p.inStrides[k];
+    // From the innermost dim: broadcast dims (div), then the walked run
+    // (stride 1, then each the product below it), then broadcast dims only.
+    enum { kBelow, kInRun, kAbove } state = kBelow;
+    bool affine = true;
+    int64_t div = 1, run = 1;
+    for (int d = dims.rank - 1; d >= 0 && affine; --d) {
+      if (dims.d[d] == 1)
+        continue;
+      if (st.d[d] == 0) {
+        if (state == kBelow)
+          div *= dims.d[d];
+        else
+          state = kAbove;
+      } else if (state != kAbove && st.d[d] == run) {
+        state = kInRun;
+        run *= dims.d[d];
+      } else {
+        affine = false;
+      }
+    }
+    p.inAffine[k] = affine;
+    p.inDiv[k] = state == kBelow ? 1 : div;
+    p.inMod[k] = state == kBelow ? 1 : (state == kInRun ? 0 : run);
+  }
 }
 
 void assignFusedSlots(FusedKernelProgram &p) {
@@ -499,6 +860,40 @@ cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
   for (int k = 0; k < program.numInputs; ++k)
     ptrs.ptrs[k] = inputs[k];
   unsigned blocks = blocksFor(program.count);
+  if (precision == Precision::kF32 && program.fast) {
+    // Pack modes: a packed access needs kPack consecutive elements of the
+    // input at consecutive addresses (div 1, the run a multiple of kPack)
+    // or one value for all (div a multiple of kPack, or a scalar), and
+    // aligned addresses.
+    FastPackModes modes;
+    auto aligned = [](const void *ptr, DType t) {
+      int64_t bytes = kPack * (t == DType::kF32 ? 4 : t == DType::kBool ? 1 : 2);
+      return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+    };
+    for (int k = 0; k < program.numInputs; ++k) {
+      if (!program.inAffine[k])
+        continue;
+      int64_t div = program.inDiv[k], mod = program.inMod[k];
+      if (mod == 1 || (div % kPack == 0))
+        modes.mode[k] = 2;
+      else if (div == 1 && mod % kPack == 0 && aligned(inputs[k], program.inTypes[k]))
+        modes.mode[k] = 1;
+    }
+    modes.outPacked = aligned(out, program.records[program.numRecords - 1].dtype);
+    size_t shared = static_cast<size_t>(program.numSlots) * kPack *
+                    kFastThreads * sizeof(float);
+    unsigned fastBlocks = blocksFor((program.count + kPack - 1) / kPack,
+                                    kFastThreads);
+    if (program.count < (int64_t{1} << 31))
+      fusedElementwiseFastKernel<uint32_t>
+          <<<fastBlocks, kFastThreads, shared, stream>>>(program, ptrs, modes,
+                                                         out);
+    else
+      fusedElementwiseFastKernel<int64_t>
+          <<<fastBlocks, kFastThreads, shared, stream>>>(program, ptrs, modes,
+                                                         out);
+    return cudaGetLastError();
+  }
   if (precision == Precision::kF32 && program.numRecords > 0) {
     if (program.numSlots <= 4)
       fusedElementwiseF32Kernel<4>

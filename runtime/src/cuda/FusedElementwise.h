@@ -57,7 +57,20 @@ struct FusedKernelProgram {
   /// [0, numInputs), and a record's result reuses a slot whose value is
   /// dead by then (assignFusedSlots).
   int numSlots = 0;
+  /// The packed f32 kernel (classifyFastPath): every value is an f32,
+  /// bf16 or f16 float or a bool, every record an op it runs, and there
+  /// are few enough slots for its shared-memory register file. Input k is
+  /// then read at (i / inDiv[k]) % inMod[k] (inMod 0: no modulus, 1: a
+  /// scalar) where its strides allow that (inAffine[k]); else through
+  /// inStrides.
+  bool fast = false;
+  bool inAffine[kMaxFusedInputs] = {};
+  int64_t inDiv[kMaxFusedInputs] = {};
+  int64_t inMod[kMaxFusedInputs] = {};
 };
+
+/// Fills the fast-path fields of a program whose records and slots are set.
+void classifyFastPath(FusedKernelProgram &program);
 
 /// Gives every value of `program` (inputs, then records) a register slot,
 /// reusing a slot once its value's last reader has read it, lowest free

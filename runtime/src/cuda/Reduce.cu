@@ -572,6 +572,84 @@ __global__ void layerNormKernel(DType xType, DType scaleType, DType biasType,
   }
 }
 
+/// layer_norm of bf16/f16 rows, a warp per row (no block barriers): the
+/// same three passes and formula as layerNormKernel<float>, each lane
+/// summing a strided share of the row and the warp combining by shuffles.
+/// The row is read three times; after the first it is in L1.
+__global__ void layerNormWarpKernel(DType xType, DType scaleType,
+                                    DType biasType, int64_t outer,
+                                    int64_t inner, double epsilon,
+                                    const void *x, const void *scale,
+                                    const void *bias, void *out) {
+  int lane = threadIdx.x & 31;
+  COLOSSAL_WARP_STRIDE(o, outer) {
+    int64_t row = o * inner;
+    float sum = 0.0f;
+    for (int64_t j = lane; j < inner; j += 32)
+      sum += float(loadF(x, xType, row + j));
+    float mean = warpSum(sum) / static_cast<double>(inner);
+    float squares = 0.0f;
+    for (int64_t j = lane; j < inner; j += 32) {
+      float d = float(loadF(x, xType, row + j)) - mean;
+      squares += d * d;
+    }
+    float variance = warpSum(squares) / static_cast<double>(inner);
+    float stddev = sqrt(variance + epsilon);
+    for (int64_t j = lane; j < inner; j += 32) {
+      float b = bias ? float(loadF(bias, biasType, j)) : 0.0f;
+      storeF(out, xType, row + j,
+             (float(loadF(x, xType, row + j)) - mean) / stddev *
+                     float(loadF(scale, scaleType, j)) +
+                 b);
+    }
+  }
+}
+
+/// layerNormGradRowsKernel<float> with a warp per row.
+__global__ void layerNormGradRowsWarpKernel(DType xType, DType scaleType,
+                                            DType dyType, int64_t outer,
+                                            int64_t inner, double epsilon,
+                                            const void *x, const void *scale,
+                                            const void *dy, void *dx,
+                                            double *stats) {
+  int lane = threadIdx.x & 31;
+  float count = static_cast<double>(inner);
+  COLOSSAL_WARP_STRIDE(o, outer) {
+    int64_t row = o * inner;
+    float sum = 0.0f;
+    for (int64_t j = lane; j < inner; j += 32)
+      sum += float(loadF(x, xType, row + j));
+    float mean = warpSum(sum) / count;
+    float squares = 0.0f;
+    for (int64_t j = lane; j < inner; j += 32) {
+      float d = float(loadF(x, xType, row + j)) - mean;
+      squares += d * d;
+    }
+    float rstd = 1.0 / sqrt(warpSum(squares) / count + epsilon);
+    float sumG = 0.0f, sumGXhat = 0.0f;
+    for (int64_t j = lane; j < inner; j += 32) {
+      float xhat = (float(loadF(x, xType, row + j)) - mean) * rstd;
+      float g = float(loadF(dy, dyType, row + j)) *
+                float(loadF(scale, scaleType, j));
+      sumG += g;
+      sumGXhat += g * xhat;
+    }
+    float meanG = warpSum(sumG) / count;
+    float meanGXhat = warpSum(sumGXhat) / count;
+    for (int64_t j = lane; j < inner; j += 32) {
+      float xhat = (float(loadF(x, xType, row + j)) - mean) * rstd;
+      storeF(dx, xType, row + j,
+             rstd * (float(loadF(dy, dyType, row + j)) *
+                         float(loadF(scale, scaleType, j)) -
+                     meanG - xhat * meanGXhat));
+    }
+    if (lane == 0) {
+      stats[2 * o] = mean;
+      stats[2 * o + 1] = rstd;
+    }
+  }
+}
+
 /// Per row: dx, and the row's mean and rstd into stats[2o], stats[2o + 1].
 template <typename Acc>
 __global__ void layerNormGradRowsKernel(DType xType, DType scaleType,
@@ -945,11 +1023,19 @@ cudaError_t launchLayerNorm(cudaStream_t stream, DType xType, DType scaleType,
                             const void *bias, void *out) {
   if (outer * inner == 0)
     return cudaSuccess;
-  // Statistics stay in f64: in f32, (x - mean) loses the digits of an
-  // element near the mean, beyond the kernel tests' elementwise 1e-5 (and
-  // the row is memory-bound: the f64 arithmetic is not its cost).
-  layerNormKernel<double><<<blocksFor(outer, 1), kThreads, 0, stream>>>(
-      xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias, out);
+  // bf16/f16 rows: a warp per row with f32 statistics (the result's
+  // rounding is 2^-9; the f32 error of (x - mean) is far below it); f32
+  // rows keep a block per row in f64: in f32,
+  // (x - mean) loses the digits of an element near the mean, beyond the
+  // kernel tests' elementwise 1e-5.
+  if (xType == DType::kBF16 || xType == DType::kF16)
+    layerNormWarpKernel<<<blocksForWarps(outer), kThreads, 0, stream>>>(
+        xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias,
+        out);
+  else
+    layerNormKernel<double><<<blocksFor(outer, 1), kThreads, 0, stream>>>(
+        xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias,
+        out);
   return cudaGetLastError();
 }
 
@@ -962,10 +1048,18 @@ cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
   if (inner == 0)
     return cudaSuccess;
   if (outer > 0) {
-    layerNormGradRowsKernel<double><<<blocksFor(outer, 1), kThreads, 0,
-                                       stream>>>(
-        xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
-        stats);
+    // As launchLayerNorm: f32 arithmetic for bf16/f16 rows (the stats are
+    // stored as double either way).
+    if (xType == DType::kBF16 || xType == DType::kF16)
+      layerNormGradRowsWarpKernel<<<blocksForWarps(outer), kThreads, 0,
+                                    stream>>>(
+          xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
+          stats);
+    else
+      layerNormGradRowsKernel<double><<<blocksFor(outer, 1), kThreads, 0,
+                                         stream>>>(
+          xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
+          stats);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess)
       return err;
