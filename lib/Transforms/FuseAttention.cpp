@@ -25,10 +25,18 @@
 // of [B, Hkv, T, D] tensors (reshape to [B, Hkv, 1, T, D], expand to
 // [B, Hkv, H/Hkv, T, D], reshape to [B, H, T, D]) are used unexpanded.
 //
-// A constant bias that masks (<= -1e30: exp underflows to exactly 0 in
-// double) every key j > i + T - S of every row i, and leaves every row some
-// unmasked key, becomes `causal = 1`; when it is 0 everywhere else it is
-// dropped, so the common causal-only mask costs nothing.
+// A bias is classified from its defining expression (CausalMask.h): when
+// every value it depends on is computed by op-table ops from constants (no
+// function argument, weight or state: HF's mask from arange-like index
+// constants, less_equal/and/where with 0 and finfo.min, at any seq length
+// that --shape fixed), it is evaluated exactly on the S x T grid, with
+// batch and head broadcasts proved uniform. A bias that masks (<= -1e30:
+// exp underflows to exactly 0 in double) every key j > i + T - S of every
+// row i, and leaves every row some unmasked key, becomes `causal = 1`;
+// when it is 0 everywhere else it is dropped (its expression dies with its
+// last use), so the common causal-only mask costs nothing. Sliding windows,
+// shifted diagonals and padding terms keep their bias (a shifted diagonal
+// that opens a future key, or a bias of data, is not causal at all).
 //
 // Not fused (left unfused, still correct): attention whose probabilities
 // have another use (returned attention weights, or dropout between softmax
@@ -40,15 +48,19 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "colossal/Analysis/CausalMask.h"
 #include "colossal/Dialect/Graph/GraphBuilder.h"
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
 #include <cmath>
+#include <cstring>
+#include <tuple>
 
 #define DEBUG_TYPE "colossal-fuse-attention"
 
@@ -62,54 +74,6 @@ using namespace mlir::colossal;
 namespace rt = ::colossal::runtime;
 
 namespace {
-
-//===----------------------------------------------------------------------===//
-// Mask analysis: plain values, no IR
-//===----------------------------------------------------------------------===//
-
-/// A bias value at or below this masks its key exactly: exp(x - max) is 0
-/// in double for any finite score, as exp(-inf) is.
-constexpr double kMaskedAtOrBelow = -1e30;
-
-struct MaskShape {
-  bool causal = false;        ///< every j > i + T - S is masked, no row empty
-  bool zeroElsewhere = false; ///< and every other entry is exactly 0
-};
-
-/// Classifies a bias of `dims` (rank <= 4, right-aligned against
-/// [B, H, S, T]; its last two dims must be S and T for a causal answer),
-/// with `values` row-major.
-MaskShape classifyMask(ArrayRef<double> values, ArrayRef<int64_t> dims,
-                       int64_t rows, int64_t cols) {
-  MaskShape shape;
-  if (dims.size() < 2 || dims[dims.size() - 2] != rows || dims.back() != cols ||
-      rows == 0 || cols == 0)
-    return shape;
-  int64_t matrices = static_cast<int64_t>(values.size()) / (rows * cols);
-  bool zero = true;
-  for (int64_t m = 0; m < matrices; ++m) {
-    for (int64_t i = 0; i < rows; ++i) {
-      bool anyOpen = false;
-      for (int64_t j = 0; j < cols; ++j) {
-        double x = values[(m * rows + i) * cols + j];
-        if (j > i + cols - rows) {
-          if (!(x <= kMaskedAtOrBelow))
-            return shape;
-          continue;
-        }
-        anyOpen |= x > kMaskedAtOrBelow;
-        zero &= x == 0.0;
-      }
-      // A row the mask closes entirely gives a uniform row unfused but 0
-      // fused: keep such masks as biases, where both agree.
-      if (!anyOpen)
-        return shape;
-    }
-  }
-  shape.causal = true;
-  shape.zeroElsewhere = zero;
-  return shape;
-}
 
 //===----------------------------------------------------------------------===//
 // Matching
@@ -306,19 +270,145 @@ FailureOr<Value> untranspose(GraphBuilder &gb, Location loc, Value kT) {
   return gb.create1(loc, attrs, {src});
 }
 
-/// Reads a constant bias as doubles, if it is one.
-std::optional<SmallVector<double>> constantValues(Value bias) {
-  auto c = bias.getDefiningOp<graph::ConstantOp>();
-  if (!c)
+//===----------------------------------------------------------------------===//
+// Mask recognition: the bias's defining expression, for CausalMask
+//===----------------------------------------------------------------------===//
+
+/// The most ops a bias expression may have (HF's masks have 4 to 10).
+constexpr size_t kMaxMaskOps = 64;
+/// The most elements any tensor of its evaluation may have (an S x T grid
+/// of seq 4096); bigger masks keep their bias.
+constexpr int64_t kMaxMaskElements = int64_t(1) << 24;
+
+/// A constant's value, with every dim of a splat collapsed to 1.
+std::optional<rt::HostTensor> constantTensor(graph::ConstantOp c) {
+  auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
+  std::optional<rt::TensorType> type = toTensorType(c.getResult().getType());
+  if (!dense || !type)
     return std::nullopt;
-  auto dense = dyn_cast<DenseFPElementsAttr>(c.getValue());
-  if (!dense)
+  const bool isBool = type->dtype == rt::DType::kBool;
+  if (dense.isSplat())
+    type->dims.assign(type->rank(), 1);
+  if (type->numElements() > kMaxMaskElements)
     return std::nullopt;
-  SmallVector<double> values;
-  values.reserve(dense.getNumElements());
-  for (APFloat x : dense.getValues<APFloat>())
-    values.push_back(x.convertToDouble());
-  return values;
+  rt::HostTensor t(*type);
+  if (isBool) {
+    int64_t i = 0;
+    for (bool bit : dense.getValues<bool>()) {
+      if (i == type->numElements())
+        break;
+      t.bytes[i++] = bit ? 1 : 0;
+    }
+    return t;
+  }
+  ArrayRef<char> raw = dense.getRawData();
+  // A splat stores its one element; anything else stores them all.
+  if (dense.isSplat() ? raw.size() < t.bytes.size()
+                      : raw.size() != t.bytes.size())
+    return std::nullopt;
+  std::memcpy(t.bytes.data(), raw.data(), t.bytes.size());
+  return t;
+}
+
+/// Appends the expression computing `v` to `nodes` (operands first) and
+/// returns its node; std::nullopt when any value it depends on is not
+/// computed by op-table ops from constants: a function argument (an input,
+/// a padding mask), a weight or a state is data, and so is anything the
+/// expression cannot name. So a bias that depends on data is never a mask.
+std::optional<unsigned> appendMaskExpr(Value v,
+                                       SmallVectorImpl<MaskExprNode> &nodes,
+                                       llvm::DenseMap<Value, unsigned> &index) {
+  if (auto it = index.find(v); it != index.end())
+    return it->second;
+  Operation *op = v.getDefiningOp();
+  std::optional<rt::TensorType> type = toTensorType(v.getType());
+  if (!op || !type || op->getNumResults() != 1 || op->getNumRegions() != 0 ||
+      nodes.size() >= kMaxMaskOps)
+    return std::nullopt;
+  MaskExprNode node;
+  node.type = *type;
+  if (auto c = dyn_cast<graph::ConstantOp>(op)) {
+    node.constant = constantTensor(c);
+    if (!node.constant)
+      return std::nullopt;
+  } else {
+    if (op->getName().getDialectNamespace() != "colossal")
+      return std::nullopt;
+    const rt::OpInfo *info = rt::lookupOp(nameOf(op));
+    if (!info || info->numOutputs != 1)
+      return std::nullopt;
+    FailureOr<rt::Attrs> attrs =
+        attrsFromMlir(op->getLoc(), info->kind, op->getAttrDictionary(),
+                      SmallVector<Type>(op->getResultTypes()));
+    if (failed(attrs))
+      return std::nullopt;
+    node.attrs = std::move(*attrs);
+    for (Value operand : op->getOperands()) {
+      std::optional<unsigned> i = appendMaskExpr(operand, nodes, index);
+      if (!i)
+        return std::nullopt;
+      node.operands.push_back(*i);
+    }
+  }
+  nodes.push_back(std::move(node));
+  index[v] = nodes.size() - 1;
+  return nodes.size() - 1;
+}
+
+/// The expression of the sum of `biases`, if each is one.
+std::optional<SmallVector<MaskExprNode>> buildMaskExpr(ArrayRef<Value> biases) {
+  SmallVector<MaskExprNode> nodes;
+  llvm::DenseMap<Value, unsigned> index;
+  std::optional<unsigned> sum;
+  for (Value bias : biases) {
+    std::optional<unsigned> next = appendMaskExpr(bias, nodes, index);
+    if (!next)
+      return std::nullopt;
+    if (!sum) {
+      sum = next;
+      continue;
+    }
+    // As rewrite() sums them: add(sum, next).
+    MaskExprNode add;
+    add.attrs = rt::Attrs(rt::OpKind::Add);
+    add.operands = {*sum, *next};
+    std::vector<rt::TensorType> outs;
+    if (!rt::inferOutputTypes(add.attrs, {nodes[*sum].type, nodes[*next].type},
+                              outs)
+             .isOk())
+      return std::nullopt;
+    add.type = outs.front();
+    nodes.push_back(std::move(add));
+    sum = nodes.size() - 1;
+  }
+  if (!sum || *sum + 1 != nodes.size())
+    return std::nullopt;
+  return nodes;
+}
+
+/// Classifies the bias of `m` (the sum of its biases) against its S x T
+/// scores. Reads the IR only; `memo` keys a single bias with its S and T,
+/// as every layer shares one mask.
+using MaskMemo = llvm::DenseMap<std::tuple<Value, int64_t, int64_t>, MaskShape>;
+MaskShape classifyBias(const AttentionMatch &m, MaskMemo &memo) {
+  if (m.biases.empty())
+    return {};
+  ArrayRef<int64_t> qd = dimsOf(m.q);
+  ArrayRef<int64_t> kd = m.k ? dimsOf(m.k) : dimsOf(m.kT);
+  if (qd.size() != 4 || kd.size() != 4)
+    return {};
+  int64_t rows = qd[2], cols = m.k ? kd[2] : kd[3];
+  std::tuple<Value, int64_t, int64_t> key{
+      m.biases.size() == 1 ? m.biases.front() : Value(), rows, cols};
+  if (std::get<0>(key))
+    if (auto it = memo.find(key); it != memo.end())
+      return it->second;
+  MaskShape shape;
+  if (auto nodes = buildMaskExpr(m.biases))
+    shape = classifyMaskExpr(*nodes, rows, cols, kMaxMaskElements);
+  if (std::get<0>(key))
+    memo[key] = shape;
+  return shape;
 }
 
 /// Erases `op` and then every producer that it leaves without uses, except
@@ -339,7 +429,7 @@ void eraseWithDeadProducers(Operation *op) {
   }
 }
 
-LogicalResult rewrite(const AttentionMatch &m, bool &fused) {
+LogicalResult rewrite(const AttentionMatch &m, MaskShape mask, bool &fused) {
   fused = false;
   OpBuilder b(m.pv);
   GraphBuilder gb(b);
@@ -383,14 +473,15 @@ LogicalResult rewrite(const AttentionMatch &m, bool &fused) {
       return failure();
     bias = *sum;
   }
-  bool causal = false;
-  if (bias) {
-    if (auto values = constantValues(bias)) {
-      MaskShape shape = classifyMask(*values, dimsOf(bias), qd[2], keys);
-      causal = shape.causal;
-      if (shape.zeroElsewhere)
-        bias = Value();
-    }
+  // A bias proved to be the causal mask goes; one that only contains it
+  // (a padding or window mask summed in) stays, and the kernel may still
+  // skip the keys it closes.
+  bool causal = bias && mask.causal;
+  if (causal && mask.zeroElsewhere) {
+    Operation *sumOp = m.biases.size() > 1 ? bias.getDefiningOp() : nullptr;
+    bias = Value();
+    if (sumOp)
+      eraseWithDeadProducers(sumOp);
   }
 
   rt::Attrs attrs(rt::OpKind::Attention);
@@ -420,10 +511,29 @@ struct FuseAttentionPass
         if (isColossal(op, "softmax"))
           softmaxes.push_back(op);
       });
+      // Classify every attention's bias before rewriting any, so that the
+      // masks' memo (one mask serves every layer) sees only live values.
+      // The rewrites then match again in order, as a rewrite replaces values
+      // a later match may read (a layer's output is the next one's input).
+      MaskMemo memo;
+      SmallVector<std::pair<SmallVector<Value>, MaskShape>> masks;
       for (Operation *softmax : softmaxes) {
         std::optional<AttentionMatch> m = matchAt(softmax);
+        if (m)
+          masks.emplace_back(m->biases, classifyBias(*m, memo));
+        else
+          masks.emplace_back();
+      }
+      for (auto [softmax, classified] : llvm::zip_equal(softmaxes, masks)) {
+        std::optional<AttentionMatch> m = matchAt(softmax);
+        if (!m)
+          continue;
+        // Biases replaced by an earlier rewrite were classified as other
+        // values: claim nothing for them.
+        MaskShape mask =
+            m->biases == classified.first ? classified.second : MaskShape();
         bool fused = false;
-        if (m && failed(rewrite(*m, fused)))
+        if (failed(rewrite(*m, mask, fused)))
           return signalPassFailure();
       }
     }

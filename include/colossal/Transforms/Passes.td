@@ -19,8 +19,14 @@ def FuseAttentionPass : Pass<"colossal-fuse-attention", "::mlir::ModuleOp"> {
     one-element constants (mul, div), plus additive biases, softmax over
     the last axis, @ v, every intermediate used once. GQA's repeat_kv
     (reshape, expand, reshape) of k and v is undone, so the op reads the
-    kv heads once. A constant mask that is causal becomes `causal = 1` and,
-    when it is 0 elsewhere, disappears. Biases that depend on a trainable
+    kv heads once. A bias computed from constants alone (HF's causal mask:
+    index constants, less_equal, and, where(0, finfo.min), at the size
+    --shape fixed) is evaluated exactly over the S x T grid
+    (lib/Analysis/CausalMask.cpp); if every future key of every row is
+    masked (<= -1e30) it becomes `causal = 1` and, when it is 0 elsewhere,
+    disappears with its computation. Sliding windows and padding terms keep
+    their bias; shifted diagonals and biases of data are not causal. Biases
+    that depend on a trainable
     weight, probabilities with a second use, `where` masks and scales after
     the mask stay unfused (the file header lists every case). The [S, T]
     scores and probabilities no longer exist, so the planner never holds
