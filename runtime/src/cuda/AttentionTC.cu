@@ -692,11 +692,20 @@ cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c) {
 template <bool kBf16>
 cudaError_t dispatchDepth(cudaStream_t stream, const AttentionCall &c,
                           bool backward) {
-  if (c.depth == 64)
+  switch (c.depth) {
+  case 64:
     return backward ? backwardT<kBf16, 64>(stream, c)
                     : forwardT<kBf16, 64>(stream, c);
-  return backward ? backwardT<kBf16, 128>(stream, c)
-                  : forwardT<kBf16, 128>(stream, c);
+  case 80:
+    return backward ? backwardT<kBf16, 80>(stream, c)
+                    : forwardT<kBf16, 80>(stream, c);
+  case 96:
+    return backward ? backwardT<kBf16, 96>(stream, c)
+                    : forwardT<kBf16, 96>(stream, c);
+  default:
+    return backward ? backwardT<kBf16, 128>(stream, c)
+                    : forwardT<kBf16, 128>(stream, c);
+  }
 }
 
 bool aligned16(const void *p) {
@@ -718,30 +727,43 @@ bool deviceHasTensorCores() {
 }
 
 /// COLOSSAL_ATTENTION_KERNEL: "simple" forces Attention.cu's SIMT kernel;
-/// unset, empty or "auto" picks. Read at every call, so that a test can A/B
-/// the two in one process; anything else is reported once and read as auto.
-bool simpleForced() {
+/// unset, empty or "auto" picks; "wide" picks as auto and also runs head
+/// dims 80 and 96 (OPT-2.7b, Phi) on tensor cores: the same kernels
+/// instantiated for those depths, opt-in until a GPU run of the kernel
+/// test has checked them. Read at every call, so that a test can A/B the
+/// kernels in one process; anything else is reported once and read as auto.
+enum class AttentionChoice { kAuto, kSimple, kWide };
+
+AttentionChoice attentionChoice() {
   const char *env = std::getenv("COLOSSAL_ATTENTION_KERNEL");
   if (!env || !*env || std::strcmp(env, "auto") == 0)
-    return false;
+    return AttentionChoice::kAuto;
   if (std::strcmp(env, "simple") == 0)
-    return true;
+    return AttentionChoice::kSimple;
+  if (std::strcmp(env, "wide") == 0)
+    return AttentionChoice::kWide;
   static bool warned = false;
   if (!warned) {
     warned = true;
     std::fprintf(stderr,
-                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple' or "
-                 "'auto', got '%s'; using auto\n",
+                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple', "
+                 "'auto' or 'wide', got '%s'; using auto\n",
                  env);
   }
-  return false;
+  return AttentionChoice::kAuto;
 }
+
+bool simpleForced() { return attentionChoice() == AttentionChoice::kSimple; }
 
 } // namespace
 
 bool attentionTensorCoreShape(DType dtype, int64_t depth) {
-  return (dtype == DType::kBF16 || dtype == DType::kF16) &&
-         (depth == 64 || depth == 128);
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return false;
+  if (depth == 64 || depth == 128)
+    return true;
+  return (depth == 80 || depth == 96) &&
+         attentionChoice() == AttentionChoice::kWide;
 }
 
 size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
