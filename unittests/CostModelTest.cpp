@@ -215,6 +215,84 @@ TEST(CostModel, MemoryBoundKernels) {
   EXPECT_DOUBLE_EQ(tiny.seconds, 3e-6);
 }
 
+TEST(CostModel, AttentionCountsItsProducts) {
+  DeviceProfile p = profile();
+  // bf16 q, k, v [2, 4, 256, 64]: forward flops 4 x 2 x 4 x 256 x 256 x 64
+  // = 134217728 at the bf16 rate of min dim 64 (10 TFLOP/s): 13.4 us; its
+  // bytes (3 x 256 KiB in, 256 KiB + 8 KiB of lse out) take ~1 us.
+  rt::TensorType q = tt(BF16, {2, 4, 256, 64}), lse = tt(F32, {2, 4, 256});
+  CostInstr fwd = kernel(rt::OpKind::Attention, {q, q, q}, {q, lse});
+  InstrCost full = estimateInstr(fwd, p);
+  EXPECT_TRUE(full.isGemm);
+  EXPECT_DOUBLE_EQ(full.flops, 134217728.0);
+  EXPECT_DOUBLE_EQ(full.seconds, 134217728.0 / 10e12);
+  // Causal: the lower triangle with its diagonal, (S + 1) / 2S of it.
+  fwd.attrs.setI("causal", 1);
+  InstrCost causal = estimateInstr(fwd, p);
+  EXPECT_DOUBLE_EQ(causal.flops, 134217728.0 * 0.5 * 257 / 256);
+  // The backward: 2.5 times the forward's products.
+  CostInstr bwd = kernel(rt::OpKind::AttentionGrad, {q, q, q, q, lse, q},
+                         {q, q, q});
+  bwd.attrs.setI("causal", 1);
+  EXPECT_DOUBLE_EQ(estimateInstr(bwd, p).flops, 2.5 * causal.flops);
+}
+
+TEST(CostModel, KernelEfficiencyScalesTheRoofline) {
+  std::string json = kProfile;
+  json.replace(json.rfind('}'), 1,
+               ", \"kernel_efficiency\": {\"add\": 0.25, \"matmul\": 1}}");
+  llvm::Expected<DeviceProfile> p = parseDeviceProfile(json);
+  ASSERT_TRUE(static_cast<bool>(p)) << llvm::toString(p.takeError());
+  // add of two f32 [1M]: 12582912 B / 1e12 at a quarter of the roofline.
+  InstrCost add = estimateInstr(kernel(rt::OpKind::Add,
+                                       {tt(F32, {1 << 20}), tt(F32, {1 << 20})},
+                                       {tt(F32, {1 << 20})}),
+                                *p);
+  EXPECT_DOUBLE_EQ(add.seconds, 4 * 12582912 / 1e12);
+  // A kind without an entry keeps its roofline; the floor still applies
+  // after the scaling (a 4-element add at 25%: still 3 us).
+  InstrCost mul = estimateInstr(kernel(rt::OpKind::Mul,
+                                       {tt(F32, {1 << 20}), tt(F32, {1 << 20})},
+                                       {tt(F32, {1 << 20})}),
+                                *p);
+  EXPECT_DOUBLE_EQ(mul.seconds, 12582912 / 1e12);
+  InstrCost tiny = estimateInstr(
+      kernel(rt::OpKind::Add, {tt(F32, {4}), tt(F32, {4})}, {tt(F32, {4})}),
+      *p);
+  EXPECT_DOUBLE_EQ(tiny.seconds, 3e-6);
+
+  auto error = [&](const std::string &entry) {
+    std::string bad = kProfile;
+    bad.replace(bad.rfind('}'), 1, ", \"kernel_efficiency\": " + entry + "}");
+    return profileError(bad);
+  };
+  EXPECT_EQ(error("{\"add\": 1.5}"),
+            "field 'kernel_efficiency.add': expected a fraction in (0, 1], got "
+            "1.5");
+  EXPECT_EQ(error("{\"add\": 0}"),
+            "field 'kernel_efficiency.add': expected a fraction in (0, 1], got "
+            "0");
+  EXPECT_EQ(error("{\"addd\": 0.5}"),
+            "field 'kernel_efficiency.addd': 'addd' is not an op of the plan "
+            "format");
+  EXPECT_EQ(error("[0.5]"),
+            "field 'kernel_efficiency': expected an object of op name -> "
+            "fraction of the roofline time in (0, 1], got [0.5]");
+}
+
+TEST(DeviceProfile, TheMeasuredH200ProfilesParse) {
+  for (const char *name : {"h200-calibrated.json", "h200-fitted.json"}) {
+    std::ifstream in(std::string(COLOSSAL_SOURCE_DIR "/devices/") + name);
+    ASSERT_TRUE(in.good()) << name;
+    std::stringstream text;
+    text << in.rdbuf();
+    llvm::Expected<DeviceProfile> p = parseDeviceProfile(text.str());
+    ASSERT_TRUE(static_cast<bool>(p)) << name << ": "
+                                      << llvm::toString(p.takeError());
+    EXPECT_GT(p->gemmFlopsPerS(BF16, 2048), 500e12) << name;
+  }
+}
+
 TEST(CostModel, HostKernelsRunOnTheCpu) {
   DeviceProfile p = profile();
   rt::TensorType w = tt(F32, {1000000});

@@ -276,6 +276,32 @@ mlir::colossal::parseDeviceProfile(llvm::StringRef jsonText) {
   if (!p.gemm.count(rt::DType::kF32))
     return fail("field 'gemm_tflops.f32' is missing (the rate every element "
                 "type without its own falls back to)");
+
+  r.used.insert("kernel_efficiency");
+  if (const json::Value *effValue = root->get("kernel_efficiency")) {
+    const json::Object *eff = effValue->getAsObject();
+    if (!eff)
+      return fail("field 'kernel_efficiency': expected an object of op name "
+                  "-> fraction of the roofline time in (0, 1], got " +
+                  FieldReader::render(*effValue));
+    std::vector<std::string> names;
+    for (const auto &kv : *eff)
+      names.push_back(kv.first.str());
+    std::sort(names.begin(), names.end());
+    for (const std::string &name : names) {
+      std::string where = "kernel_efficiency." + name;
+      const rt::OpInfo *info = rt::lookupOp(name);
+      if (!info)
+        return fail("field '" + where + "': '" + name +
+                    "' is not an op of the plan format");
+      std::optional<double> d = eff->get(name)->getAsNumber();
+      if (!d || !std::isfinite(*d) || *d <= 0 || *d > 1)
+        return fail("field '" + where +
+                    "': expected a fraction in (0, 1], got " +
+                    FieldReader::render(*eff->get(name)));
+      p.kernelEfficiency[info->kind] = *d;
+    }
+  }
   if (r.unknownFields(err))
     return fail(err);
   return p;
@@ -359,6 +385,31 @@ InstrCost mlir::colossal::estimateInstr(const CostInstr &instr,
     if (rate > 0)
       seconds = std::max(seconds, c.flops / rate);
   }
+  const bool attention = instr.op == rt::OpKind::Attention ||
+                         instr.op == rt::OpKind::AttentionGrad;
+  if (attention && instr.inputs.size() >= 2 && instr.inputs[0].rank() == 4 &&
+      instr.inputs[1].rank() == 4) {
+    // q [B, H, S, D], k [B, Hkv, T, D]: QK^T and PV are 2 B H S T D
+    // multiply-adds each; the backward recomputes QK^T and adds three more
+    // products (dV, dP, dQ and dK: 2.5x the forward's flops).
+    const rt::TensorType &q = instr.inputs[0], &kk = instr.inputs[1];
+    double b = q.dims[0], h = q.dims[1], sq = q.dims[2], d = q.dims[3],
+           t = kk.dims[2];
+    double flops = 4.0 * b * h * sq * t * d;
+    if (instr.attrs.kind() == instr.op && instr.attrs.i("causal") != 0 &&
+        q.dims[2] == kk.dims[2])
+      flops *= 0.5 * (sq + 1) / sq; // the lower triangle, diagonal included
+    if (instr.op == rt::OpKind::AttentionGrad)
+      flops *= 2.5;
+    c.flops = flops;
+    c.isGemm = true;
+    double rate = p.gemmFlopsPerS(q.dtype, static_cast<uint64_t>(d));
+    if (rate > 0)
+      seconds = std::max(seconds, flops / rate);
+  }
+  if (auto it = p.kernelEfficiency.find(instr.op);
+      it != p.kernelEfficiency.end())
+    seconds /= it->second;
   c.atFloor = seconds < p.kernelFloorS;
   c.seconds = std::max(seconds, p.kernelFloorS);
   return c;

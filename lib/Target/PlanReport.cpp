@@ -454,6 +454,20 @@ mlir::colossal::buildPlanReport(ModuleOp module,
     records.push_back(std::move(c));
   }
   r.cost = estimateStep(records, r.profile);
+  for (size_t i = 0; i < records.size() && i < r.cost.instrs.size(); ++i) {
+    const CostInstr &c = records[i];
+    const InstrCost &cost = r.cost.instrs[i];
+    if (c.kind != CostInstr::Kind::Kernel)
+      continue;
+    std::string key(rt::opInfo(c.op).name);
+    if (cost.resource == Resource::Cpu)
+      key += "@host";
+    PlanReport::KindCost &k = r.perKind[key];
+    k.count += c.repeat;
+    k.seconds += c.repeat * cost.seconds;
+    k.bytes += static_cast<double>(c.repeat) * cost.bytes;
+    k.flops += c.repeat * cost.flops;
+  }
   return r;
 }
 
@@ -626,6 +640,15 @@ void mlir::colossal::writePlanReportJson(llvm::raw_ostream &os,
     j.attributeArray("stream_busy_s", [&] {
       for (double busy : r.cost.streamBusyS)
         j.value(busy);
+    });
+    j.attributeObject("per_kind", [&] {
+      for (const auto &[name, k] : r.perKind)
+        j.attributeObject(name, [&] {
+          j.attribute("count", static_cast<int64_t>(k.count));
+          j.attribute("predicted_s", k.seconds);
+          j.attribute("bytes", k.bytes);
+          j.attribute("flops", k.flops);
+        });
     });
     j.attribute("flops_per_step", r.cost.flops);
     j.attribute("instructions", static_cast<int64_t>(r.numInstructions));

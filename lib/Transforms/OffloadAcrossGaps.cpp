@@ -174,7 +174,11 @@ double mlir::colossal::predictedSeconds(Operation *op,
       if (auto t = toTensorType(v.getType()))
         c.outputs.push_back(*t);
     }
-    if (c.op == ::colossal::runtime::OpKind::MatMul) {
+    // The attributes the cost model reads: matmul's transpose_a, attention's
+    // causal flag.
+    if (c.op == ::colossal::runtime::OpKind::MatMul ||
+        c.op == ::colossal::runtime::OpKind::Attention ||
+        c.op == ::colossal::runtime::OpKind::AttentionGrad) {
       FailureOr<::colossal::runtime::Attrs> attrs =
           attrsFromMlir(k.getLoc(), c.op, k.getParams(), outTypes);
       if (failed(attrs))

@@ -57,6 +57,11 @@ struct DeviceProfile {
   double copyLatencyS = 0;           ///< the fixed cost of one copy call
   double cpuAdamwParamsPerS = 0;     ///< host-resident AdamW, all cores
   double cpuBytesPerS = 0;           ///< other host kernels: memory bound
+  /// What fraction of its roofline time (max(bytes / hbm, flops / rate)) a
+  /// device kernel of this kind achieves, in (0, 1]: "kernel_efficiency"
+  /// in the JSON, by op name, fitted from traces (bench/fit_efficiency.py).
+  /// A kind without an entry is taken at its roofline.
+  std::map<::colossal::runtime::OpKind, double> kernelEfficiency;
   std::vector<std::string> notes;    ///< where the numbers come from
 
   /// The rate for a matmul of `dtype` whose smallest dim is `minDim`.
@@ -86,7 +91,8 @@ struct CostInstr {
   enum class Kind : uint8_t { Kernel, Copy, Event };
   Kind kind = Kind::Kernel;
   /// Kernels: the op-table kind, operand and result types, attributes (only
-  /// matmul's transpose_a is read; attributes of another kind are ignored).
+  /// matmul's transpose_a and attention's causal are read; attributes of
+  /// another kind, or none, are ignored).
   ::colossal::runtime::OpKind op = ::colossal::runtime::OpKind::Identity;
   std::vector<::colossal::runtime::TensorType> inputs, outputs;
   ::colossal::runtime::Attrs attrs;
@@ -148,8 +154,13 @@ struct StepCost {
 /// One instruction alone:
 ///   matmul         max(flops / gemm rate(dtype, min(M, N, K)),
 ///                      bytes / hbm, floor)
+///   attention      max(flops / gemm rate(dtype, head dim), bytes / hbm,
+///                  floor); flops 4 B H S T D (x 0.5 causal when S = T),
+///                  x 2.5 for attention_grad
 ///   other kernels  max(bytes / hbm, floor); gather reads only the rows it
 ///                  gathers
+///   every device kernel's roofline time above (before the floor) is
+///   divided by the profile's kernel_efficiency for its kind, if any
 ///   host kernels   adamw: params / cpu_adamw_params_per_s; others:
 ///                  bytes / cpu_bytes_per_s
 ///   copies         bytes / link rate of their direction + latency;

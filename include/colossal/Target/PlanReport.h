@@ -21,6 +21,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <array>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -83,6 +84,16 @@ struct PlanReport {
   std::optional<uint32_t> backwardStart;
   std::vector<PlanCopyMark> copies;
   StepCost cost;
+  /// The predicted time of each kind of kernel per step (x repeat), by
+  /// stream resource: "matmul", "fused_elementwise", ... on the device and
+  /// "adamw@host" for host kernels; what bench/fit_efficiency.py divides
+  /// by a trace's measured time of the same kind.
+  struct KindCost {
+    uint64_t count = 0;
+    double seconds = 0;
+    double bytes = 0, flops = 0;
+  };
+  std::map<std::string, KindCost> perKind;
   /// Trained weights whose master copy and optimizer state live on the
   /// device / in host memory, and those bytes (master plus state).
   uint32_t optimizerDeviceWeights = 0, optimizerHostWeights = 0;
