@@ -62,6 +62,16 @@ run() {
       [ -n "$lt" ] && export LD_LIBRARY_PATH=$(dirname "$lt")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     fi
     echo "libcublasLt: ${lt:-not found}"
+    # NVRTC (COLOSSAL_CUDA_FUSED=jit) is opened with dlopen: point
+    # COLOSSAL_NVRTC at it when the loader does not know it.
+    local rtc
+    rtc=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so\.13 /{print $NF; exit}')
+    if [ -z "$rtc" ]; then
+      rtc=$(find /usr/local/cuda*/ /usr/lib /opt "$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)" \
+        -name 'libnvrtc.so.13*' 2>/dev/null | grep -v builtins | head -1)
+      [ -n "$rtc" ] && export COLOSSAL_NVRTC=$rtc
+    fi
+    echo "libnvrtc: ${rtc:-not found}"
     ldd "$dir/bin/colossal-run" | grep -i "cublas\|not found"
     # Binaries built on another image may not load here: then build the
     # runtime on this machine (no MLIR needed; the kernel test needs

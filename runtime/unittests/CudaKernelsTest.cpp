@@ -1493,6 +1493,27 @@ TEST_F(CudaKernels, F32KernelsMatchTheCpuReference) {
   std::printf("%zu f32 cases, %d failed\n", cases.size(), failures);
 }
 
+TEST_F(CudaKernels, FusedJitMatchesTheCpuReference) {
+  // COLOSSAL_CUDA_FUSED=jit (cuda/FusedJit.h): every fused case of the f32
+  // list on a backend that compiles each program with NVRTC. The generated
+  // code computes what the packed kernel computes, so the same tolerances.
+  setenv("COLOSSAL_CUDA_FUSED", "jit", 1);
+  std::unique_ptr<Backend> jitBackend;
+  Status st = createBackend(Device::kCuda, jitBackend);
+  unsetenv("COLOSSAL_CUDA_FUSED");
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  std::vector<Case> cases;
+  for (Case &c : optInF32Cases())
+    if (c.attrs.kind() == OpKind::FusedElementwise)
+      cases.push_back(std::move(c));
+  ASSERT_FALSE(cases.empty());
+  std::swap(backend_, jitBackend);
+  std::set<OpKind> covered;
+  int failures = checkCases(cases, covered);
+  std::swap(backend_, jitBackend);
+  std::printf("%zu jit cases, %d failed\n", cases.size(), failures);
+}
+
 TEST_F(CudaKernels, F64ReferenceKernelsStillRun) {
   // COLOSSAL_CUDA_REDUCE=f64 / COLOSSAL_CUDA_FUSED=f64 select the f64
   // kernels (read once, when a backend starts): the every-op reductions

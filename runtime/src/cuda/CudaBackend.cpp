@@ -23,6 +23,7 @@
 #include "AttentionTC.h"
 #include "CudaKernels.h"
 #include "FusedElementwise.h"
+#include "FusedJit.h"
 
 #include "colossal/runtime/Kernels.h"
 #include "colossal/runtime/OpTable.h"
@@ -358,8 +359,23 @@ public:
     reportMalloc_ = report && *report && std::strcmp(report, "0") != 0;
     COLOSSAL_RETURN_IF_ERROR(
         precisionFromEnv("COLOSSAL_CUDA_REDUCE", reducePrecision_));
-    COLOSSAL_RETURN_IF_ERROR(
-        precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_));
+    // COLOSSAL_CUDA_FUSED=jit: the f32 programs, each compiled by NVRTC
+    // into a kernel of its own when the plan is prepared (FusedJit.h).
+    const char *fused = std::getenv("COLOSSAL_CUDA_FUSED");
+    if (fused && std::strcmp(fused, "jit") == 0) {
+      fusedPrecision_ = cuda::Precision::kF32;
+      jit_ = std::make_unique<cuda::FusedJit>();
+      if (jit_->available())
+        fused_.setJit(jit_.get());
+      else
+        std::fprintf(stderr,
+                     "colossal-run: cuda: COLOSSAL_CUDA_FUSED=jit: %s; "
+                     "interpreting fused programs\n",
+                     jit_->unavailableReason().c_str());
+    } else {
+      COLOSSAL_RETURN_IF_ERROR(
+          precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_));
+    }
     // The device AdamW follows the CPU's choice (cpu/Kernels.cpp).
     const char *adamw = std::getenv("COLOSSAL_CPU_ADAMW");
     if (adamw && *adamw && std::strcmp(adamw, "fast") != 0 &&
@@ -548,6 +564,11 @@ public:
       gemms_[i] = std::move(calls);
     }
 
+    if (jit_ && jit_->available())
+      std::fprintf(stderr,
+                   "colossal-run: cuda: fused programs compiled to %zu "
+                   "kernels (NVRTC, %.2f s)\n",
+                   jit_->kernels(), jit_->compileSeconds());
     if (tracing_) {
       timing_.assign(2 * plan.instrs.size() + 1, nullptr);
       for (cudaEvent_t &e : timing_)
@@ -919,6 +940,7 @@ private:
   cuda::Precision reducePrecision_ = cuda::Precision::kF32;
   cuda::Precision fusedPrecision_ = cuda::Precision::kF32;
   bool exactAdamW_ = false; ///< COLOSSAL_CPU_ADAMW=exact: the f64 AdamW
+  std::unique_ptr<cuda::FusedJit> jit_; ///< COLOSSAL_CUDA_FUSED=jit
   std::atomic<bool> hostFailed_{false};
   Status hostFailure_;
   uint64_t hostFailedInstr_ = 0;

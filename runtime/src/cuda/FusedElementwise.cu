@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "FusedElementwise.h"
+#include "FusedJit.h"
 
 #include "CudaCommon.cuh"
 #include "ElementwiseDevice.cuh"
@@ -860,6 +861,8 @@ cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
   for (int k = 0; k < program.numInputs; ++k)
     ptrs.ptrs[k] = inputs[k];
   unsigned blocks = blocksFor(program.count);
+  if (precision == Precision::kF32 && program.jit)
+    return FusedJit::launch(stream, program, ptrs.ptrs, out);
   if (precision == Precision::kF32 && program.fast) {
     // Pack modes: a packed access needs kPack consecutive elements of the
     // input at consecutive addresses (div 1, the run a multiple of kPack)
@@ -921,6 +924,8 @@ Status FusedPrograms::prepare(size_t instr, const Attrs &attrs,
     programs_.resize(instr + 1);
   auto program = std::make_shared<FusedKernelProgram>();
   COLOSSAL_RETURN_IF_ERROR(buildFusedProgram(attrs, inTypes, outType, *program));
+  if (jit_)
+    COLOSSAL_RETURN_IF_ERROR(jit_->prepare(*program));
   programs_[instr] = std::move(program);
   return Status::ok();
 }
@@ -936,6 +941,8 @@ Status FusedPrograms::run(cudaStream_t stream, ErrorSink sink,
       inTypes.push_back(in.type);
     auto built = std::make_shared<FusedKernelProgram>();
     COLOSSAL_RETURN_IF_ERROR(buildFusedProgram(attrs, inTypes, out.type, *built));
+    if (jit_) // compiled on the spot (cached by source)
+      COLOSSAL_RETURN_IF_ERROR(jit_->prepare(*built));
     program = std::move(built);
   }
   const void *ptrs[kMaxFusedInputs] = {};

@@ -64,6 +64,9 @@ struct FusedKernelProgram {
   /// scalar) where its strides allow that (inAffine[k]); else through
   /// inStrides.
   bool fast = false;
+  /// The program compiled to a kernel of its own (a cudaKernel_t, owned by
+  /// the backend's FusedJit), or null: COLOSSAL_CUDA_FUSED=jit.
+  const void *jit = nullptr;
   bool inAffine[kMaxFusedInputs] = {};
   int64_t inDiv[kMaxFusedInputs] = {};
   int64_t inMod[kMaxFusedInputs] = {};
@@ -105,9 +108,14 @@ cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
 
 /// The decoded programs of one plan, by instruction index (preparePlan
 /// fills it; an instruction run without it is decoded on the spot).
+class FusedJit;
+
 class FusedPrograms {
 public:
   void reset(size_t numInstrs) { programs_.assign(numInstrs, nullptr); }
+  /// Compile each prepared program that the packed kernel takes into a
+  /// kernel of its own (COLOSSAL_CUDA_FUSED=jit); null: interpret.
+  void setJit(FusedJit *jit) { jit_ = jit; }
   Status prepare(size_t instr, const Attrs &attrs,
                  const std::vector<TensorType> &inTypes,
                  const TensorType &outType);
@@ -118,6 +126,7 @@ public:
 
 private:
   std::vector<std::shared_ptr<const FusedKernelProgram>> programs_;
+  FusedJit *jit_ = nullptr;
 };
 
 } // namespace colossal::runtime::cuda

@@ -1,0 +1,458 @@
+//===- FusedJit.cpp - fused_elementwise programs compiled to CUDA ---------===//
+//
+// The code generator and the NVRTC loader of FusedJit.h. The generated
+// kernel mirrors fastRecord (FusedElementwise.cu) record by record; the
+// comments there say why each op computes what it does.
+//
+//===----------------------------------------------------------------------===//
+
+#include "FusedJit.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <sstream>
+#include <vector>
+
+namespace colossal::runtime::cuda {
+
+namespace {
+
+// ---- Code generation -----------------------------------------------------
+
+/// Helpers every kernel starts with: bf16 and f16 conversions written out
+/// (NVRTC compiles without the toolkit's headers), as CudaCommon.cuh's.
+constexpr const char *kPrelude = R"(typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned char u8;
+__device__ __forceinline__ float bf2f(u16 b) { return __uint_as_float(((u32)b) << 16); }
+__device__ __forceinline__ u16 f2bf(float v) {
+  u32 bits = __float_as_uint(v);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (u16)((bits >> 16) | 0x0040u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return (u16)(bits >> 16);
+}
+__device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float rbf(float v) { return bf2f(f2bf(v)); }
+__device__ __forceinline__ float rh(float v) { return h2f(f2h(v)); }
+__device__ __forceinline__ float rb(float v) { return v != 0.0f ? 1.0f : 0.0f; }
+__device__ __forceinline__ float fmaxnan(float a, float b) { return (a != a || a > b) ? a : b; }
+__device__ __forceinline__ float fminnan(float a, float b) { return (a != a || a < b) ? a : b; }
+__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+__device__ __forceinline__ float gelu_tanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+)";
+
+/// A float literal that reads back as exactly `v` (hex float).
+std::string floatLiteral(float v) {
+  if (v != v)
+    return "__int_as_float(0x7fc00000)";
+  if (v == __builtin_inff())
+    return "__int_as_float(0x7f800000)";
+  if (v == -__builtin_inff())
+    return "__int_as_float(0xff800000)";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%af", static_cast<double>(v));
+  return buf;
+}
+
+/// The expression that rounds `e` (a float) to `t`.
+std::string roundTo(DType t, const std::string &e) {
+  switch (t) {
+  case DType::kBF16:
+    return "rbf(" + e + ")";
+  case DType::kF16:
+    return "rh(" + e + ")";
+  case DType::kBool:
+    return "rb(" + e + ")";
+  default:
+    return e;
+  }
+}
+
+std::string loadExpr(DType t, int k, const std::string &at) {
+  std::string p = "in" + std::to_string(k);
+  switch (t) {
+  case DType::kF32:
+    return "((const float *)" + p + ")[" + at + "]";
+  case DType::kBF16:
+    return "bf2f(((const u16 *)" + p + ")[" + at + "])";
+  case DType::kF16:
+    return "h2f(((const u16 *)" + p + ")[" + at + "])";
+  default: // bool
+    return "(((const u8 *)" + p + ")[" + at + "] != 0 ? 1.0f : 0.0f)";
+  }
+}
+
+std::string storeStmt(DType t, const std::string &v) {
+  switch (t) {
+  case DType::kF32:
+    return "((float *)out)[i] = " + v + ";";
+  case DType::kBF16:
+    return "((u16 *)out)[i] = f2bf(" + v + ");";
+  case DType::kF16:
+    return "((u16 *)out)[i] = f2h(" + v + ");";
+  default:
+    return "((u8 *)out)[i] = " + v + " != 0.0f ? 1 : 0;";
+  }
+}
+
+/// The value of record `rec` on its operands' registers, as fastRecord.
+std::string recordExpr(const FusedKernelRecord &rec, const std::string &x,
+                       const std::string &y, const std::string &z) {
+  switch (rec.op) {
+  case OpKind::Fill: {
+    // fastRecord's constant: the double rounded to the record's dtype
+    // through float (f32: one rounding; bf16/f16: round-to-odd to float,
+    // then to the dtype, as fromDouble does).
+    double c = rec.constant;
+    if (rec.dtype == DType::kBool)
+      return c != 0.0 ? "1.0f" : "0.0f";
+    float f = static_cast<float>(c);
+    if (rec.dtype != DType::kF32 && static_cast<double>(f) != c &&
+        c == c) {
+      // Round to odd: keep the truncation toward zero and set the last
+      // bit when inexact (Tensor.cpp's roundToOddFloat).
+      float toward = static_cast<float>(c);
+      if ((c > 0 && static_cast<double>(toward) > c) ||
+          (c < 0 && static_cast<double>(toward) < c))
+        toward = std::nextafter(toward, 0.0f);
+      uint32_t bits;
+      std::memcpy(&bits, &toward, sizeof(bits));
+      bits |= 1u;
+      std::memcpy(&f, &bits, sizeof(f));
+    }
+    return roundTo(rec.dtype, floatLiteral(f));
+  }
+  case OpKind::Identity:
+    return x;
+  case OpKind::Cast:
+    return roundTo(rec.dtype, x);
+  case OpKind::Where:
+    return "(" + x + " != 0.0f ? " + y + " : " + z + ")";
+  case OpKind::Not:
+    return "(" + x + " == 0.0f ? 1.0f : 0.0f)";
+  case OpKind::And:
+    return "((" + x + " != 0.0f && " + y + " != 0.0f) ? 1.0f : 0.0f)";
+  case OpKind::Or:
+    return "((" + x + " != 0.0f || " + y + " != 0.0f) ? 1.0f : 0.0f)";
+  case OpKind::Xor:
+    return "(((" + x + " != 0.0f) != (" + y + " != 0.0f)) ? 1.0f : 0.0f)";
+  case OpKind::Equal:
+    return "(" + x + " == " + y + " ? 1.0f : 0.0f)";
+  case OpKind::Less:
+    return "(" + x + " < " + y + " ? 1.0f : 0.0f)";
+  case OpKind::LessEqual:
+    return "(" + x + " <= " + y + " ? 1.0f : 0.0f)";
+  case OpKind::Greater:
+    return "(" + x + " > " + y + " ? 1.0f : 0.0f)";
+  case OpKind::GreaterEqual:
+    return "(" + x + " >= " + y + " ? 1.0f : 0.0f)";
+  default:
+    break;
+  }
+  std::string v;
+  switch (rec.op) {
+  case OpKind::Neg:
+    v = "(-" + x + ")";
+    break;
+  case OpKind::Abs:
+    v = "fabsf(" + x + ")";
+    break;
+  case OpKind::Exp:
+    v = "expf(" + x + ")";
+    break;
+  case OpKind::Log:
+    v = "logf(" + x + ")";
+    break;
+  case OpKind::Sqrt:
+    v = "sqrtf(" + x + ")";
+    break;
+  case OpKind::Rsqrt:
+    v = "(1.0f / sqrtf(" + x + "))";
+    break;
+  case OpKind::Reciprocal:
+    v = "(1.0f / " + x + ")";
+    break;
+  case OpKind::Tanh:
+    v = "tanhf(" + x + ")";
+    break;
+  case OpKind::Sigmoid:
+    v = "(1.0f / (1.0f + expf(-" + x + ")))";
+    break;
+  case OpKind::Relu:
+    v = "(" + x + " < 0.0f ? 0.0f : " + x + ")";
+    break;
+  case OpKind::Erf:
+    v = "erff(" + x + ")";
+    break;
+  case OpKind::Sin:
+    v = "sinf(" + x + ")";
+    break;
+  case OpKind::Cos:
+    v = "cosf(" + x + ")";
+    break;
+  case OpKind::Gelu:
+    v = (rec.flag == 1 ? "gelu_tanh(" : "gelu_erf(") + x + ")";
+    break;
+  case OpKind::Add:
+    v = "(" + x + " + " + y + ")";
+    break;
+  case OpKind::Sub:
+    v = "(" + x + " - " + y + ")";
+    break;
+  case OpKind::Mul:
+    v = "(" + x + " * " + y + ")";
+    break;
+  case OpKind::Div:
+    v = "(" + x + " / " + y + ")";
+    break;
+  case OpKind::Pow:
+    v = "powf(" + x + ", " + y + ")";
+    break;
+  case OpKind::Max:
+    v = "fmaxnan(" + x + ", " + y + ")";
+    break;
+  case OpKind::Min:
+    v = "fminnan(" + x + ", " + y + ")";
+    break;
+  default:
+    v = x; // not reached: classifyFastPath admits only the ops above
+    break;
+  }
+  return roundTo(rec.dtype, v);
+}
+
+} // namespace
+
+std::string fusedKernelSource(const FusedKernelProgram &p) {
+  const bool small = p.count < (int64_t{1} << 31);
+  const char *index = small ? "u32" : "long long";
+  std::ostringstream os;
+  os << kPrelude << "extern \"C\" __global__ void colossal_fused(";
+  for (int k = 0; k < p.numInputs; ++k)
+    os << "const void *in" << k << ", ";
+  os << "void *out) {\n";
+  os << "  const " << index << " n = " << p.count << (small ? "u" : "ll")
+     << ";\n";
+  os << "  for (" << index << " i = (" << index
+     << ")blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (" << index
+     << ")blockDim.x * gridDim.x) {\n";
+  // Inputs: registers r0 .. r(numInputs - 1).
+  for (int k = 0; k < p.numInputs; ++k) {
+    std::string at;
+    if (p.inAffine[k]) {
+      const int64_t div = p.inDiv[k], mod = p.inMod[k];
+      std::string j =
+          div == 1 ? "i" : "(i / (" + std::string(index) + ")" +
+                               std::to_string(div) + ")";
+      at = mod == 1 ? "0" : mod == 0 ? j
+                                     : "(" + j + " % (" + std::string(index) +
+                                           ")" + std::to_string(mod) + ")";
+    } else {
+      // The strided walk: row-major coordinates of i over outDims.
+      os << "    " << index << " off" << k << " = 0, f" << k << " = i;\n";
+      for (int d = p.outDims.rank - 1; d >= 0; --d) {
+        int64_t size = p.outDims.d[d], stride = p.inStrides[k].d[d];
+        if (size == 1)
+          continue;
+        os << "    off" << k << " += (f" << k << " % " << size << ") * "
+           << stride << "; f" << k << " /= " << size << ";\n";
+      }
+      at = "off" + std::to_string(k);
+    }
+    os << "    float r" << k << " = " << loadExpr(p.inTypes[k], k, at)
+       << ";\n";
+  }
+  for (int r = 0; r < p.numRecords; ++r) {
+    const FusedKernelRecord &rec = p.records[r];
+    auto reg = [&](int o) { return "r" + std::to_string(rec.operands[o]); };
+    std::string x = rec.numOperands > 0 ? reg(0) : "0.0f";
+    std::string y = rec.numOperands > 1 ? reg(1) : "0.0f";
+    std::string z = rec.numOperands > 2 ? reg(2) : "0.0f";
+    os << "    float r" << p.numInputs + r << " = "
+       << recordExpr(rec, x, y, z) << ";\n";
+  }
+  const FusedKernelRecord &result = p.records[p.numRecords - 1];
+  os << "    "
+     << storeStmt(result.dtype,
+                  "r" + std::to_string(p.numInputs + p.numRecords - 1))
+     << "\n  }\n}\n";
+  return os.str();
+}
+
+// ---- NVRTC -----------------------------------------------------------------
+
+struct Nvrtc::Api {
+  using Program = void *;
+  int (*create)(Program *, const char *, const char *, int,
+                const char *const *, const char *const *) = nullptr;
+  int (*compile)(Program, int, const char *const *) = nullptr;
+  int (*ptxSize)(Program, size_t *) = nullptr;
+  int (*ptx)(Program, char *) = nullptr;
+  int (*logSize)(Program, size_t *) = nullptr;
+  int (*log)(Program, char *) = nullptr;
+  int (*destroy)(Program *) = nullptr;
+  const char *(*errorString)(int) = nullptr;
+};
+
+Nvrtc::Nvrtc(std::unique_ptr<Api> api) : api_(std::move(api)) {}
+
+const Nvrtc *Nvrtc::get(std::string &why) {
+  static std::string reason;
+  static const Nvrtc *instance = [] () -> const Nvrtc * {
+    std::vector<std::string> names;
+    if (const char *env = std::getenv("COLOSSAL_NVRTC"); env && *env)
+      names.push_back(env);
+    names.push_back("libnvrtc.so.13");
+    names.push_back("libnvrtc.so");
+    void *lib = nullptr;
+    for (const std::string &name : names)
+      if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)))
+        break;
+    if (!lib) {
+      reason = "cannot load NVRTC (libnvrtc.so.13; set COLOSSAL_NVRTC to "
+               "its path): " +
+               std::string(dlerror() ? dlerror() : "not found");
+      return nullptr;
+    }
+    auto api = std::make_unique<Api>();
+    bool ok = true;
+    auto sym = [&](auto &fn, const char *name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+          dlsym(lib, name));
+      if (!fn) {
+        ok = false;
+        reason = std::string("NVRTC has no ") + name;
+      }
+    };
+    sym(api->create, "nvrtcCreateProgram");
+    sym(api->compile, "nvrtcCompileProgram");
+    sym(api->ptxSize, "nvrtcGetPTXSize");
+    sym(api->ptx, "nvrtcGetPTX");
+    sym(api->logSize, "nvrtcGetProgramLogSize");
+    sym(api->log, "nvrtcGetProgramLog");
+    sym(api->destroy, "nvrtcDestroyProgram");
+    sym(api->errorString, "nvrtcGetErrorString");
+    if (!ok)
+      return nullptr;
+    return new Nvrtc(std::move(api));
+  }();
+  why = reason;
+  return instance;
+}
+
+Status Nvrtc::compileToPtx(const std::string &source, const std::string &arch,
+                           std::string &ptx) const {
+  Api::Program prog = nullptr;
+  int rc = api_->create(&prog, source.c_str(), "colossal_fused.cu", 0, nullptr,
+                        nullptr);
+  if (rc != 0)
+    return COLOSSAL_ERROR(kInternal, std::string("nvrtcCreateProgram: ") +
+                                         api_->errorString(rc));
+  std::string archFlag = "--gpu-architecture=" + arch;
+  const char *options[] = {archFlag.c_str(), "--fmad=false",
+                           "--prec-div=true", "--prec-sqrt=true",
+                           "--ftz=false"};
+  rc = api_->compile(prog, 5, options);
+  std::string log;
+  size_t logSize = 0;
+  if (api_->logSize(prog, &logSize) == 0 && logSize > 1) {
+    log.resize(logSize);
+    api_->log(prog, log.data());
+    log.resize(logSize - 1);
+  }
+  if (rc != 0) {
+    api_->destroy(&prog);
+    return COLOSSAL_ERROR(kInternal, std::string("NVRTC: ") +
+                                         api_->errorString(rc) + ":\n" + log +
+                                         "\nsource:\n" + source);
+  }
+  size_t size = 0;
+  api_->ptxSize(prog, &size);
+  ptx.assign(size, '\0');
+  api_->ptx(prog, ptx.data());
+  api_->destroy(&prog);
+  return Status::ok();
+}
+
+// ---- The cache -------------------------------------------------------------
+
+struct FusedJit::Kernel {
+  cudaLibrary_t library = nullptr;
+  cudaKernel_t kernel = nullptr;
+};
+
+FusedJit::FusedJit() {
+  nvrtc_ = Nvrtc::get(why_);
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                             device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                             device) == cudaSuccess)
+    arch_ = "compute_" + std::to_string(major * 10 + minor);
+  else
+    arch_ = "compute_90";
+}
+
+FusedJit::~FusedJit() {
+  for (auto &[source, k] : kernels_)
+    if (k->library)
+      cudaLibraryUnload(k->library);
+}
+
+Status FusedJit::prepare(FusedKernelProgram &program) {
+  program.jit = nullptr;
+  if (!nvrtc_ || !program.fast)
+    return Status::ok();
+  std::string source = fusedKernelSource(program);
+  auto it = kernels_.find(source);
+  if (it == kernels_.end()) {
+    auto start = std::chrono::steady_clock::now();
+    std::string ptx;
+    COLOSSAL_RETURN_IF_ERROR(nvrtc_->compileToPtx(source, arch_, ptx));
+    auto k = std::make_unique<Kernel>();
+    cudaError_t err = cudaLibraryLoadData(&k->library, ptx.c_str(), nullptr,
+                                          nullptr, 0, nullptr, nullptr, 0);
+    if (err == cudaSuccess)
+      err = cudaLibraryGetKernel(&k->kernel, k->library, "colossal_fused");
+    if (err != cudaSuccess)
+      return COLOSSAL_ERROR(kInternal,
+                            std::string("loading a compiled fused kernel: ") +
+                                cudaGetErrorString(err));
+    compileSeconds_ += std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+    it = kernels_.emplace(std::move(source), std::move(k)).first;
+  }
+  program.jit = reinterpret_cast<const void *>(it->second->kernel);
+  return Status::ok();
+}
+
+cudaError_t FusedJit::launch(cudaStream_t stream,
+                             const FusedKernelProgram &program,
+                             const void *const *inputs, void *out) {
+  void *args[kMaxFusedInputs + 1];
+  const void *ins[kMaxFusedInputs];
+  for (int k = 0; k < program.numInputs; ++k) {
+    ins[k] = inputs[k];
+    args[k] = &ins[k];
+  }
+  args[program.numInputs] = &out;
+  constexpr int kBlock = 256;
+  int64_t blocks = (program.count + kBlock - 1) / kBlock;
+  if (blocks > (int64_t{1} << 20))
+    blocks = int64_t{1} << 20;
+  return cudaLaunchKernel(program.jit, dim3(static_cast<unsigned>(blocks)),
+                          dim3(kBlock), args, 0, stream);
+}
+
+} // namespace colossal::runtime::cuda
