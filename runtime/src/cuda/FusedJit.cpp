@@ -314,13 +314,18 @@ const Nvrtc *Nvrtc::get(std::string &why) {
     names.push_back("libnvrtc.so.13");
     names.push_back("libnvrtc.so");
     void *lib = nullptr;
-    for (const std::string &name : names)
+    std::string firstError;
+    for (const std::string &name : names) {
       if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)))
         break;
+      const char *e = dlerror(); // read once: it clears the error
+      if (firstError.empty() && e)
+        firstError = e;
+    }
     if (!lib) {
       reason = "cannot load NVRTC (libnvrtc.so.13; set COLOSSAL_NVRTC to "
                "its path): " +
-               std::string(dlerror() ? dlerror() : "not found");
+               (firstError.empty() ? std::string("not found") : firstError);
       return nullptr;
     }
     auto api = std::make_unique<Api>();
