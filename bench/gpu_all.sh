@@ -26,7 +26,10 @@
 #
 # Environment: SIZES (default 125m,350m,1.3b), BUDGETS (free,24GiB),
 # TRACE_BUDGET (6GiB), STEPS (4), BENCH_TIMEOUT (150 s a run), PARTS (run only these of
-# check,attention,trace,bench; default all).
+# check,attention,trace,bench; default all), COMPILE_FLAGS (prepare: more
+# colossal-opt flags), BENCH_ONLY (run: colossal or pytorch rows only).
+# The run's variables (COLOSSAL_CUDA_FUSED=jit, COLOSSAL_ATTENTION_KERNEL=
+# wide, ...) reach every colossal-run and are recorded in each bench row.
 #
 #===----------------------------------------------------------------------===#
 set -uo pipefail
@@ -44,9 +47,13 @@ prepare() {
   bash "$here/bench/gpu_check.sh" prepare "$here/.gpu-check"
   cp "$here/build-cuda/bin/attention-check" "$here/.gpu-check/bin/"
   rm -rf "$here/.bench-opt"
+  # COMPILE_FLAGS: more colossal-opt flags for every plan, e.g.
+  # "--device-profile devices/h200-fitted.json" (predictions with the
+  # fitted kernel efficiencies, docs/planner.md).
+  # shellcheck disable=SC2086
   /usr/bin/python3 "$here/bench/opt_bench.py" prepare "$here/.bench-opt" \
     --sizes "$SIZES" --budgets "$BUDGETS" \
-    --colossal-run "$here/build-cuda/bin/colossal-run"
+    --colossal-run "$here/build-cuda/bin/colossal-run" -- ${COMPILE_FLAGS:-}
   "$here/build/bin/colossal-opt" compile \
     "$models/opt-350m-noweights.dynamo.dynamic.onnx" \
     --shape input_ids=8x1024 --shape labels=8x1024 --precision bf16 \
@@ -78,6 +85,7 @@ run() {
   fi
   if part bench; then
     python3 "$here/bench/opt_bench.py" run "$here/.bench-opt" "$out/bench.jsonl" \
+      ${BENCH_ONLY:+--only "$BENCH_ONLY"} \
       --steps "$STEPS" --warmup 1 --timeout "${BENCH_TIMEOUT:-150}" 2>&1 | tee "$out/bench.log"
   fi
   echo "gpu_all: exit $status"

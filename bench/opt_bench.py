@@ -4,7 +4,7 @@
 Three steps on two machines (the compiler links LLVM and stays here; plans
 and the MLIR-free runtime travel):
 
-  bench/opt_bench.py prepare DIR [--sizes 125m,350m,...] [--budgets free,24GiB,6GiB]
+  bench/opt_bench.py prepare DIR [--sizes 125m,350m,...] [--budgets free,24GiB,6GiB] [-- FLAGS]
       here: compiles every (size, budget) training plan of the weight-free
       OPT graphs in ../shared/models at batch 8 x seq 1024, bf16, with
       --report-json (planned peak, predicted step time); a size that does
@@ -386,7 +386,7 @@ def main():
     p.add_argument("--budgets", default="free,24GiB,6GiB")
     p.add_argument("--colossal-opt", default=os.path.join(ROOT, "build", "bin", "colossal-opt"))
     p.add_argument("--colossal-run", default=os.path.join(ROOT, "build-cuda", "bin", "colossal-run"))
-    p.add_argument("extra", nargs="*", help="more colossal-opt compile flags (after --)")
+
     r = sub.add_parser("run")
     r.add_argument("dir")
     r.add_argument("out")
@@ -400,7 +400,15 @@ def main():
     q.add_argument("results", nargs="+")
     q.add_argument("--md", default=os.path.join(ROOT, "docs", "results.md"))
     q.add_argument("--note", action="append", default=[], help="a line printed under the header")
-    args = ap.parse_args()
+    # Everything after "--" goes to colossal-opt compile (prepare), e.g.
+    # "-- --device-profile devices/h200-fitted.json".
+    argv = sys.argv[1:]
+    extra = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1:]
+    args = ap.parse_args(argv)
+    args.extra = extra
     {"prepare": prepare, "run": run, "report": report}[args.cmd](args)
 
 
