@@ -13,8 +13,17 @@
 #include "cuda/FusedJit.h"
 
 #include "colossal/runtime/FusedProgram.h"
+#include "colossal/runtime/Kernels.h"
 
 #include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
 
 #include <cstdio>
 #include <cstdlib>
@@ -38,10 +47,8 @@ FusedRecord rec(OpKind op, DType dtype, std::vector<int> operands,
   return r;
 }
 
-FusedKernelProgram build(const std::vector<FusedRecord> &records,
-                         std::vector<double> constants,
-                         const std::vector<TensorType> &ins,
-                         const TensorType &out) {
+Attrs fusedAttrs(const std::vector<FusedRecord> &records,
+                 std::vector<double> constants, const TensorType &out) {
   Attrs a(OpKind::FusedElementwise);
   std::vector<int64_t> program;
   for (const FusedRecord &r : records)
@@ -49,6 +56,14 @@ FusedKernelProgram build(const std::vector<FusedRecord> &records,
   a.setList("program", program);
   a.setFloatList("constants", std::move(constants));
   a.setList("shape", out.dims);
+  return a;
+}
+
+FusedKernelProgram build(const std::vector<FusedRecord> &records,
+                         std::vector<double> constants,
+                         const std::vector<TensorType> &ins,
+                         const TensorType &out) {
+  Attrs a = fusedAttrs(records, std::move(constants), out);
   FusedKernelProgram p;
   Status st = buildFusedProgram(a, ins, out, p);
   EXPECT_TRUE(st.isOk()) << st.toString();
@@ -178,6 +193,181 @@ TEST(FusedJit, ProgramsThePackedKernelDoesNotTakeAreNotGenerated) {
       build({rec(OpKind::Cast, f32, {0}), rec(OpKind::Add, f32, {1, 1})}, {},
             {{DType::kI64, {4}}}, {f32, {4}});
   EXPECT_FALSE(p.fast);
+}
+
+
+// ---- The generated code run on the CPU -------------------------------------
+//
+// The source NVRTC compiles, built here by the host C++ compiler with shims
+// for the few CUDA builtins it names (one "thread" walks the whole grid),
+// and run against the CPU kernels (evaluateOp): the generated code's
+// semantics, checked without a GPU. The CPU computes each op in double and
+// rounds once to its dtype, which equals the f32 operation rounded to the
+// dtype for + - * /, sqrt, comparisons, casts and where; those programs
+// must match bit for bit. Transcendentals (glibc's expf here, CUDA's on a
+// GPU) within 1e-6 relative.
+
+constexpr const char *kHostShims = R"(#include <math.h>
+#include <string.h>
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct colossal_dim3 { unsigned x, y, z; };
+static colossal_dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};
+static colossal_dim3 blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+)";
+
+/// Builds `source` into a shared object and calls colossal_fused on the
+/// inputs' bytes; false (with a failure recorded) when it does not build.
+bool runOnHost(const std::string &source, const std::vector<HostTensor> &ins,
+               HostTensor &out) {
+  char dir[] = "/tmp/colossal-jit-XXXXXX";
+  if (!mkdtemp(dir)) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return false;
+  }
+  std::string src = std::string(dir) + "/k.cpp", lib = std::string(dir) + "/k.so";
+  std::ofstream(src) << kHostShims << source;
+  std::string cmd = std::string(COLOSSAL_HOST_CXX) +
+                    " -x c++ -std=c++17 -O1 -ffp-contract=off -fno-fast-math "
+                    "-shared -fPIC -o " +
+                    lib + " " + src + " 2>&1";
+  FILE *pipe = popen(cmd.c_str(), "r");
+  std::string log;
+  char buf[512];
+  while (pipe && fgets(buf, sizeof(buf), pipe))
+    log += buf;
+  int rc = pipe ? pclose(pipe) : -1;
+  if (rc != 0) {
+    ADD_FAILURE() << cmd << "\n" << log << "\n" << source;
+    return false;
+  }
+  void *handle = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void *fn = handle ? dlsym(handle, "colossal_fused") : nullptr;
+  if (!fn) {
+    ADD_FAILURE() << "dlopen/dlsym " << lib << ": " << dlerror();
+    return false;
+  }
+  const void *p[kMaxFusedInputs] = {};
+  for (size_t k = 0; k < ins.size(); ++k)
+    p[k] = ins[k].bytes.data();
+  void *o = out.bytes.data();
+  using V = const void *;
+  switch (ins.size()) {
+  case 1:
+    reinterpret_cast<void (*)(V, void *)>(fn)(p[0], o);
+    break;
+  case 2:
+    reinterpret_cast<void (*)(V, V, void *)>(fn)(p[0], p[1], o);
+    break;
+  case 3:
+    reinterpret_cast<void (*)(V, V, V, void *)>(fn)(p[0], p[1], p[2], o);
+    break;
+  case 4:
+    reinterpret_cast<void (*)(V, V, V, V, void *)>(fn)(p[0], p[1], p[2], p[3],
+                                                       o);
+    break;
+  default:
+    ADD_FAILURE() << "add a call for " << ins.size() << " inputs";
+  }
+  dlclose(handle);
+  std::remove(src.c_str());
+  std::remove(lib.c_str());
+  rmdir(dir);
+  return true;
+}
+
+HostTensor randomTensor(const TensorType &type, std::mt19937 &gen,
+                        double lo = -3.0, double hi = 3.0) {
+  HostTensor t(type);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t i = 0; i < type.numElements(); ++i) {
+    if (type.dtype == boolean)
+      storeFromInt64(t.ref(), i, dist(gen) > 0 ? 1 : 0);
+    else
+      storeFromDouble(t.ref(), i, dist(gen));
+  }
+  return t;
+}
+
+/// Runs records on random inputs both ways; `tolerance` 0: bit for bit.
+void matchesTheCpu(const std::vector<FusedRecord> &records,
+                   std::vector<double> constants,
+                   const std::vector<TensorType> &inTypes,
+                   const TensorType &outType, double tolerance = 0.0) {
+  std::mt19937 gen(7);
+  std::vector<HostTensor> ins;
+  for (const TensorType &t : inTypes)
+    ins.push_back(randomTensor(t, gen));
+  Attrs attrs = fusedAttrs(records, constants, outType);
+  std::vector<HostTensor> cpu;
+  Status st = evaluateOp(attrs, ins, cpu);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  FusedKernelProgram p;
+  ASSERT_TRUE(buildFusedProgram(attrs, inTypes, outType, p).isOk());
+  ASSERT_TRUE(p.fast);
+  HostTensor host(outType);
+  std::memset(host.bytes.data(), 0xff, host.bytes.size());
+  if (!runOnHost(fusedKernelSource(p), ins, host))
+    return;
+  int64_t n = outType.numElements(), off = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double a = loadAsDouble(cpu[0].ref(), i), b = loadAsDouble(host.ref(), i);
+    bool same = (std::isnan(a) && std::isnan(b)) || a == b;
+    if (tolerance == 0.0) {
+      if (!same && off++ < 5)
+        ADD_FAILURE() << "element " << i << ": cpu " << a << ", generated "
+                      << b;
+    } else if (!same) {
+      double err = std::fabs(a - b) / std::max(1e-30, std::fabs(a));
+      worst = std::max(worst, err);
+    }
+  }
+  EXPECT_EQ(off, 0) << off << " of " << n << " elements differ";
+  EXPECT_LE(worst, tolerance);
+}
+
+TEST(FusedJitOnHost, BiasReluInBf16MatchesBitForBit) {
+  matchesTheCpu({rec(OpKind::Cast, bf16, {0}), rec(OpKind::Add, bf16, {2, 1}),
+                 rec(OpKind::Relu, bf16, {3})},
+                {}, {{f32, {96}}, {bf16, {64, 96}}}, {bf16, {64, 96}});
+}
+
+TEST(FusedJitOnHost, MasksAndWhereMatchBitForBit) {
+  // Bools as floats, a row, a column and a scalar, a fill, f32 result.
+  matchesTheCpu({rec(OpKind::Greater, boolean, {0, 3}),  // 4
+                 rec(OpKind::And, boolean, {4, 2}),      // 5
+                 rec(OpKind::Cast, f32, {1}),            // 6
+                 rec(OpKind::Where, f32, {5, 0, 6}),     // 7
+                 rec(OpKind::Not, boolean, {5}),         // 8
+                 rec(OpKind::Cast, f32, {8}),            // 9
+                 rec(OpKind::Mul, f32, {7, 9}),          // 10
+                 rec(OpKind::Fill, f32, {}, 0),          // 11
+                 rec(OpKind::Div, f32, {10, 11}),        // 12
+                 rec(OpKind::Or, boolean, {5, 8}),       // 13
+                 rec(OpKind::Where, f32, {13, 12, 11})}, // 14
+                {0.3}, {{f32, {33, 37}}, {bf16, {37}}, {boolean, {33, 1}}, {f32, {}}},
+                {f32, {33, 37}});
+}
+
+TEST(FusedJitOnHost, Float16MiddleAndStridedInputsMatchBitForBit) {
+  matchesTheCpu({rec(OpKind::Mul, f16, {0, 1}), rec(OpKind::Sub, f16, {3, 2}),
+                 rec(OpKind::Relu, f16, {4}), rec(OpKind::Fill, f16, {}, 0),
+                 rec(OpKind::Max, f16, {5, 6}), rec(OpKind::Sqrt, f16, {7}),
+                 rec(OpKind::Cast, bf16, {8})},
+                {0.1}, {{f16, {6, 10, 8}}, {f16, {1, 10, 1}}, {f16, {6, 1, 8}}},
+                {bf16, {6, 10, 8}});
+}
+
+TEST(FusedJitOnHost, TranscendentalsMatchWithinAnUlp) {
+  matchesTheCpu({rec(OpKind::Exp, f32, {0}), rec(OpKind::Tanh, f32, {1}),
+                 rec(OpKind::Gelu, f32, {0}, 1), rec(OpKind::Add, f32, {2, 3}),
+                 rec(OpKind::Sigmoid, f32, {0}), rec(OpKind::Mul, f32, {4, 5})},
+                {}, {{f32, {1000}}}, {f32, {1000}}, 1e-6);
 }
 
 } // namespace

@@ -37,8 +37,13 @@ __device__ __forceinline__ u16 f2bf(float v) {
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return (u16)(bits >> 16);
 }
+#ifdef __CUDACC_RTC__
 __device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#else /* a host compiler (the JIT test runs the code on the CPU): _Float16 */
+__device__ __forceinline__ float h2f(u16 h) { _Float16 v; __builtin_memcpy(&v, &h, 2); return (float)v; }
+__device__ __forceinline__ u16 f2h(float f) { _Float16 v = (_Float16)f; u16 h; __builtin_memcpy(&h, &v, 2); return h; }
+#endif
 __device__ __forceinline__ float rbf(float v) { return bf2f(f2bf(v)); }
 __device__ __forceinline__ float rh(float v) { return h2f(f2h(v)); }
 __device__ __forceinline__ float rb(float v) { return v != 0.0f ? 1.0f : 0.0f; }

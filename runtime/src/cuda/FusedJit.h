@@ -33,7 +33,9 @@ namespace colossal::runtime::cuda {
 /// The CUDA C of one program: `extern "C" __global__ void colossal_fused(
 /// const void *in0, ..., void *out)`, one element a thread over a
 /// grid-stride loop; 32-bit indices when the result has fewer than 2^31
-/// elements. `program.fast` must hold.
+/// elements. `program.fast` must hold. Outside NVRTC (no __CUDACC_RTC__)
+/// the f16 conversions use _Float16, so that a host compiler given shims
+/// for the CUDA builtins runs the same code (runtime-CudaFusedJitTest).
 std::string fusedKernelSource(const FusedKernelProgram &program);
 
 /// NVRTC, opened once per process. Null with `why` set when the library or
