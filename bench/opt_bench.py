@@ -165,13 +165,23 @@ def run_colossal(dirpath, row, steps, warmup, timeout):
            "--steps", str(warmup + steps), "--metrics", metrics]
     res = {"framework": "colossal", "name": row["name"], "size": row["size"],
            "budget": row["budget"], "command": " ".join(cmd[1:])}
+    # The backend's cudaMalloc report: the device arena it allocated, which
+    # must equal the plan's planned peak (the arena size), and the fixed
+    # parts beside it (scratch, cuBLASLt workspace).
+    env = dict(os.environ, COLOSSAL_CUDA_REPORT_MALLOC="1")
     try:
         with MemSampler() as mem:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         res.update(status="timeout", timeout_s=timeout)
         return res
     res["sampled_peak_bytes"] = (mem.peak - mem.base) * 2**20
+    import re
+    m = re.search(r"cudaMalloc (\d+) bytes: arenas (\d+), scratch (\d+), cuBLASLt workspace (\d+)",
+                  p.stderr)
+    if m:
+        res["malloc_total_bytes"], res["malloc_arena_bytes"] = int(m.group(1)), int(m.group(2))
+        res["malloc_scratch_bytes"] = int(m.group(3))
     if p.returncode != 0:
         res.update(status="error", message=(p.stderr.strip() or p.stdout.strip())[-500:])
         return res
@@ -301,15 +311,17 @@ def report(args):
     lines += [f"- {date}: {fw}" + (f" (environment {env})" if env != "{}" else "") for date, env, fw in runs]
     lines += [""] + [f"Note: {n}" for n in args.note] + ([""] if args.note else []) + [
              f"Every row: OPT (weight-free graphs of ../shared/models, random init), batch {BATCH} x seq {SEQ}, "
-             "bf16 with fp32 master weights and AdamW. TFLOP/s = 6 N tokens / step time. The measured peak",
-             "on our side is nvidia-smi's memory.used sampled every 50 ms, less its reading before the run: it",
-             "includes the CUDA context and the cuBLASLt workspace that the planned peak does not.", ""]
+             "bf16 with fp32 master weights and AdamW. TFLOP/s = 6 N tokens / step time. The allocated arena",
+             "is the device arena the CUDA backend allocated (its cudaMalloc report, COLOSSAL_CUDA_REPORT_MALLOC),",
+             "against the plan's planned peak; the measured peak is nvidia-smi's memory.used sampled every 50 ms,",
+             "less its reading before the run: it includes the CUDA context, scratch and the cuBLASLt workspace",
+             "that the planned peak does not.", ""]
     for budget in manifest["rows"] and sorted({r["budget"] for r in manifest["rows"]},
                                               key=lambda b: -(parse_budget(b) or 1e30)):
         lines += [f"## Budget: {budget}", "",
                   "| OPT | params | colossal tok/s | TFLOP/s | PyTorch tok/s | ratio | PyTorch offload tok/s | "
-                  "predicted / measured step | planned peak | measured peak (sampled) | PyTorch peak |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "predicted / measured step | planned peak | allocated arena | measured peak (sampled) | PyTorch peak |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in manifest["rows"]:
             if row["budget"] != budget:
                 continue
@@ -342,6 +354,12 @@ def report(args):
             else:
                 cells.append("-")
             cells.append(fmt_bytes(row["report"]["device"]["planned_peak_bytes"]) if "report" in row else "-")
+            if c and c.get("malloc_arena_bytes") is not None and "report" in row:
+                planned = row["report"]["device"]["planned_peak_bytes"]
+                got = c["malloc_arena_bytes"]
+                cells.append("= planned" if got == planned else f"{fmt_bytes(got)} ({got - planned:+d} B)")
+            else:
+                cells.append("-")
             cells.append(fmt_bytes(c.get("sampled_peak_bytes")) if c else "-")
             cells.append(fmt_bytes(t.get("peak_bytes")) if t and t.get("status") == "ok" else "-")
             lines.append("| " + " | ".join(cells) + " |")
