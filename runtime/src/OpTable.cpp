@@ -1338,4 +1338,26 @@ Status inferOutputTypes(const Attrs &attrs,
   return Status::ok();
 }
 
+bool isFloatUnaryOp(OpKind kind) {
+  switch (kind) {
+  case OpKind::Neg:
+  case OpKind::Abs:
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Sqrt:
+  case OpKind::Rsqrt:
+  case OpKind::Reciprocal:
+  case OpKind::Tanh:
+  case OpKind::Sigmoid:
+  case OpKind::Relu:
+  case OpKind::Erf:
+  case OpKind::Sin:
+  case OpKind::Cos:
+  case OpKind::Gelu:
+    return true;
+  default:
+    return false;
+  }
+}
+
 } // namespace colossal::runtime

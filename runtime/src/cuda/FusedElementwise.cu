@@ -730,27 +730,8 @@ bool fastRecordSupported(const FusedKernelRecord &rec) {
   default:
     break;
   }
-  if (rec.numOperands == 1) { // unaryFloat's ops on a float
-    switch (rec.op) {
-    case OpKind::Neg:
-    case OpKind::Abs:
-    case OpKind::Exp:
-    case OpKind::Log:
-    case OpKind::Sqrt:
-    case OpKind::Rsqrt:
-    case OpKind::Reciprocal:
-    case OpKind::Tanh:
-    case OpKind::Sigmoid:
-    case OpKind::Relu:
-    case OpKind::Erf:
-    case OpKind::Sin:
-    case OpKind::Cos:
-    case OpKind::Gelu:
-      return narrowFloat(ta) && narrowFloat(rec.dtype);
-    default:
-      return false;
-    }
-  }
+  if (rec.numOperands == 1) // unaryFloat's ops on a float
+    return isFloatUnaryOp(rec.op) && narrowFloat(ta) && narrowFloat(rec.dtype);
   if (rec.numOperands != 2)
     return false;
   bool comparison = rec.op == OpKind::Equal || rec.op == OpKind::Less ||

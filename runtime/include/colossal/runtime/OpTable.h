@@ -324,6 +324,10 @@ struct OpInfo {
 
 /// All kinds, in enum order.
 const std::vector<OpInfo> &allOps();
+/// The unary ops with a float formula (ElementwiseOps.h's unary set): neg,
+/// abs, exp, log, sqrt, rsqrt, reciprocal, tanh, sigmoid, relu, erf, sin,
+/// cos, gelu.
+bool isFloatUnaryOp(OpKind kind);
 /// nullptr for a raw value that is not an OpKind (untrusted plan input).
 const OpInfo *lookupOp(uint32_t rawKind);
 const OpInfo *lookupOp(std::string_view name);
