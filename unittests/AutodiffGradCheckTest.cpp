@@ -1030,7 +1030,8 @@ TEST_F(AutodiffGradCheck, Reductions) {
   // Empty axes reduce nothing (a copy).
   const Dims in{2, 3, 4};
   for (const char *name :
-       {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min"})
+       {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min",
+        "reduce_sum_square"})
     for (const Dims &axes :
          {Dims{1}, Dims{0, 2}, Dims{0, 1, 2}, Dims{2}, Dims{}})
       for (int keepdims : {0, 1}) {

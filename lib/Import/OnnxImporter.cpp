@@ -1500,7 +1500,8 @@ LogicalResult Importer::importNode(const NodeCtx &n) {
       {"Max", K::Max}, {"Min", K::Min}, {"Sum", K::Add}, {"Mean", K::Add}};
   static const std::map<std::string, K> reductions = {
       {"ReduceSum", K::ReduceSum}, {"ReduceMean", K::ReduceMean},
-      {"ReduceMax", K::ReduceMax}, {"ReduceMin", K::ReduceMin}};
+      {"ReduceMax", K::ReduceMax}, {"ReduceMin", K::ReduceMin},
+      {"ReduceSumSquare", K::ReduceSumSquare}};
 
   auto defineResult = [&](FailureOr<Entry> r) -> LogicalResult {
     if (failed(r))

@@ -175,6 +175,18 @@ LogicalResult Differentiator::reduceBackward(Operation *op, Value dy,
       return failure();
     return accumulate(loc, x, *d);
   }
+  if (name == "reduce_sum_square") { // d sum(x^2) = 2 x dy
+    auto twoX = binary(loc, K::Mul, x, scalarLike(loc, x, 2.0));
+    if (failed(twoX))
+      return failure();
+    auto d = binary(loc, K::Mul, *dyx, *twoX);
+    if (failed(d))
+      return failure();
+    return accumulate(loc, x, *d);
+  }
+  if (name != "reduce_max" && name != "reduce_min")
+    return op->emitOpError() << "has no gradient rule (a reduction the "
+                                "autodiff does not know)";
   // reduce_max / reduce_min: the gradient is shared evenly by the elements
   // equal to the extreme (PyTorch's amax/amin rule).
   auto yk = gb.reshape(loc, y, kept);

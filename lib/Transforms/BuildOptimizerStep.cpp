@@ -46,6 +46,19 @@ struct BuildOptimizerStepPass
   FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
 };
 
+/// sum(g * g) over every axis of a rank-`rank` gradient: one
+/// reduce_sum_square, which reads the gradient once (a mul and a
+/// reduce_sum wrote and read the squares in full).
+rt::Attrs sumOfSquares(int64_t rank) {
+  rt::Attrs sum(rt::OpKind::ReduceSumSquare);
+  std::vector<int64_t> axes;
+  for (int64_t d = 0; d < rank; ++d)
+    axes.push_back(d);
+  sum.setList("axes", axes);
+  sum.setI("keepdims", 0);
+  return sum;
+}
+
 } // namespace
 
 /// lr(step) in f32: constant, or Hugging Face's linear warm-up then cosine
@@ -165,16 +178,7 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
     auto g = normalised(name, type, ploc);
     if (failed(g))
       return failure();
-    auto sq = gb.create1(ploc, K::Mul, {*g, *g});
-    if (failed(sq))
-      return failure();
-    rt::Attrs sum(K::ReduceSum);
-    std::vector<int64_t> axes;
-    for (int64_t d = 0; d < type.getRank(); ++d)
-      axes.push_back(d);
-    sum.setList("axes", axes);
-    sum.setI("keepdims", 0);
-    auto s = gb.create1(ploc, sum, {*sq});
+    auto s = gb.create1(ploc, sumOfSquares(type.getRank()), {*g});
     if (failed(s))
       return failure();
     if (!sumSq) {
@@ -377,16 +381,7 @@ LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
     auto g = gb.create1(ploc, K::Div, {p.grad, count});
     if (failed(g))
       return failure();
-    auto sq = gb.create1(ploc, K::Mul, {*g, *g});
-    if (failed(sq))
-      return failure();
-    rt::Attrs sum(K::ReduceSum);
-    std::vector<int64_t> axes;
-    for (int64_t d = 0; d < p.type.getRank(); ++d)
-      axes.push_back(d);
-    sum.setList("axes", axes);
-    sum.setI("keepdims", 0);
-    auto s = gb.create1(ploc, sum, {*sq});
+    auto s = gb.create1(ploc, sumOfSquares(p.type.getRank()), {*g});
     if (failed(s))
       return failure();
     sumsOfSquares.push_back(*s);

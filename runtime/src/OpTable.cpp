@@ -45,6 +45,7 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
   case OpKind::ReduceMin:
+  case OpKind::ReduceSumSquare:
     return {{"axes", kList}, {"keepdims", kI64}};
   case OpKind::Softmax:
   case OpKind::LogSoftmax:
@@ -1094,6 +1095,9 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
   case OpKind::ReduceMin:
+    return inferReduce(r, result);
+  case OpKind::ReduceSumSquare: // sum of x * x: floats only
+    COLOSSAL_RETURN_IF_ERROR(r.requireFloat(0));
     return inferReduce(r, result);
   case OpKind::Softmax:
   case OpKind::LogSoftmax:

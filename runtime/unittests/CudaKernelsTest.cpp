@@ -404,6 +404,13 @@ std::vector<Case> allCases() {
       add(opInfo(kind).name, a, {uniform(bf16, r.dims)}, kBF16Tol);
       add(opInfo(kind).name, a, {integers(i64, r.dims, -1000, 1000)}, kExact);
     }
+  for (const ReduceCase &r : reductions) { // floats only
+    Attrs a = withI(withList(op(OpKind::ReduceSumSquare), "axes", r.axes),
+                    "keepdims", r.keepdims);
+    add("reduce_sum_square", a, {uniform(f32, r.dims)}, kF32Tol);
+    add("reduce_sum_square", a, {uniform(bf16, r.dims)}, kBF16Tol);
+    add("reduce_sum_square", a, {uniform(f64, r.dims)}, kF32Tol);
+  }
   add("reduce_sum i32",
       withI(withList(op(OpKind::ReduceSum), "axes", {0}), "keepdims", 0),
       {integers(i32, {9, 4}, -100, 100)}, kExact);
@@ -1332,6 +1339,17 @@ std::vector<Case> optInF32Cases() {
       {bigUniform(f32, {50272, 768}, -2, 2, true)}, kF32Tol);
   add("f32 reduce_sum squares 38.6M", reduce(OpKind::ReduceSum, {0, 1}),
       {bigUniform(bf16, {50272, 768}, -2, 2, true)}, kBF16Tol);
+  // reduce_sum_square, what the optimizer step's gradient norm now runs:
+  // the squares formed on load (row path, long rows) of mixed-sign
+  // gradients, a column path and a warp path.
+  add("f32 reduce_sum_square 38.6M", reduce(OpKind::ReduceSumSquare, {0, 1}),
+      {bigUniform(f32, {50272, 768}, -2, 2)}, kF32Tol);
+  add("f32 reduce_sum_square 38.6M", reduce(OpKind::ReduceSumSquare, {0, 1}),
+      {bigUniform(bf16, {50272, 768}, -2, 2)}, kBF16Tol);
+  add("f32 reduce_sum_square columns", reduce(OpKind::ReduceSumSquare, {0}),
+      {bigUniform(bf16, {8192, 2048}, -2, 2)}, kBF16Tol);
+  add("f32 reduce_sum_square rows", reduce(OpKind::ReduceSumSquare, {1}),
+      {uniform(f16, {64, 1000}, -2, 2)}, kBF16Tol);
   // Bias gradients: column sums over 8192 rows (chunks of 64 or 99 rows,
   // then the chunks in order).
   add("f32 reduce_sum columns", reduce(OpKind::ReduceSum, {0}),
@@ -1529,6 +1547,7 @@ TEST_F(CudaKernels, F64ReferenceKernelsStillRun) {
   for (Case &c : allCases())
     if (c.attrs.kind() == OpKind::ReduceSum ||
         c.attrs.kind() == OpKind::ReduceMean ||
+        c.attrs.kind() == OpKind::ReduceSumSquare ||
         c.attrs.kind() == OpKind::FusedElementwise)
       cases.push_back(std::move(c));
   ASSERT_FALSE(cases.empty());

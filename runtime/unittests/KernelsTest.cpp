@@ -411,6 +411,21 @@ TEST(KernelsTest, Reductions) {
   expectValues(
       eval(reduce(OpKind::ReduceMax, {0}, 0), {tensor(f32, {3}, {1, kNaN, 2})}),
       t(f32, {}), {kNaN});
+  // Sum of squares, (r ** 2).sum(axis=(1, 2)): sum_{-5}^{6} k^2 = 146 and
+  // sum_{7}^{18} k^2 = 2109 - 91 = 2018; over an empty axis 0. Floats
+  // only.
+  expectValues(eval(reduce(OpKind::ReduceSumSquare, {1, 2}, 0), {x}),
+               t(f64, {2}), {146.0, 2018.0});
+  expectValues(eval(reduce(OpKind::ReduceSumSquare, {1}, 1),
+                    {tensor(f32, {2, 0}, {})}),
+               t(f32, {2, 1}), {0, 0});
+  // A square of an f32 is exact in double, so the f32 result is the sum
+  // rounded once: 3e19^2 + 4e19^2 = 2.5e39 overflows f32 only at the end.
+  expectValues(eval(reduce(OpKind::ReduceSumSquare, {0}, 0),
+                    {tensor(f32, {2}, {3e19, 4e19})}),
+               t(f32, {}), {kInf});
+  evalFails(reduce(OpKind::ReduceSumSquare, {0}, 0), {ints(i64, {2}, {1, 2})},
+            "reduce_sum_square");
 }
 
 TEST(KernelsTest, ReductionsOfIntegersAndEmptyAxes) {

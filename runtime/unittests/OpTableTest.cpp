@@ -98,6 +98,7 @@ TEST(OpTableTest, AttributeTableOrder) {
   EXPECT_EQ(names(OpKind::Cast), V({"to"}));
   EXPECT_EQ(names(OpKind::MatMul), V({"transpose_a", "transpose_b"}));
   EXPECT_EQ(names(OpKind::ReduceMin), V({"axes", "keepdims"}));
+  EXPECT_EQ(names(OpKind::ReduceSumSquare), V({"axes", "keepdims"}));
   EXPECT_EQ(names(OpKind::LogSoftmax), V({"axis"}));
   EXPECT_EQ(names(OpKind::LayerNorm), V({"axis", "epsilon"}));
   EXPECT_EQ(names(OpKind::GatherND), V({"batch_dims"}));

@@ -99,7 +99,7 @@ COMPARISONS = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"}
 SHAPE_OPERANDS = {
     ("Reshape", 1), ("Expand", 1), ("Tile", 1), ("ConstantOfShape", 0), ("Pad", 1),
     ("Split", 1), ("Squeeze", 1), ("Unsqueeze", 1), ("ReduceSum", 1), ("ReduceMean", 1),
-    ("ReduceMax", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("TopK", 1), ("OneHot", 1),
+    ("ReduceMax", 1), ("ReduceMin", 1), ("ReduceSumSquare", 1), ("ReduceProd", 1), ("TopK", 1), ("OneHot", 1),
     ("CumSum", 1), ("Range", 0), ("Range", 1), ("Range", 2), ("Slice", 1), ("Slice", 2),
     ("Slice", 3), ("Slice", 4), ("SplitToSequence", 1), ("SequenceAt", 1), ("Resize", 3),
 }

@@ -321,6 +321,13 @@ def _():
     return g.model("reduce_sum", [vi("x", "f32", [2, 3, 4])], [vi("y", "f32", [2, 1, 4])], 13)
 
 
+@case("reduce-sum-square", 13, "ReduceSumSquare, axes attribute (opset 13): axes=[0,2] keepdims=0 on [2,3,4] -> [3]")
+def _():
+    g = Graph()
+    g.node("ReduceSumSquare", ["x"], ["y"], axes=[0, 2], keepdims=0)
+    return g.model("reduce_sum_square", [vi("x", "f32", [2, 3, 4])], [vi("y", "f32", [3])], 13)
+
+
 @case("reduce-sum-all", 13, "ReduceSum, no axes input (reduce everything), keepdims=0 on [2,3,4] -> []")
 def _():
     g = Graph()

@@ -529,6 +529,8 @@ Status runReduce(const Attrs &attrs, const TensorRef &in,
               } else if (kind == OpKind::ReduceMin) {
                 if (std::isnan(x) || x < slot)
                   slot = x;
+              } else if (kind == OpKind::ReduceSumSquare) {
+                slot += x * x; // in double: the square of a float is exact
               } else {
                 slot += x;
               }
@@ -1621,6 +1623,7 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
   case OpKind::ReduceMin:
+  case OpKind::ReduceSumSquare:
     return runReduce(attrs, inputs[0], out);
   case OpKind::Softmax:
   case OpKind::LogSoftmax:

@@ -159,7 +159,8 @@ size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in,
   case OpKind::ReduceSum:
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
-  case OpKind::ReduceMin: {
+  case OpKind::ReduceMin:
+  case OpKind::ReduceSumSquare: {
     IntVec keptDims, keptStrides, redDims, redStrides;
     reduceDims(in[0].dims, attrs.list("axes"), keptDims, keptStrides, redDims,
                redStrides);
@@ -1036,7 +1037,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::ReduceSum:
   case OpKind::ReduceMean:
   case OpKind::ReduceMax:
-  case OpKind::ReduceMin: {
+  case OpKind::ReduceMin:
+  case OpKind::ReduceSumSquare: {
     IntVec keptDims, keptStrides, redDims, redStrides;
     reduceDims(ins[0].type.dims, attrs.list("axes"), keptDims, keptStrides,
                redDims, redStrides);

@@ -52,6 +52,12 @@ __device__ int64_t combineInt(OpKind kind, int64_t slot, int64_t x) {
                               static_cast<uint64_t>(x));
 }
 
+/// An input element as the reduction sees it: reduce_sum_square adds x * x
+/// (only where elements are read from the input, never on partials).
+__device__ inline double reducedElement(OpKind kind, double x) {
+  return kind == OpKind::ReduceSumSquare ? x * x : x;
+}
+
 __device__ void integerRange(DType dtype, int64_t &lo, int64_t &hi) {
   switch (dtype) {
   case DType::kI32:
@@ -87,7 +93,9 @@ __global__ void reduceKernel(OpKind kind, DType dtype, int64_t outCount,
       for (int64_t r = lane; r < reduced; r += 32)
         acc = combineFloat(
             kind, acc,
-            loadF(in, dtype, base + stridedOffset(r, redDims, redStrides)));
+            reducedElement(kind, loadF(in, dtype,
+                                       base + stridedOffset(r, redDims,
+                                                            redStrides))));
       for (int offset = 16; offset > 0; offset >>= 1) {
         double other = __shfl_down_sync(0xffffffffu, acc, offset);
         acc = kind == OpKind::ReduceSum || kind == OpKind::ReduceMean
@@ -145,8 +153,11 @@ __global__ void reducePartsKernel(OpKind kind, DType dtype, int64_t outCount,
   double acc = init;
   for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x)
     acc = combineFloat(
-        kind, acc, loadF(in, dtype, base + stridedOffset(r, redDims, redStrides)));
-  if (kind == OpKind::ReduceSum || kind == OpKind::ReduceMean) {
+        kind, acc,
+        reducedElement(kind, loadF(in, dtype,
+                                   base + stridedOffset(r, redDims, redStrides))));
+  if (kind == OpKind::ReduceSum || kind == OpKind::ReduceMean ||
+      kind == OpKind::ReduceSumSquare) {
     acc = blockSum(acc, scratch);
   } else {
     for (int offset = 16; offset > 0; offset >>= 1)
@@ -200,6 +211,13 @@ __device__ float loadF32(const void *p, DType t, int64_t i) {
   if (t == DType::kBF16)
     return bf16ToFloat(static_cast<const uint16_t *>(p)[i]);
   return __half2float(static_cast<const __half *>(p)[i]);
+}
+
+/// loadF32 as the reduction sees it (reducedElement in f32).
+__device__ float loadReduced32(OpKind kind, const void *p, DType t,
+                               int64_t i) {
+  float x = loadF32(p, t, i);
+  return kind == OpKind::ReduceSumSquare ? x * x : x;
 }
 
 __device__ float combine32(OpKind kind, float slot, float x) {
@@ -274,7 +292,7 @@ __global__ void reduceRowsWarpKernel(OpKind kind, DType dtype, int64_t rows,
     int64_t base = o * length;
     float acc = warpCombine32(
         kind, stridedCombine(kind, lane, length, 32, [&](int64_t k) {
-          return loadF32(in, dtype, base + k);
+          return loadReduced32(kind, in, dtype, base + k);
         }));
     if (lane == 0)
       storeResult32(kind, dtype, out, o, acc, length);
@@ -298,7 +316,9 @@ __global__ void reduceRowsBlockKernel(OpKind kind, DType dtype, int64_t rows,
   float acc = blockCombine32(
       kind,
       stridedCombine(kind, threadIdx.x, end - begin, blockDim.x,
-                     [&](int64_t k) { return loadF32(in, dtype, base + k); }),
+                     [&](int64_t k) {
+                       return loadReduced32(kind, in, dtype, base + k);
+                     }),
       scratch);
   if (threadIdx.x != 0)
     return;
@@ -342,7 +362,7 @@ __global__ void reduceColumnsKernel(OpKind kind, DType dtype, int64_t outer,
   for (int64_t a = blockIdx.z; a < outer; a += gridDim.z) {
     const int64_t base = a * length * inner + j;
     float acc = stridedCombine(kind, first, last, 1, [&](int64_t r) {
-      return loadF32(in, dtype, base + r * inner);
+      return loadReduced32(kind, in, dtype, base + r * inner);
     });
     if (chunks == 1)
       storeResult32(kind, dtype, out, a * inner + j, acc, length);

@@ -225,6 +225,8 @@ def Colossal_ReduceSumOp : Colossal_ReduceOp<"reduce_sum", "Sum over axes">;
 def Colossal_ReduceMeanOp : Colossal_ReduceOp<"reduce_mean", "Mean over axes">;
 def Colossal_ReduceMaxOp : Colossal_ReduceOp<"reduce_max", "Maximum over axes">;
 def Colossal_ReduceMinOp : Colossal_ReduceOp<"reduce_min", "Minimum over axes">;
+def Colossal_ReduceSumSquareOp
+    : Colossal_ReduceOp<"reduce_sum_square", "Sum of squares over axes">;
 
 def Colossal_SoftmaxOp : Colossal_TableOp<"softmax"> {
   let summary = "Softmax over one axis";

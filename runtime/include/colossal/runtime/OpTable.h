@@ -276,6 +276,7 @@ namespace colossal::runtime {
   X(Attention, "attention", 56, 3, 4)                                          \
   X(AttentionGrad, "attention_grad", 57, 6, 7)                                 \
   X(FusedElementwise, "fused_elementwise", 58, 1, 8)                          \
+  X(ReduceSumSquare, "reduce_sum_square", 59, 1, 1)                            \
   X(Reshape, "reshape", 60, 1, 1)                                              \
   X(Expand, "expand", 61, 1, 1)                                                \
   X(Transpose, "transpose", 62, 1, 1)                                          \
