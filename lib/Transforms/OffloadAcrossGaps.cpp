@@ -112,6 +112,46 @@ struct Parked {
   int timesShortened = 0; ///< bounded: each move is monotone, but cheap
 };
 
+/// The weight fetches of colossal-lower-to-plan, as Parked records without
+/// an offload: stream 0's record E, stream 1's wait E, the copy into the
+/// fetched buffer and stream 1's record F (issue), and stream 0's wait F
+/// before the use (fetchWait). A fetch of another shape is left alone.
+void collectWeightFetches(func::FuncOp func, std::vector<Parked> &out) {
+  llvm::DenseMap<int64_t, Operation *> computeWaits;
+  func.walk([&](plan::EventWaitOp w) {
+    if (w.getStream() == kComputeStream)
+      computeWaits[static_cast<int64_t>(w.getEvent())] = w;
+  });
+  func.walk([&](plan::CopyOp copy) {
+    if (copy.getStream() != kH2DStream)
+      return;
+    auto view = copy.getTarget().getDefiningOp<plan::ViewOp>();
+    auto alloc = view ? view.getBuffer().getDefiningOp<plan::BufferAllocOp>()
+                      : plan::BufferAllocOp();
+    if (!alloc || !alloc->hasAttr(kWeightFetchAttr))
+      return;
+    auto streamWait = dyn_cast_or_null<plan::EventWaitOp>(copy->getPrevNode());
+    auto issueRecord = streamWait ? dyn_cast_or_null<plan::EventRecordOp>(
+                                        streamWait->getPrevNode())
+                                  : plan::EventRecordOp();
+    auto doneRecord = dyn_cast_or_null<plan::EventRecordOp>(copy->getNextNode());
+    if (!streamWait || !issueRecord || !doneRecord ||
+        streamWait.getStream() != kH2DStream ||
+        issueRecord.getStream() != kComputeStream ||
+        issueRecord.getEvent() != streamWait.getEvent() ||
+        doneRecord.getStream() != kH2DStream)
+      return;
+    auto it = computeWaits.find(static_cast<int64_t>(doneRecord.getEvent()));
+    if (it == computeWaits.end())
+      return;
+    Parked p;
+    p.fetched = alloc;
+    p.issue = {issueRecord, streamWait, copy, doneRecord};
+    p.fetchWait = it->second;
+    out.push_back(std::move(p));
+  });
+}
+
 bool isInstruction(Operation *op) {
   return isa<plan::KernelOp, plan::CopyOp, plan::EventRecordOp,
              plan::EventWaitOp>(op);
@@ -257,6 +297,12 @@ void OffloadAcrossGapsPass::runOnOperation() {
   const DeviceProfile &profile = *loaded;
   std::vector<Parked> parked;
   int64_t shortened = 0;
+  // colossal-lower-to-plan's weight fetches (H2D, issued a lead of predicted
+  // compute ahead of their use) have the same shape as this pass's
+  // prefetches: they are shortened the same way when the peak falls inside
+  // their lead window (a forward whose fetches outrun the link otherwise
+  // holds every fetched weight from the step's start).
+  collectWeightFetches(func, parked);
 
   for (int round = 0; round < maxCopies; ++round) {
     // Instruction indices, programs and stream-aware spans (as
@@ -357,14 +403,15 @@ void OffloadAcrossGapsPass::runOnOperation() {
       if (size <= shortenSize || p.timesShortened >= 8)
         continue;
       int64_t issueAt = index[p.issue.back()], fetchWaitAt = index[p.fetchWait];
-      int64_t waitAt = index[p.offloadWait], doneAt = index[p.offloadDone];
       // The fetched bytes are held from the issue to the use, the parked
-      // ones from the use before the gap to stream 0's wait.
+      // ones from the use before the gap to stream 0's wait (a weight
+      // fetch has no offload).
       if (issueAt < peakAt && peakAt < fetchWaitAt) {
         shorten = &p;
         shortenIssue = true;
         shortenSize = size;
-      } else if (doneAt < peakAt && peakAt < waitAt) {
+      } else if (p.offloadWait && index[p.offloadDone] < peakAt &&
+                 peakAt < index[p.offloadWait]) {
         shorten = &p;
         shortenIssue = false;
         shortenSize = size;
