@@ -340,6 +340,10 @@ bool isElementwise(OpKind kind) {
 /// inputs 0, 2, 3 (param, grad, m, v, lr, step); sgd writes (param, buf)
 /// over its inputs 0, 2 (param, grad, buf, lr, step).
 bool isInPlaceOptimizerPair(std::string_view op, size_t out, size_t in) {
+  // The loss gradient over its scores (each row's scores are read before
+  // its gradient is written: the CPU and CUDA kernels).
+  if (op == "softmax_cross_entropy_grad")
+    return out == 0 && in == 0;
   if (op == "adamw")
     return (out == 0 && in == 0) || (out == 1 && in == 2) ||
            (out == 2 && in == 3);
@@ -617,7 +621,8 @@ Status validatePlan(const Plan &plan) {
     // Kernels assume outputs do not overlap inputs or each other. The one
     // exception is an exact alias: an elementwise op writing over an input
     // of its own type, a byte-preserving copy (identity, reshape) in place,
-    // or an optimizer update of a weight and its moments in place.
+    // an optimizer update of a weight and its moments in place, or the loss
+    // gradient over its scores.
     for (size_t k = 0; k < in.outputs.size(); ++k) {
       uint32_t o = in.outputs[k];
       const Extent &eo = extents[o];
