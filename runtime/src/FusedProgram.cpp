@@ -29,24 +29,12 @@ std::string recordName(size_t index, OpKind op) {
 } // namespace
 
 bool fusedOpShape(OpKind op, int &arity, bool &hasImmediate) {
-  hasImmediate = false;
+  hasImmediate = op == OpKind::Gelu; // its approximate flag
+  if (isFloatUnaryOp(op)) {
+    arity = 1;
+    return true;
+  }
   switch (op) {
-  case OpKind::Gelu:
-    hasImmediate = true;
-    [[fallthrough]];
-  case OpKind::Neg:
-  case OpKind::Abs:
-  case OpKind::Exp:
-  case OpKind::Log:
-  case OpKind::Sqrt:
-  case OpKind::Rsqrt:
-  case OpKind::Reciprocal:
-  case OpKind::Tanh:
-  case OpKind::Sigmoid:
-  case OpKind::Relu:
-  case OpKind::Erf:
-  case OpKind::Sin:
-  case OpKind::Cos:
   case OpKind::Not:
   case OpKind::Identity:
   case OpKind::Cast:

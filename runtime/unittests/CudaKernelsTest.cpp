@@ -1576,6 +1576,13 @@ TEST_F(CudaKernels, PrecisionVariablesRejectOtherValues) {
             std::string::npos)
       << st.message();
   EXPECT_NE(st.message().find("'fp32'"), std::string::npos) << st.message();
+  setenv("COLOSSAL_CUDA_FUSED", "fast", 1);
+  st = createBackend(Device::kCuda, other);
+  unsetenv("COLOSSAL_CUDA_FUSED");
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("COLOSSAL_CUDA_FUSED must be f32, f64 or jit"),
+            std::string::npos)
+      << st.message();
 }
 
 /// Slots by hand (no GPU needed): a value's slot is free again once its

@@ -374,8 +374,11 @@ public:
                      "interpreting fused programs\n",
                      jit_->unavailableReason().c_str());
     } else {
-      COLOSSAL_RETURN_IF_ERROR(
-          precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_));
+      Status st = precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_);
+      if (!st.isOk()) // the message names the third value this one takes
+        return Status(st.code(), "COLOSSAL_CUDA_FUSED must be f32, f64 or jit "
+                                 "(or unset), got '" +
+                                     std::string(fused) + "'");
     }
     // The device AdamW follows the CPU's choice (cpu/Kernels.cpp).
     const char *adamw = std::getenv("COLOSSAL_CPU_ADAMW");
@@ -966,28 +969,14 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   const TensorRef &out = outs[0];
   const IntVec &outDims = out.type.dims;
   const int64_t outCount = out.type.numElements();
-  switch (kind) {
-  case OpKind::Neg:
-  case OpKind::Abs:
-  case OpKind::Exp:
-  case OpKind::Log:
-  case OpKind::Sqrt:
-  case OpKind::Rsqrt:
-  case OpKind::Reciprocal:
-  case OpKind::Tanh:
-  case OpKind::Sigmoid:
-  case OpKind::Relu:
-  case OpKind::Erf:
-  case OpKind::Sin:
-  case OpKind::Cos:
-  case OpKind::Gelu:
-  case OpKind::Not: {
+  if (isFloatUnaryOp(kind) || kind == OpKind::Not) {
     bool tanhGelu = kind == OpKind::Gelu && attrs.i("approximate") == 1;
     COLOSSAL_LAUNCH(cuda::launchUnary(cur_, kind, tanhGelu,
                                       ins[0].type.dtype, out.type.dtype,
                                       outCount, ins[0].data, out.data));
     return Status::ok();
   }
+  switch (kind) {
   case OpKind::EventRecord:
   case OpKind::EventWait:
     return Status::ok(); // run() handles them before dispatching
