@@ -33,6 +33,7 @@ workspace) every 50 ms while the run lasts, minus the reading before the run.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -176,7 +177,6 @@ def run_colossal(dirpath, row, steps, warmup, timeout):
         res.update(status="timeout", timeout_s=timeout)
         return res
     res["sampled_peak_bytes"] = (mem.peak - mem.base) * 2**20
-    import re
     m = re.search(r"cudaMalloc (\d+) bytes: arenas (\d+), scratch (\d+), cuBLASLt workspace (\d+)",
                   p.stderr)
     if m:

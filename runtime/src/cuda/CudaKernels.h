@@ -83,11 +83,11 @@ struct DeviceError {
   int64_t a, b, c;
 };
 
-/// The arithmetic of the kernels that have an opt-in f32 variant (docs/
-/// cuda.md, "Opt-in f32 reductions and fused elementwise"): kF64 is the
-/// validated default, kF32 is selected by COLOSSAL_CUDA_REDUCE=f32 (reduce_*)
-/// and COLOSSAL_CUDA_FUSED=f32 (fused_elementwise), read once when the
-/// backend starts.
+/// The arithmetic of the kernels that have an f32 and an f64 variant (docs/
+/// cuda.md, "f32 reductions and fused elementwise"): kF32 is the default
+/// since session 3's H200 run, kF64 the reference, selected by
+/// COLOSSAL_CUDA_REDUCE=f64 (reduce_*) and COLOSSAL_CUDA_FUSED=f64
+/// (fused_elementwise), read once when the backend starts.
 enum class Precision : uint8_t { kF64, kF32 };
 
 /// Where a kernel reports a failure, and which instruction it runs.
@@ -171,7 +171,7 @@ cudaError_t launchSgd(cudaStream_t stream, ErrorSink sink, int64_t n,
 /// validated default): with few outputs of many elements the work is split
 /// over reduceParts() blocks per output, whose partial results go to
 /// `scratch` (outCount x parts doubles; null: one warp per output). kF32
-/// (opt-in, docs/cuda.md): f32/bf16/f16 inputs whose reduced axes are
+/// (the default, docs/cuda.md): f32/bf16/f16 inputs whose reduced axes are
 /// adjacent accumulate in f32 by the row or column path, partials as floats
 /// in `scratch`; other inputs take the kF64 path. `scratch` must hold
 /// reduceScratchBytes() bytes.

@@ -6,8 +6,8 @@
 // computes exactly what the same op alone computes. Floats in f64 (as the
 // CPU reference; the target builds with --fmad=false), integers and bools
 // in int64 with two's-complement wrap-around. The float functions are
-// templates: float instantiations serve the opt-in f32 fused interpreter
-// (COLOSSAL_CUDA_FUSED=f32).
+// templates: float instantiations serve the f32 fused interpreter and the
+// packed kernel (the default; COLOSSAL_CUDA_FUSED=f64 selects the f64 one).
 //
 // Errors (integer division by zero, 0 to a negative power) are returned
 // through `error` as a kErr* code; the caller reports them.
@@ -42,7 +42,7 @@ __device__ inline float gelu(bool tanhGelu, float x) {
   return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
-/// T = double: the f64 kernels. T = float: the opt-in f32 fused
+/// T = double: the f64 kernels. T = float: the f32 fused
 /// interpreter on f32/bf16/f16 values (CUDA's float overloads of exp, log,
 /// ... are expf, logf, ...: correctly rounded + - * / sqrt, <= 2 ulps for
 /// the rest).

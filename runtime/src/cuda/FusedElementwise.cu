@@ -191,7 +191,7 @@ __global__ void fusedElementwiseKernel(ErrorSink sink, FusedKernelProgram p,
   }
 }
 
-// ---- The f32 interpreter (opt-in: COLOSSAL_CUDA_FUSED=f32) ---------------
+// ---- The f32 interpreter (the default; COLOSSAL_CUDA_FUSED=f64: above) --
 //
 // f32/bf16/f16 registers hold a float (the value of the stored element,
 // exact in f32), f64 registers a double, integer and bool registers an

@@ -3,11 +3,10 @@
 // Internal to the CUDA backend. A fused_elementwise instruction is decoded
 // once, in preparePlan, into a FusedKernelProgram: a plain struct that goes
 // to the kernel as its parameter (constant parameter memory, no copy of our
-// own per step). The kernel interprets the program per element, holding
-// float registers in double and integer registers in int64, each rounded
-// to its dtype after it is computed with the conversions of CudaCommon.cuh
-// (the CPU's storeFromDouble/storeFromInt64), so it gives what the unfused
-// CUDA kernels give, and the CPU's bits wherever those do.
+// own per step). Three kernels run it (launchFusedElementwise below): the
+// f64 reference interpreter, the f32 interpreter and the packed f32 kernel,
+// and with COLOSSAL_CUDA_FUSED=jit a kernel generated for the program
+// (FusedJit.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef COLOSSAL_RUNTIME_CUDA_FUSEDELEMENTWISE_H
@@ -95,12 +94,13 @@ Status buildFusedProgram(const Attrs &attrs,
 
 /// Enqueues the kernel on `stream`; `inputs` has program.numInputs device
 /// pointers. An integer division by zero is reported through `sink`.
-/// kF64: the validated interpreter above. kF32 (opt-in, COLOSSAL_CUDA_FUSED
-/// =f32): f32/bf16/f16 registers computed in f32 (f64 registers in f64,
-/// integers in int64), each rounded to its dtype as in the kF64 kernel, and
-/// the register file in registers: the kernel is instantiated for 4, 8, 16
-/// and 32 slots and reads and writes a slot by an unrolled select, so every
-/// index is static.
+/// kF64 (COLOSSAL_CUDA_FUSED=f64): the reference interpreter above. kF32
+/// (the default): a program the packed kernel takes (`fast`) runs there,
+/// or as its generated kernel when `jit` is set; any other on the f32
+/// interpreter: f32/bf16/f16 registers computed in f32 (f64 registers in
+/// f64, integers in int64), each rounded to its dtype as in the kF64
+/// kernel, the register file in registers (instantiated for 4, 8, 16 and
+/// 32 slots, a slot read and written by an unrolled select).
 cudaError_t launchFusedElementwise(cudaStream_t stream, ErrorSink sink,
                                    const FusedKernelProgram &program,
                                    const void *const *inputs, void *out,

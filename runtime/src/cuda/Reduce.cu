@@ -189,7 +189,7 @@ __global__ void reduceFinishKernel(OpKind kind, DType dtype, int64_t outCount,
   }
 }
 
-// ---- reduce_* in f32 (opt-in: COLOSSAL_CUDA_REDUCE=f32) -----------------
+// ---- reduce_* in f32 (the default; COLOSSAL_CUDA_REDUCE=f64: above) -----
 //
 // For f32/bf16/f16 inputs whose reduced axes are one run of adjacent axes
 // of the contiguous input, seen as [outer, length, inner] (ReduceView):
