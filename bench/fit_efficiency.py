@@ -33,11 +33,21 @@ import sys
 import time
 
 
-def load_trace(path):
+def read_json(path, what):
+    """The JSON in `path`, or exit 2 naming the file and what is wrong."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        t = json.load(f)
-    events = t["traceEvents"] if isinstance(t, dict) else t
+    try:
+        with opener(path, "rt") as f:
+            return json.load(f)
+    except (OSError, ValueError, EOFError) as e:
+        sys.exit(f"fit_efficiency: {what} {path}: {e}")
+
+
+def load_trace(path):
+    t = read_json(path, "trace")
+    events = t.get("traceEvents") if isinstance(t, dict) else t
+    if not isinstance(events, list):
+        sys.exit(f"fit_efficiency: trace {path}: no traceEvents list (colossal-run --trace writes one)")
     measured = {}
     for e in events:
         if e.get("ph") != "X" or e.get("tid") not in (0, "0"):
@@ -50,9 +60,8 @@ def load_trace(path):
 
 
 def load_report(path):
-    with open(path) as f:
-        r = json.load(f)
-    if "per_kind" not in r:
+    r = read_json(path, "report")
+    if not isinstance(r, dict) or "per_kind" not in r:
         sys.exit(f"fit_efficiency: {path}: no per_kind (compile with a colossal-opt "
                  "that writes it)")
     return {k: v["predicted_s"] for k, v in r["per_kind"].items() if not k.endswith("@host")}
@@ -71,8 +80,7 @@ def main():
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args()
 
-    with open(args.base) as f:
-        profile = json.load(f)
+    profile = read_json(args.base, "base profile")
     if profile.get("kernel_efficiency"):
         sys.exit("fit_efficiency: the base profile already has kernel_efficiency: "
                  "fit against rooflines (a profile without it)")
