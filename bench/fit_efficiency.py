@@ -44,27 +44,43 @@ def read_json(path, what):
 
 
 def load_trace(path):
+    """Seconds per kind on the compute stream (tid 0), and of AdamW on the
+    host stream (the thread the trace names "(host)"; None where the trace
+    has no host stream)."""
     t = read_json(path, "trace")
     events = t.get("traceEvents") if isinstance(t, dict) else t
     if not isinstance(events, list):
         sys.exit(f"fit_efficiency: trace {path}: no traceEvents list (colossal-run --trace writes one)")
-    measured = {}
+    host_tids = {e.get("tid") for e in events
+                 if e.get("ph") == "M" and e.get("name") == "thread_name"
+                 and "(host)" in str(e.get("args", {}).get("name", ""))}
+    measured, host_adamw = {}, None
     for e in events:
-        if e.get("ph") != "X" or e.get("tid") not in (0, "0"):
+        if e.get("ph") != "X":
             continue
         kind = e.get("cat") or e["name"].split(" ")[0]
+        if e.get("tid") in host_tids:
+            if kind == "adamw":
+                host_adamw = (host_adamw or 0.0) + e["dur"] * 1e-6
+            continue
+        if e.get("tid") not in (0, "0"):
+            continue
         measured[kind] = measured.get(kind, 0.0) + e["dur"] * 1e-6
     if not measured:
         sys.exit(f"fit_efficiency: {path}: no compute-stream (tid 0) events")
-    return measured
+    return measured, host_adamw
 
 
 def load_report(path):
+    """Predicted seconds per device kind, and the host AdamW's (None where
+    the plan updates nothing on the host)."""
     r = read_json(path, "report")
     if not isinstance(r, dict) or "per_kind" not in r:
         sys.exit(f"fit_efficiency: {path}: no per_kind (compile with a colossal-opt "
                  "that writes it)")
-    return {k: v["predicted_s"] for k, v in r["per_kind"].items() if not k.endswith("@host")}
+    per_kind = r["per_kind"]
+    host = per_kind.get("adamw@host", {}).get("predicted_s")
+    return {k: v["predicted_s"] for k, v in per_kind.items() if not k.endswith("@host")}, host
 
 
 def main():
@@ -72,11 +88,17 @@ def main():
     ap.add_argument("--base", required=True)
     ap.add_argument("--pair", nargs=2, action="append", required=True,
                     metavar=("REPORT", "TRACE"))
+    ap.add_argument("--host-pair", nargs=2, action="append", default=[],
+                    metavar=("REPORT", "TRACE"),
+                    help="a pair used for the host AdamW rate only (its report may come "
+                         "from any profile: host times carry no kernel efficiency)")
     ap.add_argument("--check", nargs=2, action="append", default=[],
                     metavar=("REPORT", "TRACE"))
     ap.add_argument("--exclude", default="")
     ap.add_argument("--set", action="append", default=[], metavar="KIND=EFF")
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--no-host", action="store_true",
+                    help="keep the base profile's CPU AdamW rate")
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args()
 
@@ -86,12 +108,23 @@ def main():
                  "fit against rooflines (a profile without it)")
     exclude = {k for k in args.exclude.split(",") if k}
     predicted, measured = {}, {}
+    host_predicted = host_measured = 0.0
     for report, trace in args.pair:
-        p, m = load_report(report), load_trace(trace)
+        (p, hp), (m, hm) = load_report(report), load_trace(trace)
+        if hp and hm:
+            host_predicted += hp
+            host_measured += hm
         for kind, s in p.items():
             if kind in m and kind not in exclude:
                 predicted[kind] = predicted.get(kind, 0.0) + s
                 measured[kind] = measured.get(kind, 0.0) + m[kind]
+    for report, trace in args.host_pair:
+        (_, hp), (_, hm) = load_report(report), load_trace(trace)
+        if not (hp and hm):
+            sys.exit(f"fit_efficiency: --host-pair {report} {trace}: no host AdamW in "
+                     f"{'the report' if not hp else 'the trace'}")
+        host_predicted += hp
+        host_measured += hm
     eff = {}
     print(f"{'kind':28s} {'roofline ms':>12s} {'measured ms':>12s} {'efficiency':>10s}")
     for kind in sorted(predicted, key=lambda k: -measured[k]):
@@ -103,8 +136,26 @@ def main():
         eff[kind] = float(value)
         print(f"{kind:28s} set to {float(value):.3f}")
 
+    # The host AdamW's rate as it runs in a step, beside the copies and the
+    # GPU (sharing the host's memory bandwidth with the PCIe transfers),
+    # not alone as --calibrate times it: the profile's rate scaled by
+    # predicted over measured, uncapped.
+    host_note = None
+    if host_measured > 0 and not args.no_host:
+        scale = host_predicted / host_measured
+        base_rate = profile["cpu_adamw_params_per_s"]
+        profile["cpu_adamw_params_per_s"] = round(base_rate * scale, -6)
+        if "cpu_bytes_per_s" in profile:
+            profile["cpu_bytes_per_s"] = round(profile["cpu_bytes_per_s"] * scale, -6)
+        host_note = (f"cpu_adamw_params_per_s: fitted from the host stream's AdamW, "
+                     f"{host_measured * 1e3:.1f} ms measured against {host_predicted * 1e3:.1f} ms "
+                     f"predicted at {base_rate / 1e9:.2f} G params/s: "
+                     f"{profile['cpu_adamw_params_per_s'] / 1e9:.2f} G params/s in a step")
+        print(f"host adamw: predicted {host_predicted * 1e3:.2f} ms at {base_rate / 1e9:.2f} G params/s, "
+              f"measured {host_measured * 1e3:.2f} ms: {profile['cpu_adamw_params_per_s'] / 1e9:.2f} G params/s")
+
     for report, trace in args.check:
-        p, m = load_report(report), load_trace(trace)
+        (p, _), (m, _) = load_report(report), load_trace(trace)
         tot_p = tot_m = 0.0
         print(f"check {report}:")
         for kind in sorted(p, key=lambda k: -m.get(k, 0.0)):
@@ -119,11 +170,13 @@ def main():
               f" ({tot_p / tot_m:.2f})")
 
     profile["kernel_efficiency"] = dict(sorted(eff.items()))
-    traces = ", ".join(t for _, t in args.pair)
+    traces = ", ".join(t for _, t in args.pair + args.host_pair)
     profile.setdefault("notes", []).append(
         f"kernel_efficiency: bench/fit_efficiency.py on {time.strftime('%Y-%m-%d')}, roofline time "
         f"over measured time per kind, from {traces}" +
         (f"; excluded: {', '.join(sorted(exclude))}" if exclude else ""))
+    if host_note:
+        profile["notes"].append(host_note)
     profile["notes"] += args.note
     with open(args.out, "w") as f:
         json.dump(profile, f, indent=2)

@@ -219,6 +219,7 @@ def run(args):
     with open(os.path.join(dirpath, "manifest.json")) as f:
         manifest = json.load(f)
     sizes = args.sizes.split(",") if args.sizes else None
+    budgets = args.budgets.split(",") if args.budgets else None
     out = open(args.out, "a")
 
     def emit(row):
@@ -235,6 +236,8 @@ def run(args):
                "env": {k: v for k, v in os.environ.items() if k.startswith("COLOSSAL_")}}
     for row in manifest["rows"]:
         if sizes and row["size"] not in sizes:
+            continue
+        if budgets and row["budget"] not in budgets:
             continue
         if args.only in (None, "colossal") and "plan" in row:
             emit(run_colossal(dirpath, row, args.steps, args.warmup, args.timeout))
@@ -410,6 +413,7 @@ def main():
     r.add_argument("out")
     r.add_argument("--only", choices=["colossal", "pytorch"])
     r.add_argument("--sizes", default="")
+    r.add_argument("--budgets", default="", help="run only these budgets (free,24GiB,...)")
     r.add_argument("--steps", type=int, default=5)
     r.add_argument("--warmup", type=int, default=2)
     r.add_argument("--timeout", type=int, default=240)

@@ -8,6 +8,8 @@ bench/fit_efficiency.py without a GPU.
 Each kind of the report's per_kind (device kernels only) becomes one event
 on tid 0 lasting predicted_s x FACTOR (the default factor for kinds not
 named), split in two events so that the fit has to sum them.
+--host-factor F: the trace also names tid 3 the host stream and puts the
+report's host AdamW (adamw@host) there at predicted_s x F.
 """
 import json
 import sys
@@ -15,7 +17,11 @@ import sys
 
 def main():
     args = sys.argv[1:]
-    default = 1.0
+    default, host_factor = 1.0, None
+    if "--host-factor" in args:
+        at = args.index("--host-factor")
+        host_factor = float(args[at + 1])
+        del args[at:at + 2]
     if "--default" in args:
         at = args.index("--default")
         default = float(args[at + 1])
@@ -32,9 +38,15 @@ def main():
             events.append({"ph": "X", "pid": 0, "tid": 0, "cat": kind,
                            "name": f"{kind} at x", "ts": ts, "dur": dur * half})
             ts += dur * half
-        # A host-stream event of the same kind must not count.
-        events.append({"ph": "X", "pid": 0, "tid": 3, "cat": kind,
+        # An event of the same kind on another stream must not count.
+        events.append({"ph": "X", "pid": 0, "tid": 2, "cat": kind,
                        "name": f"{kind} at y", "ts": 0, "dur": 1e9})
+    if host_factor is not None:
+        events.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": 3,
+                       "args": {"name": "stream 3 (host)"}})
+        dur = per_kind["adamw@host"]["predicted_s"] * host_factor * 1e6
+        events.append({"ph": "X", "pid": 0, "tid": 3, "cat": "adamw",
+                       "name": "adamw at z", "ts": 0, "dur": dur})
     with open(out, "w") as f:
         json.dump({"traceEvents": events}, f)
 
