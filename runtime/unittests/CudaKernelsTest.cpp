@@ -263,6 +263,19 @@ std::vector<Case> allCases() {
     add(std::string("cast ") + dtypeName(c.from) + "->" + dtypeName(c.to),
         withDType(op(OpKind::Cast), "to", c.to), {in}, kExact);
   }
+  // castFloatPackKernel: packs of 8 and a tail of 3 (1,000,003 elements),
+  // and a tail alone (5). CastOfAnUnalignedTensorMatchesTheCpu (below)
+  // takes the one-element kernel.
+  const CastCase packCasts[] = {
+      {f32, bf16, -100, 100}, {bf16, f32, -100, 100}, {f32, f16, -1e5, 1e5},
+      {f16, f32, -100, 100},  {bf16, f16, -1e5, 1e5}, {f16, bf16, -6e4, 6e4},
+      {f32, f32, -1, 1}};
+  for (const CastCase &c : packCasts)
+    for (int64_t n : {int64_t{1000003}, int64_t{5}})
+      add(std::string("cast ") + dtypeName(c.from) + "->" + dtypeName(c.to) +
+              " n=" + std::to_string(n),
+          withDType(op(OpKind::Cast), "to", c.to),
+          {uniform(c.from, {n}, c.lo, c.hi)}, kExact);
 
   // Binary float ops with broadcasting: [4, 1, 6] x [5, 1] -> [4, 5, 6].
   const OpKind binaryFloat[] = {OpKind::Add, OpKind::Sub, OpKind::Mul,
@@ -481,6 +494,82 @@ std::vector<Case> allCases() {
         tolFor(dtype));
   }
 
+  // The packed layer_norm kernels (Reduce.cu: bf16/f16 rows of 8k <= 8192
+  // elements held in registers as 16-byte packs): a warp per row with 8
+  // packs per lane (OPT's 2048), 4 packs with some lanes idle (768, 1000),
+  // a block per row (8192: 256 threads; 2056: 96 threads and a partial last
+  // round of packs), and the fallbacks (rows not a multiple of 8, over
+  // 8192). The bias is drawn from [4, 6) so that no output cancels to near
+  // 0: the f32 rounding of (x - mean) / stddev * scale (2^-24 x |terms|) is
+  // relative to the terms, and an output that the bias cancels to ~1e-6
+  // has a relative error beyond 1e-2 (a host emulation of OPT's shape with
+  // a bias in [-2, 2) gives ~15 such elements of 16M, as the warp kernel's
+  // f32 math would). That case is compared norm-wise.
+  {
+    Attrs ln = withF(withI(op(OpKind::LayerNorm), "axis", 1), "epsilon", 1e-5);
+    Attrs ln2 = withF(withI(op(OpKind::LayerNorm), "axis", 2), "epsilon", 1e-5);
+    auto lnInputs = [](DType dtype, Dims dims) {
+      Dims row(dims.end() - 1, dims.end());
+      return std::vector<HostTensor>{uniform(dtype, dims), uniform(dtype, row),
+                                     uniform(dtype, row, 4, 6)};
+    };
+    add("layer_norm packed opt", ln2, lnInputs(bf16, {8, 1024, 2048}),
+        kBF16Tol);
+    add("layer_norm packed opt mixed bias", ln2,
+        {uniform(bf16, {8, 1024, 2048}), uniform(bf16, {2048}),
+         uniform(bf16, {2048})},
+        kBF16Tol, true);
+    add("layer_norm packed 1000", ln, lnInputs(bf16, {33, 1000}), kBF16Tol);
+    add("layer_norm packed 8192", ln, lnInputs(bf16, {16, 8192}), kBF16Tol);
+    add("layer_norm packed 2056", ln, lnInputs(bf16, {16, 2056}), kBF16Tol);
+    add("layer_norm packed 768", ln, lnInputs(f16, {64, 768}), kBF16Tol);
+    add("layer_norm packed 8192", ln, lnInputs(f16, {16, 8192}), kBF16Tol);
+    add("layer_norm packed no bias", ln,
+        {uniform(bf16, {64, 768}), uniform(bf16, {768})}, kBF16Tol);
+    add("layer_norm row of 1001", ln, lnInputs(bf16, {16, 1001}), kBF16Tol);
+    add("layer_norm row of 36", ln, lnInputs(f16, {16, 36}), kBF16Tol);
+    add("layer_norm row of 8200", ln, lnInputs(bf16, {4, 8200}), kBF16Tol);
+  }
+  // layer_norm_grad: the packed rows (as layer_norm's) and the packed
+  // column pass (x and dy read 4 or 2 columns per load, 8 rows in flight;
+  // chunks of max(32, rows / 128) rows), with their fallbacks. OPT's shape:
+  // a warp per row, 128 chunks of 64 rows. 1000 rows: 32 chunks, the last
+  // of 8 rows. 300 rows: 10 chunks, the last of 12 (8 in flight, then 4
+  // one by one). 1002 columns: scalar rows, 2-column packs; 999: every
+  // fallback. f32: the f64 rows, f32 packs in the column pass.
+  {
+    Attrs lng =
+        withF(withI(op(OpKind::LayerNormGrad), "axis", 1), "epsilon", 1e-5);
+    Attrs lng2 =
+        withF(withI(op(OpKind::LayerNormGrad), "axis", 2), "epsilon", 1e-5);
+    auto lngInputs = [](DType dtype, Dims dims) {
+      Dims row(dims.end() - 1, dims.end());
+      return std::vector<HostTensor>{uniform(dtype, dims), uniform(dtype, row),
+                                     uniform(dtype, dims)};
+    };
+    add("layer_norm_grad packed opt", lng2, lngInputs(bf16, {8, 1024, 2048}),
+        kBF16Tol);
+    // f16 norm-wise: dx in f32 carries ~1e-7 of absolute error, which f16
+    // resolves (steps of 6e-8 near 0) in an element that cancels to below
+    // the elementwise floor (1e-6 x max |dx| ~ 1e-5); a host emulation of
+    // this shape finds one such element in 768k for most seeds (the warp
+    // kernel's f32 math alike). bf16's coarser steps hide it.
+    add("layer_norm_grad packed 768", lng, lngInputs(f16, {1000, 768}),
+        kBF16Tol, true);
+    add("layer_norm_grad packed 8192", lng, lngInputs(bf16, {300, 8192}),
+        kBF16Tol);
+    add("layer_norm_grad packed 2056", lng, lngInputs(bf16, {300, 2056}),
+        kBF16Tol);
+    add("layer_norm_grad row of 1002", lng, lngInputs(bf16, {300, 1002}),
+        kBF16Tol);
+    add("layer_norm_grad row of 999", lng, lngInputs(bf16, {300, 999}),
+        kBF16Tol);
+    add("layer_norm_grad f32 columns", lng, lngInputs(f32, {2000, 768}),
+        kF32Tol);
+    add("layer_norm_grad f32 columns of 1002", lng,
+        lngInputs(f32, {300, 1002}), kF32Tol);
+  }
+
   // gather, gather_nd, gather_elements(+grad), gather_grad.
   add("gather axis 0", withI(op(OpKind::Gather), "axis", 0),
       {uniform(f32, {10, 6}), integers(i64, {3, 4}, -10, 10)}, kExact);
@@ -622,6 +711,30 @@ std::vector<Case> allCases() {
   add("transpose merged run",
       withList(op(OpKind::Transpose), "perm", {1, 0, 2, 3}),
       {integers(i64, {3, 4, 5, 2}, -9, 9)}, kExact);
+  // The walk templated on rank and width (stridedCopyRankKernel): OPT-1.3b's
+  // head split and merge at full size (rank 4, 16-byte packs), ranks 5 and
+  // 6 with nothing to merge or widen, 1-byte elements alone and widened to
+  // packs, and rank 7 (above the templated ranks: the generic 32-bit walk).
+  add("transpose heads 1.3b",
+      withList(op(OpKind::Transpose), "perm", {0, 2, 1, 3}),
+      {uniform(bf16, {8, 1024, 32, 64})}, kExact);
+  add("transpose heads 1.3b back",
+      withList(op(OpKind::Transpose), "perm", {0, 2, 1, 3}),
+      {uniform(bf16, {8, 32, 1024, 64})}, kExact);
+  add("transpose rank 5",
+      withList(op(OpKind::Transpose), "perm", {4, 2, 0, 3, 1}),
+      {uniform(f32, {3, 4, 5, 6, 7})}, kExact);
+  add("transpose rank 6",
+      withList(op(OpKind::Transpose), "perm", {5, 4, 3, 2, 1, 0}),
+      {uniform(f16, {2, 3, 4, 3, 2, 5})}, kExact);
+  add("transpose rank 7",
+      withList(op(OpKind::Transpose), "perm", {6, 5, 4, 3, 2, 1, 0}),
+      {integers(i32, {2, 3, 2, 3, 2, 3, 2}, -9, 9)}, kExact);
+  add("transpose bool", withList(op(OpKind::Transpose), "perm", {2, 0, 1}),
+      {bools({5, 7, 9})}, kExact);
+  add("transpose bool rows of 32",
+      withList(op(OpKind::Transpose), "perm", {1, 0, 2}),
+      {bools({4, 6, 32})}, kExact);
   add("slice unaligned base",
       withList(withList(withList(op(OpKind::Slice), "starts", {1, 3}), "steps",
                         {1, 1}),
@@ -904,8 +1017,13 @@ void compareOutput(const HostTensor &cpu, const HostTensor &gpu, double rtol,
 class CudaKernels : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    if (!backend_)
+    // The fused programs interpreted (the packed kernel): the generated
+    // kernels, the default, have their own test below.
+    if (!backend_) {
+      setenv("COLOSSAL_CUDA_FUSED", "f32", 1);
       status_ = new Status(createBackend(Device::kCuda, backend_));
+      unsetenv("COLOSSAL_CUDA_FUSED");
+    }
   }
   void SetUp() override {
     if (!backend_)
@@ -1391,6 +1509,42 @@ std::vector<Case> optInF32Cases() {
       {bigUniform(f32, {4, 3000000}, 0, 2)}, kF32Tol);
   add("f32 reduce_max rows", reduce(OpKind::ReduceMax, {1}),
       {bigUniform(f32, {4, 3000000}, -2, 2)}, kExact);
+  // The packed column path (Reduce.cu, reduceColumnsPackedKernel): each
+  // thread reads 8, 4 or 2 adjacent columns per load (the widest pack whose
+  // width divides inner), eight rows in flight. OPT's bias gradients over
+  // 8 x 1024 rows: 2048 columns (256 chunks of 32 rows) and 8192 (64 of
+  // 128); f32 with 1000 (4-column packs), 1002 (2-column packs) and 999
+  // (the scalar kernel) columns; bf16 1004 (4) and 1002 (2); tiny ones (one
+  // chunk, rows left over after the fours, a 6-column f16 row in 2-column
+  // packs, slabs); max and mean through the same kernels.
+  add("f32 reduce_sum packed opt", reduce(OpKind::ReduceSum, {0, 1}),
+      {bigUniform(bf16, {8, 1024, 2048}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum packed opt", reduce(OpKind::ReduceSum, {0, 1}),
+      {bigUniform(bf16, {8, 1024, 8192}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum packed opt mixed", reduce(OpKind::ReduceSum, {0, 1}),
+      {bigUniform(bf16, {8, 1024, 2048}, -2, 2)}, kBF16Tol, kNorm);
+  add("f32 reduce_sum packed 1000", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(f32, {8192, 1000}, 0, 2)}, kF32Tol);
+  add("f32 reduce_sum packed 1002", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(f32, {8192, 1002}, 0, 2)}, kF32Tol);
+  add("f32 reduce_sum columns 999", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(f32, {8192, 999}, 0, 2)}, kF32Tol);
+  add("f32 reduce_sum packed 1004", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(bf16, {4096, 1004}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum packed 1002", reduce(OpKind::ReduceSum, {0}),
+      {bigUniform(bf16, {4096, 1002}, 0, 2)}, kBF16Tol);
+  add("f32 reduce_sum packed tiny", reduce(OpKind::ReduceSum, {0}),
+      {uniform(bf16, {3, 8}, 0.5, 2.0)}, kBF16Tol);
+  add("f32 reduce_sum packed tiny", reduce(OpKind::ReduceSum, {0}),
+      {uniform(f32, {7, 4}, 0.5, 2.0)}, kF32Tol);
+  add("f32 reduce_sum packed tiny", reduce(OpKind::ReduceSum, {0}),
+      {uniform(f16, {45, 6}, 0.5, 2.0)}, kBF16Tol);
+  add("f32 reduce_sum packed slabs", reduce(OpKind::ReduceSum, {1}),
+      {uniform(bf16, {5, 77, 16}, 0.5, 2.0)}, kBF16Tol);
+  add("f32 reduce_max packed opt", reduce(OpKind::ReduceMax, {0, 1}),
+      {bigUniform(bf16, {8, 1024, 2048}, -2, 2)}, kExact);
+  add("f32 reduce_mean packed", reduce(OpKind::ReduceMean, {0}),
+      {bigUniform(f16, {8192, 1024}, 0, 2)}, kBF16Tol);
   // The small shapes of allCases: non-adjacent axes and integers take the
   // f64 path, the empty reduction gives the identity (mean: NaN).
   struct ReduceCase {
@@ -1510,8 +1664,8 @@ std::vector<Case> optInF32Cases() {
 }
 
 TEST_F(CudaKernels, F32KernelsMatchTheCpuReference) {
-  // The f32 reductions and fused interpreter are the default: the fixture's
-  // backend runs them. These cases are the shapes and error bounds they
+  // The f32 reductions are the default and the fixture's backend
+  // interprets fused programs in f32 (COLOSSAL_CUDA_FUSED=f32). These cases are the shapes and error bounds they
   // were written for (docs/cuda.md).
   std::vector<Case> cases = optInF32Cases();
   std::set<OpKind> covered;
@@ -1520,10 +1674,11 @@ TEST_F(CudaKernels, F32KernelsMatchTheCpuReference) {
 }
 
 TEST_F(CudaKernels, FusedJitMatchesTheCpuReference) {
-  // COLOSSAL_CUDA_FUSED=jit (cuda/FusedJit.h): every fused case of the f32
-  // list on a backend that compiles each program with NVRTC. The generated
-  // code computes what the packed kernel computes, so the same tolerances.
-  setenv("COLOSSAL_CUDA_FUSED", "jit", 1);
+  // The default (COLOSSAL_CUDA_FUSED unset; cuda/FusedJit.h): every fused
+  // case of the f32 list on a backend that compiles each program with
+  // NVRTC. The generated code computes what the packed kernel computes, so
+  // the same tolerances.
+  unsetenv("COLOSSAL_CUDA_FUSED");
   std::unique_ptr<Backend> jitBackend;
   Status st = createBackend(Device::kCuda, jitBackend);
   unsetenv("COLOSSAL_CUDA_FUSED");
@@ -1580,9 +1735,42 @@ TEST_F(CudaKernels, PrecisionVariablesRejectOtherValues) {
   st = createBackend(Device::kCuda, other);
   unsetenv("COLOSSAL_CUDA_FUSED");
   ASSERT_FALSE(st.isOk());
-  EXPECT_NE(st.message().find("COLOSSAL_CUDA_FUSED must be f32, f64 or jit"),
+  EXPECT_NE(st.message().find("COLOSSAL_CUDA_FUSED must be jit, f32 or f64"),
             std::string::npos)
       << st.message();
+}
+
+TEST_F(CudaKernels, CastOfAnUnalignedTensorMatchesTheCpu) {
+  // launchCast's packs need both pointers 16-byte aligned; a tensor at an
+  // odd element offset (a slice's view) takes the one-element kernel. f32
+  // elements [3, 1003) of an input to bf16 at an output offset of one
+  // element, then the same from aligned pointers: both bit for bit.
+  HostTensor in = uniform(f32, {1003}, -100, 100);
+  HostTensor slice(TensorType{f32, {1000}});
+  std::memcpy(slice.bytes.data(), in.bytes.data() + 3 * 4, 1000 * 4);
+  std::vector<HostTensor> cpu;
+  ASSERT_TRUE(
+      evaluateOp(withDType(op(OpKind::Cast), "to", bf16), {slice}, cpu).isOk());
+  PlanArena arena;
+  arena.sizeBytes = 16384;
+  arena.alignBytes = 256;
+  ASSERT_TRUE(backend_->allocateArenas({arena}).isOk());
+  uint8_t *base = backend_->arenaBase(0);
+  ASSERT_TRUE(backend_->upload(base, in.bytes.data(), in.bytes.size()).isOk());
+  for (bool aligned : {false, true}) {
+    const uint8_t *src = aligned ? base + 8192 : base + 3 * 4;
+    uint8_t *dst = aligned ? base + 12288 : base + 8192 + 2;
+    if (aligned) // the slice again, now at an aligned address
+      ASSERT_TRUE(
+          backend_->upload(base + 8192, slice.bytes.data(), 1000 * 4).isOk());
+    ASSERT_EQ(cuda::launchCast(nullptr, f32, bf16, 1000, src, dst),
+              cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    HostTensor gpu(TensorType{bf16, {1000}});
+    ASSERT_TRUE(backend_->download(gpu.bytes.data(), dst, 1000 * 2).isOk());
+    EXPECT_EQ(std::memcmp(gpu.bytes.data(), cpu[0].bytes.data(), 1000 * 2), 0)
+        << (aligned ? "aligned" : "unaligned");
+  }
 }
 
 /// Slots by hand (no GPU needed): a value's slot is free again once its

@@ -23,7 +23,7 @@
 // Causal tiles are skipped: the forward and dq stop at the block's last
 // visible key, dk/dv start at the first row that sees the tile.
 //
-// bf16/f16 calls with D 64 or 128 go to the tensor-core kernels of
+// bf16/f16 calls with D 64, 80, 96 or 128 go to the tensor-core kernels of
 // AttentionTC.cu instead (run() below); this kernel is their fallback and
 // COLOSSAL_ATTENTION_KERNEL=simple forces it. Not yet: head dims above
 // 128; f64.

@@ -727,27 +727,27 @@ bool deviceHasTensorCores() {
 }
 
 /// COLOSSAL_ATTENTION_KERNEL: "simple" forces Attention.cu's SIMT kernel;
-/// unset, empty or "auto" picks; "wide" picks as auto and also runs head
-/// dims 80 and 96 (OPT-2.7b, Phi) on tensor cores: the same kernels
-/// instantiated for those depths, opt-in until a GPU run of the kernel
-/// test has checked them. Read at every call, so that a test can A/B the
-/// kernels in one process; anything else is reported once and read as auto.
-enum class AttentionChoice { kAuto, kSimple, kWide };
+/// unset, empty, "auto" or "wide" pick the tensor-core kernels for bf16/f16
+/// head dims 64, 80, 96 and 128 (80 and 96, OPT-2.7b's and Phi's, were
+/// opt-in as "wide" until session 4's H200 run of attention-check passed
+/// them; "wide" is kept as a synonym of auto). Read at every call, so that
+/// a test can A/B the kernels in one process; anything else is reported
+/// once and read as auto.
+enum class AttentionChoice { kAuto, kSimple };
 
 AttentionChoice attentionChoice() {
   const char *env = std::getenv("COLOSSAL_ATTENTION_KERNEL");
-  if (!env || !*env || std::strcmp(env, "auto") == 0)
+  if (!env || !*env || std::strcmp(env, "auto") == 0 ||
+      std::strcmp(env, "wide") == 0)
     return AttentionChoice::kAuto;
   if (std::strcmp(env, "simple") == 0)
     return AttentionChoice::kSimple;
-  if (std::strcmp(env, "wide") == 0)
-    return AttentionChoice::kWide;
   static bool warned = false;
   if (!warned) {
     warned = true;
     std::fprintf(stderr,
-                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple', "
-                 "'auto' or 'wide', got '%s'; using auto\n",
+                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple' or "
+                 "'auto', got '%s'; using auto\n",
                  env);
   }
   return AttentionChoice::kAuto;
@@ -760,10 +760,7 @@ bool simpleForced() { return attentionChoice() == AttentionChoice::kSimple; }
 bool attentionTensorCoreShape(DType dtype, int64_t depth) {
   if (dtype != DType::kBF16 && dtype != DType::kF16)
     return false;
-  if (depth == 64 || depth == 128)
-    return true;
-  return (depth == 80 || depth == 96) &&
-         attentionChoice() == AttentionChoice::kWide;
+  return depth == 64 || depth == 80 || depth == 96 || depth == 128;
 }
 
 size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,

@@ -16,7 +16,7 @@
 namespace colossal::runtime::cuda {
 
 /// True when the tensor-core kernels take this dtype and head dim: bf16 or
-/// f16, D 64 or 128. The call-time checks (pointer alignment, the device,
+/// f16, D 64, 80, 96 or 128. The call-time checks (pointer alignment, the device,
 /// COLOSSAL_ATTENTION_KERNEL=simple, enough scratch) come on top.
 bool attentionTensorCoreShape(DType dtype, int64_t depth);
 

@@ -113,9 +113,9 @@ void reduceDims(const IntVec &dims, const IntVec &axes, IntVec &keptDims,
   }
 }
 
-/// COLOSSAL_CUDA_REDUCE / COLOSSAL_CUDA_FUSED: unset, empty or "f32" select
-/// the f32 kernels (the default since session 3's H200 run), "f64" the
-/// f64 reference kernels.
+/// COLOSSAL_CUDA_REDUCE (and COLOSSAL_CUDA_FUSED's interpreters): unset,
+/// empty or "f32" select the f32 kernels (the default since session 3's
+/// H200 run), "f64" the f64 reference kernels.
 Status precisionFromEnv(const char *variable, cuda::Precision &out) {
   const char *value = std::getenv(variable);
   out = cuda::Precision::kF32;
@@ -360,23 +360,28 @@ public:
     reportMalloc_ = report && *report && std::strcmp(report, "0") != 0;
     COLOSSAL_RETURN_IF_ERROR(
         precisionFromEnv("COLOSSAL_CUDA_REDUCE", reducePrecision_));
-    // COLOSSAL_CUDA_FUSED=jit: the f32 programs, each compiled by NVRTC
-    // into a kernel of its own when the plan is prepared (FusedJit.h).
+    // COLOSSAL_CUDA_FUSED: unset, empty or "jit" (the default since session
+    // 4's H200 run) compile each fused program the packed kernel takes into
+    // a kernel of its own with NVRTC when the plan is prepared (FusedJit.h);
+    // "f32" interprets them (the packed kernel), "f64" interprets in f64.
+    // Without NVRTC the default falls back to the f32 interpreter, saying
+    // so once.
     const char *fused = std::getenv("COLOSSAL_CUDA_FUSED");
-    if (fused && std::strcmp(fused, "jit") == 0) {
+    if (!fused || !*fused || std::strcmp(fused, "jit") == 0) {
       fusedPrecision_ = cuda::Precision::kF32;
       jit_ = std::make_unique<cuda::FusedJit>();
       if (jit_->available())
         fused_.setJit(jit_.get());
       else
         std::fprintf(stderr,
-                     "colossal-run: cuda: COLOSSAL_CUDA_FUSED=jit: %s; "
-                     "interpreting fused programs\n",
+                     "colossal-run: cuda: %s; interpreting fused programs "
+                     "(COLOSSAL_NVRTC names libnvrtc.so.13 where the loader "
+                     "does not find it)\n",
                      jit_->unavailableReason().c_str());
     } else {
       Status st = precisionFromEnv("COLOSSAL_CUDA_FUSED", fusedPrecision_);
       if (!st.isOk()) // the message names the third value this one takes
-        return Status(st.code(), "COLOSSAL_CUDA_FUSED must be f32, f64 or jit "
+        return Status(st.code(), "COLOSSAL_CUDA_FUSED must be jit, f32 or f64 "
                                  "(or unset), got '" +
                                      std::string(fused) + "'");
     }
@@ -944,7 +949,7 @@ private:
   cuda::Precision reducePrecision_ = cuda::Precision::kF32;
   cuda::Precision fusedPrecision_ = cuda::Precision::kF32;
   bool exactAdamW_ = false; ///< COLOSSAL_CPU_ADAMW=exact: the f64 AdamW
-  std::unique_ptr<cuda::FusedJit> jit_; ///< COLOSSAL_CUDA_FUSED=jit
+  std::unique_ptr<cuda::FusedJit> jit_; ///< COLOSSAL_CUDA_FUSED unset or jit
   std::atomic<bool> hostFailed_{false};
   Status hostFailure_;
   uint64_t hostFailedInstr_ = 0;

@@ -63,8 +63,9 @@ struct FusedKernelProgram {
   /// scalar) where its strides allow that (inAffine[k]); else through
   /// inStrides.
   bool fast = false;
-  /// The program compiled to a kernel of its own (a cudaKernel_t, owned by
-  /// the backend's FusedJit), or null: COLOSSAL_CUDA_FUSED=jit.
+  /// The program compiled to kernels of its own (a FusedJit::Kernel: the
+  /// scalar and vector forms, owned by the backend's FusedJit), or null:
+  /// COLOSSAL_CUDA_FUSED=jit.
   const void *jit = nullptr;
   bool inAffine[kMaxFusedInputs] = {};
   int64_t inDiv[kMaxFusedInputs] = {};

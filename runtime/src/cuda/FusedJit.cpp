@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -235,13 +236,45 @@ std::string recordExpr(const FusedKernelRecord &rec, const std::string &x,
   return roundTo(rec.dtype, v);
 }
 
-} // namespace
+int dtypeBytes(DType t) {
+  return t == DType::kF32 ? 4 : t == DType::kBool ? 1 : 2;
+}
 
-std::string fusedKernelSource(const FusedKernelProgram &p) {
-  const bool small = p.count < (int64_t{1} << 31);
-  const char *index = small ? "u32" : "long long";
-  std::ostringstream os;
-  os << kPrelude << "extern \"C\" __global__ void colossal_fused(";
+/// Input k's element offset (i / div) % mod at index expression `i`, the
+/// constants written in as `index` literals (divisions by constants).
+std::string affineAt(const FusedKernelProgram &p, int k, const char *index,
+                     const std::string &i) {
+  const int64_t div = p.inDiv[k], mod = p.inMod[k];
+  std::string j = div == 1 ? i
+                           : "(" + i + " / (" + std::string(index) + ")" +
+                                 std::to_string(div) + ")";
+  return mod == 1 ? "0"
+         : mod == 0
+             ? j
+             : "(" + j + " % (" + std::string(index) + ")" +
+                   std::to_string(mod) + ")";
+}
+
+/// The strided walk of input k at index expression `i` into `off` (`f`
+/// is scratch): the row-major coordinates of i over outDims, each times
+/// the input's stride.
+void emitWalk(std::ostream &os, const FusedKernelProgram &p, int k,
+              const char *index, const std::string &i, const std::string &off,
+              const std::string &f) {
+  os << "    " << index << " " << off << " = 0, " << f << " = " << i << ";\n";
+  for (int d = p.outDims.rank - 1; d >= 0; --d) {
+    int64_t size = p.outDims.d[d], stride = p.inStrides[k].d[d];
+    if (size == 1)
+      continue;
+    os << "    " << off << " += (" << f << " % " << size << ") * " << stride
+       << "; " << f << " /= " << size << ";\n";
+  }
+}
+
+/// The scalar kernel: one element a thread.
+void emitScalarKernel(std::ostream &os, const FusedKernelProgram &p,
+                      const char *index, bool small) {
+  os << "extern \"C\" __global__ void colossal_fused(";
   for (int k = 0; k < p.numInputs; ++k)
     os << "const void *in" << k << ", ";
   os << "void *out) {\n";
@@ -254,23 +287,10 @@ std::string fusedKernelSource(const FusedKernelProgram &p) {
   for (int k = 0; k < p.numInputs; ++k) {
     std::string at;
     if (p.inAffine[k]) {
-      const int64_t div = p.inDiv[k], mod = p.inMod[k];
-      std::string j =
-          div == 1 ? "i" : "(i / (" + std::string(index) + ")" +
-                               std::to_string(div) + ")";
-      at = mod == 1 ? "0" : mod == 0 ? j
-                                     : "(" + j + " % (" + std::string(index) +
-                                           ")" + std::to_string(mod) + ")";
+      at = affineAt(p, k, index, "i");
     } else {
-      // The strided walk: row-major coordinates of i over outDims.
-      os << "    " << index << " off" << k << " = 0, f" << k << " = i;\n";
-      for (int d = p.outDims.rank - 1; d >= 0; --d) {
-        int64_t size = p.outDims.d[d], stride = p.inStrides[k].d[d];
-        if (size == 1)
-          continue;
-        os << "    off" << k << " += (f" << k << " % " << size << ") * "
-           << stride << "; f" << k << " /= " << size << ";\n";
-      }
+      emitWalk(os, p, k, index, "i", "off" + std::to_string(k),
+               "f" + std::to_string(k));
       at = "off" + std::to_string(k);
     }
     os << "    float r" << k << " = " << loadExpr(p.inTypes[k], k, at)
@@ -290,6 +310,280 @@ std::string fusedKernelSource(const FusedKernelProgram &p) {
      << storeStmt(result.dtype,
                   "r" + std::to_string(p.numInputs + p.numRecords - 1))
      << "\n  }\n}\n";
+}
+
+/// How V consecutive elements of one type are moved: in `count` accesses
+/// of `bytes` (4, 8 or 16) bytes, `elems` elements each, as `type`.
+struct Chunks {
+  int bytes, count, elems;
+  const char *type;
+};
+
+Chunks chunksFor(DType t, int width) {
+  const int total = width * dtypeBytes(t);
+  const int bytes = total < 16 ? total : 16;
+  return {bytes, total / bytes, bytes / dtypeBytes(t),
+          bytes == 16 ? "uint4" : bytes == 8 ? "uint2" : "u32"};
+}
+
+/// The 32-bit word `w` of the chunks named `var`_0, `var`_1, ...
+std::string chunkWord(const std::string &var, const Chunks &c, int w) {
+  const int words = c.bytes / 4;
+  std::string name = var + "_" + std::to_string(w / words);
+  if (words == 1)
+    return name;
+  return name + "." + "xyzw"[w % words];
+}
+
+const char *elemPointee(DType t) {
+  return t == DType::kF32 ? "float" : t == DType::kBool ? "u8" : "u16";
+}
+
+/// The vector kernel: V elements a thread (fusedVectorPlan says how each
+/// input is read). The per-element float code is the scalar kernel's,
+/// once per lane, so every element gets the same operations and
+/// roundings; only the addressing differs.
+void emitVectorKernel(std::ostream &os, const FusedKernelProgram &p,
+                      const FusedVectorPlan &plan, const char *index,
+                      bool small) {
+  const int v = plan.width;
+  const std::string lit = small ? "u" : "ll";
+  auto lane = [&](int l) {
+    return l == 0 ? std::string("i0")
+                  : "(i0 + " + std::to_string(l) + lit + ")";
+  };
+  // Values the same in every lane (uniform inputs, records of uniform
+  // operands, fills) live in one register r<v>; the others in r<v>_<lane>.
+  std::vector<bool> uniform(p.numInputs + p.numRecords, false);
+  auto reg = [&](int value, int l) {
+    return uniform[value] ? "r" + std::to_string(value)
+                          : "r" + std::to_string(value) + "_" +
+                                std::to_string(l);
+  };
+  os << "extern \"C\" __global__ void colossal_fused_vec(";
+  for (int k = 0; k < p.numInputs; ++k)
+    os << "const void *in" << k << ", ";
+  os << "void *out) {\n";
+  os << "  const " << index << " packs = " << p.count / v << lit << ";\n";
+  os << "  for (" << index << " q = (" << index
+     << ")blockIdx.x * blockDim.x + threadIdx.x; q < packs; q += (" << index
+     << ")blockDim.x * gridDim.x) {\n";
+  os << "    const " << index << " i0 = q * " << v << lit << ";\n";
+  for (int k = 0; k < p.numInputs; ++k) {
+    const DType t = p.inTypes[k];
+    const std::string ks = std::to_string(k);
+    switch (plan.mode[k]) {
+    case FusedVectorPlan::kUniform:
+      uniform[k] = true;
+      if (p.inAffine[k]) {
+        os << "    float r" << k << " = "
+           << loadExpr(t, k, affineAt(p, k, index, "i0")) << ";\n";
+      } else {
+        emitWalk(os, p, k, index, "i0", "off" + ks, "f" + ks);
+        os << "    float r" << k << " = " << loadExpr(t, k, "off" + ks)
+           << ";\n";
+      }
+      break;
+    case FusedVectorPlan::kStep: {
+      // Only the innermost coordinate moves across the lanes.
+      emitWalk(os, p, k, index, "i0", "off" + ks, "f" + ks);
+      int64_t stride = 0;
+      for (int d = p.outDims.rank - 1; d >= 0; --d)
+        if (p.outDims.d[d] != 1) {
+          stride = p.inStrides[k].d[d];
+          break;
+        }
+      for (int l = 0; l < v; ++l)
+        os << "    float " << reg(k, l) << " = "
+           << loadExpr(t, k,
+                       l == 0 ? "off" + ks
+                              : "(off" + ks + " + " +
+                                    std::to_string(l * stride) + ")")
+           << ";\n";
+      break;
+    }
+    case FusedVectorPlan::kLanes:
+      for (int l = 0; l < v; ++l) {
+        std::string at;
+        if (p.inAffine[k]) {
+          at = affineAt(p, k, index, lane(l));
+        } else {
+          std::string sfx = ks + "_" + std::to_string(l);
+          emitWalk(os, p, k, index, lane(l), "off" + sfx, "f" + sfx);
+          at = "off" + sfx;
+        }
+        os << "    float " << reg(k, l) << " = " << loadExpr(t, k, at)
+           << ";\n";
+      }
+      break;
+    case FusedVectorPlan::kVector: {
+      // V elements at consecutive addresses from at = i0 (or i0 % mod, a
+      // multiple of V), in aligned 4-, 8- or 16-byte accesses.
+      const Chunks c = chunksFor(t, v);
+      const std::string at = affineAt(p, k, index, "i0");
+      for (int n = 0; n < c.count; ++n) {
+        os << "    const " << c.type << " w" << k << "_" << n << " = *(const "
+           << c.type << " *)((const " << elemPointee(t) << " *)in" << k
+           << " + " << at;
+        if (n > 0)
+          os << " + " << n * c.elems;
+        os << ");\n";
+      }
+      const int bytes = dtypeBytes(t);
+      for (int l = 0; l < v; ++l) {
+        const std::string w = chunkWord("w" + ks, c, l * bytes / 4);
+        const int shift = 8 * (l * bytes % 4);
+        const std::string bits =
+            shift == 0 ? w : "(" + w + " >> " + std::to_string(shift) + ")";
+        std::string value;
+        switch (t) {
+        case DType::kF32:
+          value = "__uint_as_float(" + w + ")";
+          break;
+        case DType::kBF16:
+          value = "bf2f((u16)" + bits + ")";
+          break;
+        case DType::kF16:
+          value = "h2f((u16)" + bits + ")";
+          break;
+        default: // bool
+          value = "((" + bits + " & 0xffu) != 0u ? 1.0f : 0.0f)";
+          break;
+        }
+        os << "    float " << reg(k, l) << " = " << value << ";\n";
+      }
+      break;
+    }
+    }
+  }
+  for (int r = 0; r < p.numRecords; ++r) {
+    const FusedKernelRecord &rec = p.records[r];
+    const int self = p.numInputs + r;
+    bool same = true;
+    for (int o = 0; o < rec.numOperands; ++o)
+      same = same && uniform[rec.operands[o]];
+    uniform[self] = same;
+    for (int l = 0; l < (same ? 1 : v); ++l) {
+      auto operand = [&](int o) {
+        return rec.numOperands > o ? reg(rec.operands[o], l)
+                                   : std::string("0.0f");
+      };
+      os << "    float " << reg(self, l) << " = "
+         << recordExpr(rec, operand(0), operand(1), operand(2)) << ";\n";
+    }
+  }
+  // The store: each lane's bits into its place in the words, then aligned
+  // 4-, 8- or 16-byte stores.
+  const FusedKernelRecord &result = p.records[p.numRecords - 1];
+  const int value = p.numInputs + p.numRecords - 1;
+  const DType t = result.dtype;
+  const Chunks c = chunksFor(t, v);
+  const int bytes = dtypeBytes(t);
+  for (int n = 0; n < c.count; ++n)
+    os << "    " << c.type << " o_" << n << ";\n";
+  for (int w = 0; w < c.count * c.bytes / 4; ++w) {
+    os << "    " << chunkWord("o", c, w) << " = ";
+    for (int l = w * 4 / bytes; l < (w + 1) * 4 / bytes && l < v; ++l) {
+      const std::string r = reg(value, l);
+      std::string bits;
+      switch (t) {
+      case DType::kF32:
+        bits = "__float_as_uint(" + r + ")";
+        break;
+      case DType::kBF16:
+        bits = "(u32)f2bf(" + r + ")";
+        break;
+      case DType::kF16:
+        bits = "(u32)f2h(" + r + ")";
+        break;
+      default: // bool
+        bits = "(" + r + " != 0.0f ? 1u : 0u)";
+        break;
+      }
+      const int shift = 8 * (l * bytes % 4);
+      if (l != w * 4 / bytes)
+        os << " | ";
+      os << (shift == 0 ? bits
+                        : "(" + bits + " << " + std::to_string(shift) + ")");
+    }
+    os << ";\n";
+  }
+  for (int n = 0; n < c.count; ++n) {
+    os << "    *(" << c.type << " *)((" << elemPointee(t) << " *)out + i0";
+    if (n > 0)
+      os << " + " << n * c.elems;
+    os << ") = o_" << n << ";\n";
+  }
+  os << "  }\n}\n";
+}
+
+} // namespace
+
+FusedVectorPlan fusedVectorPlan(const FusedKernelProgram &p) {
+  FusedVectorPlan plan;
+  if (!p.fast || p.count <= 0 || p.numRecords <= 0)
+    return plan;
+  // V from the narrowest full-size operand (the result, and inputs laid
+  // out as it is): 16 bytes of a 2-byte (or 8 of a bool) operand, 4 f32
+  // when every full-size operand is an f32.
+  const DType outType = p.records[p.numRecords - 1].dtype;
+  int narrowest = dtypeBytes(outType);
+  for (int k = 0; k < p.numInputs; ++k)
+    if (p.inAffine[k] && p.inDiv[k] == 1 && p.inMod[k] == 0)
+      narrowest = std::min(narrowest, dtypeBytes(p.inTypes[k]));
+  const int v = narrowest == 4 ? 4 : 8;
+  // A tail keeps the program on the scalar kernel: the vector kernel's
+  // packs cover every element.
+  if (p.count % v != 0)
+    return plan;
+  plan.width = v;
+  plan.outAlignBytes = std::min(16, v * dtypeBytes(outType));
+  // The innermost dim that is not 1: across a pack (i0 a multiple of V)
+  // only its coordinate moves when its size is a multiple of V.
+  int64_t inner = 1;
+  for (int d = p.outDims.rank - 1; d >= 0; --d)
+    if (p.outDims.d[d] != 1) {
+      inner = p.outDims.d[d];
+      break;
+    }
+  for (int k = 0; k < p.numInputs; ++k) {
+    const int64_t div = p.inDiv[k], mod = p.inMod[k];
+    FusedVectorPlan::Mode mode = FusedVectorPlan::kLanes;
+    if (p.inAffine[k]) {
+      // (i / div) % mod is one offset over [i0, i0 + V) when div is a
+      // multiple of V, and V consecutive ones from a multiple of V when
+      // div is 1 and mod a multiple of V (or 0).
+      if (mod == 1 || div % v == 0)
+        mode = FusedVectorPlan::kUniform;
+      else if (div == 1 && mod % v == 0)
+        mode = FusedVectorPlan::kVector;
+    } else if (inner % v == 0) {
+      int64_t stride = 0;
+      for (int d = p.outDims.rank - 1; d >= 0; --d)
+        if (p.outDims.d[d] != 1) {
+          stride = p.inStrides[k].d[d];
+          break;
+        }
+      mode = stride == 0 ? FusedVectorPlan::kUniform : FusedVectorPlan::kStep;
+    }
+    plan.mode[k] = mode;
+    plan.inAlignBytes[k] =
+        mode == FusedVectorPlan::kVector
+            ? std::min(16, v * dtypeBytes(p.inTypes[k]))
+            : 0;
+  }
+  return plan;
+}
+
+std::string fusedKernelSource(const FusedKernelProgram &p) {
+  const bool small = p.count < (int64_t{1} << 31);
+  const char *index = small ? "u32" : "long long";
+  std::ostringstream os;
+  os << kPrelude;
+  emitScalarKernel(os, p, index, small);
+  FusedVectorPlan plan = fusedVectorPlan(p);
+  if (plan.width > 0)
+    emitVectorKernel(os, p, plan, index, small);
   return os.str();
 }
 
@@ -318,6 +612,11 @@ const Nvrtc *Nvrtc::get(std::string &why) {
       names.push_back(env);
     names.push_back("libnvrtc.so.13");
     names.push_back("libnvrtc.so");
+    // The toolkit's own copy, where the loader's path does not reach it
+    // (the GPU machines here: /usr/local/cuda is installed, not
+    // registered with ldconfig).
+    names.push_back("/usr/local/cuda/lib64/libnvrtc.so.13");
+    names.push_back("/usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so.13");
     void *lib = nullptr;
     std::string firstError;
     for (const std::string &name : names) {
@@ -395,9 +694,15 @@ Status Nvrtc::compileToPtx(const std::string &source, const std::string &arch,
 
 // ---- The cache -------------------------------------------------------------
 
+/// One compiled source: its scalar kernel and, when the program has a
+/// vector plan, its vector kernel with that plan (the same for every
+/// program of this source: the source spells the plan out).
 struct FusedJit::Kernel {
   cudaLibrary_t library = nullptr;
-  cudaKernel_t kernel = nullptr;
+  cudaKernel_t scalar = nullptr;
+  cudaKernel_t vector = nullptr;
+  FusedVectorPlan plan;
+  int smCount = 0;
 };
 
 FusedJit::FusedJit() {
@@ -411,6 +716,10 @@ FusedJit::FusedJit() {
     arch_ = "compute_" + std::to_string(major * 10 + minor);
   else
     arch_ = "compute_90";
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&smCount_, cudaDevAttrMultiProcessorCount,
+                             device) != cudaSuccess)
+    smCount_ = 0;
 }
 
 FusedJit::~FusedJit() {
@@ -433,7 +742,11 @@ Status FusedJit::prepare(FusedKernelProgram &program) {
     cudaError_t err = cudaLibraryLoadData(&k->library, ptx.c_str(), nullptr,
                                           nullptr, 0, nullptr, nullptr, 0);
     if (err == cudaSuccess)
-      err = cudaLibraryGetKernel(&k->kernel, k->library, "colossal_fused");
+      err = cudaLibraryGetKernel(&k->scalar, k->library, "colossal_fused");
+    k->plan = fusedVectorPlan(program);
+    k->smCount = smCount_;
+    if (err == cudaSuccess && k->plan.width > 0)
+      err = cudaLibraryGetKernel(&k->vector, k->library, "colossal_fused_vec");
     if (err != cudaSuccess)
       return COLOSSAL_ERROR(kInternal,
                             std::string("loading a compiled fused kernel: ") +
@@ -443,26 +756,47 @@ Status FusedJit::prepare(FusedKernelProgram &program) {
                            .count();
     it = kernels_.emplace(std::move(source), std::move(k)).first;
   }
-  program.jit = reinterpret_cast<const void *>(it->second->kernel);
+  program.jit = it->second.get();
   return Status::ok();
 }
 
 cudaError_t FusedJit::launch(cudaStream_t stream,
                              const FusedKernelProgram &program,
                              const void *const *inputs, void *out) {
+  const Kernel &k = *static_cast<const Kernel *>(program.jit);
   void *args[kMaxFusedInputs + 1];
   const void *ins[kMaxFusedInputs];
-  for (int k = 0; k < program.numInputs; ++k) {
-    ins[k] = inputs[k];
-    args[k] = &ins[k];
+  auto aligned = [](const void *p, int bytes) {
+    return bytes == 0 || reinterpret_cast<uintptr_t>(p) % bytes == 0;
+  };
+  bool vector = k.vector && aligned(out, k.plan.outAlignBytes);
+  for (int i = 0; i < program.numInputs; ++i) {
+    ins[i] = inputs[i];
+    args[i] = &ins[i];
+    vector = vector && aligned(inputs[i], k.plan.inAlignBytes[i]);
   }
   args[program.numInputs] = &out;
   constexpr int kBlock = 256;
+  if (vector) {
+    // Grid-stride over packs of V: enough blocks to fill the device
+    // (32 per SM: several times what an SM holds at once), so that a big
+    // tensor is walked by resident threads rather than by waves of
+    // short-lived blocks.
+    int64_t packs = program.count / k.plan.width;
+    int64_t blocks = (packs + kBlock - 1) / kBlock;
+    int64_t cap = k.smCount > 0 ? int64_t{32} * k.smCount : int64_t{1} << 20;
+    if (blocks > cap)
+      blocks = cap;
+    return cudaLaunchKernel(reinterpret_cast<const void *>(k.vector),
+                            dim3(static_cast<unsigned>(blocks)), dim3(kBlock),
+                            args, 0, stream);
+  }
   int64_t blocks = (program.count + kBlock - 1) / kBlock;
   if (blocks > (int64_t{1} << 20))
     blocks = int64_t{1} << 20;
-  return cudaLaunchKernel(program.jit, dim3(static_cast<unsigned>(blocks)),
-                          dim3(kBlock), args, 0, stream);
+  return cudaLaunchKernel(reinterpret_cast<const void *>(k.scalar),
+                          dim3(static_cast<unsigned>(blocks)), dim3(kBlock),
+                          args, 0, stream);
 }
 
 } // namespace colossal::runtime::cuda

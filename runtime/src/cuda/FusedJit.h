@@ -9,9 +9,14 @@
 // device. The code computes what the packed kernel computes, record by
 // record: the same float operations in the same order, each result rounded
 // to its record's dtype the same way, compiled like the rest of the
-// backend without contraction (--fmad=false). Programs the packed kernel
-// does not take, and every program when NVRTC cannot be loaded, stay on
-// the interpreters.
+// backend without contraction (--fmad=false). Where the element count is
+// a multiple of V (8, or 4 when every full-size operand is f32) the source
+// has a second, vector kernel: V elements a thread, the contiguous
+// operands moved in 16-byte (8-, 4-byte) accesses, operands constant over
+// the V elements loaded once; the launch takes it when the pointers are
+// aligned (fusedVectorPlan). Programs the packed kernel does not take,
+// and every program when NVRTC cannot be loaded, stay on the
+// interpreters.
 //
 // NVRTC is opened at run time (dlopen of libnvrtc.so.13, or the path in
 // COLOSSAL_NVRTC), so a machine without it still runs every plan.
@@ -30,12 +35,42 @@
 
 namespace colossal::runtime::cuda {
 
+/// How the vector form of a program's kernel reads its inputs: V
+/// (`width`) consecutive elements a thread, from i0 = a multiple of V.
+struct FusedVectorPlan {
+  /// V: 8, or 4 when the result and every input laid out as the result
+  /// are f32; 0: no vector form (the element count is not a multiple of
+  /// V, or the program is not `fast`).
+  int width = 0;
+  enum Mode : int8_t {
+    kLanes,   ///< an offset per lane, as the scalar kernel computes it
+    kVector,  ///< V consecutive elements (div 1, mod 0 or a multiple of V)
+              ///< in aligned 4-, 8- or 16-byte loads
+    kUniform, ///< one element for all lanes (a scalar, div a multiple of
+              ///< V, or a strided input broadcast along the innermost dim)
+    kStep,    ///< a strided input: one walk, then + lane x innermost stride
+  };
+  Mode mode[kMaxFusedInputs] = {};
+  /// The alignment each pointer needs for the vector kernel to run (0:
+  /// any): min(16, V x element bytes) for the result and kVector inputs.
+  int inAlignBytes[kMaxFusedInputs] = {};
+  int outAlignBytes = 0;
+};
+
+/// The vector plan of `program`; width 0 when it has none.
+FusedVectorPlan fusedVectorPlan(const FusedKernelProgram &program);
+
 /// The CUDA C of one program: `extern "C" __global__ void colossal_fused(
 /// const void *in0, ..., void *out)`, one element a thread over a
 /// grid-stride loop; 32-bit indices when the result has fewer than 2^31
-/// elements. `program.fast` must hold. Outside NVRTC (no __CUDACC_RTC__)
+/// elements. When fusedVectorPlan gives a width, a second kernel follows,
+/// `colossal_fused_vec` (same parameters): V elements a thread, 16-byte
+/// (or 8- or 4-byte) loads and stores of the contiguous operands, the
+/// per-element float code the same as the scalar kernel's for each lane.
+/// `program.fast` must hold. Outside NVRTC (no __CUDACC_RTC__)
 /// the f16 conversions use _Float16, so that a host compiler given shims
-/// for the CUDA builtins runs the same code (runtime-CudaFusedJitTest).
+/// for the CUDA builtins (and uint2/uint4) runs the same code
+/// (runtime-CudaFusedJitTest).
 std::string fusedKernelSource(const FusedKernelProgram &program);
 
 /// NVRTC, opened once per process. Null with `why` set when the library or
@@ -66,15 +101,17 @@ public:
   FusedJit(const FusedJit &) = delete;
   FusedJit &operator=(const FusedJit &) = delete;
 
-  /// Compiles (or finds) the kernel of `program` for the current device
-  /// and records it in `program.jit`. Returns an error only for a failed
+  /// Compiles (or finds) the kernels of `program` for the current device
+  /// and records them in `program.jit` (a FusedJit::Kernel, owned here). Returns an error only for a failed
   /// compile of code we generated (a bug); `available()` false (no NVRTC)
   /// is not an error and leaves `program.jit` null.
   Status prepare(FusedKernelProgram &program);
   bool available() const { return nvrtc_ != nullptr; }
   const std::string &unavailableReason() const { return why_; }
 
-  /// Launches `program.jit` (prepared above) on `inputs` -> `out`.
+  /// Launches `program.jit` (prepared above) on `inputs` -> `out`: the
+  /// vector kernel when the program has one and every pointer has the
+  /// alignment its plan asks, else the scalar kernel.
   static cudaError_t launch(cudaStream_t stream,
                             const FusedKernelProgram &program,
                             const void *const *inputs, void *out);
@@ -86,6 +123,7 @@ private:
   struct Kernel;
   const Nvrtc *nvrtc_ = nullptr;
   std::string why_, arch_;
+  int smCount_ = 0; ///< caps the vector kernel's grid (0: unknown)
   std::map<std::string, std::unique_ptr<Kernel>> kernels_;
   double compileSeconds_ = 0;
 };

@@ -6,15 +6,19 @@
 // f32 ulps of the reference. Parallel sums add in a tree instead of the CPU's
 // sequential order, which in double changes the rounded f32 or bf16 result
 // only when the exact value sits within ~1e-16 of a rounding boundary. Work
-// is split one warp per output line (reductions, softmax, the loss) or one
-// block per row (layer_norm), with fixed combination orders: results are
-// deterministic run to run.
+// is split one warp per output line (reductions, softmax, the loss), a warp
+// or a block per row (layer_norm), or over chunks of rows and then a
+// finishing pass (column sums), with fixed combination orders: results are
+// deterministic run to run. The bf16/f16/f32 fast paths read packs of 2 to
+// 8 adjacent elements per load, several loads in flight per thread.
 //
 //===----------------------------------------------------------------------===//
 
 #include "CudaCommon.cuh"
 
 #include <cfloat>
+#include <initializer_list>
+#include <utility>
 
 namespace colossal::runtime::cuda {
 
@@ -32,6 +36,89 @@ unsigned blocksForWarps(int64_t lines) {
 #define COLOSSAL_WARP_STRIDE(line, lines)                                      \
   for (int64_t line = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;   \
        line < (lines); line += (int64_t(blockDim.x) * gridDim.x) / 32)
+
+// ---- Packed access for the bf16/f16/f32 fast paths -----------------------
+//
+// The generic kernels read one element per load through loadF's dtype
+// switch, and each add waits for its load: one load in flight per thread,
+// so they run at a fraction of the memory bandwidth. The fast kernels read
+// 4-, 8- or 16-byte packs of adjacent elements (one load instruction each)
+// and issue several packs before using any. A pack is a few 32-bit words;
+// element e of a 2-byte type is half e % 2 (low half first: little-endian)
+// of word e / 2, of f32 word e. The element type is a template parameter
+// (Bf16Elem, F16Elem, F32Elem), so the conversions compile to a shift or
+// a cvt with no switch.
+
+template <int kBytes> struct alignas(kBytes) Pack {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "pack size");
+  uint32_t w[kBytes / 4];
+};
+
+/// The pack of `kBytes` at byte `index * kBytes` of `p` (which the caller
+/// has checked is aligned to kBytes).
+template <int kBytes>
+__device__ inline Pack<kBytes> loadPack(const void *p, int64_t index) {
+  return static_cast<const Pack<kBytes> *>(p)[index];
+}
+
+template <int kBytes>
+__device__ inline void storePack(void *p, int64_t index,
+                                 const Pack<kBytes> &pack) {
+  static_cast<Pack<kBytes> *>(p)[index] = pack;
+}
+
+struct Bf16Elem {
+  static constexpr int kBytes = 2;
+  __device__ static float toFloat(uint32_t bits) {
+    return bf16ToFloat(static_cast<uint16_t>(bits));
+  }
+  /// Rounds as storeF does (floatToBf16(roundToOddFloat(v)) is
+  /// floatToBf16(v) for a float v).
+  __device__ static uint32_t fromFloat(float v) { return floatToBf16(v); }
+};
+
+struct F16Elem {
+  static constexpr int kBytes = 2;
+  __device__ static float toFloat(uint32_t bits) {
+    return __half2float(__ushort_as_half(static_cast<uint16_t>(bits)));
+  }
+  __device__ static uint32_t fromFloat(float v) {
+    return __half_as_ushort(__float2half_rn(v));
+  }
+};
+
+struct F32Elem {
+  static constexpr int kBytes = 4;
+  __device__ static float toFloat(uint32_t bits) {
+    return __uint_as_float(bits);
+  }
+};
+
+/// Element e of a pack of E elements, as a float.
+template <typename E, int kBytes>
+__device__ inline float packElement(const Pack<kBytes> &pack, int e) {
+  if constexpr (E::kBytes == 2)
+    return E::toFloat(pack.w[e >> 1] >> (16 * (e & 1)));
+  else
+    return E::toFloat(pack.w[e]);
+}
+
+/// The pack holding values[0 .. kBytes / 2), each rounded to E (a 2-byte
+/// type: only bf16/f16 rows are written through packs).
+template <typename E, int kBytes>
+__device__ inline Pack<kBytes> packFloats(const float *values) {
+  static_assert(E::kBytes == 2, "packFloats writes 2-byte elements");
+  Pack<kBytes> pack;
+#pragma unroll
+  for (int k = 0; k < kBytes / 4; ++k)
+    pack.w[k] = E::fromFloat(values[2 * k]) |
+                (E::fromFloat(values[2 * k + 1]) << 16);
+  return pack;
+}
+
+bool alignedTo(const void *p, int bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
 
 // ---- reduce_* ------------------------------------------------------------
 
@@ -194,16 +281,20 @@ __global__ void reduceFinishKernel(OpKind kind, DType dtype, int64_t outCount,
 // For f32/bf16/f16 inputs whose reduced axes are one run of adjacent axes
 // of the contiguous input, seen as [outer, length, inner] (ReduceView):
 // inner == 1 is the row path (a warp per row, or blocks over a long row),
-// inner > 1 the column path (threads own columns, blocks own row chunks).
-// Accumulation is f32 with a blocked pairwise order: every thread adds four
-// elements as (x0 + x1) + (x2 + x3) before adding them to its running sum,
-// its partial then goes through a fixed shuffle/shared-memory tree, and
-// chunk partials (float, in the planned scratch) are added by a second pass
-// in the same blocked order. For a sum of n nonnegative terms the rounding
-// error is at most about d x 2^-24 relative, d the longest chain of
-// dependent adds: n = 38.6M (one output, 2356 blocks of 16384 elements)
+// inner > 1 the column path (threads own columns, 2 to 8 adjacent ones
+// read as one pack where inner and the alignment allow; blocks own row
+// chunks). Accumulation is f32 with a blocked pairwise order: every thread
+// adds four elements as (x0 + x1) + (x2 + x3) before adding them to its
+// running sum, its partial then goes through a fixed shuffle/shared-memory
+// tree, and chunk partials (float, in the planned scratch) are added by a
+// second pass in the same blocked order (columns: 8 warps over contiguous
+// chunk ranges, then the 8 in order). For a sum of n nonnegative terms the
+// rounding error is at most about d x 2^-24 relative, d the longest chain
+// of dependent adds: n = 38.6M (one output, 2356 blocks of 16384 elements)
 // gives d ~ 16 + 2 + 8 + 2356/256/4 + 10 < 40, so <= 2.4e-6 (typically
-// ~1e-7: the errors are not all of one sign). Order is fixed: deterministic.
+// ~1e-7: the errors are not all of one sign); a column of 8192 rows in 256
+// chunks of 32, d ~ 8 + 2 + 256/32 + 2 + 8 = 28. Order is fixed:
+// deterministic.
 
 __device__ float loadF32(const void *p, DType t, int64_t i) {
   if (t == DType::kF32)
@@ -371,18 +462,134 @@ __global__ void reduceColumnsKernel(OpKind kind, DType dtype, int64_t outer,
   }
 }
 
-/// Column path, second pass: per output, its chunks in chunk order
-/// (blocked as above).
+/// Column path with packs: thread j of block (x, c, z) combines columns
+/// [kCols j', kCols j' + kCols), j' = x * blockDim.x + j, over rows
+/// [c x rowsPerChunk, ...) of slab a (z, z + gridDim.z, ...), reading a
+/// pack of kCols elements per row (4, 8 or 16 bytes: inner % kCols == 0
+/// and `in` aligned, checked by the launch). Each column is combined in
+/// exactly reduceColumnsKernel's blocked order (rows in fours, the fours in
+/// row order), so the two kernels give the same bits; the difference is
+/// that eight rows' packs are loaded before the first is used (eight loads
+/// in flight per thread, kCols columns per load), where
+/// reduceColumnsKernel has one 2- or 4-byte load in flight.
+template <typename E, int kCols>
+__global__ void reduceColumnsPackedKernel(OpKind kind, int64_t outer,
+                                          int64_t length, int64_t inner,
+                                          int64_t rowsPerChunk, int64_t chunks,
+                                          DType dtype, const void *in,
+                                          void *out, float *partial) {
+  constexpr int kBytes = kCols * E::kBytes;
+  constexpr int kRowsInFlight = 8; // two blocked fours
+  int64_t group = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t c = blockIdx.y;
+  if (group * kCols >= inner)
+    return;
+  int64_t packsPerRow = inner / kCols;
+  int64_t first = c * rowsPerChunk;
+  int64_t last = first + rowsPerChunk < length ? first + rowsPerChunk : length;
+  bool square = kind == OpKind::ReduceSumSquare;
+  for (int64_t a = blockIdx.z; a < outer; a += gridDim.z) {
+    // Pack index of (slab a, row r, this thread's columns).
+    const int64_t base = a * length * packsPerRow + group;
+    float acc[kCols];
+#pragma unroll
+    for (int e = 0; e < kCols; ++e)
+      acc[e] = init32(kind);
+    auto element = [&](const Pack<kBytes> &pack, int e) {
+      float x = packElement<E>(pack, e);
+      return square ? x * x : x;
+    };
+    int64_t r = first;
+    for (; r + kRowsInFlight <= last; r += kRowsInFlight) {
+      Pack<kBytes> rows[kRowsInFlight];
+#pragma unroll
+      for (int k = 0; k < kRowsInFlight; ++k)
+        rows[k] = loadPack<kBytes>(in, base + (r + k) * packsPerRow);
+#pragma unroll
+      for (int e = 0; e < kCols; ++e)
+#pragma unroll
+        for (int k = 0; k < kRowsInFlight; k += 4)
+          acc[e] = combine32(
+              kind, acc[e],
+              combine4(kind, element(rows[k], e), element(rows[k + 1], e),
+                       element(rows[k + 2], e), element(rows[k + 3], e)));
+    }
+    if (r + 4 <= last) { // fewer than eight rows left: one more four
+      Pack<kBytes> rows[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        rows[k] = loadPack<kBytes>(in, base + (r + k) * packsPerRow);
+#pragma unroll
+      for (int e = 0; e < kCols; ++e)
+        acc[e] = combine32(
+            kind, acc[e],
+            combine4(kind, element(rows[0], e), element(rows[1], e),
+                     element(rows[2], e), element(rows[3], e)));
+      r += 4;
+    }
+    for (; r < last; ++r) { // the last 0-3 rows one by one
+      Pack<kBytes> row = loadPack<kBytes>(in, base + r * packsPerRow);
+#pragma unroll
+      for (int e = 0; e < kCols; ++e)
+        acc[e] = combine32(kind, acc[e], element(row, e));
+    }
+    int64_t j = group * kCols;
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) {
+      if (chunks == 1)
+        storeResult32(kind, dtype, out, a * inner + j + e, acc[e], length);
+      else
+        partial[(a * chunks + c) * inner + j + e] = acc[e];
+    }
+  }
+}
+
+/// Column path, second pass: block (x, y) finishes columns x * 32 + lane of
+/// slabs y, y + gridDim.y, ... Its 8 warps split the chunks into 8
+/// contiguous ranges, each warp combining its range in the blocked order
+/// (eight partials loaded before the first is added: the partials come
+/// from L2, and a lone thread per column adding them one by one would wait
+/// a round trip per chunk); lane l of warp 0 then combines the 8 warp
+/// results of its column in warp order. Fixed order: deterministic.
+/// Rounding (sums): the chain of dependent adds is chunks/32 + 2 + 8 here.
 __global__ void reduceColumnsFinishKernel(OpKind kind, DType dtype,
                                           int64_t outer, int64_t length,
                                           int64_t inner, int64_t chunks,
                                           const float *partial, void *out) {
-  COLOSSAL_GRID_STRIDE(o, outer * inner) {
-    int64_t a = o / inner, j = o % inner;
-    const float *mine = partial + a * chunks * inner + j;
-    float acc = stridedCombine(kind, 0, chunks, 1,
-                               [&](int64_t c) { return mine[c * inner]; });
-    storeResult32(kind, dtype, out, o, acc, length);
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warpAcc[kWarps][32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int64_t j = int64_t(blockIdx.x) * 32 + lane;
+  int64_t perWarp = (chunks + kWarps - 1) / kWarps;
+  int64_t begin = warp * perWarp < chunks ? warp * perWarp : chunks;
+  int64_t end = begin + perWarp < chunks ? begin + perWarp : chunks;
+  for (int64_t a = blockIdx.y; a < outer; a += gridDim.y) {
+    float acc = init32(kind);
+    if (j < inner) {
+      const float *mine = partial + a * chunks * inner + j;
+      int64_t c = begin;
+      for (; c + 8 <= end; c += 8) {
+        float p[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k)
+          p[k] = mine[(c + k) * inner];
+        acc = combine32(kind, acc, combine4(kind, p[0], p[1], p[2], p[3]));
+        acc = combine32(kind, acc, combine4(kind, p[4], p[5], p[6], p[7]));
+      }
+      acc = combine32(kind, acc,
+                      stridedCombine(kind, c, end, 1, [&](int64_t k) {
+                        return mine[k * inner];
+                      }));
+    }
+    __syncthreads(); // the previous slab's warpAcc has been read
+    warpAcc[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && j < inner) {
+      float total = warpAcc[0][lane];
+      for (int w = 1; w < kWarps; ++w)
+        total = combine32(kind, total, warpAcc[w][lane]);
+      storeResult32(kind, dtype, out, a * inner + j, total, length);
+    }
   }
 }
 
@@ -472,17 +679,67 @@ int64_t rowParts(int64_t rows, int64_t length) {
   return parts < 1 ? 1 : parts;
 }
 
-/// Column path: rows per chunk (>= 64, and no more than 16384 blocks of
-/// 256 columns in all where the rows allow).
-int64_t columnRowsPerChunk(const ReduceView &v) {
-  int64_t columnBlocks = (v.inner + kThreads - 1) / kThreads;
+/// Column path: columns per thread of reduceColumnsPackedKernel for
+/// `dtype` (1: reduceColumnsKernel), the widest 16-, 8- or 4-byte pack of
+/// at least 2 elements whose element count divides inner. Alignment is
+/// checked at launch: an unaligned input runs reduceColumnsKernel over the
+/// same chunks, so the scratch size does not depend on it.
+int columnPackCols(DType dtype, int64_t inner) {
+  int elemBytes = dtype == DType::kF32 ? 4 : 2;
+  for (int bytes = 16; bytes >= 4; bytes /= 2) {
+    int cols = bytes / elemBytes;
+    if (cols >= 2 && inner % cols == 0)
+      return cols;
+  }
+  return 1;
+}
+
+/// Column path: rows per chunk. Enough chunks for about 64k threads in all
+/// (each with eight packs in flight: ~8 MB of loads in flight, enough to
+/// cover the memory latency) and chunks of <= 256 rows where possible (a
+/// chain of <= 64 blocked adds: the rounding bound above), but chunks of
+/// >= 32 rows (a chunk's partial row, one float per column, is written and
+/// read once: at most 1/32 of the input's traffic for f32, 1/64 for bf16)
+/// and at most 2048 chunks (the finishing pass's chain, chunks / 32 adds).
+/// [8192, 2048] bf16: 256 threads per row, 256 chunks of 32 rows; [8192,
+/// 50272] bf16: 32 chunks of 256 rows.
+int64_t columnRowsPerChunk(const ReduceView &v, DType dtype) {
+  int64_t cols = columnPackCols(dtype, v.inner);
+  int64_t threads = (v.inner + cols - 1) / cols;
   int64_t slabs = v.outer < 65535 ? v.outer : 65535;
-  int64_t chunks = (v.length + 63) / 64;
-  int64_t cap = 16384 / (columnBlocks * slabs);
-  chunks = chunks < cap ? chunks : cap;
-  chunks = chunks < 65535 ? chunks : 65535;
+  int64_t perChunk = threads * slabs;
+  int64_t chunks = (65536 + perChunk - 1) / perChunk;
+  int64_t fewest = (v.length + 255) / 256, most = (v.length + 31) / 32;
+  chunks = chunks > fewest ? chunks : fewest;
+  chunks = chunks < most ? chunks : most;
+  chunks = chunks < 2048 ? chunks : 2048;
   chunks = chunks < 1 ? 1 : chunks;
   return (v.length + chunks - 1) / chunks;
+}
+
+/// reduceColumnsPackedKernel<E, cols> for cols in {2, 4, 8} (f32: {2, 4}).
+template <typename E>
+void launchReduceColumnsPacked(cudaStream_t stream, int cols, dim3 grid,
+                               unsigned block, OpKind kind,
+                               const ReduceView &v, int64_t rowsPerChunk,
+                               int64_t chunks, DType dtype, const void *in,
+                               void *out, float *partial) {
+  if constexpr (E::kBytes == 2) {
+    if (cols == 8) {
+      reduceColumnsPackedKernel<E, 8><<<grid, block, 0, stream>>>(
+          kind, v.outer, v.length, v.inner, rowsPerChunk, chunks, dtype, in,
+          out, partial);
+      return;
+    }
+  }
+  if (cols == 4)
+    reduceColumnsPackedKernel<E, 4><<<grid, block, 0, stream>>>(
+        kind, v.outer, v.length, v.inner, rowsPerChunk, chunks, dtype, in, out,
+        partial);
+  else
+    reduceColumnsPackedKernel<E, 2><<<grid, block, 0, stream>>>(
+        kind, v.outer, v.length, v.inner, rowsPerChunk, chunks, dtype, in, out,
+        partial);
 }
 
 cudaError_t launchReduceF32(cudaStream_t stream, OpKind kind, DType dtype,
@@ -505,20 +762,45 @@ cudaError_t launchReduceF32(cudaStream_t stream, OpKind kind, DType dtype,
         kind, dtype, v.outer, v.length, parts, partial, out);
     return cudaGetLastError();
   }
-  int64_t rowsPerChunk = columnRowsPerChunk(v);
+  int64_t rowsPerChunk = columnRowsPerChunk(v, dtype);
   int64_t chunks = (v.length + rowsPerChunk - 1) / rowsPerChunk;
-  dim3 grid(static_cast<unsigned>((v.inner + kThreads - 1) / kThreads),
-            static_cast<unsigned>(chunks),
-            static_cast<unsigned>(v.outer < 65535 ? v.outer : 65535));
-  reduceColumnsKernel<<<grid, kThreads, 0, stream>>>(
-      kind, dtype, v.outer, v.length, v.inner, rowsPerChunk, chunks, in, out,
-      partial);
+  unsigned slabs = static_cast<unsigned>(v.outer < 65535 ? v.outer : 65535);
+  int cols = columnPackCols(dtype, v.inner);
+  int packBytes = cols * (dtype == DType::kF32 ? 4 : 2);
+  if (cols > 1 && alignedTo(in, packBytes)) {
+    // Threads per slab: one per pack of a row; blocks of up to 256 threads,
+    // narrower when a row has fewer packs (inner 64 bf16: one warp).
+    int64_t threads = v.inner / cols;
+    unsigned block = threads >= kThreads
+                         ? kThreads
+                         : static_cast<unsigned>((threads + 31) / 32 * 32);
+    dim3 grid(static_cast<unsigned>((threads + block - 1) / block),
+              static_cast<unsigned>(chunks), slabs);
+    if (dtype == DType::kBF16)
+      launchReduceColumnsPacked<Bf16Elem>(stream, cols, grid, block, kind, v,
+                                          rowsPerChunk, chunks, dtype, in, out,
+                                          partial);
+    else if (dtype == DType::kF16)
+      launchReduceColumnsPacked<F16Elem>(stream, cols, grid, block, kind, v,
+                                         rowsPerChunk, chunks, dtype, in, out,
+                                         partial);
+    else
+      launchReduceColumnsPacked<F32Elem>(stream, cols, grid, block, kind, v,
+                                         rowsPerChunk, chunks, dtype, in, out,
+                                         partial);
+  } else {
+    dim3 grid(static_cast<unsigned>((v.inner + kThreads - 1) / kThreads),
+              static_cast<unsigned>(chunks), slabs);
+    reduceColumnsKernel<<<grid, kThreads, 0, stream>>>(
+        kind, dtype, v.outer, v.length, v.inner, rowsPerChunk, chunks, in, out,
+        partial);
+  }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || chunks == 1)
     return err;
-  reduceColumnsFinishKernel<<<blocksFor(v.outer * v.inner), kThreads, 0,
-                              stream>>>(kind, dtype, v.outer, v.length, v.inner,
-                                        chunks, partial, out);
+  dim3 finishGrid(static_cast<unsigned>((v.inner + 31) / 32), slabs);
+  reduceColumnsFinishKernel<<<finishGrid, kThreads, 0, stream>>>(
+      kind, dtype, v.outer, v.length, v.inner, chunks, partial, out);
   return cudaGetLastError();
 }
 
@@ -670,6 +952,226 @@ __global__ void layerNormGradRowsWarpKernel(DType xType, DType scaleType,
   }
 }
 
+// ---- layer_norm of bf16/f16 rows, packed ---------------------------------
+//
+// A row of inner = 8 x packs elements is held in registers as 16-byte packs
+// (8 elements each): read once, with one load instruction per 8 elements,
+// all of a thread's packs in flight together. A group of threads owns a
+// row: a warp (kWarpRow, rows of up to 256 packs = 2048 elements;
+// reductions by shuffles, no barriers) or the whole block (longer rows, up
+// to 1024 packs = 8192 elements; blockSum through shared memory).
+// Thread t of a group holds packs t, t + T, t + 2T, ... (T threads in the
+// group): a warp's loads of one k cover 32 adjacent packs, 512 bytes.
+// The arithmetic is the warp kernels' above (f32, two passes over the
+// registers, the same formulas); the sums add in another order (each
+// thread's packs, then the tree), deterministic run to run.
+
+/// The threads of one row: a warp, or the block.
+template <bool kWarpRow> struct RowGroup {
+  __device__ static int rank() {
+    return kWarpRow ? int(threadIdx.x & 31) : int(threadIdx.x);
+  }
+  __device__ static int size() { return kWarpRow ? 32 : int(blockDim.x); }
+  __device__ static int64_t firstRow() {
+    return kWarpRow ? (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32
+                    : int64_t(blockIdx.x);
+  }
+  __device__ static int64_t rowStep() {
+    return kWarpRow ? (int64_t(blockDim.x) * gridDim.x) / 32
+                    : int64_t(gridDim.x);
+  }
+  /// Every thread of the group gets the sum (scratch: 32 floats of shared
+  /// memory, used by the block form only).
+  __device__ static float sum(float v, float *scratch) {
+    if constexpr (kWarpRow)
+      return warpSum(v);
+    else
+      return blockSum(v, scratch);
+  }
+};
+
+/// The float values of pack `q` of a row of E elements (16-byte packs).
+template <typename E>
+__device__ inline void unpack8(const Pack<16> &pack, float *values) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    values[e] = packElement<E>(pack, e);
+}
+
+/// layer_norm of rows of E (bf16 or f16) elements, inner % 8 == 0, x, out,
+/// scale, bias 16-byte aligned, scale and bias of E too (the launch checks
+/// all of it). Each thread holds kPacks packs of the row; the ones past the
+/// row's end (q >= packs) are never loaded nor stored.
+template <typename E, int kPacks, bool kWarpRow>
+__global__ void layerNormPackedKernel(int64_t outer, int64_t inner,
+                                      double epsilon, const void *x,
+                                      const void *scale, const void *bias,
+                                      void *out) {
+  using Group = RowGroup<kWarpRow>;
+  __shared__ float scratch[32];
+  const int t = Group::rank(), threads = Group::size();
+  const int64_t packs = inner / 8;
+  for (int64_t o = Group::firstRow(); o < outer; o += Group::rowStep()) {
+    const int64_t rowPack = o * packs;
+    Pack<16> xs[kPacks];
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      int64_t q = t + int64_t(k) * threads;
+      if (q < packs)
+        xs[k] = loadPack<16>(x, rowPack + q);
+    }
+    // Mean: a partial per pack (independent adds), then the packs in order.
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (t + int64_t(k) * threads >= packs)
+        continue;
+      float values[8];
+      unpack8<E>(xs[k], values);
+      float packSum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        packSum += values[e];
+      sum += packSum;
+    }
+    float mean = Group::sum(sum, scratch) / static_cast<double>(inner);
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (t + int64_t(k) * threads >= packs)
+        continue;
+      float values[8];
+      unpack8<E>(xs[k], values);
+      float packSquares = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float d = values[e] - mean;
+        packSquares += d * d;
+      }
+      squares += packSquares;
+    }
+    float variance = Group::sum(squares, scratch) / static_cast<double>(inner);
+    float stddev = sqrt(variance + epsilon);
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      int64_t q = t + int64_t(k) * threads;
+      if (q >= packs)
+        continue;
+      float values[8], s[8], b[8] = {};
+      unpack8<E>(xs[k], values);
+      unpack8<E>(loadPack<16>(scale, q), s);
+      if (bias)
+        unpack8<E>(loadPack<16>(bias, q), b);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        values[e] = (values[e] - mean) / stddev * s[e] + b[e];
+      storePack<16>(out, rowPack + q, packFloats<E, 16>(values));
+    }
+  }
+}
+
+/// layerNormGradRowsWarpKernel's rows, packed as layerNormPackedKernel: x
+/// and dy (both of E) in registers, read once; scale re-read per pass
+/// (inner elements, cached). Writes dx and the row's mean and rstd (as
+/// floats widened to double, as the warp kernel) into stats[2o], [2o + 1].
+template <typename E, int kPacks, bool kWarpRow>
+__global__ void layerNormGradRowsPackedKernel(int64_t outer, int64_t inner,
+                                              double epsilon, const void *x,
+                                              const void *scale,
+                                              const void *dy, void *dx,
+                                              double *stats) {
+  using Group = RowGroup<kWarpRow>;
+  __shared__ float scratch[32];
+  const int t = Group::rank(), threads = Group::size();
+  const int64_t packs = inner / 8;
+  float count = static_cast<double>(inner);
+  for (int64_t o = Group::firstRow(); o < outer; o += Group::rowStep()) {
+    const int64_t rowPack = o * packs;
+    Pack<16> xs[kPacks], dys[kPacks];
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      int64_t q = t + int64_t(k) * threads;
+      if (q < packs) {
+        xs[k] = loadPack<16>(x, rowPack + q);
+        dys[k] = loadPack<16>(dy, rowPack + q);
+      }
+    }
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (t + int64_t(k) * threads >= packs)
+        continue;
+      float values[8];
+      unpack8<E>(xs[k], values);
+      float packSum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        packSum += values[e];
+      sum += packSum;
+    }
+    float mean = Group::sum(sum, scratch) / count;
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (t + int64_t(k) * threads >= packs)
+        continue;
+      float values[8];
+      unpack8<E>(xs[k], values);
+      float packSquares = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float d = values[e] - mean;
+        packSquares += d * d;
+      }
+      squares += packSquares;
+    }
+    float rstd = 1.0 / sqrt(Group::sum(squares, scratch) / count + epsilon);
+    float sumG = 0.0f, sumGXhat = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      int64_t q = t + int64_t(k) * threads;
+      if (q >= packs)
+        continue;
+      float values[8], g[8], s[8];
+      unpack8<E>(xs[k], values);
+      unpack8<E>(dys[k], g);
+      unpack8<E>(loadPack<16>(scale, q), s);
+      float packG = 0.0f, packGXhat = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float xhat = (values[e] - mean) * rstd;
+        float ge = g[e] * s[e];
+        packG += ge;
+        packGXhat += ge * xhat;
+      }
+      sumG += packG;
+      sumGXhat += packGXhat;
+    }
+    float meanG = Group::sum(sumG, scratch) / count;
+    float meanGXhat = Group::sum(sumGXhat, scratch) / count;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      int64_t q = t + int64_t(k) * threads;
+      if (q >= packs)
+        continue;
+      float values[8], g[8], s[8];
+      unpack8<E>(xs[k], values);
+      unpack8<E>(dys[k], g);
+      unpack8<E>(loadPack<16>(scale, q), s);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float xhat = (values[e] - mean) * rstd;
+        values[e] = rstd * (g[e] * s[e] - meanG - xhat * meanGXhat);
+      }
+      storePack<16>(dx, rowPack + q, packFloats<E, 16>(values));
+    }
+    if (t == 0) {
+      stats[2 * o] = mean;
+      stats[2 * o + 1] = rstd;
+    }
+  }
+}
+
 /// Per row: dx, and the row's mean and rstd into stats[2o], stats[2o + 1].
 template <typename Acc>
 __global__ void layerNormGradRowsKernel(DType xType, DType scaleType,
@@ -763,28 +1265,227 @@ __global__ void layerNormGradPartialKernel(DType xType, DType dyType,
   partial[(2 * c + 1) * inner + j] = db;
 }
 
-/// Per column: the chunks' partial sums in chunk order.
+/// layerNormGradPartialKernel with packs: thread j of block (x, c) sums
+/// columns [kCols j', kCols j' + kCols), j' = x * blockDim.x + j, over rows
+/// [c x rowsPerChunk, ...) in row order, the same double arithmetic per
+/// element as layerNormGradPartialKernel (so the same partial sums), but x
+/// and dy are read as packs of kCols elements (8 or 16 bytes; inner % kCols
+/// == 0 and both aligned, checked by the launch) and eight rows' packs are
+/// loaded before the first is used: 16 loads in flight per thread where
+/// the scalar kernel has one.
+template <typename E, int kCols>
+__global__ void layerNormGradPartialPackedKernel(int64_t outer, int64_t inner,
+                                                 int64_t rowsPerChunk,
+                                                 const void *x, const void *dy,
+                                                 const double *stats,
+                                                 double *partial) {
+  constexpr int kBytes = kCols * E::kBytes;
+  constexpr int kRowsInFlight = 8;
+  int64_t group = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t c = blockIdx.y;
+  if (group * kCols >= inner)
+    return;
+  int64_t packsPerRow = inner / kCols;
+  int64_t first = c * rowsPerChunk;
+  int64_t last = first + rowsPerChunk < outer ? first + rowsPerChunk : outer;
+  double ds[kCols], db[kCols];
+#pragma unroll
+  for (int e = 0; e < kCols; ++e)
+    ds[e] = 0.0, db[e] = 0.0;
+  // One row's contribution, in the scalar kernel's arithmetic.
+  auto addRow = [&](int64_t o, const Pack<kBytes> &xPack,
+                    const Pack<kBytes> &dyPack) {
+    double mean = stats[2 * o], rstd = stats[2 * o + 1];
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) {
+      double xhat = (double(packElement<E>(xPack, e)) - mean) * rstd;
+      double g = packElement<E>(dyPack, e);
+      ds[e] += g * xhat;
+      db[e] += g;
+    }
+  };
+  int64_t o = first;
+  for (; o + kRowsInFlight <= last; o += kRowsInFlight) {
+    Pack<kBytes> xs[kRowsInFlight], dys[kRowsInFlight];
+#pragma unroll
+    for (int k = 0; k < kRowsInFlight; ++k) {
+      xs[k] = loadPack<kBytes>(x, (o + k) * packsPerRow + group);
+      dys[k] = loadPack<kBytes>(dy, (o + k) * packsPerRow + group);
+    }
+#pragma unroll
+    for (int k = 0; k < kRowsInFlight; ++k)
+      addRow(o + k, xs[k], dys[k]);
+  }
+  for (; o < last; ++o) // the last 0-7 rows one by one
+    addRow(o, loadPack<kBytes>(x, o * packsPerRow + group),
+           loadPack<kBytes>(dy, o * packsPerRow + group));
+  int64_t j = group * kCols;
+#pragma unroll
+  for (int e = 0; e < kCols; ++e) {
+    partial[(2 * c) * inner + j + e] = ds[e];
+    partial[(2 * c + 1) * inner + j + e] = db[e];
+  }
+}
+
+/// Per column: the chunks' partial sums. Block x finishes columns x * 32 +
+/// lane; its 8 warps split the chunks into 8 contiguous ranges, each warp
+/// adding its range in chunk order with four chunks' partials loaded before
+/// the first is added (a lone thread per column would wait an L2 round
+/// trip per chunk); lane l of warp 0 then adds the 8 warp sums of its
+/// column in warp order. Fixed order: deterministic run to run.
 __global__ void layerNormGradFinalKernel(int64_t inner, int64_t chunks,
                                          const double *partial,
                                          DType dscaleType, void *dscale,
                                          void *dbias) {
-  COLOSSAL_GRID_STRIDE(j, inner) {
-    double ds = 0.0, db = 0.0;
-    for (int64_t c = 0; c < chunks; ++c) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ double warpDs[kWarps][32], warpDb[kWarps][32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int64_t j = int64_t(blockIdx.x) * 32 + lane;
+  int64_t perWarp = (chunks + kWarps - 1) / kWarps;
+  int64_t begin = warp * perWarp < chunks ? warp * perWarp : chunks;
+  int64_t end = begin + perWarp < chunks ? begin + perWarp : chunks;
+  double ds = 0.0, db = 0.0;
+  if (j < inner) {
+    int64_t c = begin;
+    for (; c + 4 <= end; c += 4) {
+      double pds[4], pdb[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        pds[k] = partial[(2 * (c + k)) * inner + j];
+        pdb[k] = partial[(2 * (c + k) + 1) * inner + j];
+      }
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        ds += pds[k], db += pdb[k];
+    }
+    for (; c < end; ++c) {
       ds += partial[(2 * c) * inner + j];
       db += partial[(2 * c + 1) * inner + j];
     }
+  }
+  warpDs[warp][lane] = ds;
+  warpDb[warp][lane] = db;
+  __syncthreads();
+  if (warp == 0 && j < inner) {
+    ds = warpDs[0][lane], db = warpDb[0][lane];
+    for (int w = 1; w < kWarps; ++w)
+      ds += warpDs[w][lane], db += warpDb[w][lane];
     storeF(dscale, dscaleType, j, ds);
     storeF(dbias, dscaleType, j, db);
   }
 }
 
-/// Rows per chunk of the blocked column pass: at least 32, at most 1024
-/// chunks (65535, the grid's y limit, is far off).
+/// Rows per chunk of the blocked column pass: at least 32, and at most 128
+/// chunks, so that the partial sums (2 x chunks x inner doubles, written
+/// and read once) stay small next to x and dy: for OPT's 8192 x 2048 rows,
+/// 128 chunks of 64 rows, 4 MiB of partials against 64 MiB of x and dy.
 int64_t layerNormGradRowsPerChunk(int64_t outer) {
-  int64_t rows = (outer + 1023) / 1024;
+  int64_t rows = (outer + 127) / 128;
   return rows < 32 ? 32 : rows;
 }
+
+/// The packed column pass's columns per thread for E: 4 or 2 (pack of 8 or
+/// 16 bytes), or 0 where inner or the pointers do not allow either.
+template <typename E>
+int layerNormGradPackCols(int64_t inner, const void *x, const void *dy) {
+  for (int cols = 4; cols >= 2; cols /= 2)
+    if (inner % cols == 0 && alignedTo(x, cols * E::kBytes) &&
+        alignedTo(dy, cols * E::kBytes))
+      return cols;
+  return 0;
+}
+
+/// The partial pass for x and dy of E: packed where layerNormGradPackCols
+/// allows, else layerNormGradPartialKernel.
+template <typename E>
+void launchLayerNormGradPartial(cudaStream_t stream, DType xType,
+                                DType dyType, int64_t outer, int64_t inner,
+                                int64_t rowsPerChunk, int64_t chunks,
+                                const void *x, const void *dy,
+                                const double *stats, double *partial) {
+  int cols = layerNormGradPackCols<E>(inner, x, dy);
+  if (cols == 0) {
+    dim3 grid(static_cast<unsigned>((inner + kThreads - 1) / kThreads),
+              static_cast<unsigned>(chunks));
+    layerNormGradPartialKernel<<<grid, kThreads, 0, stream>>>(
+        xType, dyType, outer, inner, rowsPerChunk, x, dy, stats, partial);
+    return;
+  }
+  int64_t threads = inner / cols;
+  dim3 grid(static_cast<unsigned>((threads + kThreads - 1) / kThreads),
+            static_cast<unsigned>(chunks));
+  if (cols == 4)
+    layerNormGradPartialPackedKernel<E, 4><<<grid, kThreads, 0, stream>>>(
+        outer, inner, rowsPerChunk, x, dy, stats, partial);
+  else
+    layerNormGradPartialPackedKernel<E, 2><<<grid, kThreads, 0, stream>>>(
+        outer, inner, rowsPerChunk, x, dy, stats, partial);
+}
+
+/// The largest row (elements) the packed layer_norm kernels take: 1024
+/// packs, four per thread of a 256-thread block.
+constexpr int64_t kPackedRowMax = 8192;
+
+/// True where layerNormPackedKernel / layerNormGradRowsPackedKernel run:
+/// bf16/f16 rows of 8k <= 8192 elements, every row operand (null: absent)
+/// of the same dtype and 16-byte aligned; otherwise the warp kernels.
+bool packedRows(DType xType, int64_t inner,
+                std::initializer_list<std::pair<DType, const void *>> ops) {
+  if ((xType != DType::kBF16 && xType != DType::kF16) || inner % 8 != 0 ||
+      inner > kPackedRowMax)
+    return false;
+  for (const auto &[dtype, p] : ops)
+    if (p && (dtype != xType || !alignedTo(p, 16)))
+      return false;
+  return true;
+}
+
+/// Launches KernelFor<E, kPacks, kWarpRow> (layerNormPackedKernel or
+/// layerNormGradRowsPackedKernel) for rows of inner elements: a warp per
+/// row with 1, 2, 4 or 8 packs per lane up to 2048 elements, else a block
+/// per row of 4 packs per thread (96 to 256 threads).
+template <template <typename, int, bool> class KernelFor, typename E,
+          typename... Args>
+void launchPackedRows(cudaStream_t stream, int64_t outer, int64_t inner,
+                      Args... args) {
+  int64_t packs = inner / 8;
+  unsigned warpBlocks = blocksForWarps(outer);
+  if (packs <= 32)
+    KernelFor<E, 1, true>::launch(warpBlocks, kThreads, stream, outer, inner,
+                                  args...);
+  else if (packs <= 64)
+    KernelFor<E, 2, true>::launch(warpBlocks, kThreads, stream, outer, inner,
+                                  args...);
+  else if (packs <= 128)
+    KernelFor<E, 4, true>::launch(warpBlocks, kThreads, stream, outer, inner,
+                                  args...);
+  else if (packs <= 256)
+    KernelFor<E, 8, true>::launch(warpBlocks, kThreads, stream, outer, inner,
+                                  args...);
+  else
+    KernelFor<E, 4, false>::launch(blocksFor(outer, 1),
+                                   static_cast<unsigned>((packs + 127) / 128 *
+                                                         32),
+                                   stream, outer, inner, args...);
+}
+
+template <typename E, int kPacks, bool kWarpRow> struct LayerNormPacked {
+  template <typename... Args>
+  static void launch(unsigned blocks, unsigned threads, cudaStream_t stream,
+                     Args... args) {
+    layerNormPackedKernel<E, kPacks, kWarpRow>
+        <<<blocks, threads, 0, stream>>>(args...);
+  }
+};
+
+template <typename E, int kPacks, bool kWarpRow> struct LayerNormGradPacked {
+  template <typename... Args>
+  static void launch(unsigned blocks, unsigned threads, cudaStream_t stream,
+                     Args... args) {
+    layerNormGradRowsPackedKernel<E, kPacks, kWarpRow>
+        <<<blocks, threads, 0, stream>>>(args...);
+  }
+};
 
 // ---- cumsum --------------------------------------------------------------
 
@@ -974,7 +1675,7 @@ size_t reduceScratchBytes(Precision precision, DType dtype, int64_t outCount,
       return parts > 1 ? static_cast<size_t>(v.outer * parts) * sizeof(float)
                        : 0;
     }
-    int64_t rowsPerChunk = columnRowsPerChunk(v);
+    int64_t rowsPerChunk = columnRowsPerChunk(v, dtype);
     int64_t chunks = (v.length + rowsPerChunk - 1) / rowsPerChunk;
     return chunks > 1
                ? static_cast<size_t>(v.outer * chunks * v.inner) * sizeof(float)
@@ -1048,7 +1749,18 @@ cudaError_t launchLayerNorm(cudaStream_t stream, DType xType, DType scaleType,
   // rows keep a block per row in f64: in f32,
   // (x - mean) loses the digits of an element near the mean, beyond the
   // kernel tests' elementwise 1e-5.
-  if (xType == DType::kBF16 || xType == DType::kF16)
+  // The packed kernels where the rows allow (packedRows), else the warp
+  // kernel (rows of another length, unaligned operands).
+  if (packedRows(xType, inner,
+                 {{xType, x}, {xType, out}, {scaleType, scale},
+                  {biasType, bias}})) {
+    if (xType == DType::kBF16)
+      launchPackedRows<LayerNormPacked, Bf16Elem>(stream, outer, inner,
+                                                  epsilon, x, scale, bias, out);
+    else
+      launchPackedRows<LayerNormPacked, F16Elem>(stream, outer, inner, epsilon,
+                                                 x, scale, bias, out);
+  } else if (xType == DType::kBF16 || xType == DType::kF16)
     layerNormWarpKernel<<<blocksForWarps(outer), kThreads, 0, stream>>>(
         xType, scaleType, biasType, outer, inner, epsilon, x, scale, bias,
         out);
@@ -1070,7 +1782,15 @@ cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
   if (outer > 0) {
     // As launchLayerNorm: f32 arithmetic for bf16/f16 rows (the stats are
     // stored as double either way).
-    if (xType == DType::kBF16 || xType == DType::kF16)
+    if (packedRows(xType, inner,
+                   {{xType, x}, {scaleType, scale}, {dyType, dy}, {xType, dx}})) {
+      if (xType == DType::kBF16)
+        launchPackedRows<LayerNormGradPacked, Bf16Elem>(
+            stream, outer, inner, epsilon, x, scale, dy, dx, stats);
+      else
+        launchPackedRows<LayerNormGradPacked, F16Elem>(
+            stream, outer, inner, epsilon, x, scale, dy, dx, stats);
+    } else if (xType == DType::kBF16 || xType == DType::kF16)
       layerNormGradRowsWarpKernel<<<blocksForWarps(outer), kThreads, 0,
                                     stream>>>(
           xType, scaleType, dyType, outer, inner, epsilon, x, scale, dy, dx,
@@ -1092,15 +1812,32 @@ cudaError_t launchLayerNormGrad(cudaStream_t stream, DType xType,
     return cudaGetLastError();
   }
   double *partial = stats + 2 * outer;
-  dim3 grid(static_cast<unsigned>((inner + kThreads - 1) / kThreads),
-            static_cast<unsigned>(chunks));
-  layerNormGradPartialKernel<<<grid, kThreads, 0, stream>>>(
-      xType, dyType, outer, inner, rowsPerChunk, x, dy, stats, partial);
+  // Packed partial sums where x and dy are bf16/f16/f32 of one dtype (the
+  // op's type rule) and inner and the pointers allow a pack.
+  if (xType == dyType && xType == DType::kBF16)
+    launchLayerNormGradPartial<Bf16Elem>(stream, xType, dyType, outer, inner,
+                                         rowsPerChunk, chunks, x, dy, stats,
+                                         partial);
+  else if (xType == dyType && xType == DType::kF16)
+    launchLayerNormGradPartial<F16Elem>(stream, xType, dyType, outer, inner,
+                                        rowsPerChunk, chunks, x, dy, stats,
+                                        partial);
+  else if (xType == dyType && xType == DType::kF32)
+    launchLayerNormGradPartial<F32Elem>(stream, xType, dyType, outer, inner,
+                                        rowsPerChunk, chunks, x, dy, stats,
+                                        partial);
+  else {
+    dim3 grid(static_cast<unsigned>((inner + kThreads - 1) / kThreads),
+              static_cast<unsigned>(chunks));
+    layerNormGradPartialKernel<<<grid, kThreads, 0, stream>>>(
+        xType, dyType, outer, inner, rowsPerChunk, x, dy, stats, partial);
+  }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
     return err;
-  layerNormGradFinalKernel<<<blocksFor(inner), kThreads, 0, stream>>>(
-      inner, chunks, partial, dscaleType, dscale, dbias);
+  layerNormGradFinalKernel<<<static_cast<unsigned>((inner + 31) / 32),
+                             kThreads, 0, stream>>>(inner, chunks, partial,
+                                                    dscaleType, dscale, dbias);
   return cudaGetLastError();
 }
 
