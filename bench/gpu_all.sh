@@ -28,8 +28,8 @@
 # TRACE_BUDGET (6GiB), STEPS (4), BENCH_TIMEOUT (150 s a run), PARTS (run only these of
 # check,attention,trace,bench; default all), COMPILE_FLAGS (prepare: more
 # colossal-opt flags), BENCH_ONLY (run: colossal or pytorch rows only).
-# The run's variables (COLOSSAL_CUDA_FUSED=jit, COLOSSAL_ATTENTION_KERNEL=
-# wide, ...) reach every colossal-run and are recorded in each bench row.
+# The run's variables (COLOSSAL_CUDA_FUSED=f32, COLOSSAL_ATTENTION_KERNEL=
+# simple, ...) reach every colossal-run and are recorded in each bench row.
 #
 #===----------------------------------------------------------------------===#
 set -uo pipefail
