@@ -821,7 +821,8 @@ TEST_F(AutodiffGradCheck, MatMulBatchBroadcast) {
     Dims batchA, batchB, batchOut;
   };
   const Case cases[] = {
-      {{2}, {}, {2}},           // b shared by every batch
+      {{2}, {}, {2}},           // b shared by every batch (one GEMM)
+      {{2, 3}, {}, {2, 3}},     // b shared by a batch of two dims
       {{}, {2}, {2}},           // a shared by every batch
       {{2, 1}, {3}, {2, 3}},    // both broadcast
       {{1, 3}, {2, 1}, {2, 3}}, // both broadcast, the other way round

@@ -139,6 +139,29 @@ LogicalResult Differentiator::matmulBackward(Operation *op, Value dy) {
       return failure();
   }
   if (active.contains(b)) {
+    // A weight shared by every batch entry (b of rank 2 against a and dy of
+    // one batch shape, a not transposed: a linear layer's weight) gets its
+    // gradient from one GEMM over the flattened batch, [B*M, K]^T x [B*M, N]
+    // (or its transpose), not from B products summed after rounding each:
+    // the batch joins the contraction, accumulated at the GEMM's precision,
+    // as PyTorch's linear backward computes it, with no [B, K, N] temporary.
+    ArrayRef<int64_t> aDims = dimsOf(a), dyDims = dimsOf(dy);
+    if (dimsOf(b).size() == 2 && !tA && aDims.size() >= 3 &&
+        aDims.size() == dyDims.size() &&
+        aDims.drop_back(2) == dyDims.drop_back(2)) {
+      int64_t rows = 1;
+      for (int64_t d : aDims.drop_back(1))
+        rows *= d;
+      auto a2 = gb.reshape(loc, a, {rows, aDims.back()});
+      auto dy2 = gb.reshape(loc, dy, {rows, dyDims.back()});
+      if (failed(a2) || failed(dy2))
+        return failure();
+      FailureOr<Value> db =
+          !tB ? mm(*a2, *dy2, true, false) : mm(*dy2, *a2, true, false);
+      if (failed(db) || failed(accumulate(loc, b, *db)))
+        return failure();
+      return success();
+    }
     FailureOr<Value> db = !tB ? mm(a, dy, !tA, false) : mm(dy, a, true, tA);
     if (failed(db))
       return failure();

@@ -63,3 +63,34 @@ func.func @main(%x: tensor<3xf32> {colossal.name = "x"}) -> (tensor<f32> {coloss
   // CHECK: return %{{.+}}, %[[ONE]]
   return %loss : tensor<f32>
 }
+
+// -----
+
+// A weight shared by every batch entry (a rank-2 weight against a batched
+// input) gets its gradient from one GEMM over the flattened batch, both
+// as stored ([in, out]) and transposed ([out, in]): no batched product of
+// [B, in, out] and no reduce_sum over B. The input's own gradient keeps the
+// batched form (its shape is batched).
+// CHECK-LABEL: func.func @micro_step
+func.func @main(%x: tensor<2x3x4xf32> {colossal.name = "x"}) -> (tensor<f32> {colossal.name = "loss"}) {
+  %w = colossal.weight "w" {trainable} : tensor<4x5xf32>
+  %v = colossal.weight "v" {trainable} : tensor<6x5xf32>
+  %h = colossal.matmul %x, %w : (tensor<2x3x4xf32>, tensor<4x5xf32>) -> tensor<2x3x5xf32>
+  %y = colossal.matmul %h, %v {transpose_b = 1 : i64} : (tensor<2x3x5xf32>, tensor<6x5xf32>) -> tensor<2x3x6xf32>
+  %loss = colossal.reduce_sum %y {axes = array<i64: 0, 1, 2>, keepdims = 0 : i64} : (tensor<2x3x6xf32>) -> tensor<f32>
+  // dH = dY v, batched (dH has the batch's shape).
+  // CHECK: colossal.matmul %{{.+}}, %{{.+}} : (tensor<2x3x6xf32>, tensor<6x5xf32>) -> tensor<2x3x5xf32>
+  // dV = dY^T h over the 6 rows of the flattened batch.
+  // CHECK-NOT: colossal.reduce_sum
+  // CHECK: %[[H2:.+]] = colossal.reshape %{{.+}} : (tensor<2x3x5xf32>) -> tensor<6x5xf32>
+  // CHECK: %[[DY2:.+]] = colossal.reshape %{{.+}} : (tensor<2x3x6xf32>) -> tensor<6x6xf32>
+  // CHECK: colossal.matmul %[[DY2]], %[[H2]] {transpose_a = 1 : i64} : (tensor<6x6xf32>, tensor<6x5xf32>) -> tensor<6x5xf32>
+  // dW = x^T dH over the flattened batch.
+  // CHECK: %[[X2:.+]] = colossal.reshape %arg0 : (tensor<2x3x4xf32>) -> tensor<6x4xf32>
+  // CHECK: %[[DH2:.+]] = colossal.reshape %{{.+}} : (tensor<2x3x5xf32>) -> tensor<6x5xf32>
+  // CHECK: colossal.matmul %[[X2]], %[[DH2]] {transpose_a = 1 : i64} : (tensor<6x4xf32>, tensor<6x5xf32>) -> tensor<4x5xf32>
+  // CHECK-NOT: colossal.reduce_sum
+  // CHECK-NOT: tensor<2x4x5xf32>
+  // CHECK: return
+  return %loss : tensor<f32>
+}
