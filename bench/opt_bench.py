@@ -164,6 +164,11 @@ def run_colossal(dirpath, row, steps, warmup, timeout):
     cmd = [os.path.join(dirpath, "bin", "colossal-run"), plan, "--device", "cuda",
            "--init", "random", "--data", os.path.join(dirpath, "tokens.bin"),
            "--steps", str(warmup + steps), "--metrics", metrics]
+    # The limit covers start-up (random init, pinned host memory) plus the
+    # steps at three times their predicted time: a plan predicted slow
+    # (OPT-6.7b offloaded, ~2.8 s a step) gets the room it needs.
+    predicted = row.get("report", {}).get("predicted_step_s", 0.0)
+    timeout = int(timeout + 3 * (warmup + steps) * predicted)
     res = {"framework": "colossal", "name": row["name"], "size": row["size"],
            "budget": row["budget"], "command": " ".join(cmd[1:])}
     # The backend's cudaMalloc report: the device arena it allocated, which
