@@ -380,7 +380,7 @@ def report(args):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     # tokens/s against budget for the plot
-    img = os.path.join(ROOT, "docs", "img", "tokens-vs-budget.svg")
+    img = os.path.join(os.path.dirname(os.path.abspath(args.md)), "img", "tokens-vs-budget.svg")
     series = {}
     for size in ("1.3b", "6.7b"):
         for row in manifest["rows"]:
@@ -405,6 +405,7 @@ def report(args):
               "The rows behind this page: " + ", ".join(f"`{os.path.relpath(p, ROOT)}`" for p in args.results)
               + f", with the plans' compile reports in `{os.path.relpath(os.path.join(args.dir, 'manifest.json'), ROOT)}`.",
               ""]
+    os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
     with open(args.md, "w") as f:
         f.write("\n".join(lines))
     log(f"wrote {args.md}" + (f" and {img}" if series else ""))
