@@ -43,6 +43,11 @@ struct BuildOptimizerStepPass
   LogicalResult update(GraphBuilder &gb, Location loc, StringRef name,
                        RankedTensorType type, Value weight, Value grad,
                        Value lr, Value step);
+  FailureOr<Value> updateWithNorm(GraphBuilder &gb, Location loc,
+                                  StringRef name, RankedTensorType type,
+                                  Value weight, Value grad, Value count,
+                                  Value lr, Value step);
+  double decayFor(StringRef name);
   FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
 };
 
@@ -245,6 +250,44 @@ LogicalResult BuildOptimizerStepPass::build(func::FuncOp micro) {
   return success();
 }
 
+/// The weight decay of weight `name` (0 where --no-decay matches).
+double BuildOptimizerStepPass::decayFor(StringRef name) {
+  if (!noDecay.empty() && llvm::Regex(noDecay).match(name))
+    return 0.0;
+  return weightDecay;
+}
+
+/// The fused step's AdamW update of weight `name` as one adamw_norm on the
+/// raw gradient: g = grad / count and the sum of g * g (returned) in the
+/// pass that updates the weight and its moments. A bf16 gradient widened to
+/// f32 (mixed precision) is read as bf16: adamw_norm widens it exactly as
+/// the cast did.
+FailureOr<Value> BuildOptimizerStepPass::updateWithNorm(
+    GraphBuilder &gb, Location ploc, StringRef name, RankedTensorType type,
+    Value weight, Value grad, Value count, Value lr, Value step) {
+  OpBuilder &b = gb.builder();
+  if (Operation *def = grad.getDefiningOp())
+    if (def->getName().stripDialect() == "cast" &&
+        cast<RankedTensorType>(def->getOperand(0).getType())
+            .getElementType()
+            .isBF16())
+      grad = def->getOperand(0);
+  Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
+  Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
+  rt::Attrs a(K::AdamWNorm);
+  a.setF("beta1", beta1);
+  a.setF("beta2", beta2);
+  a.setF("eps", eps);
+  a.setF("weight_decay", decayFor(name));
+  auto r = gb.create(ploc, a, {weight, grad, m, v, lr, step, count});
+  if (failed(r))
+    return failure();
+  graph::AssignOp::create(b, ploc, name, (*r)[0]);
+  graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
+  graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
+  return (*r)[3];
+}
+
 /// One optimizer update of weight `name`, assigned back in place with its
 /// optimizer state.
 LogicalResult BuildOptimizerStepPass::update(GraphBuilder &gb, Location ploc,
@@ -378,6 +421,16 @@ LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
         at = user;
     b.setInsertionPointAfter(at);
     Location ploc = NameLoc::get(b.getStringAttr(p.name));
+    if (optimizer == "adamw" && normIntoUpdate &&
+        (normIntoUpdateOnly.empty() ||
+         llvm::is_contained(normIntoUpdateOnly, p.name.str()))) {
+      auto s = updateWithNorm(gb, ploc, p.name, p.type, p.weight, p.grad,
+                              count, *lrValue, step);
+      if (failed(s))
+        return failure();
+      sumsOfSquares.push_back(*s);
+      continue;
+    }
     auto g = gb.create1(ploc, K::Div, {p.grad, count});
     if (failed(g))
       return failure();

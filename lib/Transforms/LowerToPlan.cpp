@@ -58,7 +58,7 @@ const char *const kStreamKinds[] = {"compute", "copy", "copy", "host"};
 bool mayWriteInPlace(StringRef op) {
   static const llvm::StringSet<> ops = {
       "add", "sub", "mul", "div", "max", "min", "neg", "identity", "fill",
-      "adamw", "sgd", "fused_elementwise"};
+      "adamw", "adamw_norm", "sgd", "fused_elementwise"};
   return ops.contains(op);
 }
 
@@ -683,6 +683,15 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
         return op.emitOpError() << "uses a value with no planned buffer";
       ins.push_back(view);
     }
+    // adamw_norm's sum of squares feeds the device's norm: it is built only
+    // for weights updated on the device (colossal-build-optimizer-step's
+    // norm-into-update-only).
+    if (offloadOptimizer && isa<graph::AdamWNormOp>(op) &&
+        llvm::any_of(op.getOperands(),
+                     [&](Value v) { return masterOf.count(v) != 0; }))
+      return op.emitOpError()
+             << "updates an offloaded weight: adamw_norm runs on the device "
+                "only (build the step without norm-into-update for it)";
     // An offloaded update runs on the host stream (below).
     bool onHostStream = false;
     if (offloadOptimizer && isa<graph::AdamWOp, graph::SgdOp>(op) &&
@@ -900,7 +909,7 @@ void LowerToPlanPass::runOnOperation() {
           seen.insert(w.getName());
       });
       func.walk([&](Operation *update) {
-        if (!isa<graph::AdamWOp, graph::SgdOp>(update))
+        if (!isa<graph::AdamWOp, graph::AdamWNormOp, graph::SgdOp>(update))
           return;
         auto w = update->getOperand(0).getDefiningOp<graph::WeightOp>();
         if (!w || !named.contains(w.getName()))

@@ -20,7 +20,24 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
     pm.addPass(createMixedPrecisionPass());
   if (!options.forwardOnly) {
     pm.addPass(createAutodiffPass(options.autodiff));
-    pm.addPass(createBuildOptimizerStepPass(options.optimizer));
+    // adamw_norm for the weights updated on the device: all of them unless
+    // the optimizer is offloaded, then the device-resident share (an
+    // offloaded update runs on the host, whose sum of squares the device's
+    // norm could not read).
+    BuildOptimizerStepPassOptions optimizer = options.optimizer;
+    optimizer.normIntoUpdate = false;
+    optimizer.normIntoUpdateOnly.clear();
+    if (options.fuseUpdateNorm && optimizer.fuse) {
+      if (!options.lowering.offloadOptimizer) {
+        optimizer.normIntoUpdate = true;
+      } else if (!options.lowering.deviceResident.empty()) {
+        optimizer.normIntoUpdate = true;
+        optimizer.normIntoUpdateOnly.assign(
+            options.lowering.deviceResident.begin(),
+            options.lowering.deviceResident.end());
+      }
+    }
+    pm.addPass(createBuildOptimizerStepPass(optimizer));
   }
   // Graph level: merge identical constants and computations.
   pm.addPass(createCSEPass());

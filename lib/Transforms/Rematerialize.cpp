@@ -187,7 +187,8 @@ bool isRecomputable(PlanView &plan, int64_t id) {
       buf.writers.size() != 1 || buf.writers[0] != buf.uses[0])
     return false;
   auto producer = dyn_cast<plan::KernelOp>(plan.instrs[buf.uses[0]]);
-  if (!producer || producer.getOp() == "adamw" || producer.getOp() == "sgd")
+  if (!producer || producer.getOp() == "adamw" ||
+      producer.getOp() == "adamw_norm" || producer.getOp() == "sgd")
     return false;
   SmallVector<int64_t> outIds;
   int64_t coveringOuts = 0;

@@ -92,6 +92,7 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
   case OpKind::LayerNormGrad:
     return {{"axis", kI64}, {"epsilon", kF64}};
   case OpKind::AdamW:
+  case OpKind::AdamWNorm:
     return {{"beta1", kF64},
             {"beta2", kF64},
             {"eps", kF64},
@@ -111,6 +112,8 @@ std::vector<AttrSpec> attrSpecsFor(OpKind kind) {
 
 int numOutputsFor(OpKind kind) {
   switch (kind) {
+  case OpKind::AdamWNorm: // param', m', v', sumsq
+    return 4;
   case OpKind::LayerNormGrad: // dx, dscale, dbias
   case OpKind::AdamW:         // param', m', v'
   case OpKind::AttentionGrad: // dq, dk, dv
@@ -997,6 +1000,18 @@ Status inferAdamW(const Rules &r, std::vector<TensorType> &results) {
   return Status::ok();
 }
 
+/// adamw_norm: adamw's operands and a divisor (f32 []); adamw's results
+/// and the f32 [] sum of squares.
+Status inferAdamWNorm(const Rules &r, std::vector<TensorType> &results) {
+  COLOSSAL_RETURN_IF_ERROR(inferAdamW(r, results));
+  const TensorType &divisor = r.in(6);
+  if (divisor.dtype != DType::kF32 || !divisor.dims.empty())
+    return r.fail("divisor must be an f32 scalar [], got " +
+                  divisor.toString());
+  results.push_back(TensorType{DType::kF32, {}});
+  return Status::ok();
+}
+
 Status inferSgd(const Rules &r, const Attrs &attrs,
                 std::vector<TensorType> &results) {
   COLOSSAL_RETURN_IF_ERROR(
@@ -1244,6 +1259,7 @@ Status inferResult(const Rules &r, const Attrs &attrs, TensorType &result) {
   case OpKind::EventWait:
   case OpKind::LayerNormGrad: // several results: inferResults
   case OpKind::AdamW:
+  case OpKind::AdamWNorm:
   case OpKind::Sgd:
   case OpKind::Attention:
   case OpKind::AttentionGrad:
@@ -1260,6 +1276,8 @@ Status inferResults(const Rules &r, const Attrs &attrs,
     return inferLayerNormGrad(r, attrs, results);
   case OpKind::AdamW:
     return inferAdamW(r, results);
+  case OpKind::AdamWNorm:
+    return inferAdamWNorm(r, results);
   case OpKind::Sgd:
     return inferSgd(r, attrs, results);
   case OpKind::Attention:

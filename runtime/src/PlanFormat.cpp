@@ -336,15 +336,16 @@ bool isElementwise(OpKind kind) {
 /// The optimizer kernels update a weight and its moments in place, element
 /// by element: these (output, input) pairs may alias exactly. They are
 /// matched by op name so that this file does not depend on when the kinds
-/// were appended to the op table. adamw writes (param, m, v) over its
-/// inputs 0, 2, 3 (param, grad, m, v, lr, step); sgd writes (param, buf)
+/// were appended to the op table. adamw (and adamw_norm) writes (param, m,
+/// v) over its inputs 0, 2, 3 (param, grad, m, v, lr, step[, divisor]);
+/// sgd writes (param, buf)
 /// over its inputs 0, 2 (param, grad, buf, lr, step).
 bool isInPlaceOptimizerPair(std::string_view op, size_t out, size_t in) {
   // The loss gradient over its scores (each row's scores are read before
   // its gradient is written: the CPU and CUDA kernels).
   if (op == "softmax_cross_entropy_grad")
     return out == 0 && in == 0;
-  if (op == "adamw")
+  if (op == "adamw" || op == "adamw_norm")
     return (out == 0 && in == 0) || (out == 1 && in == 2) ||
            (out == 2 && in == 3);
   if (op == "sgd")

@@ -906,6 +906,25 @@ std::vector<Case> allCases() {
         if (inPlace)
           cases.back().alias = {0, 2, 3};
       }
+  // adamw_norm: adamw on grad / divisor and the sum of its squares; one
+  // block, and more elements than the 2048 blocks' first pass covers (the
+  // block partials summed in order), out of place and in place.
+  for (int64_t count : {int64_t{1000}, (int64_t{1} << 20) + 3})
+    for (DType gradType : {f32, bf16})
+      for (bool inPlace : {false, true}) {
+        Attrs a = withF(withF(withF(withF(op(OpKind::AdamWNorm), "beta1", 0.9),
+                                    "beta2", 0.999),
+                              "eps", 1e-8),
+                        "weight_decay", 0.01);
+        add(std::string("adamw_norm") + (inPlace ? " in place" : ""), a,
+            {uniform(f32, {count}), uniform(gradType, {count}, -30, 30),
+             uniform(f32, {count}, -0.01, 0.01),
+             uniform(f32, {count}, 0, 1e-3), scalarF32(1e-3), scalarI64(2),
+             scalarF32(300.0)},
+            kF32Tol);
+        if (inPlace)
+          cases.back().alias = {0, 2, 3, -1};
+      }
   for (int64_t step : {0, 3})
     for (int64_t nesterov : {0, 1})
       for (double momentum : {0.0, 0.9}) {

@@ -100,6 +100,16 @@ Attrs adamwAttrs(double beta1, double beta2, double eps, double weightDecay) {
   return attrs;
 }
 
+Attrs adamwNormAttrs(double beta1, double beta2, double eps,
+                     double weightDecay) {
+  Attrs attrs(OpKind::AdamWNorm);
+  attrs.setF("beta1", beta1);
+  attrs.setF("beta2", beta2);
+  attrs.setF("eps", eps);
+  attrs.setF("weight_decay", weightDecay);
+  return attrs;
+}
+
 Attrs sgdAttrs(double momentum, double dampening, double weightDecay,
                int64_t nesterov) {
   Attrs attrs(OpKind::Sgd);
@@ -241,6 +251,7 @@ TEST(TrainingOpTableTest, CodesNamesAndArity) {
       {OpKind::SoftmaxCrossEntropyGrad, 93, "softmax_cross_entropy_grad", 3, 1},
       {OpKind::AdamW, 94, "adamw", 6, 3},
       {OpKind::Sgd, 95, "sgd", 5, 2},
+      {OpKind::AdamWNorm, 96, "adamw_norm", 7, 4},
   };
   for (const Expected &e : expected) {
     const OpInfo *info = lookupOp(e.code);
@@ -256,7 +267,7 @@ TEST(TrainingOpTableTest, CodesNamesAndArity) {
   EXPECT_EQ(opInfo(OpKind::LayerNorm).numOutputs, 1);
   EXPECT_EQ(opInfo(OpKind::SoftmaxCrossEntropy).numOutputs, 1);
   EXPECT_EQ(lookupOp(89u), nullptr);
-  EXPECT_EQ(lookupOp(96u), nullptr);
+  EXPECT_EQ(lookupOp(97u), nullptr);
 }
 
 TEST(TrainingOpTableTest, AttributeSpecs) {
@@ -488,6 +499,22 @@ TEST(TrainingInferTest, AdamW) {
              "adamw: weight_decay must be finite and >= 0, got -0.01");
   inferFails(adamwAttrs(0.9, 0.999, 1e-8, INFINITY), {p, p, p, p, lr, step},
              "adamw: weight_decay must be finite and >= 0, got inf");
+}
+
+TEST(TrainingInferTest, AdamWNorm) {
+  Attrs attrs = adamwNormAttrs(0.9, 0.999, 1e-8, 0.01);
+  TensorType p = t(f32, {3, 4}), lr = t(f32, {}), step = t(i64, {});
+  TensorType div = t(f32, {}), sum = t(f32, {});
+  EXPECT_EQ(inferOk(attrs, {p, t(bf16, {3, 4}), p, p, lr, step, div}),
+            Types({p, p, p, sum}));
+  inferFails(attrs, {p, p, p, p, lr, step, t(f64, {})},
+             "adamw_norm: divisor must be an f32 scalar [], got f64");
+  inferFails(attrs, {p, p, p, p, lr, step, t(f32, {1})},
+             "adamw_norm: divisor must be an f32 scalar [], got 1xf32");
+  inferFails(attrs, {p, p, p, t(f32, {4, 3}), lr, step, div},
+             "adamw_norm: v shape [4, 3] must be param's shape [3, 4]");
+  inferFails(attrs, {p, p, p, p, lr, step},
+             "adamw_norm: expects 7 operands, got 6");
 }
 
 TEST(TrainingInferTest, Sgd) {
@@ -1294,4 +1321,43 @@ TEST(TrainingKernels, AdamWThreadedEqualsSingleThreaded) {
   ASSERT_EQ(one.size(), 3u);
   for (size_t k = 0; k < 3; ++k)
     EXPECT_EQ(one[k].bytes, four[k].bytes) << "output " << k;
+}
+
+/// adamw_norm is, bit for bit, div (f32), reduce_sum_square and adamw: the
+/// update the fused step made of three kernels, in either AdamW mode, for
+/// f32 and bf16 gradients, over a size that spans several fast-AdamW blocks
+/// with a ragged tail.
+TEST(AdamWNormTest, EqualsDivSumOfSquaresAndAdamW) {
+  const int64_t n = 1000;
+  Values p0 = randomValues(n, 1), g0 = randomValues(n, 2, -3.0, 3.0),
+         m0 = randomValues(n, 3, -0.1, 0.1), v0 = randomValues(n, 4, 0.0, 0.01);
+  for (const char *mode : {"fast", "exact"})
+    for (DType gradType : {f32, bf16}) {
+      SCOPED_TRACE(std::string(mode) + (gradType == bf16 ? " bf16" : " f32"));
+      ScopedAdamWMode scoped(mode);
+      HostTensor grad = tensor(gradType, {n}, g0);
+      HostTensor count = tensor(f32, {}, {37.0});
+      HostTensor lr = tensor(f32, {}, {1e-3}), step = ints(i64, {}, {4});
+      // The three kernels of the unfused step: g = f32(grad) / count.
+      Attrs castTo(OpKind::Cast);
+      castTo.setDType("to", f32);
+      HostTensor widened = evalAll(castTo, {grad})[0];
+      HostTensor g = evalAll(Attrs(OpKind::Div), {widened, count})[0];
+      Attrs sumSq(OpKind::ReduceSumSquare);
+      sumSq.setList("axes", {0});
+      sumSq.setI("keepdims", 0);
+      HostTensor expectedSum = evalAll(sumSq, {g})[0];
+      Attrs adam = adamwAttrs(0.9, 0.999, 1e-8, 0.01);
+      std::vector<HostTensor> expected =
+          evalAll(adam, {tensor(f32, {n}, p0), g, tensor(f32, {n}, m0),
+                         tensor(f32, {n}, v0), lr, step});
+      std::vector<HostTensor> got =
+          evalAll(adamwNormAttrs(0.9, 0.999, 1e-8, 0.01), {tensor(f32, {n}, p0), grad, tensor(f32, {n}, m0),
+                          tensor(f32, {n}, v0), lr, step, count});
+      ASSERT_EQ(got.size(), 4u);
+      for (size_t k = 0; k < 3; ++k)
+        EXPECT_EQ(got[k].bytes, expected[k].bytes) << "output " << k;
+      EXPECT_EQ(got[3].bytes, expectedSum.bytes) << "sum of squares";
+      EXPECT_GT(got[3].as<float>()[0], 0.0f);
+    }
 }

@@ -96,6 +96,12 @@ options:
                           read a matmul operand's transpose through the
                           matmul's transpose flag (default on;
                           docs/planner.md)
+  --fuse-update-norm on|off
+                          in a fused AdamW step, update each weight updated
+                          on the device with one adamw_norm on its raw
+                          gradient: the division by the token count and
+                          the weight's share of the gradient norm in the
+                          update's own pass (default on; docs/planner.md)
 
 training (the default; --forward-only turns it off):
   --optimizer adamw|sgd   (default adamw)
@@ -338,6 +344,12 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
         return usageError(cmd, "--fuse-elementwise expects on or off, got '" +
                                    v + "'");
       args.compile.fuseElementwise = v == "on";
+    } else if (allowCompileFlags && flagIs("--fuse-update-norm")) {
+      std::string v;
+      if (!value(v) || (v != "on" && v != "off"))
+        return usageError(cmd, "--fuse-update-norm expects on or off, got '" +
+                                   v + "'");
+      args.compile.fuseUpdateNorm = v == "on";
     } else if (allowCompileFlags && flagIs("--fold-transposes")) {
       std::string v;
       if (!value(v) || (v != "on" && v != "off"))

@@ -32,6 +32,13 @@ struct CompileOptions {
   /// Group chains of elementwise ops into colossal.fused_elementwise
   /// (colossal-fuse-elementwise).
   bool fuseElementwise = true;
+  /// In a fused AdamW step, update each device-updated weight with one
+  /// adamw_norm on its raw gradient (the count division and the norm's
+  /// sum of squares in the update's pass). buildCompilePipeline sets the
+  /// pass's norm-into-update options from the lowering's placement: every
+  /// weight without an offloaded optimizer, the device-resident share with
+  /// one.
+  bool fuseUpdateNorm = true;
   AutodiffPassOptions autodiff;
   BuildOptimizerStepPassOptions optimizer;
   LowerToPlanPassOptions lowering;

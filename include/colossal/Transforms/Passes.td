@@ -210,7 +210,16 @@ def BuildOptimizerStepPass
            "Fuse the updates into the step (grad-accum 1, no clipping): "
            "micro_step becomes train_step(inputs, __step) -> (loss, __count, "
            "grad_norm, lr), each update placed right after its weight's "
-           "gradient is complete and its last read, with no gradient states">
+           "gradient is complete and its last read, with no gradient states">,
+    Option<"normIntoUpdate", "norm-into-update", "bool", "false",
+           "With fuse and adamw: each update is one adamw_norm on the raw "
+           "gradient (the division by the count and the weight's share of "
+           "the gradient norm in the same pass; the weight's update must "
+           "run on the device)">,
+    ListOption<"normIntoUpdateOnly", "norm-into-update-only", "std::string",
+               "With norm-into-update: only these weights (the rest, updated "
+               "on the host, keep div, reduce_sum_square and adamw); empty: "
+               "every weight">
   ];
 }
 

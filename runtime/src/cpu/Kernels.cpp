@@ -1478,6 +1478,34 @@ Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
   return Status::ok();
 }
 
+/// adamw_norm: g = grad / divisor, each element widened to double and the
+/// quotient rounded once to f32 (what `div` of the f32-widened gradient
+/// gives); sumsq = the sum of g * g in double in index order (what
+/// reduce_sum_square of g gives); then adamw on g. So a step built with
+/// adamw_norm is bitwise the one built with div, reduce_sum_square and
+/// adamw.
+Status runAdamWNorm(const Attrs &attrs, const std::vector<TensorRef> &inputs,
+                    const std::vector<TensorRef> &outputs) {
+  const TensorRef &grad = inputs[1];
+  int64_t count = grad.type.numElements();
+  double divisor = loadAsDouble(inputs[6], 0);
+  std::vector<float> scaled(static_cast<size_t>(count));
+  double sum = 0.0;
+  for (int64_t i = 0; i < count; ++i) {
+    float g = static_cast<float>(loadAsDouble(grad, i) / divisor);
+    scaled[static_cast<size_t>(i)] = g;
+    double x = g;
+    sum += x * x; // in double: the square of a float is exact
+  }
+  std::vector<TensorRef> adamInputs(inputs.begin(), inputs.begin() + 6);
+  adamInputs[1] = TensorRef{TensorType{DType::kF32, grad.type.dims},
+                            scaled.data()};
+  std::vector<TensorRef> adamOutputs(outputs.begin(), outputs.begin() + 3);
+  COLOSSAL_RETURN_IF_ERROR(runAdamW(attrs, adamInputs, adamOutputs));
+  *static_cast<float *>(outputs[3].data) = static_cast<float>(sum);
+  return Status::ok();
+}
+
 Status runSgd(const Attrs &attrs, const std::vector<TensorRef> &inputs,
               const std::vector<TensorRef> &outputs) {
   const TensorRef &param = inputs[0], &grad = inputs[1];
@@ -1544,6 +1572,7 @@ bool hasNoEffect(OpKind kind, const std::vector<TensorRef> &inputs,
   case OpKind::SoftmaxCrossEntropyGrad:
     return inputs[1].type.numElements() == 0; // the indices or labels
   case OpKind::AdamW:
+  case OpKind::AdamWNorm:
   case OpKind::Sgd:
     return false; // the step input is checked whatever the parameters hold
   default:
@@ -1668,6 +1697,8 @@ Status runCpuKernel(const Attrs &attrs, const std::vector<TensorRef> &inputs,
     return runCrossEntropyGrad(attrs, inputs[0], inputs[1], inputs[2], out);
   case OpKind::AdamW:
     return runAdamW(attrs, inputs, outputs);
+  case OpKind::AdamWNorm:
+    return runAdamWNorm(attrs, inputs, outputs);
   case OpKind::EventRecord: // returned above
   case OpKind::EventWait:
     return Status::ok();

@@ -134,6 +134,8 @@ Status precisionFromEnv(const char *variable, cuda::Precision &out) {
 size_t scratchBytes(const Attrs &attrs, const std::vector<TensorType> &in,
                     cuda::Precision reducePrecision) {
   switch (attrs.kind()) {
+  case OpKind::AdamWNorm: // a double per block of the sum of squares
+    return cuda::adamWNormScratchBytes();
   case OpKind::SoftmaxCrossEntropy:
     return attrs.i("reduction") != 0
                ? static_cast<size_t>(in[1].numElements()) * sizeof(double)
@@ -194,6 +196,7 @@ bool hasNoEffect(OpKind kind, const std::vector<TensorType> &inputs,
   case OpKind::SoftmaxCrossEntropyGrad:
     return inputs[1].numElements() == 0; // the indices or labels
   case OpKind::AdamW:
+  case OpKind::AdamWNorm:
   case OpKind::Sgd:
     return false; // the step is checked whatever the parameters hold
   default:
@@ -1300,6 +1303,20 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
         static_cast<const int64_t *>(ins[5].data),
         static_cast<float *>(outs[0].data), static_cast<float *>(outs[1].data),
         static_cast<float *>(outs[2].data), exactAdamW_));
+    return Status::ok();
+  case OpKind::AdamWNorm:
+    COLOSSAL_LAUNCH(cuda::launchAdamWNorm(
+        cur_, sink, ins[0].type.numElements(), attrs.f("beta1"),
+        attrs.f("beta2"), attrs.f("eps"), attrs.f("weight_decay"),
+        static_cast<const float *>(ins[0].data), ins[1].type.dtype, ins[1].data,
+        static_cast<const float *>(ins[2].data),
+        static_cast<const float *>(ins[3].data),
+        static_cast<const float *>(ins[4].data),
+        static_cast<const int64_t *>(ins[5].data),
+        static_cast<const float *>(ins[6].data),
+        static_cast<float *>(outs[0].data), static_cast<float *>(outs[1].data),
+        static_cast<float *>(outs[2].data), static_cast<float *>(outs[3].data),
+        static_cast<double *>(scratch_), exactAdamW_));
     return Status::ok();
   case OpKind::Sgd:
     COLOSSAL_LAUNCH(cuda::launchSgd(

@@ -157,6 +157,19 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         const void *grad, const float *m, const float *v,
                         const float *lr, const int64_t *step, float *paramOut,
                         float *mOut, float *vOut, bool exact);
+/// adamw_norm (OpTable.h): adamw on grad / divisor, and the sum of the
+/// scaled gradient's squares into *sumOfSquares (f32 []). `scratch` holds
+/// adamWNormScratchBytes(): one double per block, summed in block order.
+constexpr int kAdamWNormBlocks = 2048;
+size_t adamWNormScratchBytes();
+cudaError_t launchAdamWNorm(cudaStream_t stream, ErrorSink sink, int64_t n,
+                            double beta1, double beta2, double eps,
+                            double weightDecay, const float *param,
+                            DType gradType, const void *grad, const float *m,
+                            const float *v, const float *lr,
+                            const int64_t *step, const float *divisor,
+                            float *paramOut, float *mOut, float *vOut,
+                            float *sumOfSquares, double *scratch, bool exact);
 cudaError_t launchSgd(cudaStream_t stream, ErrorSink sink, int64_t n,
                       double momentum, double dampening, double weightDecay,
                       bool nesterov, const float *param, DType gradType,

@@ -478,12 +478,54 @@ __global__ void padKernel(int elemBytes, Dims inDims, Dims outDims, Dims pads,
 // once per output; each element is read before it is written, so outputs
 // may alias their inputs exactly. A negative step writes nothing.
 
+/// adamw_norm's gradient element i: grad widened to f32 and divided by the
+/// divisor in one correctly rounded f32 division (what the f32 `div` of the
+/// widened gradient stores), and its square added to the thread's sum.
+__device__ inline float scaledGradient(const void *grad, DType gradType,
+                                       int64_t i, float divisor,
+                                       double &sumOfSquares) {
+  float widened = gradType == DType::kF32
+                      ? static_cast<const float *>(grad)[i]
+                      : static_cast<float>(loadF(grad, gradType, i));
+  float g = __fdiv_rn(widened, divisor);
+  sumOfSquares += static_cast<double>(g) * static_cast<double>(g);
+  return g;
+}
+
+/// The block's sum of its threads' sums of squares into partials[block]
+/// (adamw_norm; a fixed order: deterministic).
+__device__ inline void storeBlockSumOfSquares(double sumOfSquares,
+                                              double *partials) {
+  __shared__ double scratch[32];
+  double total = blockSum(sumOfSquares, scratch);
+  if (threadIdx.x == 0)
+    partials[blockIdx.x] = total;
+}
+
+/// adamw_norm's second pass: one block sums the partials in a fixed order
+/// into the f32 result.
+__global__ void sumPartialsKernel(int blocks, const double *partials,
+                                  float *out) {
+  __shared__ double scratch[32];
+  double sum = 0.0;
+  for (int b = threadIdx.x; b < blocks; b += blockDim.x)
+    sum += partials[b];
+  double total = blockSum(sum, scratch);
+  if (threadIdx.x == 0)
+    *out = static_cast<float>(total);
+}
+
+/// AdamW in f64 (COLOSSAL_CPU_ADAMW=exact). kScaled (adamw_norm): the
+/// gradient is scaledGradient's, rounded to f32 first as the unfused step
+/// stored it, and each block writes its sum of squares to `partials`.
+template <bool kScaled>
 __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
                             double beta2, double eps, double weightDecay,
                             const float *param, DType gradType,
                             const void *grad, const float *m, const float *v,
                             const float *lrPtr, const int64_t *stepPtr,
-                            float *paramOut, float *mOut, float *vOut) {
+                            float *paramOut, float *mOut, float *vOut,
+                            const float *divisorPtr, double *partials) {
   int64_t step = *stepPtr;
   if (step < 0) {
     if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -496,8 +538,12 @@ __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
   double correction2Sqrt = sqrt(1.0 - pow(beta2, t));
   double stepSize = lr / correction1;
   double decay = 1.0 - lr * weightDecay;
+  float divisor = kScaled ? *divisorPtr : 1.0f;
+  double sumOfSquares = 0.0;
   COLOSSAL_GRID_STRIDE(i, n) {
-    double g = loadF(grad, gradType, i);
+    double g = kScaled ? static_cast<double>(scaledGradient(
+                             grad, gradType, i, divisor, sumOfSquares))
+                       : loadF(grad, gradType, i);
     double pi = param[i], mi = m[i], vi = v[i];
     pi *= decay;
     mi = beta1 * mi + (1.0 - beta1) * g;
@@ -508,6 +554,8 @@ __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
     mOut[i] = static_cast<float>(mi);
     vOut[i] = static_cast<float>(vi);
   }
+  if (kScaled)
+    storeBlockSumOfSquares(sumOfSquares, partials);
 }
 
 /// AdamW in f32, in PyTorch's operation order: the CPU's default ("fast")
@@ -516,14 +564,16 @@ __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
 /// -ffp-contract=off there). The scalars are rounded once to f32 from the
 /// double expressions PyTorch evaluates in Python; the lerp takes the form
 /// ATen picks for its weight (m + w(g - m) for w < 0.5, else g + (w - 1)(g -
-/// m)).
+/// m)). kScaled: adamw_norm, as adamWKernel's.
+template <bool kScaled>
 __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
                                double beta2, double eps, double weightDecay,
                                const float *param, DType gradType,
                                const void *grad, const float *m,
                                const float *v, const float *lrPtr,
                                const int64_t *stepPtr, float *paramOut,
-                               float *mOut, float *vOut) {
+                               float *mOut, float *vOut,
+                               const float *divisorPtr, double *partials) {
   int64_t step = *stepPtr;
   if (step < 0) {
     if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -542,8 +592,12 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
   float c2Sqrt = static_cast<float>(sqrt(1.0 - pow(beta2, t)));
   float epsF = static_cast<float>(eps);
   float negStepSize = static_cast<float>(-(lr / correction1));
+  float divisor = kScaled ? *divisorPtr : 1.0f;
+  double sumOfSquares = 0.0;
   COLOSSAL_GRID_STRIDE(i, n) {
-    float g = gradType == DType::kF32
+    float g = kScaled ? scaledGradient(grad, gradType, i, divisor,
+                                       sumOfSquares)
+              : gradType == DType::kF32
                   ? static_cast<const float *>(grad)[i]
                   : static_cast<float>(loadF(grad, gradType, i));
     float mi = m[i];
@@ -556,6 +610,8 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
     mOut[i] = mi;
     vOut[i] = vi;
   }
+  if (kScaled)
+    storeBlockSumOfSquares(sumOfSquares, partials);
 }
 
 __global__ void sgdKernel(ErrorSink sink, int64_t n, double momentum,
@@ -908,14 +964,45 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
   // elements, not once per element.
   unsigned blocks = blocksFor(n) < 2048u ? blocksFor(n) : 2048u;
   if (!exact && (gradType == DType::kF32 || gradType == DType::kBF16)) {
-    adamWF32Kernel<<<blocks, kThreads, 0, stream>>>(
+    adamWF32Kernel<false><<<blocks, kThreads, 0, stream>>>(
         sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
-        lr, step, paramOut, mOut, vOut);
+        lr, step, paramOut, mOut, vOut, nullptr, nullptr);
     return cudaGetLastError();
   }
-  adamWKernel<<<blocks, kThreads, 0, stream>>>(
+  adamWKernel<false><<<blocks, kThreads, 0, stream>>>(
       sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v, lr,
-      step, paramOut, mOut, vOut);
+      step, paramOut, mOut, vOut, nullptr, nullptr);
+  return cudaGetLastError();
+}
+
+size_t adamWNormScratchBytes() { return kAdamWNormBlocks * sizeof(double); }
+
+cudaError_t launchAdamWNorm(cudaStream_t stream, ErrorSink sink, int64_t n,
+                            double beta1, double beta2, double eps,
+                            double weightDecay, const float *param,
+                            DType gradType, const void *grad, const float *m,
+                            const float *v, const float *lr,
+                            const int64_t *step, const float *divisor,
+                            float *paramOut, float *mOut, float *vOut,
+                            float *sumOfSquares, double *scratch, bool exact) {
+  // As launchAdamW, with the block count fixed by n alone (the partials'
+  // order, so the sum, does not depend on anything else).
+  unsigned blocks = blocksFor(n) < unsigned(kAdamWNormBlocks)
+                        ? blocksFor(n)
+                        : unsigned(kAdamWNormBlocks);
+  if (!exact && (gradType == DType::kF32 || gradType == DType::kBF16))
+    adamWF32Kernel<true><<<blocks, kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut, divisor, scratch);
+  else
+    adamWKernel<true><<<blocks, kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut, divisor, scratch);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    return err;
+  sumPartialsKernel<<<1, kThreads, 0, stream>>>(static_cast<int>(blocks),
+                                                scratch, sumOfSquares);
   return cudaGetLastError();
 }
 

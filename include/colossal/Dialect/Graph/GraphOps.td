@@ -503,6 +503,23 @@ def Colossal_AdamWOp : Colossal_TableOp<"adamw"> {
                  AnyRankedTensor:$new_v);
 }
 
+def Colossal_AdamWNormOp : Colossal_TableOp<"adamw_norm"> {
+  let summary = "AdamW on grad / divisor, with the scaled gradient's sum of squares";
+  let description = [{
+    adamw's update on g = grad / divisor (grad widened to f32, one f32
+    division), and the sum of g * g (f32 []): the fused training step's
+    update of a device-resident weight, its gradient's share of the global
+    norm, in one pass over the raw gradient.
+  }];
+  let arguments = (ins AnyRankedTensor:$param, AnyRankedTensor:$grad,
+                   AnyRankedTensor:$m, AnyRankedTensor:$v, AnyRankedTensor:$lr,
+                   AnyRankedTensor:$step, AnyRankedTensor:$divisor,
+                   F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                   F64Attr:$weight_decay);
+  let results = (outs AnyRankedTensor:$new_param, AnyRankedTensor:$new_m,
+                 AnyRankedTensor:$new_v, AnyRankedTensor:$sum_of_squares);
+}
+
 def Colossal_SgdOp : Colossal_TableOp<"sgd"> {
   let summary = "One SGD (with momentum) update of a parameter";
   let description = [{

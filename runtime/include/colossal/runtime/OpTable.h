@@ -128,6 +128,17 @@
 //                                / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //                     A negative step is a run-time error. Results may alias
 //                     their inputs exactly: param'<-param, m'<-m, v'<-v.
+//  adamw_norm         (param, grad, m, v, lr, step as adamw; divisor f32 []);
+//                     adamw's attrs. FOUR results param', m', v' (as adamw)
+//                     and sumsq (f32 []): adamw on g = grad / divisor (grad
+//                     widened to f32, one f32 division, as a `div` of the
+//                     widened gradient would round it), and sumsq = the sum
+//                     of g * g (the gradient norm's share of this weight,
+//                     what reduce_sum_square of g gives). The fused training
+//                     step's update of a device-resident weight: one pass
+//                     over the raw (bf16) gradient instead of a cast and
+//                     divide, a reduce_sum_square and an adamw. Aliases as
+//                     adamw.
 //  sgd                (param f32, grad float, buf f32: one shape; lr f32 [],
 //                     step i64 []); attrs momentum (finite, >= 0), dampening
 //                     (finite), weight_decay (finite, >= 0), nesterov (0/1;
@@ -291,6 +302,7 @@ namespace colossal::runtime {
   X(SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 93, 3, 3)           \
   X(AdamW, "adamw", 94, 6, 6)                                                  \
   X(Sgd, "sgd", 95, 5, 5)                                                      \
+  X(AdamWNorm, "adamw_norm", 96, 7, 7)                                         \
   X(EventRecord, "event_record", 100, 0, 0)                                    \
   X(EventWait, "event_wait", 101, 0, 0)
 
