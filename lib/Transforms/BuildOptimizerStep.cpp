@@ -47,6 +47,9 @@ struct BuildOptimizerStepPass
                                   StringRef name, RankedTensorType type,
                                   Value weight, Value grad, Value count,
                                   Value lr, Value step);
+  LogicalResult updateRaw(GraphBuilder &gb, Location loc, StringRef name,
+                          RankedTensorType type, Value weight, Value grad,
+                          Value count, Value lr, Value step);
   double decayFor(StringRef name);
   FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
 };
@@ -62,6 +65,17 @@ rt::Attrs sumOfSquares(int64_t rank) {
   sum.setList("axes", axes);
   sum.setI("keepdims", 0);
   return sum;
+}
+
+/// The bf16 gradient a mixed-precision step widened to f32, or `grad`.
+Value rawGradient(Value grad) {
+  if (Operation *def = grad.getDefiningOp())
+    if (def->getName().stripDialect() == "cast" &&
+        cast<RankedTensorType>(def->getOperand(0).getType())
+            .getElementType()
+            .isBF16())
+      return def->getOperand(0);
+  return grad;
 }
 
 } // namespace
@@ -266,12 +280,7 @@ FailureOr<Value> BuildOptimizerStepPass::updateWithNorm(
     GraphBuilder &gb, Location ploc, StringRef name, RankedTensorType type,
     Value weight, Value grad, Value count, Value lr, Value step) {
   OpBuilder &b = gb.builder();
-  if (Operation *def = grad.getDefiningOp())
-    if (def->getName().stripDialect() == "cast" &&
-        cast<RankedTensorType>(def->getOperand(0).getType())
-            .getElementType()
-            .isBF16())
-      grad = def->getOperand(0);
+  grad = rawGradient(grad);
   Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
   Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
   rt::Attrs a(K::AdamWNorm);
@@ -286,6 +295,31 @@ FailureOr<Value> BuildOptimizerStepPass::updateWithNorm(
   graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
   graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
   return (*r)[3];
+}
+
+/// The fused step's AdamW update of a weight updated on the host: adamw
+/// with its divisor operand on the raw gradient (g = grad / count inside).
+LogicalResult BuildOptimizerStepPass::updateRaw(GraphBuilder &gb,
+                                                Location ploc, StringRef name,
+                                                RankedTensorType type,
+                                                Value weight, Value grad,
+                                                Value count, Value lr,
+                                                Value step) {
+  OpBuilder &b = gb.builder();
+  Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
+  Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
+  rt::Attrs a(K::AdamW);
+  a.setF("beta1", beta1);
+  a.setF("beta2", beta2);
+  a.setF("eps", eps);
+  a.setF("weight_decay", decayFor(name));
+  auto r = gb.create(ploc, a, {weight, rawGradient(grad), m, v, lr, step, count});
+  if (failed(r))
+    return failure();
+  graph::AssignOp::create(b, ploc, name, (*r)[0]);
+  graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
+  graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
+  return success();
 }
 
 /// One optimizer update of weight `name`, assigned back in place with its
@@ -438,6 +472,15 @@ LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
     if (failed(s))
       return failure();
     sumsOfSquares.push_back(*s);
+    // A host update reads the raw gradient and divides it itself: a bf16
+    // gradient then crosses PCIe, and is read on the host, at half the
+    // bytes (the norm's g stays on the device).
+    if (optimizer == "adamw" && rawGradToHost) {
+      if (failed(updateRaw(gb, ploc, p.name, p.type, p.weight, p.grad, count,
+                           *lrValue, step)))
+        return failure();
+      continue;
+    }
     if (failed(update(gb, ploc, p.name, p.type, p.weight, *g, *lrValue, step)))
       return failure();
   }

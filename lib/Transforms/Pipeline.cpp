@@ -27,14 +27,19 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
     BuildOptimizerStepPassOptions optimizer = options.optimizer;
     optimizer.normIntoUpdate = false;
     optimizer.normIntoUpdateOnly.clear();
+    optimizer.rawGradToHost = false;
     if (options.fuseUpdateNorm && optimizer.fuse) {
       if (!options.lowering.offloadOptimizer) {
         optimizer.normIntoUpdate = true;
-      } else if (!options.lowering.deviceResident.empty()) {
-        optimizer.normIntoUpdate = true;
-        optimizer.normIntoUpdateOnly.assign(
-            options.lowering.deviceResident.begin(),
-            options.lowering.deviceResident.end());
+      } else {
+        // The host's updates read the raw (bf16) gradient.
+        optimizer.rawGradToHost = true;
+        if (!options.lowering.deviceResident.empty()) {
+          optimizer.normIntoUpdate = true;
+          optimizer.normIntoUpdateOnly.assign(
+              options.lowering.deviceResident.begin(),
+              options.lowering.deviceResident.end());
+        }
       }
     }
     pm.addPass(createBuildOptimizerStepPass(optimizer));

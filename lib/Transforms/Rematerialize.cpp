@@ -180,12 +180,20 @@ PlanView readPlan(func::FuncOp func) {
 /// unbound device buffer written once, by the kernel that first touches it,
 /// through one view covering all of it; that kernel is pure (not the
 /// in-place optimizer updates), its outputs are distinct device buffers and
-/// none of them is also an input, and its inputs are device buffers.
+/// none of them is also an input, and its inputs are device buffers. Every
+/// instruction touching it runs on the compute stream: a recompute goes on
+/// that stream right before a later reader, which another stream's reader
+/// (a gradient's copy to the host) would not wait for.
 bool isRecomputable(PlanView &plan, int64_t id) {
   BufferInfo &buf = plan.buffers[id];
   if (buf.alloc.getSpace() != plan::MemorySpace::device || buf.bound ||
       buf.writers.size() != 1 || buf.writers[0] != buf.uses[0])
     return false;
+  for (int64_t u : buf.uses) {
+    auto stream = plan.instrs[u]->getAttrOfType<IntegerAttr>("stream");
+    if (stream && stream.getInt() != 0)
+      return false;
+  }
   auto producer = dyn_cast<plan::KernelOp>(plan.instrs[buf.uses[0]]);
   if (!producer || producer.getOp() == "adamw" ||
       producer.getOp() == "adamw_norm" || producer.getOp() == "sgd")

@@ -996,6 +996,12 @@ Status inferAdamW(const Rules &r, std::vector<TensorType> &results) {
   COLOSSAL_RETURN_IF_ERROR(r.finiteInRange("beta2", 0.0, 1.0));
   COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("eps", 0.0));
   COLOSSAL_RETURN_IF_ERROR(r.finiteAtLeast("weight_decay", 0.0));
+  if (r.numInputs() == 7) {
+    const TensorType &divisor = r.in(6);
+    if (divisor.dtype != DType::kF32 || !divisor.dims.empty())
+      return r.fail("divisor must be an f32 scalar [], got " +
+                    divisor.toString());
+  }
   results.assign(3, r.in(0));
   return Status::ok();
 }
@@ -1003,11 +1009,7 @@ Status inferAdamW(const Rules &r, std::vector<TensorType> &results) {
 /// adamw_norm: adamw's operands and a divisor (f32 []); adamw's results
 /// and the f32 [] sum of squares.
 Status inferAdamWNorm(const Rules &r, std::vector<TensorType> &results) {
-  COLOSSAL_RETURN_IF_ERROR(inferAdamW(r, results));
-  const TensorType &divisor = r.in(6);
-  if (divisor.dtype != DType::kF32 || !divisor.dims.empty())
-    return r.fail("divisor must be an f32 scalar [], got " +
-                  divisor.toString());
+  COLOSSAL_RETURN_IF_ERROR(inferAdamW(r, results)); // the divisor included
   results.push_back(TensorType{DType::kF32, {}});
   return Status::ok();
 }

@@ -905,6 +905,14 @@ std::vector<Case> allCases() {
             kF32Tol);
         if (inPlace)
           cases.back().alias = {0, 2, 3};
+        // With the divisor operand (an offloaded update's raw gradient).
+        add(std::string("adamw divisor") + (inPlace ? " in place" : ""), a,
+            {uniform(f32, {1000}), uniform(gradType, {1000}, -30, 30),
+             uniform(f32, {1000}, -0.01, 0.01), uniform(f32, {1000}, 0, 1e-3),
+             scalarF32(1e-3), scalarI64(step), scalarF32(300.0)},
+            kF32Tol);
+        if (inPlace)
+          cases.back().alias = {0, 2, 3};
       }
   // adamw_norm: adamw on grad / divisor and the sum of its squares; one
   // block, and more elements than the 2048 blocks' first pass covers (the

@@ -243,13 +243,14 @@ TEST(TrainingOpTableTest, CodesNamesAndArity) {
     uint32_t code;
     const char *name;
     int inputs, outputs;
+    int maxInputs = -2; // -2: as inputs
   };
   const Expected expected[] = {
       {OpKind::GatherGrad, 90, "gather_grad", 2, 1},
       {OpKind::SliceGrad, 91, "slice_grad", 1, 1},
       {OpKind::LayerNormGrad, 92, "layer_norm_grad", 3, 3},
       {OpKind::SoftmaxCrossEntropyGrad, 93, "softmax_cross_entropy_grad", 3, 1},
-      {OpKind::AdamW, 94, "adamw", 6, 3},
+      {OpKind::AdamW, 94, "adamw", 6, 3, 7}, // 7: with the divisor
       {OpKind::Sgd, 95, "sgd", 5, 2},
       {OpKind::AdamWNorm, 96, "adamw_norm", 7, 4},
   };
@@ -260,7 +261,8 @@ TEST(TrainingOpTableTest, CodesNamesAndArity) {
     EXPECT_EQ(info->name, e.name);
     EXPECT_EQ(lookupOp(e.name), info);
     EXPECT_EQ(info->minInputs, e.inputs) << e.name;
-    EXPECT_EQ(info->maxInputs, e.inputs) << e.name;
+    EXPECT_EQ(info->maxInputs, e.maxInputs == -2 ? e.inputs : e.maxInputs)
+        << e.name;
     EXPECT_EQ(info->numOutputs, e.outputs) << e.name;
   }
   // Everything older has one result.
@@ -486,7 +488,12 @@ TEST(TrainingInferTest, AdamW) {
              "adamw: step must be i64, got i32");
   inferFails(attrs, {p, p, p, p, lr, t(i64, {1})},
              "adamw: step must be a scalar [], got 1xi64");
-  inferFails(attrs, {p, p, p, p, lr}, "adamw: expects 6 operands, got 5");
+  inferFails(attrs, {p, p, p, p, lr}, "adamw: expects 6 to 7 operands, got 5");
+  // The optional divisor: an f32 scalar.
+  EXPECT_EQ(inferOk(attrs, {p, t(bf16, {3, 4}), p, p, lr, step, t(f32, {})}),
+            Types({p, p, p}));
+  inferFails(attrs, {p, p, p, p, lr, step, t(f32, {2})},
+             "adamw: divisor must be an f32 scalar [], got 2xf32");
   inferFails(adamwAttrs(1.0, 0.999, 1e-8, 0.01), {p, p, p, p, lr, step},
              "adamw: beta1 must be in [0, 1), got 1");
   inferFails(adamwAttrs(0.9, -0.5, 1e-8, 0.01), {p, p, p, p, lr, step},
@@ -1323,7 +1330,8 @@ TEST(TrainingKernels, AdamWThreadedEqualsSingleThreaded) {
     EXPECT_EQ(one[k].bytes, four[k].bytes) << "output " << k;
 }
 
-/// adamw_norm is, bit for bit, div (f32), reduce_sum_square and adamw: the
+/// adamw_norm is, bit for bit, div (f32), reduce_sum_square and adamw (and
+/// adamw with a divisor operand is div and adamw): the
 /// update the fused step made of three kernels, in either AdamW mode, for
 /// f32 and bf16 gradients, over a size that spans several fast-AdamW blocks
 /// with a ragged tail.
@@ -1359,5 +1367,13 @@ TEST(AdamWNormTest, EqualsDivSumOfSquaresAndAdamW) {
         EXPECT_EQ(got[k].bytes, expected[k].bytes) << "output " << k;
       EXPECT_EQ(got[3].bytes, expectedSum.bytes) << "sum of squares";
       EXPECT_GT(got[3].as<float>()[0], 0.0f);
+      // adamw with its divisor operand (the host's update of an offloaded
+      // weight reading the raw gradient): the same three results.
+      std::vector<HostTensor> divided =
+          evalAll(adam, {tensor(f32, {n}, p0), grad, tensor(f32, {n}, m0),
+                         tensor(f32, {n}, v0), lr, step, count});
+      ASSERT_EQ(divided.size(), 3u);
+      for (size_t k = 0; k < 3; ++k)
+        EXPECT_EQ(divided[k].bytes, expected[k].bytes) << "adamw output " << k;
     }
 }

@@ -219,7 +219,12 @@ def BuildOptimizerStepPass
     ListOption<"normIntoUpdateOnly", "norm-into-update-only", "std::string",
                "With norm-into-update: only these weights (the rest, updated "
                "on the host, keep div, reduce_sum_square and adamw); empty: "
-               "every weight">
+               "every weight">,
+    Option<"rawGradToHost", "raw-grad-to-host", "bool", "false",
+           "With fuse and adamw: the updates not made adamw_norm (those run "
+           "on the host under an offloaded optimizer) read the raw gradient "
+           "and divide it by the count themselves (adamw's divisor "
+           "operand); the norm still reads the divided gradient">
   ];
 }
 

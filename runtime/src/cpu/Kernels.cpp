@@ -1374,12 +1374,14 @@ void adamwF32Block(float *p, float *m, float *v, const float *g,
 }
 
 /// The fast AdamW over [begin, end): f32 param and states, an f32 or bf16
-/// gradient (`gBf16` set for bf16, as raw bits).
+/// gradient (`gBf16` set for bf16, as raw bits), divided by `divisor` when
+/// it is not null (adamw's optional operand: one IEEE f32 division of the
+/// widened gradient, what an f32 `div` stores).
 template <bool kLerpFromM>
 void adamwF32Range(const float *p, const float *m, const float *v,
                    const float *gF32, const uint16_t *gBf16, float *pOut,
                    float *mOut, float *vOut, const AdamWF32Scalars &s,
-                   int64_t begin, int64_t end) {
+                   const float *divisor, int64_t begin, int64_t end) {
   alignas(64) float pb[kAdamWBlock], mb[kAdamWBlock], vb[kAdamWBlock],
       gb[kAdamWBlock];
   for (int64_t start = begin; start < end; start += kAdamWBlock) {
@@ -1403,6 +1405,11 @@ void adamwF32Range(const float *p, const float *m, const float *v,
         uint32_t bits = static_cast<uint32_t>(gBf16[start + i]) << 16;
         std::memcpy(&gb[i], &bits, sizeof(float));
       }
+    }
+    if (divisor) {
+      float d = *divisor;
+      for (int64_t i = 0; i < n; ++i)
+        gb[i] = gb[i] / d;
     }
     adamwF32Block<kLerpFromM>(pb, mb, vb, gb, s);
     std::memcpy(pOut + start, pb, bytes);
@@ -1438,6 +1445,9 @@ Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                           ? static_cast<const float *>(grad.data)
                           : nullptr;
   int64_t count = param.type.numElements();
+  // adamw's optional seventh operand: g = grad / divisor (f32).
+  const float *divisor =
+      inputs.size() > 6 ? static_cast<const float *>(inputs[6].data) : nullptr;
   if (!exact && (gF32 || grad.type.dtype == DType::kBF16)) {
     AdamWF32Scalars s;
     s.decay = static_cast<float>(decay);
@@ -1453,17 +1463,19 @@ Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
         gF32 ? nullptr : static_cast<const uint16_t *>(grad.data);
     parallelFor(count, [&](int64_t begin, int64_t end) {
       if (small)
-        adamwF32Range<true>(p, m, v, gF32, gBf16, pOut, mOut, vOut, s, begin,
-                            end);
+        adamwF32Range<true>(p, m, v, gF32, gBf16, pOut, mOut, vOut, s,
+                            divisor, begin, end);
       else
         adamwF32Range<false>(p, m, v, gF32, gBf16, pOut, mOut, vOut, s,
-                             begin, end);
+                             divisor, begin, end);
     });
     return Status::ok();
   }
   parallelFor(count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       double g = gF32 ? gF32[i] : loadAsDouble(grad, i);
+      if (divisor) // the f32 quotient the unfused step stored
+        g = static_cast<float>(static_cast<float>(g) / *divisor);
       double pi = p[i], mi = m[i], vi = v[i];
       pi *= decay;
       mi = beta1 * mi + (1.0 - beta1) * g;
@@ -1478,30 +1490,27 @@ Status runAdamW(const Attrs &attrs, const std::vector<TensorRef> &inputs,
   return Status::ok();
 }
 
-/// adamw_norm: g = grad / divisor, each element widened to double and the
-/// quotient rounded once to f32 (what `div` of the f32-widened gradient
-/// gives); sumsq = the sum of g * g in double in index order (what
-/// reduce_sum_square of g gives); then adamw on g. So a step built with
-/// adamw_norm is bitwise the one built with div, reduce_sum_square and
-/// adamw.
+/// adamw_norm: g = grad / divisor, the gradient widened to f32 and divided
+/// in one IEEE f32 division (what `div` of the f32-widened gradient
+/// stores); sumsq = the sum of g * g in double in index order (what
+/// reduce_sum_square of g gives); then adamw with the divisor operand. So a
+/// step built with adamw_norm is bitwise the one built with div,
+/// reduce_sum_square and adamw.
 Status runAdamWNorm(const Attrs &attrs, const std::vector<TensorRef> &inputs,
                     const std::vector<TensorRef> &outputs) {
   const TensorRef &grad = inputs[1];
   int64_t count = grad.type.numElements();
-  double divisor = loadAsDouble(inputs[6], 0);
-  std::vector<float> scaled(static_cast<size_t>(count));
+  float divisor = *static_cast<const float *>(inputs[6].data);
+  // The sum first (the update may write over nothing it reads here).
   double sum = 0.0;
   for (int64_t i = 0; i < count; ++i) {
-    float g = static_cast<float>(loadAsDouble(grad, i) / divisor);
-    scaled[static_cast<size_t>(i)] = g;
+    float g = static_cast<float>(loadAsDouble(grad, i)) / divisor;
     double x = g;
     sum += x * x; // in double: the square of a float is exact
   }
-  std::vector<TensorRef> adamInputs(inputs.begin(), inputs.begin() + 6);
-  adamInputs[1] = TensorRef{TensorType{DType::kF32, grad.type.dims},
-                            scaled.data()};
+  // adamw with its divisor operand: the same quotients.
   std::vector<TensorRef> adamOutputs(outputs.begin(), outputs.begin() + 3);
-  COLOSSAL_RETURN_IF_ERROR(runAdamW(attrs, adamInputs, adamOutputs));
+  COLOSSAL_RETURN_IF_ERROR(runAdamW(attrs, inputs, adamOutputs));
   *static_cast<float *>(outputs[3].data) = static_cast<float>(sum);
   return Status::ok();
 }

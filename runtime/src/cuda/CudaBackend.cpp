@@ -1302,7 +1302,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
         static_cast<const float *>(ins[4].data),
         static_cast<const int64_t *>(ins[5].data),
         static_cast<float *>(outs[0].data), static_cast<float *>(outs[1].data),
-        static_cast<float *>(outs[2].data), exactAdamW_));
+        static_cast<float *>(outs[2].data), exactAdamW_,
+        ins.size() > 6 ? static_cast<const float *>(ins[6].data) : nullptr));
     return Status::ok();
   case OpKind::AdamWNorm:
     COLOSSAL_LAUNCH(cuda::launchAdamWNorm(

@@ -156,7 +156,8 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         double weightDecay, const float *param, DType gradType,
                         const void *grad, const float *m, const float *v,
                         const float *lr, const int64_t *step, float *paramOut,
-                        float *mOut, float *vOut, bool exact);
+                        float *mOut, float *vOut, bool exact,
+                        const float *divisor = nullptr);
 /// adamw_norm (OpTable.h): adamw on grad / divisor, and the sum of the
 /// scaled gradient's squares into *sumOfSquares (f32 []). `scratch` holds
 /// adamWNormScratchBytes(): one double per block, summed in block order.

@@ -554,7 +554,7 @@ __global__ void adamWKernel(ErrorSink sink, int64_t n, double beta1,
     mOut[i] = static_cast<float>(mi);
     vOut[i] = static_cast<float>(vi);
   }
-  if (kScaled)
+  if (kScaled && partials) // adamw_norm (adamw's divisor: none)
     storeBlockSumOfSquares(sumOfSquares, partials);
 }
 
@@ -610,7 +610,7 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
     mOut[i] = mi;
     vOut[i] = vi;
   }
-  if (kScaled)
+  if (kScaled && partials) // adamw_norm (adamw's divisor: none)
     storeBlockSumOfSquares(sumOfSquares, partials);
 }
 
@@ -956,22 +956,33 @@ cudaError_t launchAdamW(cudaStream_t stream, ErrorSink sink, int64_t n,
                         double weightDecay, const float *param, DType gradType,
                         const void *grad, const float *m, const float *v,
                         const float *lr, const int64_t *step, float *paramOut,
-                        float *mOut, float *vOut, bool exact) {
+                        float *mOut, float *vOut, bool exact,
+                        const float *divisor) {
   // Launched even when n == 0: a negative step is an error either way.
   // f32 and bf16 gradients take the f32 kernel unless `exact`.
   // Each thread derives the step's scalars (two f64 pows) before its
   // elements: at most 2048 blocks, so that is paid once per several
   // elements, not once per element.
+  // With a divisor (adamw's optional operand), the kScaled kernels with no
+  // sum of squares.
   unsigned blocks = blocksFor(n) < 2048u ? blocksFor(n) : 2048u;
-  if (!exact && (gradType == DType::kF32 || gradType == DType::kBF16)) {
+  bool f32 = !exact && (gradType == DType::kF32 || gradType == DType::kBF16);
+  if (f32 && divisor)
+    adamWF32Kernel<true><<<blocks, kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut, divisor, nullptr);
+  else if (f32)
     adamWF32Kernel<false><<<blocks, kThreads, 0, stream>>>(
         sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
         lr, step, paramOut, mOut, vOut, nullptr, nullptr);
-    return cudaGetLastError();
-  }
-  adamWKernel<false><<<blocks, kThreads, 0, stream>>>(
-      sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v, lr,
-      step, paramOut, mOut, vOut, nullptr, nullptr);
+  else if (divisor)
+    adamWKernel<true><<<blocks, kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut, divisor, nullptr);
+  else
+    adamWKernel<false><<<blocks, kThreads, 0, stream>>>(
+        sink, n, beta1, beta2, eps, weightDecay, param, gradType, grad, m, v,
+        lr, step, paramOut, mOut, vOut, nullptr, nullptr);
   return cudaGetLastError();
 }
 

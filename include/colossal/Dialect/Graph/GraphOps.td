@@ -493,12 +493,14 @@ def Colossal_AdamWOp : Colossal_TableOp<"adamw"> {
   let description = [{
     PyTorch's `torch.optim.AdamW`: decoupled weight decay, bias correction
     with t = step + 1. Returns the new parameter and moments; lowering
-    writes them in place over the old ones.
+    writes them in place over the old ones. With `divisor`, the update uses
+    grad / divisor (an offloaded update reading the raw gradient).
   }];
   let arguments = (ins AnyRankedTensor:$param, AnyRankedTensor:$grad,
                    AnyRankedTensor:$m, AnyRankedTensor:$v, AnyRankedTensor:$lr,
-                   AnyRankedTensor:$step, F64Attr:$beta1, F64Attr:$beta2,
-                   F64Attr:$eps, F64Attr:$weight_decay);
+                   AnyRankedTensor:$step, Optional<AnyRankedTensor>:$divisor,
+                   F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                   F64Attr:$weight_decay);
   let results = (outs AnyRankedTensor:$new_param, AnyRankedTensor:$new_m,
                  AnyRankedTensor:$new_v);
 }

@@ -128,6 +128,11 @@
 //                                / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //                     A negative step is a run-time error. Results may alias
 //                     their inputs exactly: param'<-param, m'<-m, v'<-v.
+//                     With a seventh operand divisor (f32 []), the update
+//                     uses g = grad / divisor (grad widened to f32, one f32
+//                     division, as a `div` of the widened gradient rounds
+//                     it): an offloaded update then reads the raw (bf16)
+//                     gradient, which crosses PCIe at half the bytes.
 //  adamw_norm         (param, grad, m, v, lr, step as adamw; divisor f32 []);
 //                     adamw's attrs. FOUR results param', m', v' (as adamw)
 //                     and sumsq (f32 []): adamw on g = grad / divisor (grad
@@ -300,7 +305,7 @@ namespace colossal::runtime {
   X(SliceGrad, "slice_grad", 91, 1, 1)                                         \
   X(LayerNormGrad, "layer_norm_grad", 92, 3, 3)                                \
   X(SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 93, 3, 3)           \
-  X(AdamW, "adamw", 94, 6, 6)                                                  \
+  X(AdamW, "adamw", 94, 6, 7)                                                  \
   X(Sgd, "sgd", 95, 5, 5)                                                      \
   X(AdamWNorm, "adamw_norm", 96, 7, 7)                                         \
   X(EventRecord, "event_record", 100, 0, 0)                                    \
