@@ -958,9 +958,19 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
 
   executor.setCheckPlan(opts.checkPlan);
   executor.setTrace(!opts.trace.empty(), traceStep);
+  // Start-up can take a minute on a big plan (pinned host arenas, weights
+  // drawn or read): say where the time went.
+  auto sinceStart = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  auto t0 = std::chrono::steady_clock::now();
   st = executor.prepare(plan);
   if (!st.isOk())
     return fail(opts.plan + ": " + st.toString());
+  std::fprintf(stderr, "colossal-run: %s: prepared in %.1f s\n",
+               opts.plan.c_str(), sinceStart(t0));
+  t0 = std::chrono::steady_clock::now();
   uint64_t startStep = 0;
   if (!opts.resume.empty()) {
     std::string savedConfig;
@@ -979,10 +989,17 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
     st = executor.initWeights(seed);
     if (!st.isOk())
       return fail(opts.plan + ": " + st.toString());
+    std::fprintf(stderr,
+                 "colossal-run: %s: weights drawn (--init random, seed %llu) "
+                 "in %.1f s\n",
+                 opts.plan.c_str(), static_cast<unsigned long long>(seed),
+                 sinceStart(t0));
   } else {
     std::string error;
     if (!loadWeightsFile(opts, plan, executor, error).isOk())
       return fail(error);
+    std::fprintf(stderr, "colossal-run: %s: weights loaded in %.1f s\n",
+                 opts.plan.c_str(), sinceStart(t0));
   }
 
   std::FILE *metrics = nullptr;
