@@ -61,3 +61,35 @@ func.func @input_would_die() {
   cplan.kernel "add" ins(%vx, %vx : memref<256xf32>, memref<256xf32>) outs(%vu : memref<256xf32>) params {} stream(0)
   return
 }
+
+// -----
+
+// A buffer read on another stream (here the D2H copy of a gradient, behind
+// the event it waits for) is not recomputed: the recompute would run on
+// stream 0 right before the copy but after its event, which the copy does
+// not wait for (session 4: --check-plan found it in an offloaded OPT plan).
+// Without that rule the matmul of @expensive_alone is recomputed here too.
+// CHECK-LABEL: func.func @copy_reader
+// CHECK-NOT: colossal.recompute
+// CHECK: cplan.copy
+func.func @copy_reader() {
+  %w1 = cplan.buffer.alloc device size(256) align(64)
+  %w2 = cplan.buffer.alloc device size(256) align(64)
+  %x = cplan.buffer.alloc device size(1024) align(64)
+  %t = cplan.buffer.alloc device size(3200) align(64)
+  %h = cplan.buffer.alloc host size(1024) align(64)
+  %vw1 = cplan.view %w1[0] : memref<16x4xf32>
+  %vw2 = cplan.view %w2[0] : memref<4x16xf32>
+  %vx = cplan.view %x[0] : memref<16x16xf32>
+  %vt = cplan.view %t[0] : memref<800xf32>
+  %vh = cplan.view %h[0] : memref<16x16xf32>
+  cplan.bind weight "w1" %vw1 : memref<16x4xf32>
+  cplan.bind weight "w2" %vw2 : memref<4x16xf32>
+  cplan.kernel "matmul" ins(%vw1, %vw2 : memref<16x4xf32>, memref<4x16xf32>) outs(%vx : memref<16x16xf32>) params {} stream(0)
+  cplan.kernel "fill" ins() outs(%vt : memref<800xf32>) params {value = 1.0 : f64} stream(0)
+  cplan.kernel "relu" ins(%vt : memref<800xf32>) outs(%vt : memref<800xf32>) params {} stream(0)
+  cplan.event.record 0 stream(0)
+  cplan.event.wait 0 stream(2)
+  cplan.copy %vx to %vh stream(2) : memref<16x16xf32>
+  return
+}
