@@ -147,6 +147,11 @@ def main():
         profile["cpu_adamw_params_per_s"] = round(base_rate * scale, -6)
         if "cpu_bytes_per_s" in profile:
             profile["cpu_bytes_per_s"] = round(profile["cpu_bytes_per_s"] * scale, -6)
+        # With the host's memory shared with the copies (the model times
+        # host kernels by it), that bandwidth is what the trace measures.
+        if profile.get("host_memory_bytes_per_s"):
+            profile["host_memory_bytes_per_s"] = round(
+                profile["host_memory_bytes_per_s"] * scale, -6)
         host_note = (f"cpu_adamw_params_per_s: fitted from the host stream's AdamW, "
                      f"{host_measured * 1e3:.1f} ms measured against {host_predicted * 1e3:.1f} ms "
                      f"predicted at {base_rate / 1e9:.2f} G params/s: "

@@ -384,4 +384,40 @@ TEST(CostModel, StepIsTheSlowestResource) {
   EXPECT_DOUBLE_EQ(s.stepS, s.computeS + 0.1);
 }
 
+TEST(CostModel, HostMemorySharedWithCopies) {
+  // host_memory_bytes_per_s: host kernels timed by their bytes, stretched
+  // by the copies' DMA bytes. A host AdamW over 1M params moves 28e6 B
+  // (p, g, m, v in; p, m, v out; plus the two scalars: 12 B); alone at
+  // 28e9 B/s, 1.0000004 ms. With 14e6 B copied down (D/H = 1/2): 1.5x.
+  DeviceProfile p = profile();
+  p.hostMemoryBytesPerS = 28e9;
+  rt::TensorType w = tt(F32, {1000000});
+  CostInstr adam = kernel(rt::OpKind::AdamW,
+                          {w, w, w, w, tt(F32, {}), tt(I64, {})}, {w, w, w});
+  adam.placement = Placement::Host;
+  adam.stream = 3;
+  const double hostBytes = 28e6 + 12;
+  StepCost alone = estimateStep({adam}, p);
+  EXPECT_DOUBLE_EQ(alone.cpuS, hostBytes / 28e9);
+  CostInstr down = copy(3500000, Placement::Device, Placement::Host);
+  down.stream = 2;
+  StepCost shared = estimateStep({down, adam}, p);
+  EXPECT_DOUBLE_EQ(shared.cpuS, hostBytes * (1.0 + 14e6 / hostBytes) / 28e9);
+  EXPECT_EQ(shared.bottleneck, "cpu_optimizer");
+  // Not modelled (0, the default): the rate alone, whatever the copies.
+  p.hostMemoryBytesPerS = 0;
+  EXPECT_DOUBLE_EQ(estimateStep({down, adam}, p).cpuS, 1e6 / 1e9);
+}
+
+TEST(DeviceProfile, HostMemoryBandwidthMustNotBeNegative) {
+  std::string text = R"({"device_memory": "80GiB", "hbm_bytes_per_s": 1e12,
+    "h2d_bytes_per_s": 5e10, "d2h_bytes_per_s": 5e10, "copy_latency_s": 1e-5,
+    "cpu_adamw_params_per_s": 1e9, "host_memory_bytes_per_s": -1,
+    "gemm_tflops": {"f32": [{"min_dim": 0, "tflops": 10}]}})";
+  llvm::Expected<DeviceProfile> parsed = parseDeviceProfile(text);
+  ASSERT_FALSE(static_cast<bool>(parsed));
+  EXPECT_NE(llvm::toString(parsed.takeError()).find("host_memory_bytes_per_s"),
+            std::string::npos);
+}
+
 } // namespace

@@ -198,8 +198,12 @@ mlir::colossal::parseDeviceProfile(llvm::StringRef jsonText) {
   // AdamW in fp32 moves 28 bytes per parameter (read p, g, m, v; write p,
   // m, v): its rate gives the CPU's memory bandwidth when not given.
   p.cpuBytesPerS = p.cpuAdamwParamsPerS * 28;
-  if (!r.number("cpu_bytes_per_s", p.cpuBytesPerS, false, err))
+  if (!r.number("cpu_bytes_per_s", p.cpuBytesPerS, false, err) ||
+      !r.number("host_memory_bytes_per_s", p.hostMemoryBytesPerS, false, err))
     return fail(err);
+  if (p.hostMemoryBytesPerS < 0)
+    return fail("field 'host_memory_bytes_per_s' must be >= 0 (0: not "
+                "modelled)");
 
   r.used.insert("gemm_tflops");
   const json::Value *gemmValue = root->get("gemm_tflops");
@@ -446,6 +450,30 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
     s.instrs.push_back(c);
   }
   s.computeS = s.gemmS + s.memoryBoundS;
+
+  // The host's memory shared with the copies' DMA (hostMemoryBytesPerS):
+  // host kernels retimed as their bytes, stretched by the copy bytes.
+  if (p.hostMemoryBytesPerS > 0) {
+    double hostBytes = 0;
+    for (size_t i = 0; i < instrs.size(); ++i)
+      if (s.instrs[i].resource == Resource::Cpu)
+        hostBytes += instrs[i].repeat * s.instrs[i].bytes;
+    if (hostBytes > 0) {
+      double stretch = 1.0 + (s.h2dBytes + s.d2hBytes) / hostBytes;
+      s.cpuS = 0;
+      for (size_t i = 0; i < instrs.size(); ++i) {
+        InstrCost &c = s.instrs[i];
+        if (c.resource != Resource::Cpu)
+          continue;
+        // A host-to-host copy's bytes are moved: read and written.
+        double bytes = instrs[i].kind == CostInstr::Kind::Copy
+                           ? 2.0 * c.bytes
+                           : static_cast<double>(c.bytes);
+        c.seconds = bytes * stretch / p.hostMemoryBytesPerS;
+        s.cpuS += instrs[i].repeat * c.seconds;
+      }
+    }
+  }
 
   // The list schedule over the plan's streams and events: consecutive
   // instructions of one program form a StreamProgram (run `repeat` times).

@@ -57,6 +57,13 @@ struct DeviceProfile {
   double copyLatencyS = 0;           ///< the fixed cost of one copy call
   double cpuAdamwParamsPerS = 0;     ///< host-resident AdamW, all cores
   double cpuBytesPerS = 0;           ///< other host kernels: memory bound
+  /// The host's memory bandwidth, shared by the host kernels and the PCIe
+  /// copies' DMA ("host_memory_bytes_per_s"; 0: not modelled). When set,
+  /// every host kernel takes bytes x (1 + D / H) / this, H being the step's
+  /// host-kernel bytes and D its copies' bytes: the DMA traffic spread over
+  /// the host work it overlaps (the host optimizer of an offloaded plan
+  /// runs while the copies stream).
+  double hostMemoryBytesPerS = 0;
   /// What fraction of its roofline time (max(bytes / hbm, flops / rate)) a
   /// device kernel of this kind achieves, in (0, 1]: "kernel_efficiency"
   /// in the JSON, by op name, fitted from traces (bench/fit_efficiency.py).
