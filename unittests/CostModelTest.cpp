@@ -281,7 +281,8 @@ TEST(CostModel, KernelEfficiencyScalesTheRoofline) {
 }
 
 TEST(DeviceProfile, TheMeasuredH200ProfilesParse) {
-  for (const char *name : {"h200-calibrated.json", "h200-fitted.json"}) {
+  for (const char *name : {"h200-calibrated.json", "h200-fitted.json",
+                           "h200-fitted-shared.json"}) {
     std::ifstream in(std::string(COLOSSAL_SOURCE_DIR "/devices/") + name);
     ASSERT_TRUE(in.good()) << name;
     std::stringstream text;
