@@ -43,13 +43,11 @@ struct BuildOptimizerStepPass
   LogicalResult update(GraphBuilder &gb, Location loc, StringRef name,
                        RankedTensorType type, Value weight, Value grad,
                        Value lr, Value step);
-  FailureOr<Value> updateWithNorm(GraphBuilder &gb, Location loc,
-                                  StringRef name, RankedTensorType type,
-                                  Value weight, Value grad, Value count,
-                                  Value lr, Value step);
-  LogicalResult updateRaw(GraphBuilder &gb, Location loc, StringRef name,
-                          RankedTensorType type, Value weight, Value grad,
-                          Value count, Value lr, Value step);
+  FailureOr<SmallVector<Value>> adamw(GraphBuilder &gb, Location loc,
+                                      rt::OpKind kind, StringRef name,
+                                      RankedTensorType type, Value weight,
+                                      Value grad, Value lr, Value step,
+                                      Value divisor);
   double decayFor(StringRef name);
   FailureOr<Value> learningRate(GraphBuilder &gb, Location loc, Value step);
 };
@@ -271,55 +269,32 @@ double BuildOptimizerStepPass::decayFor(StringRef name) {
   return weightDecay;
 }
 
-/// The fused step's AdamW update of weight `name` as one adamw_norm on the
-/// raw gradient: g = grad / count and the sum of g * g (returned) in the
-/// pass that updates the weight and its moments. A bf16 gradient widened to
-/// f32 (mixed precision) is read as bf16: adamw_norm widens it exactly as
-/// the cast did.
-FailureOr<Value> BuildOptimizerStepPass::updateWithNorm(
-    GraphBuilder &gb, Location ploc, StringRef name, RankedTensorType type,
-    Value weight, Value grad, Value count, Value lr, Value step) {
+/// One AdamW update of weight `name` (`kind`: adamw, or adamw_norm), its
+/// moments the states adam.m.<name> and adam.v.<name>, the three results
+/// assigned back in place; `divisor` (may be null for adamw) divides the
+/// gradient inside the update. Returns every result.
+FailureOr<SmallVector<Value>> BuildOptimizerStepPass::adamw(
+    GraphBuilder &gb, Location ploc, rt::OpKind kind, StringRef name,
+    RankedTensorType type, Value weight, Value grad, Value lr, Value step,
+    Value divisor) {
   OpBuilder &b = gb.builder();
-  grad = rawGradient(grad);
   Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
   Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
-  rt::Attrs a(K::AdamWNorm);
+  rt::Attrs a(kind);
   a.setF("beta1", beta1);
   a.setF("beta2", beta2);
   a.setF("eps", eps);
   a.setF("weight_decay", decayFor(name));
-  auto r = gb.create(ploc, a, {weight, grad, m, v, lr, step, count});
+  SmallVector<Value> operands = {weight, grad, m, v, lr, step};
+  if (divisor)
+    operands.push_back(divisor);
+  auto r = gb.create(ploc, a, operands);
   if (failed(r))
     return failure();
   graph::AssignOp::create(b, ploc, name, (*r)[0]);
   graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
   graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
-  return (*r)[3];
-}
-
-/// The fused step's AdamW update of a weight updated on the host: adamw
-/// with its divisor operand on the raw gradient (g = grad / count inside).
-LogicalResult BuildOptimizerStepPass::updateRaw(GraphBuilder &gb,
-                                                Location ploc, StringRef name,
-                                                RankedTensorType type,
-                                                Value weight, Value grad,
-                                                Value count, Value lr,
-                                                Value step) {
-  OpBuilder &b = gb.builder();
-  Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
-  Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
-  rt::Attrs a(K::AdamW);
-  a.setF("beta1", beta1);
-  a.setF("beta2", beta2);
-  a.setF("eps", eps);
-  a.setF("weight_decay", decayFor(name));
-  auto r = gb.create(ploc, a, {weight, rawGradient(grad), m, v, lr, step, count});
-  if (failed(r))
-    return failure();
-  graph::AssignOp::create(b, ploc, name, (*r)[0]);
-  graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
-  graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
-  return success();
+  return SmallVector<Value>(r->begin(), r->end());
 }
 
 /// One optimizer update of weight `name`, assigned back in place with its
@@ -329,36 +304,17 @@ LogicalResult BuildOptimizerStepPass::update(GraphBuilder &gb, Location ploc,
                                              RankedTensorType type,
                                              Value weight, Value g, Value lr,
                                              Value step) {
-  OpBuilder &b = gb.builder();
-  std::optional<llvm::Regex> noDecayRe;
-  if (!noDecay.empty())
-    noDecayRe.emplace(noDecay);
-  double wd = weightDecay;
-  if (noDecayRe && noDecayRe->match(name))
-    wd = 0.0;
-  if (optimizer == "adamw") {
-    Value m = graph::StateOp::create(b, ploc, type, ("adam.m." + name).str());
-    Value v = graph::StateOp::create(b, ploc, type, ("adam.v." + name).str());
-    rt::Attrs a(K::AdamW);
-    a.setF("beta1", beta1);
-    a.setF("beta2", beta2);
-    a.setF("eps", eps);
-    a.setF("weight_decay", wd);
-    auto r = gb.create(ploc, a, {weight, g, m, v, lr, step});
-    if (failed(r))
-      return failure();
-    graph::AssignOp::create(b, ploc, name, (*r)[0]);
-    graph::AssignOp::create(b, ploc, ("adam.m." + name).str(), (*r)[1]);
-    graph::AssignOp::create(b, ploc, ("adam.v." + name).str(), (*r)[2]);
-    return success();
-  }
+  if (optimizer == "adamw")
+    return success(succeeded(
+        adamw(gb, ploc, K::AdamW, name, type, weight, g, lr, step, Value())));
   if (optimizer == "sgd") {
+    OpBuilder &b = gb.builder();
     std::string bufName = ("sgd.momentum." + name).str();
     Value buf = graph::StateOp::create(b, ploc, type, bufName);
     rt::Attrs a(K::Sgd);
     a.setF("momentum", momentum);
     a.setF("dampening", dampening);
-    a.setF("weight_decay", wd);
+    a.setF("weight_decay", decayFor(name));
     a.setI("nesterov", nesterov ? 1 : 0);
     auto r = gb.create(ploc, a, {weight, g, buf, lr, step});
     if (failed(r))
@@ -458,11 +414,14 @@ LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
     if (optimizer == "adamw" && normIntoUpdate &&
         (normIntoUpdateOnly.empty() ||
          llvm::is_contained(normIntoUpdateOnly, p.name.str()))) {
-      auto s = updateWithNorm(gb, ploc, p.name, p.type, p.weight, p.grad,
-                              count, *lrValue, step);
-      if (failed(s))
+      // One adamw_norm on the raw gradient: the division by the count and
+      // the sum of g * g (its fourth result) in the update's pass. A bf16
+      // gradient widened to f32 is read as bf16 (widened exactly inside).
+      auto r = adamw(gb, ploc, K::AdamWNorm, p.name, p.type, p.weight,
+                     rawGradient(p.grad), *lrValue, step, count);
+      if (failed(r))
         return failure();
-      sumsOfSquares.push_back(*s);
+      sumsOfSquares.push_back((*r)[3]);
       continue;
     }
     auto g = gb.create1(ploc, K::Div, {p.grad, count});
@@ -476,8 +435,8 @@ LogicalResult BuildOptimizerStepPass::buildFused(func::FuncOp micro) {
     // gradient then crosses PCIe, and is read on the host, at half the
     // bytes (the norm's g stays on the device).
     if (optimizer == "adamw" && rawGradToHost) {
-      if (failed(updateRaw(gb, ploc, p.name, p.type, p.weight, p.grad, count,
-                           *lrValue, step)))
+      if (failed(adamw(gb, ploc, K::AdamW, p.name, p.type, p.weight,
+                       rawGradient(p.grad), *lrValue, step, count)))
         return failure();
       continue;
     }

@@ -283,7 +283,12 @@ struct uint4 { unsigned x, y, z, w; };
 /// recorded) when it does not build.
 bool runOnHost(const std::string &source, const std::vector<HostTensor> &ins,
                HostTensor &out, const char *entry = "colossal_fused") {
-  char dir[] = "/tmp/colossal-jit-XXXXXX";
+  const char *tmp = std::getenv("TMPDIR");
+  std::string dirTemplate =
+      std::string(tmp && *tmp ? tmp : "/tmp") + "/colossal-jit-XXXXXX";
+  std::vector<char> dirChars(dirTemplate.begin(), dirTemplate.end());
+  dirChars.push_back('\0');
+  char *dir = dirChars.data();
   if (!mkdtemp(dir)) {
     ADD_FAILURE() << "mkdtemp failed";
     return false;

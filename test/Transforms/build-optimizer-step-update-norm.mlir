@@ -1,6 +1,7 @@
 // RUN: colossal-opt %s --colossal-mixed-precision --colossal-autodiff --colossal-build-optimizer-step="fuse=true norm-into-update=true" 2>/dev/null | FileCheck %s
 // RUN: colossal-opt %s --colossal-mixed-precision --colossal-autodiff --colossal-build-optimizer-step="fuse=true norm-into-update=true norm-into-update-only=w2" 2>/dev/null | FileCheck %s --check-prefix=ONLY
 // RUN: colossal-opt %s --colossal-mixed-precision --colossal-autodiff --colossal-build-optimizer-step="fuse=true" 2>/dev/null | FileCheck %s --check-prefix=OFF
+// RUN: not colossal-opt %s --colossal-autodiff --colossal-build-optimizer-step="fuse=true norm-into-update=true" --colossal-lower-to-plan="offload-optimizer=true" 2>&1 | FileCheck %s --check-prefix=HOST
 // norm-into-update: each fused AdamW update is one adamw_norm on the raw
 // gradient, bf16 here (mixed precision: the cast up to f32 is read
 // through), divided by the count inside, its fourth result the weight's
@@ -23,6 +24,9 @@
 // ONLY: colossal.reduce_sum_square
 // ONLY: colossal.adamw {{.*}} : (tensor<3x3xf32>, tensor<3x3xf32>,
 // ONLY-NEXT: colossal.assign "w1"
+// An adamw_norm of a weight the lowering offloads is an error naming it:
+// its sum of squares would be on the host, out of the device norm's reach.
+// HOST: loc("w2"): 'colossal.adamw_norm' op updates an offloaded weight
 // Off by default in the pass (the pipeline turns it on from the placement).
 // OFF-NOT: colossal.adamw_norm
 // OFF: colossal.reduce_sum_square
