@@ -10,10 +10,20 @@
 //     f32 (tolerance 1e-4), bf16 rounding of inputs-as-stored and outputs
 //     ~4e-3 (tolerance 2e-2). Every case runs on the SIMT kernel
 //     (COLOSSAL_ATTENTION_KERNEL=simple) and, where it applies (bf16/f16,
-//     D 64, 80, 96 or 128: AttentionTC.h), on the tensor-core kernel, whose
-//     backward also runs twice and must give the same bits (no atomics).
+//     D 64, 80, 96 or 128: AttentionTC.h), on the tensor-core kernels:
+//      - "tc": the fused backward (dq summed with atomics; forced with
+//        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D <= 64);
+//      - "tc-chunk": the same with the dq sums' scratch cut to one batch's
+//        heads (a launch per batch) and 64 query rows a step at D 64
+//        (COLOSSAL_ATTENTION_BWD_ROWS; the default is 32);
+//      - "tc-det": the two-pass deterministic backward, which (as the SIMT
+//        one) runs twice and must give the same bits, and whose dk and dv
+//        must equal the fused backward's bit for bit (the same loop
+//        computes them).
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
-//     causal) and the same at D 128, fused on each kernel, against the
+//     causal) and the same at D 128 and 80, fused on each kernel (simple,
+//     tc-det, tc, tc-r64: the fused backward at 64 rows a step, tc-occ4:
+//     the D 64 kernels built for four blocks an SM), against the
 //     unfused ops the compiler emits without colossal-fuse-attention
 //     (matmul, mul, add mask, softmax, matmul; and the backward's four
 //     matmuls and softmax gradient), each through the same backend.
@@ -22,7 +32,8 @@
 //     times that for the backward (five products to the forward's two).
 //
 // Prints one line per case and "attention_check: N cases, F failed";
-// exits 1 when any case fails.
+// exits 1 when any case fails. --no-timing: the cases only;
+// --timing-only: the timings only (for a profiler's run).
 //
 //===----------------------------------------------------------------------===//
 #include "Backend.h"
@@ -168,7 +179,7 @@ void compareCase(const Case &c, const char *kernel,
                  const std::vector<HostTensor> &gin,
                  const std::vector<HostTensor> &cpuOut,
                  const std::vector<HostTensor> &cpuGrad, const Attrs &fwd,
-                 const Attrs &bwd);
+                 const Attrs &bwd, std::vector<HostTensor> *grads = nullptr);
 
 /// Whether the backend's attention calls for this case's shape take the
 /// tensor-core path here (device, environment), asked with pointers as
@@ -227,7 +238,29 @@ void runCase(const Case &c, std::mt19937 &gen) {
                 c.name);
     return;
   }
-  compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  // The fused backward (dq by atomics), the same with the dq sums' scratch
+  // at its least (one batch's heads: a launch per batch), and the two-pass
+  // deterministic one.
+  std::vector<HostTensor> fused, det;
+  useKernel("fused");
+  compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
+  // tc-chunk also takes 64 query rows a step at D 64 (the default is 32).
+  setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
+  setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
+  compareCase(c, "tc-chunk", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
+  unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
+  useKernel("deterministic");
+  compareCase(c, "tc-det", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
+  useKernel("auto");
+  // dk and dv come from the same loop on both paths: the same bits.
+  if (fused.size() == 3 && det.size() == 3 &&
+      (fused[1].bytes != det[1].bytes || fused[2].bytes != det[2].bytes)) {
+    ++failures;
+    std::printf("%-28s tc     FAIL (dk, dv differ between the fused and the "
+                "deterministic backward)\n",
+                c.name);
+  }
 }
 
 void compareCase(const Case &c, const char *kernel,
@@ -235,7 +268,7 @@ void compareCase(const Case &c, const char *kernel,
                  const std::vector<HostTensor> &gin,
                  const std::vector<HostTensor> &cpuOut,
                  const std::vector<HostTensor> &cpuGrad, const Attrs &fwd,
-                 const Attrs &bwd) {
+                 const Attrs &bwd, std::vector<HostTensor> *grads) {
   std::vector<HostTensor> gpuOut, gpuGrad, again;
   if (!runGpu(fwd, in, gpuOut)) {
     ++failures;
@@ -247,9 +280,13 @@ void compareCase(const Case &c, const char *kernel,
     std::printf("%-28s %-6s FAIL (backward did not run)\n", c.name, kernel);
     return;
   }
-  // The tensor-core backward claims determinism: a second run, same bits.
+  if (grads)
+    *grads = gpuGrad;
+  // The deterministic tensor-core backward (and the SIMT one) claim
+  // determinism: a second run, same bits. The fused one sums dq with
+  // atomics in no fixed order.
   bool deterministic = true;
-  if (std::string(kernel) == "tc")
+  if (std::string(kernel) == "tc-det" || std::string(kernel) == "simple")
     deterministic = runGpu(bwd, gin, again) && sameBits(gpuGrad, again);
   double tol = c.dtype == DType::kF32 ? 1e-4 : 2e-2;
   const char *names[] = {"out", "lse", "dq", "dk", "dv"};
@@ -416,16 +453,38 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
   std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
               (long long)b, (long long)h, (long long)s, (long long)d);
-  for (const char *kernel : {"simple", "tc"}) {
-    bool tc = std::string(kernel) == "tc";
-    useKernel(tc ? "auto" : "simple");
-    if (tc && !cuda::attentionTensorCoreShape(dtype, d))
+  for (const char *kernel : {"simple", "tc-det", "tc", "tc-r64", "tc-occ4"}) {
+    std::string k = kernel;
+    bool tc = k != "simple";
+    useKernel(k == "tc" || k == "tc-r64" || k == "tc-occ4" ? "fused"
+              : tc                       ? "deterministic"
+                                         : "simple");
+    // tc-r64: the fused backward with 64 query rows a step at D 64
+    // (COLOSSAL_ATTENTION_BWD_ROWS, AttentionTC.cu; 32 by default), an A/B.
+    if (k == "tc-r64") {
+      if (d > 64)
+        continue;
+      setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
+    }
+    // tc-occ4: the D <= 64 kernels built for four blocks an SM
+    // (COLOSSAL_ATTENTION_OCCUPANCY), an A/B.
+    if (k == "tc-occ4") {
+      if (d > 64)
+        continue;
+      setenv("COLOSSAL_ATTENTION_OCCUPANCY", "4", 1);
+    }
+    if (tc && !cuda::attentionTensorCoreShape(dtype, d)) {
+      unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
+      unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
       continue;
+    }
     double f1 = timeSteps(bench, fusedF, 10);
     double b1 = timeSteps(bench, fusedB, 10);
     std::printf("  fused %-6s forward %8.3f ms (%6.1f TFLOP/s)  backward "
                 "%8.3f ms (%6.1f TFLOP/s)\n",
                 kernel, f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
+    unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
+    unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
   }
   useKernel("auto");
   double f2 = timeSteps(bench, plainF, 10), b2 = timeSteps(bench, plainB, 10);
@@ -491,11 +550,14 @@ int main(int argc, char **argv) {
        {2, 1, 1, 100}},
       {"f16 D96 S>T", f16, 1, 2, 2, 129, 31, 96, false, {}},
   };
+  std::string mode = argc > 1 ? argv[1] : "";
   std::mt19937 gen(1234);
-  for (const Case &c : list)
-    runCase(c, gen);
-  std::printf("attention_check: %d cases, %d failed\n", cases, failures);
-  bool timing = !(argc > 1 && std::string(argv[1]) == "--no-timing");
+  if (mode != "--timing-only") {
+    for (const Case &c : list)
+      runCase(c, gen);
+    std::printf("attention_check: %d cases, %d failed\n", cases, failures);
+  }
+  bool timing = mode != "--no-timing";
   if (timing) {
     timeOptShape(8, 32, 1024, 64, bf16);
     timeOptShape(8, 32, 1024, 128, bf16);

@@ -29,6 +29,7 @@ Writes BASE with `kernel_efficiency` and a note naming the traces.
 import argparse
 import gzip
 import json
+import os
 import sys
 import time
 
@@ -71,15 +72,36 @@ def load_trace(path):
     return measured, host_adamw
 
 
-def load_report(path):
+def report_profile(report, path):
+    """The device profile a report was compiled with (its recorded path,
+    relative to the working directory or the repository), or exit naming
+    it."""
+    recorded = (report.get("profile") or {}).get("path", "")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (recorded, os.path.join(root, recorded)):
+        if recorded and os.path.isfile(candidate):
+            return read_json(candidate, "profile of report")
+    sys.exit(f"fit_efficiency: {path}: its profile '{recorded}' cannot be read (the host "
+             "AdamW's predicted time is at that profile's rate)")
+
+
+def load_report(path, base=None):
     """Predicted seconds per device kind, and the host AdamW's (None where
-    the plan updates nothing on the host)."""
+    the plan updates nothing on the host). With `base`, the host time is
+    restated at the base profile's AdamW rate: a report compiled with
+    another profile (a fitted one) predicted it at that profile's rate."""
     r = read_json(path, "report")
     if not isinstance(r, dict) or "per_kind" not in r:
         sys.exit(f"fit_efficiency: {path}: no per_kind (compile with a colossal-opt "
                  "that writes it)")
     per_kind = r["per_kind"]
     host = per_kind.get("adamw@host", {}).get("predicted_s")
+    if host and base is not None:
+        used = report_profile(r, path)
+        for key in ("cpu_adamw_params_per_s", "host_memory_bytes_per_s"):
+            if used.get(key) and base.get(key) and used[key] != base[key]:
+                host *= used[key] / base[key]
+                break
     return {k: v["predicted_s"] for k, v in per_kind.items() if not k.endswith("@host")}, host
 
 
@@ -91,7 +113,7 @@ def main():
     ap.add_argument("--host-pair", nargs=2, action="append", default=[],
                     metavar=("REPORT", "TRACE"),
                     help="a pair used for the host AdamW rate only (its report may come "
-                         "from any profile: host times carry no kernel efficiency)")
+                         "from any readable profile: its host time is restated at the base's rate)")
     ap.add_argument("--check", nargs=2, action="append", default=[],
                     metavar=("REPORT", "TRACE"))
     ap.add_argument("--exclude", default="")
@@ -110,7 +132,7 @@ def main():
     predicted, measured = {}, {}
     host_predicted = host_measured = 0.0
     for report, trace in args.pair:
-        (p, hp), (m, hm) = load_report(report), load_trace(trace)
+        (p, hp), (m, hm) = load_report(report, profile), load_trace(trace)
         if hp and hm:
             host_predicted += hp
             host_measured += hm
@@ -119,7 +141,7 @@ def main():
                 predicted[kind] = predicted.get(kind, 0.0) + s
                 measured[kind] = measured.get(kind, 0.0) + m[kind]
     for report, trace in args.host_pair:
-        (_, hp), (_, hm) = load_report(report), load_trace(trace)
+        (_, hp), (_, hm) = load_report(report, profile), load_trace(trace)
         if not (hp and hm):
             sys.exit(f"fit_efficiency: --host-pair {report} {trace}: no host AdamW in "
                      f"{'the report' if not hp else 'the trace'}")

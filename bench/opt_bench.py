@@ -166,9 +166,13 @@ def run_colossal(dirpath, row, steps, warmup, timeout):
            "--steps", str(warmup + steps), "--metrics", metrics]
     # The limit covers start-up (random init, pinned host memory) plus the
     # steps at three times their predicted time: a plan predicted slow
-    # (OPT-6.7b offloaded, ~2.8 s a step) gets the room it needs.
-    predicted = row.get("report", {}).get("predicted_step_s", 0.0)
-    timeout = int(timeout + 3 * (warmup + steps) * predicted)
+    # (OPT-6.7b offloaded, ~2.8 s a step) gets the room it needs. Pinning
+    # and drawing the host arena take about a second per GB (OPT-6.7b under
+    # 24 GiB: 84 GB, prepared in 59 s on the H200 machine, session 5).
+    report = row.get("report", {})
+    predicted = report.get("predicted_step_s", 0.0)
+    host_bytes = report.get("host", {}).get("planned_peak_bytes", 0)
+    timeout = int(timeout + 3 * (warmup + steps) * predicted + host_bytes / 1e9)
     res = {"framework": "colossal", "name": row["name"], "size": row["size"],
            "budget": row["budget"], "command": " ".join(cmd[1:])}
     # The backend's cudaMalloc report: the device arena it allocated, which

@@ -39,11 +39,18 @@
 //    scratch; then dk, dv: a block per (batch * kv head, 64 keys), each warp
 //    16 keys, looping over the group's query heads and the query tiles that
 //    see the keys (S^T = K Q^T, dP^T = V dO^T, dV += P^T dO,
-//    dK += dS^T Q, all in registers); then dq as a second pass: a block per
-//    (batch * head, 64 rows) looping over key tiles (dQ += dS K). No
-//    atomics anywhere: every output element is summed by one thread in a
-//    fixed order, so results are deterministic, GQA's sum over the group
-//    included.
+//    dK += dS^T Q, all in registers). dq, by default (fused): in the same
+//    loop, the warps write dS^T to a shared tile and the block adds
+//    dS K for its keys into f32 sums in scratch with atomics (five products
+//    a step, S and dP computed once), chunked over (batch, kv head) pairs
+//    to bound the scratch, then rounded to dq by one more kernel. With
+//    COLOSSAL_ATTENTION_KERNEL=deterministic, dq is a second pass instead:
+//    a block per (batch * head, 64 rows) looping over key tiles
+//    (dQ += dS K, recomputing S and dP: seven products), and every output
+//    element is summed by one thread in a fixed order, so the bits repeat
+//    run to run. dk and dv are deterministic either way, GQA's sum over the
+//    group included. By default head dims up to 64 take the fused path and
+//    wider ones the two-pass (measured; attentionChoice).
 // Blocks of a launch run the heaviest causal tiles first (reversed x).
 //
 //===----------------------------------------------------------------------===//
@@ -54,6 +61,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -73,6 +81,8 @@ struct TcArgs {
   const float *lse;
   uint16_t *o, *dq, *dk, *dv;
   float *lseOut, *delta;
+  float *dqAccum;  // fused backward: f32 dq sums of bkv rows [bkvBase, ..)
+  int64_t bkvBase; // the first (batch, kv head) of this launch
   int64_t heads, kvHeads, rows, cols;
   int64_t biasStride[4]; // elements, over [B, Hq, S, T]; 0 broadcasts
   float scale;
@@ -196,12 +206,20 @@ __device__ inline const uint16_t *aAddr(const uint16_t *tile, int r, int c,
                                         int lane) {
   return tile + (r + (lane & 15)) * tileStride<D>() + c + 8 * (lane >> 4);
 }
-/// ldmatrix address of two n8 B blocks whose n runs along the tile's rows.
+/// ldmatrix address of two n8 B blocks whose n runs along the tile's rows
+/// (row stride kLd elements). With .trans at these addresses, the same
+/// lanes load an A operand (16 x 16 from row-major column c, k from row r)
+/// out of a tile that holds A transposed.
+template <int kLd>
+__device__ inline const uint16_t *bAddrLd(const uint16_t *tile, int r, int c,
+                                          int lane) {
+  return tile + (r + (lane & 7) + 8 * (lane >> 4)) * kLd + c +
+         8 * ((lane >> 3) & 1);
+}
 template <int D>
 __device__ inline const uint16_t *bAddr(const uint16_t *tile, int r, int c,
                                         int lane) {
-  return tile + (r + (lane & 7) + 8 * (lane >> 4)) * tileStride<D>() + c +
-         8 * ((lane >> 3) & 1);
+  return bAddrLd<tileStride<D>()>(tile, r, c, lane);
 }
 
 /// acc[N/8][4] (16 rows x N) += A (16 x D, fragments in registers) times
@@ -270,9 +288,13 @@ __device__ inline float maskedScore(const TcArgs &a, int64_t b, int64_t h,
 // Forward
 //===----------------------------------------------------------------------===//
 
-template <bool kBf16, int D>
-__global__ void __launch_bounds__(kThreads) tcForward(TcArgs a) {
-  constexpr int kBr = kTileRows, kBc = 64, kLd = tileStride<D>();
+/// kMT row tiles of 16 per warp: 4 warps x 16 kMT query rows per block.
+/// Each B fragment (K in S = Q K^T, V in O += P V) loaded from shared
+/// memory serves the kMT tiles, so two tiles halve the ldmatrix traffic per
+/// product; registers allow it up to D 64 (forwardT picks).
+template <bool kBf16, int D, int kMT, int kMinBlocks = 1>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
+  constexpr int kBr = 64 * kMT, kBc = 64, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
   uint16_t *qs = smem, *ks = qs + kBr * kLd, *vs = ks + 2 * kBc * kLd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -280,6 +302,7 @@ __global__ void __launch_bounds__(kThreads) tcForward(TcArgs a) {
   const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
   const int64_t kvh = h / (a.heads / a.kvHeads);
   const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * kBr;
+  const int warpRow = 16 * kMT * warp; // the warp's first row in the block
   const int64_t off = a.cols - a.rows; // causal: key j open to row i iff j <= i + off
   const uint16_t *kBase = a.k + (b * a.kvHeads + kvh) * a.cols * D;
   const uint16_t *vBase = a.v + (b * a.kvHeads + kvh) * a.cols * D;
@@ -295,10 +318,15 @@ __global__ void __launch_bounds__(kThreads) tcForward(TcArgs a) {
   cpAsyncCommit();
   cpAsyncWaitAll();
   __syncthreads();
-  uint32_t qf[D / 16][4];
-  loadA<D>(qf, qs, 16 * warp, lane);
+  uint32_t qf[kMT][D / 16][4];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+    loadA<D>(qf[mt], qs, warpRow + 16 * mt, lane);
 
-  float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[kMT][D / 8][4] = {}, m[kMT][2], l[kMT][2] = {};
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+    m[mt][0] = m[mt][1] = -INFINITY;
   for (int tile = 0; tile < nTiles; ++tile) {
     const int stage = tile & 1;
     const int64_t key0 = int64_t(tile) * kBc;
@@ -310,70 +338,111 @@ __global__ void __launch_bounds__(kThreads) tcForward(TcArgs a) {
       cpAsyncCommit();
     }
     const uint16_t *kt = ks + stage * kBc * kLd, *vt = vs + stage * kBc * kLd;
-    float s[kBc / 8][4] = {};
-    mulAbt<kBf16, D, kBc>(s, qf, kt, lane);
+    float s[kMT][kBc / 8][4] = {};
+    // S = Q K^T: one B fragment of K for every row tile.
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int nn = 0; nn < kBc / 16; ++nn) {
+        uint32_t bf[4];
+        ldmatrix4(bf, bAddr<D>(kt, 16 * nn, 16 * kk, lane));
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma<kBf16>(s[mt][2 * nn], qf[mt][kk], bf[0], bf[1]);
+          mma<kBf16>(s[mt][2 * nn + 1], qf[mt][kk], bf[2], bf[3]);
+        }
+      }
     // Every row of the block sees every key of the tile, unmasked.
     bool plain = !a.bias && key0 + kBc <= a.cols &&
                  (!a.causal || key0 + kBc - 1 <= row0 + off);
 #pragma unroll
-    for (int n = 0; n < kBc / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (plain) {
-          s[n][e] *= a.scale * kLog2e;
-        } else {
-          int64_t i = row0 + 16 * warp + g + 8 * (e / 2);
-          int64_t j = key0 + 8 * n + 2 * t + (e % 2);
-          s[n][e] = maskedScore<kBf16>(a, b, h, i, j, s[n][e]);
-        }
-      }
-    // Online softmax: row r of the thread is warp row g + 8 r, held by the
-    // 4 lanes of one quad.
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = m[r];
-#pragma unroll
-      for (int n = 0; n < kBc / 8; ++n)
-        mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      mx = quadMax(mx);
-      // All closed so far: every p is 0 and nothing has accumulated.
-      float base = mx == -INFINITY ? 0.f : mx;
-      float corr = exp2f(m[r] - base), sum = 0.f;
+    for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
       for (int n = 0; n < kBc / 8; ++n)
 #pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          s[n][e] = exp2f(s[n][e] - base);
-          sum += s[n][e];
+        for (int e = 0; e < 4; ++e) {
+          if (plain) {
+            s[mt][n][e] *= a.scale * kLog2e;
+          } else {
+            int64_t i = row0 + warpRow + 16 * mt + g + 8 * (e / 2);
+            int64_t j = key0 + 8 * n + 2 * t + (e % 2);
+            s[mt][n][e] = maskedScore<kBf16>(a, b, h, i, j, s[mt][n][e]);
+          }
         }
-      l[r] = l[r] * corr + sum; // this lane's part; summed over the quad last
+      // Online softmax: row r of the thread is tile row g + 8 r, held by
+      // the 4 lanes of one quad.
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        o[n][2 * r] *= corr;
-        o[n][2 * r + 1] *= corr;
+      for (int r = 0; r < 2; ++r) {
+        float mx = m[mt][r];
+#pragma unroll
+        for (int n = 0; n < kBc / 8; ++n)
+          mx = fmaxf(mx, fmaxf(s[mt][n][2 * r], s[mt][n][2 * r + 1]));
+        mx = quadMax(mx);
+        // All closed so far: every p is 0 and nothing has accumulated.
+        float base = mx == -INFINITY ? 0.f : mx;
+        float corr = exp2f(m[mt][r] - base), sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < kBc / 8; ++n)
+#pragma unroll
+          for (int e = 2 * r; e < 2 * r + 2; ++e) {
+            s[mt][n][e] = exp2f(s[mt][n][e] - base);
+            sum += s[mt][n][e];
+          }
+        l[mt][r] = l[mt][r] * corr + sum; // this lane's part; summed last
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          o[mt][n][2 * r] *= corr;
+          o[mt][n][2 * r + 1] *= corr;
+        }
+        m[mt][r] = mx;
       }
-      m[r] = mx;
     }
-    mulPb<kBf16, D, kBc>(o, s, vt, lane);
+    // O += P V: P's accumulators are the A fragments; one B fragment of V
+    // for every row tile.
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk) {
+      uint32_t pf[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        pf[mt][0] = pack<kBf16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pf[mt][1] = pack<kBf16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pf[mt][2] = pack<kBf16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pf[mt][3] = pack<kBf16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int nn = 0; nn < D / 16; ++nn) {
+        uint32_t bf[4];
+        ldmatrix4Trans(bf, aAddr<D>(vt, 16 * kk, 16 * nn, lane));
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma<kBf16>(o[mt][2 * nn], pf[mt], bf[0], bf[1]);
+          mma<kBf16>(o[mt][2 * nn + 1], pf[mt], bf[2], bf[3]);
+        }
+      }
+    }
     cpAsyncWaitAll();
     __syncthreads(); // the next tile has landed; this one is free
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = quadSum(l[r]);
-    int64_t i = row0 + 16 * warp + g + 8 * r;
-    if (i >= a.rows)
-      continue;
-    int64_t row = bh * a.rows + i;
-    float inv = sum > 0.f ? 1.f / sum : 0.f;
-    uint32_t *dst = reinterpret_cast<uint32_t *>(a.o + row * D);
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n)
-      dst[4 * n + t] = pack<kBf16>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    if (t == 0)
-      a.lseOut[row] = sum > 0.f ? (m[r] + log2f(sum)) * kLn2 : -INFINITY;
-  }
+    for (int r = 0; r < 2; ++r) {
+      float sum = quadSum(l[mt][r]);
+      int64_t i = row0 + warpRow + 16 * mt + g + 8 * r;
+      if (i >= a.rows)
+        continue;
+      int64_t row = bh * a.rows + i;
+      float inv = sum > 0.f ? 1.f / sum : 0.f;
+      uint32_t *dst = reinterpret_cast<uint32_t *>(a.o + row * D);
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+        dst[4 * n + t] =
+            pack<kBf16>(o[mt][n][2 * r] * inv, o[mt][n][2 * r + 1] * inv);
+      if (t == 0)
+        a.lseOut[row] =
+            sum > 0.f ? (m[mt][r] + log2f(sum)) * kLn2 : -INFINITY;
+    }
 }
 
 //===----------------------------------------------------------------------===//
@@ -401,19 +470,86 @@ __global__ void __launch_bounds__(256) tcDelta(TcArgs a, int64_t rowCount) {
 // Backward: dk, dv
 //===----------------------------------------------------------------------===//
 
-/// kBq query rows per step: 64 for D 64, 32 for D 128 (registers: dk and
-/// dv take D / 2 each per thread).
-template <bool kBf16, int D, int kBq>
-__global__ void __launch_bounds__(kThreads) tcGradKV(TcArgs a) {
-  constexpr int kBk = kTileRows, kLd = tileStride<D>();
+/// Row stride of the fused backward's shared dS^T tile (kBk keys x kBq
+/// rows): conflict-free 32-bit stores from the accumulators and ldmatrix
+/// rows for kBq 64 and 32.
+template <int kBq> __host__ __device__ constexpr int dsStride() {
+  return kBq + 8;
+}
+
+/// The fused backward's dQ share of one step: dQ[r0 + 0..kBq) += dS K over
+/// the block's kTileRows keys, from the dS^T tile and the K tile in shared
+/// memory (kBk keys), summed into a.dqAccum (f32, unscaled) with atomics. The kBq / 16
+/// row tiles are split over the 4 warps; where fewer than 4, each row tile's
+/// 16-column chunks are dealt out over 4 / (kBq / 16) warps.
+template <bool kBf16, int D, int kBq, int kBk>
+__device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
+                                    const uint16_t *ks, int64_t bhLocal,
+                                    int64_t r0, int warp, int lane) {
+  constexpr int kRowTiles = kBq / 16, kSplit = 4 / kRowTiles;
+  constexpr int kChunks = D / 16, kMine = (kChunks + kSplit - 1) / kSplit;
+  const int m0 = 16 * (warp % kRowTiles), first = warp / kRowTiles;
+  const int g = lane / 4, t = lane % 4;
+  float acc[2 * kMine][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < kBk / 16; ++kk) {
+    uint32_t af[4];
+    ldmatrix4Trans(af, bAddrLd<dsStride<kBq>()>(dsT, 16 * kk, m0, lane));
+#pragma unroll
+    for (int c = 0; c < kMine; ++c) {
+      const int chunk = first + kSplit * c;
+      if (chunk >= kChunks)
+        break;
+      uint32_t b[4];
+      ldmatrix4Trans(b, aAddr<D>(ks, 16 * kk, 16 * chunk, lane));
+      mma<kBf16>(acc[2 * c], af, b[0], b[1]);
+      mma<kBf16>(acc[2 * c + 1], af, b[2], b[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t i = r0 + m0 + g + 8 * r;
+    if (i >= a.rows)
+      continue;
+    float *row = a.dqAccum + (bhLocal * a.rows + i) * D;
+#pragma unroll
+    for (int c = 0; c < kMine; ++c) {
+      const int chunk = first + kSplit * c;
+      if (chunk >= kChunks)
+        break;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float *dst = row + 16 * chunk + 8 * half + 2 * t;
+        atomicAdd(reinterpret_cast<float2 *>(dst),
+                  make_float2(acc[2 * c + half][2 * r],
+                              acc[2 * c + half][2 * r + 1]));
+      }
+    }
+  }
+}
+
+/// A block per (batch * kv head, 64 kMT keys), each warp 16 kMT keys (kMT
+/// key tiles, which share every B fragment of Q and dO loaded from shared
+/// memory), kBq query rows per step. Registers bound both: dk and dv take
+/// kMT D / 2 floats a thread each, the step's S^T and dP^T kMT kBq / 4
+/// (backwardT picks). kFuseDq: dq too, summed over the key blocks with
+/// atomics into a.dqAccum (accumulateDq); else dq is tcGradQ's.
+template <bool kBf16, int D, int kBq, int kMT, bool kFuseDq,
+          int kMinBlocks = 1>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
+  constexpr int kBk = 64 * kMT, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
   uint16_t *ks = smem, *vs = ks + kBk * kLd;
   uint16_t *qs = vs + kBk * kLd, *dos = qs + 2 * kBq * kLd; // 2 stages each
-  float *lses = reinterpret_cast<float *>(dos + 2 * kBq * kLd);
+  uint16_t *dsT = dos + 2 * kBq * kLd; // kFuseDq: kBk x dsStride<kBq>()
+  float *lses = reinterpret_cast<float *>(
+      dsT + (kFuseDq ? kBk * dsStride<kBq>() : 0));
   float *deltas = lses + 2 * kBq;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t bkv = blockIdx.y, b = bkv / a.kvHeads, kvh = bkv % a.kvHeads;
+  const int warpKey = 16 * kMT * warp; // the warp's first key in the block
+  const int64_t bkv = a.bkvBase + blockIdx.y;
+  const int64_t b = bkv / a.kvHeads, kvh = bkv % a.kvHeads;
   const int64_t group = a.heads / a.kvHeads;
   const int64_t key0 = int64_t(blockIdx.x) * kBk;
   const int64_t off = a.cols - a.rows;
@@ -451,7 +587,7 @@ __global__ void __launch_bounds__(kThreads) tcGradKV(TcArgs a) {
   cpAsyncWaitAll();
   __syncthreads();
 
-  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  float dk[kMT][D / 8][4] = {}, dv[kMT][D / 8][4] = {};
   for (int64_t s = 0; s < steps; ++s) {
     const int stage = static_cast<int>(s & 1);
     if (s + 1 < steps) {
@@ -462,53 +598,122 @@ __global__ void __launch_bounds__(kThreads) tcGradKV(TcArgs a) {
     const int64_t r0 = (firstTile + s % tilesPerHead) * kBq;
     const uint16_t *qt = qs + stage * kBq * kLd, *dot = dos + stage * kBq * kLd;
     const float *lt = lses + stage * kBq, *dt = deltas + stage * kBq;
-    // Transposed scores and dP: 16 keys (the warp's) x kBq rows.
-    float st[kBq / 8][4] = {}, dpt[kBq / 8][4] = {};
-    {
-      uint32_t kf[D / 16][4];
-      loadA<D>(kf, ks, 16 * warp, lane);
-      mulAbt<kBf16, D, kBq>(st, kf, qt, lane);
-      loadA<D>(kf, vs, 16 * warp, lane);
-      mulAbt<kBf16, D, kBq>(dpt, kf, dot, lane);
+    // Transposed scores and dP: the warp's keys x kBq rows. S^T = K Q^T,
+    // dP^T = V dO^T; each B fragment (Q, dO) serves the kMT key tiles.
+    float st[kMT][kBq / 8][4] = {}, dpt[kMT][kBq / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t kf[kMT][4], vf[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        ldmatrix4(kf[mt], aAddr<D>(ks, warpKey + 16 * mt, 16 * kk, lane));
+        ldmatrix4(vf[mt], aAddr<D>(vs, warpKey + 16 * mt, 16 * kk, lane));
+      }
+#pragma unroll
+      for (int nn = 0; nn < kBq / 16; ++nn) {
+        uint32_t qb[4], ob[4];
+        ldmatrix4(qb, bAddr<D>(qt, 16 * nn, 16 * kk, lane));
+        ldmatrix4(ob, bAddr<D>(dot, 16 * nn, 16 * kk, lane));
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma<kBf16>(st[mt][2 * nn], kf[mt], qb[0], qb[1]);
+          mma<kBf16>(st[mt][2 * nn + 1], kf[mt], qb[2], qb[3]);
+          mma<kBf16>(dpt[mt][2 * nn], vf[mt], ob[0], ob[1]);
+          mma<kBf16>(dpt[mt][2 * nn + 1], vf[mt], ob[2], ob[3]);
+        }
+      }
     }
     bool plain = !a.bias && key0 + kBk <= a.cols && r0 + kBq <= a.rows &&
                  (!a.causal || key0 + kBk - 1 <= r0 + off);
 #pragma unroll
-    for (int n = 0; n < kBq / 8; ++n)
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        int ri = 8 * n + 2 * t + (e % 2); // the row within the tile
-        float x;
-        if (plain) {
-          x = st[n][e] * (a.scale * kLog2e);
-        } else {
-          int64_t j = key0 + 16 * warp + g + 8 * (e / 2);
-          x = maskedScore<kBf16>(a, b, h, r0 + ri, j, st[n][e]);
+      for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          int ri = 8 * n + 2 * t + (e % 2); // the row within the tile
+          float x;
+          if (plain) {
+            x = st[mt][n][e] * (a.scale * kLog2e);
+          } else {
+            int64_t j = key0 + warpKey + 16 * mt + g + 8 * (e / 2);
+            x = maskedScore<kBf16>(a, b, h, r0 + ri, j, st[mt][n][e]);
+          }
+          float p = lt[ri] == -INFINITY ? 0.f : exp2f(x - lt[ri]);
+          st[mt][n][e] = p;
+          dpt[mt][n][e] = p * (dpt[mt][n][e] - dt[ri]); // dS^T
         }
-        float p = lt[ri] == -INFINITY ? 0.f : exp2f(x - lt[ri]);
-        st[n][e] = p;
-        dpt[n][e] = p * (dpt[n][e] - dt[ri]); // dS^T
+    if constexpr (kFuseDq) {
+      // The warp's keys of dS^T, rounded as the dK product rounds them.
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int n = 0; n < kBq / 8; ++n)
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+            *reinterpret_cast<uint32_t *>(
+                dsT + (warpKey + 16 * mt + g + 8 * r) * dsStride<kBq>() +
+                8 * n + 2 * t) =
+                pack<kBf16>(dpt[mt][n][2 * r], dpt[mt][n][2 * r + 1]);
+    }
+    // dV += P^T dO, dK += dS^T Q: the accumulators are the A fragments;
+    // each B fragment (dO, Q; k along the tile's rows) serves the kMT key
+    // tiles.
+#pragma unroll
+    for (int kk = 0; kk < kBq / 16; ++kk) {
+      uint32_t pa[kMT][4], da[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        pa[mt][0] = pack<kBf16>(st[mt][2 * kk][0], st[mt][2 * kk][1]);
+        pa[mt][1] = pack<kBf16>(st[mt][2 * kk][2], st[mt][2 * kk][3]);
+        pa[mt][2] = pack<kBf16>(st[mt][2 * kk + 1][0], st[mt][2 * kk + 1][1]);
+        pa[mt][3] = pack<kBf16>(st[mt][2 * kk + 1][2], st[mt][2 * kk + 1][3]);
+        da[mt][0] = pack<kBf16>(dpt[mt][2 * kk][0], dpt[mt][2 * kk][1]);
+        da[mt][1] = pack<kBf16>(dpt[mt][2 * kk][2], dpt[mt][2 * kk][3]);
+        da[mt][2] = pack<kBf16>(dpt[mt][2 * kk + 1][0], dpt[mt][2 * kk + 1][1]);
+        da[mt][3] = pack<kBf16>(dpt[mt][2 * kk + 1][2], dpt[mt][2 * kk + 1][3]);
       }
-    mulPb<kBf16, D, kBq>(dv, st, dot, lane);
-    mulPb<kBf16, D, kBq>(dk, dpt, qt, lane);
+#pragma unroll
+      for (int nn = 0; nn < D / 16; ++nn) {
+        uint32_t ob[4], qb[4];
+        ldmatrix4Trans(ob, aAddr<D>(dot, 16 * kk, 16 * nn, lane));
+        ldmatrix4Trans(qb, aAddr<D>(qt, 16 * kk, 16 * nn, lane));
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma<kBf16>(dv[mt][2 * nn], pa[mt], ob[0], ob[1]);
+          mma<kBf16>(dv[mt][2 * nn + 1], pa[mt], ob[2], ob[3]);
+          mma<kBf16>(dk[mt][2 * nn], da[mt], qb[0], qb[1]);
+          mma<kBf16>(dk[mt][2 * nn + 1], da[mt], qb[2], qb[3]);
+        }
+      }
+    }
+    if constexpr (kFuseDq) {
+      __syncthreads(); // every warp's keys of dS^T are in the tile
+      const int64_t bhLocal = (bkv - a.bkvBase) * group + (h - kvh * group);
+      accumulateDq<kBf16, D, kBq, kBk>(a, dsT, ks, bhLocal, r0, warp, lane);
+    }
     cpAsyncWaitAll();
-    __syncthreads();
+    __syncthreads(); // also: the dS^T tile is read before the next step
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    int64_t j = key0 + 16 * warp + g + 8 * r;
-    if (j >= a.cols)
-      continue;
-    uint32_t *dkRow = reinterpret_cast<uint32_t *>(a.dk + (bkv * a.cols + j) * D);
-    uint32_t *dvRow = reinterpret_cast<uint32_t *>(a.dv + (bkv * a.cols + j) * D);
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      dkRow[4 * n + t] = pack<kBf16>(a.scale * dk[n][2 * r],
-                                     a.scale * dk[n][2 * r + 1]);
-      dvRow[4 * n + t] = pack<kBf16>(dv[n][2 * r], dv[n][2 * r + 1]);
+    for (int r = 0; r < 2; ++r) {
+      int64_t j = key0 + warpKey + 16 * mt + g + 8 * r;
+      if (j >= a.cols)
+        continue;
+      uint32_t *dkRow =
+          reinterpret_cast<uint32_t *>(a.dk + (bkv * a.cols + j) * D);
+      uint32_t *dvRow =
+          reinterpret_cast<uint32_t *>(a.dv + (bkv * a.cols + j) * D);
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        dkRow[4 * n + t] = pack<kBf16>(a.scale * dk[mt][n][2 * r],
+                                       a.scale * dk[mt][n][2 * r + 1]);
+        dvRow[4 * n + t] = pack<kBf16>(dv[mt][n][2 * r], dv[mt][n][2 * r + 1]);
+      }
     }
-  }
 }
 
 //===----------------------------------------------------------------------===//
@@ -604,6 +809,23 @@ __global__ void __launch_bounds__(kThreads) tcGradQ(TcArgs a) {
 }
 
 //===----------------------------------------------------------------------===//
+// Backward: the fused path's dq from its f32 sums
+//===----------------------------------------------------------------------===//
+
+/// dq[i] = scale * accum[i] rounded, 4 elements a thread (count % 4 == 0:
+/// D is a multiple of 8).
+template <bool kBf16>
+__global__ void tcDqFromAccum(const float4 *accum, uint2 *dq, float scale,
+                              int64_t quads) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < quads;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float4 x = accum[i];
+    dq[i] = make_uint2(pack<kBf16>(scale * x.x, scale * x.y),
+                       pack<kBf16>(scale * x.z, scale * x.w));
+  }
+}
+
+//===----------------------------------------------------------------------===//
 // Launch
 //===----------------------------------------------------------------------===//
 
@@ -653,18 +875,55 @@ unsigned tiles(int64_t n, int64_t per) {
   return static_cast<unsigned>((n + per - 1) / per);
 }
 
-template <bool kBf16, int D>
-cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
-  constexpr size_t kLd = tileStride<D>();
-  size_t smem = (kTileRows + 2 * 64 + 2 * 64) * kLd * sizeof(uint16_t);
-  dim3 grid(tiles(c.rows, kTileRows), static_cast<unsigned>(c.batch * c.heads));
-  return launch(tcForward<kBf16, D>, grid, kThreads, smem, stream,
-                makeArgs(c));
+/// COLOSSAL_ATTENTION_OCCUPANCY=4: the D <= 64 forward and dk/dv kernels
+/// built for four blocks an SM (__launch_bounds__ min blocks: 128
+/// registers, a few spilled) instead of the three their registers allow;
+/// an A/B for attention-check, read at every call.
+bool fourBlocksAnSm() {
+  const char *env = std::getenv("COLOSSAL_ATTENTION_OCCUPANCY");
+  return env && std::strcmp(env, "4") == 0;
 }
 
 template <bool kBf16, int D>
-cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c) {
-  constexpr int kStep = D <= 64 ? 64 : 32; // kBq of dk/dv, kBk of dq
+cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
+  // One row tile a warp: two (kMT 2, D 64: 252 registers, no spills)
+  // measured slower on the H200 (session 5, attention-check at 8 x 32
+  // heads x 1024, D 64: 0.450 ms against 0.319), the halved ldmatrix
+  // traffic outweighed by fewer, longer blocks of the causal grid.
+  constexpr int kMT = 1, kRows = 64 * kMT;
+  constexpr size_t kLd = tileStride<D>();
+  size_t smem = (kRows + 2 * 64 + 2 * 64) * kLd * sizeof(uint16_t);
+  dim3 grid(tiles(c.rows, kRows), static_cast<unsigned>(c.batch * c.heads));
+  if constexpr (D <= 64)
+    if (fourBlocksAnSm())
+      return launch(tcForward<kBf16, D, kMT, 4>, grid, kThreads, smem, stream,
+                    makeArgs(c));
+  return launch(tcForward<kBf16, D, kMT>, grid, kThreads, smem, stream,
+                makeArgs(c));
+}
+
+/// Bytes of the delta part of the backward's scratch, rounded up so that
+/// the fused path's f32 dq sums after it start 256-byte aligned.
+size_t deltaScratchBytes(int64_t batch, int64_t heads, int64_t rows) {
+  size_t bytes = static_cast<size_t>(batch * heads * rows) * sizeof(float);
+  return (bytes + 255) / 256 * 256;
+}
+
+/// Bytes of f32 dq sums one (batch, kv head) needs: its query heads' rows.
+size_t dqAccumBytesPerKv(int64_t group, int64_t rows, int64_t depth) {
+  return static_cast<size_t>(group * rows * depth) * sizeof(float);
+}
+
+template <bool kBf16, int D, int kBq>
+cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
+                         bool fuseDq) {
+  // dk/dv: one key tile a warp (64 keys a block), kBq query rows a step
+  // (32; backwardT); tcGradQ: 64 keys a step up to
+  // D 64, 32 above. Two key tiles a warp with 32 rows a step (kMT 2, D 64:
+  // 244 registers fused) measured slower on the H200 (session 5, fused
+  // backward 1.189 ms against 1.063), as the forward's two row tiles did.
+  constexpr int kMT = 1, kKeys = 64 * kMT;
+  constexpr int kStepQ = D <= 64 ? 64 : 32;
   constexpr size_t kLd = tileStride<D>();
   TcArgs a = makeArgs(c);
   int64_t rowCount = c.batch * c.heads * c.rows;
@@ -677,33 +936,94 @@ cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c) {
     if (launched != cudaSuccess)
       return launched;
   }
-  size_t smemKV = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t) +
-                  4 * kStep * sizeof(float);
-  dim3 gridKV(tiles(c.cols, kTileRows),
-              static_cast<unsigned>(c.batch * c.kvHeads));
-  cudaError_t err = launch(tcGradKV<kBf16, D, kStep>, gridKV, kThreads, smemKV, stream, a);
-  if (err != cudaSuccess)
-    return err;
-  size_t smemQ = (2 * kTileRows + 4 * kStep) * kLd * sizeof(uint16_t);
-  dim3 gridQ(tiles(c.rows, kTileRows), static_cast<unsigned>(c.batch * c.heads));
-  return launch(tcGradQ<kBf16, D, kStep>, gridQ, kThreads, smemQ, stream, a);
+  size_t smemKV = (2 * kKeys + 4 * kBq) * kLd * sizeof(uint16_t) +
+                  4 * kBq * sizeof(float);
+  if (!fuseDq) {
+    dim3 gridKV(tiles(c.cols, kKeys),
+                static_cast<unsigned>(c.batch * c.kvHeads));
+    cudaError_t err = launch(tcGradKV<kBf16, D, kBq, kMT, false>, gridKV,
+                             kThreads, smemKV, stream, a);
+    if (err != cudaSuccess)
+      return err;
+    size_t smemQ = (2 * kTileRows + 4 * kStepQ) * kLd * sizeof(uint16_t);
+    dim3 gridQ(tiles(c.rows, kTileRows),
+               static_cast<unsigned>(c.batch * c.heads));
+    return launch(tcGradQ<kBf16, D, kStepQ>, gridQ, kThreads, smemQ, stream,
+                  a);
+  }
+  // Fused: (batch, kv head) pairs in chunks whose f32 dq sums fit the
+  // scratch after delta (attentionUsesTensorCores checked room for one).
+  const int64_t group = c.heads / c.kvHeads, pairs = c.batch * c.kvHeads;
+  const size_t deltaBytes = deltaScratchBytes(c.batch, c.heads, c.rows);
+  const size_t perKv = dqAccumBytesPerKv(group, c.rows, D);
+  const int64_t chunk = std::min<int64_t>(
+      pairs, static_cast<int64_t>((c.scratchBytes - deltaBytes) / perKv));
+  a.dqAccum = reinterpret_cast<float *>(static_cast<char *>(c.scratch) +
+                                        deltaBytes);
+  smemKV += kKeys * dsStride<kBq>() * sizeof(uint16_t);
+  for (int64_t first = 0; first < pairs; first += chunk) {
+    const int64_t n = std::min(chunk, pairs - first);
+    cudaError_t err = cudaMemsetAsync(a.dqAccum, 0, n * perKv, stream);
+    if (err != cudaSuccess)
+      return err;
+    a.bkvBase = first;
+    dim3 grid(tiles(c.cols, kKeys), static_cast<unsigned>(n));
+    if constexpr (D <= 64 && kBq == 32)
+      err = fourBlocksAnSm()
+                ? launch(tcGradKV<kBf16, D, kBq, kMT, true, 4>, grid,
+                         kThreads, smemKV, stream, a)
+                : launch(tcGradKV<kBf16, D, kBq, kMT, true>, grid, kThreads,
+                         smemKV, stream, a);
+    else
+      err = launch(tcGradKV<kBf16, D, kBq, kMT, true>, grid, kThreads,
+                   smemKV, stream, a);
+    if (err != cudaSuccess)
+      return err;
+    const int64_t quads = n * group * c.rows * D / 4;
+    uint16_t *dq = a.dq + first * group * c.rows * D;
+    tcDqFromAccum<kBf16><<<static_cast<unsigned>(
+                               std::min<int64_t>(tiles(quads, 256), 8192)),
+                           256, 0, stream>>>(
+        reinterpret_cast<const float4 *>(a.dqAccum),
+        reinterpret_cast<uint2 *>(dq), a.scale, quads);
+    err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return err;
+  }
+  return cudaSuccess;
+}
+
+/// dk/dv take 32 query rows a step: at D 64 that is 166 registers against
+/// 64 rows' 236, three blocks an SM instead of two, and the fused backward
+/// measured 0.899 ms against 1.068 on the H200 (session 5, attention-check
+/// at 8 x 32 heads x 1024). COLOSSAL_ATTENTION_BWD_ROWS=64 keeps the 64
+/// rows a step at D <= 64 (an A/B for attention-check).
+template <bool kBf16, int D>
+cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
+                      bool fuseDq) {
+  if constexpr (D <= 64) {
+    const char *env = std::getenv("COLOSSAL_ATTENTION_BWD_ROWS");
+    if (env && std::strcmp(env, "64") == 0)
+      return backwardRows<kBf16, D, 64>(stream, c, fuseDq);
+  }
+  return backwardRows<kBf16, D, 32>(stream, c, fuseDq);
 }
 
 template <bool kBf16>
 cudaError_t dispatchDepth(cudaStream_t stream, const AttentionCall &c,
-                          bool backward) {
+                          bool backward, bool fuseDq) {
   switch (c.depth) {
   case 64:
-    return backward ? backwardT<kBf16, 64>(stream, c)
+    return backward ? backwardT<kBf16, 64>(stream, c, fuseDq)
                     : forwardT<kBf16, 64>(stream, c);
   case 80:
-    return backward ? backwardT<kBf16, 80>(stream, c)
+    return backward ? backwardT<kBf16, 80>(stream, c, fuseDq)
                     : forwardT<kBf16, 80>(stream, c);
   case 96:
-    return backward ? backwardT<kBf16, 96>(stream, c)
+    return backward ? backwardT<kBf16, 96>(stream, c, fuseDq)
                     : forwardT<kBf16, 96>(stream, c);
   default:
-    return backward ? backwardT<kBf16, 128>(stream, c)
+    return backward ? backwardT<kBf16, 128>(stream, c, fuseDq)
                     : forwardT<kBf16, 128>(stream, c);
   }
 }
@@ -726,14 +1046,26 @@ bool deviceHasTensorCores() {
   return has;
 }
 
-/// COLOSSAL_ATTENTION_KERNEL: "simple" forces Attention.cu's SIMT kernel;
-/// unset, empty, "auto" or "wide" pick the tensor-core kernels for bf16/f16
-/// head dims 64, 80, 96 and 128 (80 and 96, OPT-2.7b's and Phi's, were
-/// opt-in as "wide" until session 4's H200 run of attention-check passed
-/// them; "wide" is kept as a synonym of auto). Read at every call, so that
-/// a test can A/B the kernels in one process; anything else is reported
-/// once and read as auto.
-enum class AttentionChoice { kAuto, kSimple };
+/// COLOSSAL_ATTENTION_KERNEL picks among the kernels:
+///  - "simple": Attention.cu's SIMT kernel;
+///  - "fused": the tensor-core kernels with the fused backward (dq summed
+///    over key blocks with f32 atomics: the order, so the last bits, may
+///    differ run to run, as in FlashAttention-2's default and PyTorch's
+///    SDPA backward);
+///  - "deterministic": the tensor-core kernels with the two-pass backward
+///    (dq by tcGradQ: every output summed by one thread in a fixed order,
+///    so the bits repeat run to run);
+///  - unset, empty, "auto" or "wide": the tensor-core kernels, the fused
+///    backward for head dims up to 64 and the two-pass one above, as
+///    measured on the H200 (session 5, attention-check at 8 x 32 heads x
+///    1024: D 64 fused 1.06 ms against 1.20; D 80 1.35 against 1.33;
+///    D 128 1.79 against 1.73).
+/// The tensor-core kernels take bf16/f16 head dims 64, 80, 96 and 128 (80
+/// and 96 were opt-in as "wide" until session 4's H200 run of
+/// attention-check passed them; "wide" is kept as a synonym of auto). Read
+/// at every call, so that a test can A/B the kernels in one process;
+/// anything else is reported once and read as auto.
+enum class AttentionChoice { kAuto, kSimple, kFused, kDeterministic };
 
 AttentionChoice attentionChoice() {
   const char *env = std::getenv("COLOSSAL_ATTENTION_KERNEL");
@@ -742,18 +1074,51 @@ AttentionChoice attentionChoice() {
     return AttentionChoice::kAuto;
   if (std::strcmp(env, "simple") == 0)
     return AttentionChoice::kSimple;
+  if (std::strcmp(env, "fused") == 0)
+    return AttentionChoice::kFused;
+  if (std::strcmp(env, "deterministic") == 0)
+    return AttentionChoice::kDeterministic;
   static bool warned = false;
   if (!warned) {
     warned = true;
     std::fprintf(stderr,
-                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple' or "
-                 "'auto', got '%s'; using auto\n",
+                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple', "
+                 "'fused', 'deterministic' or 'auto', got '%s'; using "
+                 "auto\n",
                  env);
   }
   return AttentionChoice::kAuto;
 }
 
+/// Whether this call's backward takes the fused path (dq by atomics).
+bool fusedBackward(const AttentionCall &c) {
+  switch (attentionChoice()) {
+  case AttentionChoice::kFused:
+    return true;
+  case AttentionChoice::kAuto:
+    return c.depth <= 64;
+  default:
+    return false;
+  }
+}
+
 bool simpleForced() { return attentionChoice() == AttentionChoice::kSimple; }
+
+/// The most bytes of f32 dq sums the fused backward asks for: its launches
+/// take (batch, kv head) pairs in chunks that fit. 32 MiB holds OPT-1.3b's
+/// 8 x 1024 tokens in 2 chunks, 6.7b's (D 128) in 4; a launch of a chunk
+/// still has hundreds of blocks. COLOSSAL_ATTENTION_DQ_SCRATCH (bytes)
+/// overrides it, so that attention-check can make several chunks of a
+/// small case.
+size_t dqAccumCapBytes() {
+  if (const char *env = std::getenv("COLOSSAL_ATTENTION_DQ_SCRATCH")) {
+    char *end = nullptr;
+    unsigned long long v = std::strtoull(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0)
+      return static_cast<size_t>(v);
+  }
+  return size_t(32) << 20;
+}
 
 } // namespace
 
@@ -768,7 +1133,12 @@ size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
                                        int64_t depth) {
   if (!attentionTensorCoreShape(dtype, depth))
     return 0;
-  return static_cast<size_t>(batch * heads * rows) * sizeof(float);
+  // Room for at least one (batch, kv head) pair whatever the group: all
+  // the heads' rows (MQA's group).
+  size_t all = dqAccumBytesPerKv(batch * heads, rows, depth);
+  size_t oneBatch = dqAccumBytesPerKv(heads, rows, depth);
+  return deltaScratchBytes(batch, heads, rows) +
+         std::min(all, std::max(dqAccumCapBytes(), oneBatch));
 }
 
 bool attentionUsesTensorCores(const AttentionCall &c, bool backward) {
@@ -784,18 +1154,24 @@ bool attentionUsesTensorCores(const AttentionCall &c, bool backward) {
     return false;
   if (!backward)
     return aligned16(c.o);
+  // The two-pass backward needs delta's room; the fused one also room for
+  // one (batch, kv head) pair's dq sums.
+  size_t need = deltaScratchBytes(c.batch, c.heads, c.rows);
+  if (fusedBackward(c))
+    need += dqAccumBytesPerKv(c.heads / c.kvHeads, c.rows, c.depth);
   return aligned16(c.out) && aligned16(c.dout) && aligned16(c.dq) &&
          aligned16(c.dk) && aligned16(c.dv) && c.scratch &&
-         c.scratchBytes >= attentionTensorCoreScratchBytes(
-                               c.dtype, c.batch, c.heads, c.rows, c.depth);
+         c.scratchBytes >= need;
 }
 
 cudaError_t launchAttentionTensorCore(cudaStream_t stream,
                                       const AttentionCall &c, bool backward) {
   if (c.batch == 0 || c.heads == 0 || (!backward && c.rows == 0))
     return cudaSuccess;
-  return c.dtype == DType::kBF16 ? dispatchDepth<true>(stream, c, backward)
-                                 : dispatchDepth<false>(stream, c, backward);
+  const bool fuseDq = fusedBackward(c);
+  return c.dtype == DType::kBF16
+             ? dispatchDepth<true>(stream, c, backward, fuseDq)
+             : dispatchDepth<false>(stream, c, backward, fuseDq);
 }
 
 } // namespace colossal::runtime::cuda

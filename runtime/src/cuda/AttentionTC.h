@@ -21,8 +21,10 @@ namespace colossal::runtime::cuda {
 bool attentionTensorCoreShape(DType dtype, int64_t depth);
 
 /// Bytes of scratch attention_grad needs on the tensor-core path: one f32
-/// per query row (delta = rowsum(dout * out)); 0 where the path never
-/// applies. q is [batch, heads, rows, depth].
+/// per query row (delta = rowsum(dout * out)), then the fused backward's
+/// f32 dq sums, at most 32 MiB of them (more only when one batch's heads
+/// need more; COLOSSAL_ATTENTION_DQ_SCRATCH overrides); 0 where the path
+/// never applies. q is [batch, heads, rows, depth].
 size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
                                        int64_t heads, int64_t rows,
                                        int64_t depth);

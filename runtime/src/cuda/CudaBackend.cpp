@@ -38,6 +38,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace colossal::runtime {
 
@@ -128,6 +129,31 @@ Status precisionFromEnv(const char *variable, cuda::Precision &out) {
   return Status(StatusCode::kInvalidArgument,
                 std::string(variable) +
                     " must be f32 or f64 (or unset), got '" + value + "'");
+}
+
+/// memset(p, 0, bytes) over the machine's cores: a big plan's pinned host
+/// arena is tens of GB (OPT-6.7b under 24 GiB: 84 GB), which one thread
+/// zeroes at about 10 GB/s.
+void zeroHostInParallel(void *p, size_t bytes) {
+  constexpr size_t kChunk = size_t(1) << 30;
+  size_t threads = std::min<size_t>(
+      std::max(1u, std::thread::hardware_concurrency()),
+      (bytes + kChunk - 1) / kChunk);
+  if (threads <= 1) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  std::vector<std::thread> pool;
+  size_t per = (bytes + threads - 1) / threads;
+  for (size_t t = 0; t < threads; ++t) {
+    size_t begin = t * per, end = std::min(bytes, begin + per);
+    if (begin < end)
+      pool.emplace_back([=] {
+        std::memset(static_cast<char *>(p) + begin, 0, end - begin);
+      });
+  }
+  for (std::thread &th : pool)
+    th.join();
 }
 
 /// Scratch memory an instruction needs besides its operands.
@@ -428,7 +454,7 @@ public:
                                cudaHostAllocMapped | cudaHostAllocPortable)
                : cudaMalloc(&raw, bytes);
       if (err == cudaSuccess && host)
-        std::memset(raw, 0, bytes);
+        zeroHostInParallel(raw, bytes);
       if (err == cudaSuccess && !host)
         err = cudaMemsetAsync(raw, 0, bytes, stream_);
       if (err == cudaSuccess)
