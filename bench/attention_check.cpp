@@ -14,16 +14,17 @@
 //      - "tc": the fused backward (dq summed with atomics; forced with
 //        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D <= 64);
 //      - "tc-chunk": the same with the dq sums' scratch cut to one batch's
-//        heads (a launch per batch) and 64 query rows a step at D 64
-//        (COLOSSAL_ATTENTION_BWD_ROWS; the default is 32);
+//        heads (a launch per batch), 64 query rows a step at D 64
+//        (COLOSSAL_ATTENTION_BWD_ROWS; the default is 32) and the kernels
+//        without the four-blocks-an-SM bound (COLOSSAL_ATTENTION_OCCUPANCY);
 //      - "tc-det": the two-pass deterministic backward, which (as the SIMT
 //        one) runs twice and must give the same bits, and whose dk and dv
 //        must equal the fused backward's bit for bit (the same loop
 //        computes them).
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
 //     causal) and the same at D 128 and 80, fused on each kernel (simple,
-//     tc-det, tc, tc-r64: the fused backward at 64 rows a step, tc-occ4:
-//     the D 64 kernels built for four blocks an SM), against the
+//     tc-det, tc, tc-r64: the fused backward at 64 rows a step, tc-occ3:
+//     the D 64 kernels without the four-blocks-an-SM bound), against the
 //     unfused ops the compiler emits without colossal-fuse-attention
 //     (matmul, mul, add mask, softmax, matmul; and the backward's four
 //     matmuls and softmax gradient), each through the same backend.
@@ -244,12 +245,15 @@ void runCase(const Case &c, std::mt19937 &gen) {
   std::vector<HostTensor> fused, det;
   useKernel("fused");
   compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
-  // tc-chunk also takes 64 query rows a step at D 64 (the default is 32).
+  // tc-chunk also takes 64 query rows a step at D 64 (the default is 32)
+  // and the kernels without the four-blocks-an-SM bound.
   setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
   setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
+  setenv("COLOSSAL_ATTENTION_OCCUPANCY", "3", 1);
   compareCase(c, "tc-chunk", in, gin, cpuOut, cpuGrad, fwd, bwd);
   unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
   unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
+  unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
   useKernel("deterministic");
   compareCase(c, "tc-det", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
   useKernel("auto");
@@ -453,10 +457,10 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
   std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
               (long long)b, (long long)h, (long long)s, (long long)d);
-  for (const char *kernel : {"simple", "tc-det", "tc", "tc-r64", "tc-occ4"}) {
+  for (const char *kernel : {"simple", "tc-det", "tc", "tc-r64", "tc-occ3"}) {
     std::string k = kernel;
     bool tc = k != "simple";
-    useKernel(k == "tc" || k == "tc-r64" || k == "tc-occ4" ? "fused"
+    useKernel(k == "tc" || k == "tc-r64" || k == "tc-occ3" ? "fused"
               : tc                       ? "deterministic"
                                          : "simple");
     // tc-r64: the fused backward with 64 query rows a step at D 64
@@ -466,12 +470,12 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
         continue;
       setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
     }
-    // tc-occ4: the D <= 64 kernels built for four blocks an SM
-    // (COLOSSAL_ATTENTION_OCCUPANCY), an A/B.
-    if (k == "tc-occ4") {
+    // tc-occ3: the D <= 64 kernels without the four-blocks-an-SM bound
+    // (COLOSSAL_ATTENTION_OCCUPANCY=3, AttentionTC.cu), an A/B.
+    if (k == "tc-occ3") {
       if (d > 64)
         continue;
-      setenv("COLOSSAL_ATTENTION_OCCUPANCY", "4", 1);
+      setenv("COLOSSAL_ATTENTION_OCCUPANCY", "3", 1);
     }
     if (tc && !cuda::attentionTensorCoreShape(dtype, d)) {
       unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");

@@ -292,7 +292,7 @@ __device__ inline float maskedScore(const TcArgs &a, int64_t b, int64_t h,
 /// Each B fragment (K in S = Q K^T, V in O += P V) loaded from shared
 /// memory serves the kMT tiles, so two tiles halve the ldmatrix traffic per
 /// product; registers allow it up to D 64 (forwardT picks).
-template <bool kBf16, int D, int kMT, int kMinBlocks = 1>
+template <bool kBf16, int D, int kMT, int kMinBlocks = 0>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
   constexpr int kBr = 64 * kMT, kBc = 64, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
@@ -535,7 +535,7 @@ __device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
 /// (backwardT picks). kFuseDq: dq too, summed over the key blocks with
 /// atomics into a.dqAccum (accumulateDq); else dq is tcGradQ's.
 template <bool kBf16, int D, int kBq, int kMT, bool kFuseDq,
-          int kMinBlocks = 1>
+          int kMinBlocks = 0>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
   constexpr int kBk = 64 * kMT, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
@@ -875,13 +875,18 @@ unsigned tiles(int64_t n, int64_t per) {
   return static_cast<unsigned>((n + per - 1) / per);
 }
 
-/// COLOSSAL_ATTENTION_OCCUPANCY=4: the D <= 64 forward and dk/dv kernels
-/// built for four blocks an SM (__launch_bounds__ min blocks: 128
-/// registers, a few spilled) instead of the three their registers allow;
-/// an A/B for attention-check, read at every call.
+/// The D <= 64 forward and fused dk/dv kernels are built for four blocks
+/// an SM (__launch_bounds__' min blocks: 128 registers, 24 and 8 bytes a
+/// thread spilled) rather than the three their registers otherwise allow
+/// (134 and 166): measured on the H200 (session 5, call 6, attention-check
+/// at 8 x 32 heads x 1024, D 64) forward 0.299 ms against 0.312, backward
+/// 0.891 against 0.907 (call 5). COLOSSAL_ATTENTION_OCCUPANCY=3 takes the
+/// kernels without the bound (kMinBlocks 0: no .minnctapersm; a bound of 1
+/// is not the same, ptxas then spends up to 196 registers and the backward
+/// measured 1.086 ms). Read at every call, an A/B for attention-check.
 bool fourBlocksAnSm() {
   const char *env = std::getenv("COLOSSAL_ATTENTION_OCCUPANCY");
-  return env && std::strcmp(env, "4") == 0;
+  return !(env && std::strcmp(env, "3") == 0);
 }
 
 template <bool kBf16, int D>
