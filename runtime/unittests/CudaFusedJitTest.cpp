@@ -106,7 +106,12 @@ TEST(FusedJit, TheMlpTailCompilesWithItsLayoutsWrittenIn) {
   std::string src = compiles(p);
   EXPECT_NE(src.find("(i % (u32)8192)"), std::string::npos) << src;
   EXPECT_NE(src.find("rbf((r2 + r1))"), std::string::npos) << src;
-  EXPECT_NE(src.find("((u16 *)out)[i] = f2bf(r4);"), std::string::npos) << src;
+  // The ReLU of a bf16 value is one: no rounding, and the store truncates
+  // (f2bfx) rather than rounds.
+  EXPECT_NE(src.find("float r4 = (r3 < 0.0f ? 0.0f : r3);"), std::string::npos)
+      << src;
+  EXPECT_NE(src.find("((u16 *)out)[i] = f2bfx(r4);"), std::string::npos)
+      << src;
   // The vector form: 8 bf16 a thread (16 bytes of x and of the result),
   // the f32 bias row in two 16-byte loads at i0 % 8192.
   FusedVectorPlan plan = fusedVectorPlan(p);
@@ -126,7 +131,8 @@ TEST(FusedJit, TheMlpTailCompilesWithItsLayoutsWrittenIn) {
         "float r0_5 = __uint_as_float(w0_1.y);",
         "float r1_3 = bf2f((u16)(w1_0.y >> 16));",
         "float r3_7 = rbf((r2_7 + r1_7));",
-        "o_0.w = (u32)f2bf(r4_6) | ((u32)f2bf(r4_7) << 16);",
+        "float r4_6 = (r3_6 < 0.0f ? 0.0f : r3_6);",
+        "o_0.w = (u32)f2bfx(r4_6) | ((u32)f2bfx(r4_7) << 16);",
         "*(uint4 *)((u16 *)out + i0) = o_0;"})
     EXPECT_NE(src.find(part), std::string::npos) << part << "\n" << src;
 }
@@ -423,6 +429,52 @@ TEST(FusedJitOnHost, BiasReluInBf16MatchesBitForBit) {
   EXPECT_EQ(plan.width, 8);
   EXPECT_EQ(plan.mode[0], FusedVectorPlan::kVector);
   EXPECT_EQ(plan.mode[1], FusedVectorPlan::kVector);
+}
+
+TEST(FusedJitOnHost, ExactValuesSkipTheirRoundingBitForBit) {
+  // Value-preserving ops on bf16 values (neg, abs, max, min, a select,
+  // relu, a cast to bf16) need no rounding, and the result stores by
+  // truncation; inputs with infinities, NaNs (quiet and signalling), signed
+  // zeros and the largest finite bf16 among random values, compared bit
+  // for bit with the CPU (every NaN bit included).
+  const std::vector<FusedRecord> records = {
+      rec(OpKind::Neg, bf16, {0}),       // 3
+      rec(OpKind::Abs, bf16, {1}),       // 4
+      rec(OpKind::Max, bf16, {3, 4}),    // 5
+      rec(OpKind::Min, bf16, {5, 1}),    // 6
+      rec(OpKind::Where, bf16, {2, 6, 0}), // 7
+      rec(OpKind::Relu, bf16, {7}),      // 8
+      rec(OpKind::Cast, bf16, {8})};     // 9
+  const std::vector<TensorType> inTypes = {
+      {bf16, {4, 64}}, {bf16, {4, 64}}, {boolean, {4, 64}}};
+  const TensorType outType{bf16, {4, 64}};
+  std::mt19937 gen(11);
+  std::vector<HostTensor> ins;
+  for (const TensorType &t : inTypes)
+    ins.push_back(randomTensor(t, gen));
+  const uint16_t specials[] = {0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffc1,
+                               0x0000, 0x8000, 0x7f7f, 0xff7f, 0x0001};
+  for (int k = 0; k < 2; ++k)
+    for (size_t j = 0; j < sizeof specials / sizeof specials[0]; ++j)
+      std::memcpy(ins[k].bytes.data() + 2 * (7 * j + k), &specials[j], 2);
+  Attrs attrs = fusedAttrs(records, {}, outType);
+  std::vector<HostTensor> cpu;
+  ASSERT_TRUE(evaluateOp(attrs, ins, cpu).isOk());
+  FusedKernelProgram p;
+  ASSERT_TRUE(buildFusedProgram(attrs, inTypes, outType, p).isOk());
+  ASSERT_TRUE(p.fast);
+  std::string source = compiles(p);
+  // No rounding in the kernels (past the prelude's helpers).
+  EXPECT_EQ(source.find("rbf(", source.find("void colossal_fused(")),
+            std::string::npos)
+      << source;
+  EXPECT_NE(source.find("((u16 *)out)[i] = f2bfx("), std::string::npos);
+  for (const char *entry : {"colossal_fused", "colossal_fused_vec"}) {
+    HostTensor host(outType);
+    std::memset(host.bytes.data(), 0xff, host.bytes.size());
+    ASSERT_TRUE(runOnHost(source, ins, host, entry)) << entry;
+    EXPECT_EQ(host.bytes, cpu[0].bytes) << entry;
+  }
 }
 
 TEST(FusedJitOnHost, Bf16ChainWithAScalarAndGeluMatchesWithinABf16Ulp) {

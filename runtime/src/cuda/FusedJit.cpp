@@ -45,6 +45,12 @@ __device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;
 __device__ __forceinline__ float h2f(u16 h) { _Float16 v; __builtin_memcpy(&v, &h, 2); return (float)v; }
 __device__ __forceinline__ u16 f2h(float f) { _Float16 v = (_Float16)f; u16 h; __builtin_memcpy(&h, &v, 2); return h; }
 #endif
+/* f2bf of a value already exact in bf16 (its low 16 bits zero): the
+   truncation, with a NaN quieted as f2bf quiets it. */
+__device__ __forceinline__ u16 f2bfx(float v) {
+  u32 bits = __float_as_uint(v);
+  return (u16)((bits >> 16) | ((bits & 0x7fffffffu) > 0x7f800000u ? 0x0040u : 0u));
+}
 __device__ __forceinline__ float rbf(float v) { return bf2f(f2bf(v)); }
 __device__ __forceinline__ float rh(float v) { return h2f(f2h(v)); }
 __device__ __forceinline__ float rb(float v) { return v != 0.0f ? 1.0f : 0.0f; }
@@ -97,12 +103,13 @@ std::string loadExpr(DType t, int k, const std::string &at) {
   }
 }
 
-std::string storeStmt(DType t, const std::string &v) {
+std::string storeStmt(DType t, const std::string &v, bool exact) {
   switch (t) {
   case DType::kF32:
     return "((float *)out)[i] = " + v + ";";
   case DType::kBF16:
-    return "((u16 *)out)[i] = f2bf(" + v + ");";
+    return "((u16 *)out)[i] = " + std::string(exact ? "f2bfx(" : "f2bf(") +
+           v + ");";
   case DType::kF16:
     return "((u16 *)out)[i] = f2h(" + v + ");";
   default:
@@ -110,9 +117,90 @@ std::string storeStmt(DType t, const std::string &v) {
   }
 }
 
+/// Which 16-bit float types a value is exactly representable in, as bits
+/// (kExactBf16, kExactF16): a value loaded from bf16 is exact in bf16, a
+/// record rounded to bf16 is, and so is a sign flip, an absolute value, a
+/// ReLU, a max or min or a select of exact values, or a 0/1. The generated
+/// code skips a rounding to a type its operand is already exact in (the
+/// rounding would return it unchanged) and stores such a value by
+/// truncation (f2bfx): on OPT-1.3b's bias + ReLU that is one rounding of
+/// three and the store's carry arithmetic.
+constexpr uint8_t kExactBf16 = 1, kExactF16 = 2;
+
+uint8_t exactBitFor(DType t) {
+  return t == DType::kBF16 ? kExactBf16 : t == DType::kF16 ? kExactF16 : 0;
+}
+
+/// True for the ops whose result is one of their operands, up to the sign:
+/// exact wherever every operand is.
+bool preservesValues(OpKind op) {
+  switch (op) {
+  case OpKind::Identity:
+  case OpKind::Cast:
+  case OpKind::Neg:
+  case OpKind::Abs:
+  case OpKind::Relu:
+  case OpKind::Max:
+  case OpKind::Min:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// True for the ops whose result is 0 or 1.
+bool isZeroOne(OpKind op) {
+  switch (op) {
+  case OpKind::Not:
+  case OpKind::And:
+  case OpKind::Or:
+  case OpKind::Xor:
+  case OpKind::Equal:
+  case OpKind::Less:
+  case OpKind::LessEqual:
+  case OpKind::Greater:
+  case OpKind::GreaterEqual:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// The exactness bits of every value: inputs 0 .. numInputs - 1, then the
+/// records.
+std::vector<uint8_t> valueExactness(const FusedKernelProgram &p) {
+  const uint8_t both = kExactBf16 | kExactF16;
+  std::vector<uint8_t> exact(p.numInputs + p.numRecords, 0);
+  for (int k = 0; k < p.numInputs; ++k)
+    exact[k] = p.inTypes[k] == DType::kBool ? both : exactBitFor(p.inTypes[k]);
+  for (int r = 0; r < p.numRecords; ++r) {
+    const FusedKernelRecord &rec = p.records[r];
+    uint8_t operands = both;
+    for (int o = 0; o < rec.numOperands; ++o)
+      operands &= exact[rec.operands[o]];
+    uint8_t e = 0;
+    if (rec.dtype == DType::kBool || isZeroOne(rec.op))
+      e = both;
+    else if (rec.op == OpKind::Where) // a select of its second and third
+      e = (rec.numOperands == 3 ? exact[rec.operands[1]] & exact[rec.operands[2]]
+                                : 0);
+    else if (preservesValues(rec.op) && rec.numOperands > 0)
+      e = operands;
+    // A record of a 16-bit type is rounded to it (or needed no rounding),
+    // except a select and an identity, which return an operand as it is.
+    if (rec.op != OpKind::Where && rec.op != OpKind::Identity)
+      e |= exactBitFor(rec.dtype);
+    exact[p.numInputs + r] = e;
+  }
+  return exact;
+}
+
 /// The value of record `rec` on its operands' registers, as fastRecord.
+/// `operandsExact`: every operand is already exact in rec.dtype (the
+/// result of a value-preserving op then needs no rounding).
 std::string recordExpr(const FusedKernelRecord &rec, const std::string &x,
-                       const std::string &y, const std::string &z) {
+                       const std::string &y, const std::string &z,
+                       bool operandsExact = false) {
   switch (rec.op) {
   case OpKind::Fill: {
     // fastRecord's constant: the double rounded to the record's dtype
@@ -140,7 +228,7 @@ std::string recordExpr(const FusedKernelRecord &rec, const std::string &x,
   case OpKind::Identity:
     return x;
   case OpKind::Cast:
-    return roundTo(rec.dtype, x);
+    return operandsExact ? x : roundTo(rec.dtype, x);
   case OpKind::Where:
     return "(" + x + " != 0.0f ? " + y + " : " + z + ")";
   case OpKind::Not:
@@ -233,7 +321,23 @@ std::string recordExpr(const FusedKernelRecord &rec, const std::string &x,
     v = x; // not reached: classifyFastPath admits only the ops above
     break;
   }
+  if (operandsExact && preservesValues(rec.op))
+    return v;
   return roundTo(rec.dtype, v);
+}
+
+/// Whether every operand of record `r` is exact in its dtype (a bf16 or
+/// f16 record only).
+bool operandsExactFor(const FusedKernelProgram &p, int r,
+                      const std::vector<uint8_t> &exact) {
+  const FusedKernelRecord &rec = p.records[r];
+  const uint8_t bit = exactBitFor(rec.dtype);
+  if (bit == 0 || rec.numOperands == 0)
+    return false;
+  for (int o = 0; o < rec.numOperands; ++o)
+    if (!(exact[rec.operands[o]] & bit))
+      return false;
+  return true;
 }
 
 int dtypeBytes(DType t) {
@@ -296,6 +400,7 @@ void emitScalarKernel(std::ostream &os, const FusedKernelProgram &p,
     os << "    float r" << k << " = " << loadExpr(p.inTypes[k], k, at)
        << ";\n";
   }
+  const std::vector<uint8_t> exact = valueExactness(p);
   for (int r = 0; r < p.numRecords; ++r) {
     const FusedKernelRecord &rec = p.records[r];
     auto reg = [&](int o) { return "r" + std::to_string(rec.operands[o]); };
@@ -303,12 +408,13 @@ void emitScalarKernel(std::ostream &os, const FusedKernelProgram &p,
     std::string y = rec.numOperands > 1 ? reg(1) : "0.0f";
     std::string z = rec.numOperands > 2 ? reg(2) : "0.0f";
     os << "    float r" << p.numInputs + r << " = "
-       << recordExpr(rec, x, y, z) << ";\n";
+       << recordExpr(rec, x, y, z, operandsExactFor(p, r, exact)) << ";\n";
   }
   const FusedKernelRecord &result = p.records[p.numRecords - 1];
+  const int last = p.numInputs + p.numRecords - 1;
   os << "    "
-     << storeStmt(result.dtype,
-                  "r" + std::to_string(p.numInputs + p.numRecords - 1))
+     << storeStmt(result.dtype, "r" + std::to_string(last),
+                  (exact[last] & exactBitFor(result.dtype)) != 0)
      << "\n  }\n}\n";
 }
 
@@ -456,6 +562,7 @@ void emitVectorKernel(std::ostream &os, const FusedKernelProgram &p,
     }
     }
   }
+  const std::vector<uint8_t> exact = valueExactness(p);
   for (int r = 0; r < p.numRecords; ++r) {
     const FusedKernelRecord &rec = p.records[r];
     const int self = p.numInputs + r;
@@ -469,7 +576,9 @@ void emitVectorKernel(std::ostream &os, const FusedKernelProgram &p,
                                    : std::string("0.0f");
       };
       os << "    float " << reg(self, l) << " = "
-         << recordExpr(rec, operand(0), operand(1), operand(2)) << ";\n";
+         << recordExpr(rec, operand(0), operand(1), operand(2),
+                       operandsExactFor(p, r, exact))
+         << ";\n";
     }
   }
   // The store: each lane's bits into its place in the words, then aligned
@@ -491,7 +600,9 @@ void emitVectorKernel(std::ostream &os, const FusedKernelProgram &p,
         bits = "__float_as_uint(" + r + ")";
         break;
       case DType::kBF16:
-        bits = "(u32)f2bf(" + r + ")";
+        bits = std::string((exact[value] & kExactBf16) ? "(u32)f2bfx("
+                                                       : "(u32)f2bf(") +
+               r + ")";
         break;
       case DType::kF16:
         bits = "(u32)f2h(" + r + ")";
