@@ -353,7 +353,10 @@ def report(args):
                 params = json.load(f)["num_params"]
             cells = [size, f"{params / 1e6:.0f}M" if params else "-"]
             if "error" in row:
-                cells += ["does not fit: " + row["error"].split("error: ")[-1][:90], "-"]
+                # The compiler's first clause: "the plan needs X of device
+                # memory but the budget is Y (over by Z)".
+                why = row["error"].split("error: ")[-1].split(":")[0]
+                cells += ["does not fit: " + why, "-"]
             elif c and c.get("status") == "ok":
                 tf = 6 * params * c["tokens_per_s"] / 1e12 if params else None
                 cells += [f"{c['tokens_per_s']:.0f}", f"{tf:.0f}" if tf else "-"]
