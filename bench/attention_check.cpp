@@ -542,6 +542,10 @@ int main(int argc, char **argv) {
       {"bf16 bias [B,1,1,T] D64", bf16, 2, 4, 2, 100, 100, 64, true,
        {2, 1, 1, 100}},
       {"bf16 single row D64", bf16, 1, 1, 1, 1, 1, 64, true, {}},
+      // No query rows: dq empty, dk and dv zeros (the fused backward's
+      // chunks would be sized by 0 bytes a pair; the two-pass kernels
+      // write the zeros).
+      {"bf16 no rows D64", bf16, 1, 2, 2, 0, 16, 64, false, {}},
       {"bf16 long causal D64", bf16, 1, 2, 2, 1024, 1024, 64, true, {}},
       {"f16 causal D64", f16, 2, 4, 4, 130, 130, 64, true, {}},
       {"f16 gqa bias D128", f16, 1, 4, 2, 80, 96, 128, false, {1, 1, 80, 96}},

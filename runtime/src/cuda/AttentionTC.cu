@@ -943,7 +943,9 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
   }
   size_t smemKV = (2 * kKeys + 4 * kBq) * kLd * sizeof(uint16_t) +
                   4 * kBq * sizeof(float);
-  if (!fuseDq) {
+  // No query rows: dq is empty and dk, dv are zeros, which the two-pass
+  // kernels write (the fused path would size its chunks by 0 bytes a pair).
+  if (!fuseDq || c.rows == 0) {
     dim3 gridKV(tiles(c.cols, kKeys),
                 static_cast<unsigned>(c.batch * c.kvHeads));
     cudaError_t err = launch(tcGradKV<kBf16, D, kBq, kMT, false>, gridKV,
