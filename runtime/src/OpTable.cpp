@@ -935,7 +935,12 @@ Status inferCrossEntropy(const Rules &r, TensorType &result) {
   if (reduction < 0 || reduction > 2)
     return r.fail("reduction must be 0 (none), 1 (sum) or 2 (mean), got " +
                   std::to_string(reduction));
-  result.dtype = scores.dtype;
+  // The loss in f32 for 16-bit scores (the kernels compute it in f32 or
+  // f64 from the exactly widened scores, as a cast up first would), in the
+  // scores' dtype otherwise.
+  result.dtype = scores.dtype == DType::kBF16 || scores.dtype == DType::kF16
+                     ? DType::kF32
+                     : scores.dtype;
   if (reduction == 0)
     result.dims = labelDims;
   else

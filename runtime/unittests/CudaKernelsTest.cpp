@@ -849,6 +849,15 @@ std::vector<Case> allCases() {
           tolFor(dtype));
       cases.back().alias = {0};
       storeFromInt64(cases.back().inputs[1].ref(), 3, -100);
+      // As a mixed-precision step runs it: bf16 scores, the f32 loss's f32
+      // dloss, the bf16 gradient written over the scores (OPT's logits).
+      if (dtype == bf16) {
+        add("softmax_cross_entropy_grad bf16 scores f32 dloss", grad,
+            {uniform(bf16, {16, 300}, -4, 4), labels(i64, {16}, 300),
+             uniform(f32, lossDims == Dims{} ? Dims{} : Dims{16}, 0.5, 2)},
+            tolFor(bf16));
+        cases.back().alias = {0};
+      }
     }
   {
     HostTensor ignored(TensorType{i64, {3}});

@@ -760,8 +760,12 @@ TEST(InferTest, SoftmaxCrossEntropy) {
   ce.setI("ignore_index", -100);
   ce.setI("reduction", 2);
   EXPECT_EQ(inferOk(ce, {t(f32, {4, 10}), t(i64, {4})}), t(f32, {}));
+  // 16-bit scores give an f32 loss; f64 scores an f64 one.
   EXPECT_EQ(inferOk(ce, {t(DType::kBF16, {4, 10, 5, 6}), t(i32, {4, 5, 6})}),
-            t(DType::kBF16, {}));
+            t(f32, {}));
+  EXPECT_EQ(inferOk(ce, {t(DType::kF16, {4, 10}), t(i64, {4})}), t(f32, {}));
+  EXPECT_EQ(inferOk(ce, {t(DType::kF64, {4, 10}), t(i64, {4})}),
+            t(DType::kF64, {}));
   ce.setI("reduction", 0);
   EXPECT_EQ(inferOk(ce, {t(f32, {4, 10, 5}), t(i64, {4, 5})}), t(f32, {4, 5}));
   inferFails(ce, {t(f32, {4, 10, 5}), t(i64, {4, 10})},

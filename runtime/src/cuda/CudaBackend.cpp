@@ -1211,7 +1211,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
   case OpKind::SoftmaxCrossEntropy: {
     const IntVec &dims = ins[0].type.dims;
     COLOSSAL_LAUNCH(cuda::launchCrossEntropy(
-        cur_, sink, ins[0].type.dtype, ins[1].type.dtype, dims[0], dims[1],
+        cur_, sink, ins[0].type.dtype, out.type.dtype, ins[1].type.dtype,
+        dims[0], dims[1],
         product(dims, 2, dims.size()), attrs.i("ignore_index"),
         attrs.i("reduction"), ins[0].data, ins[1].data, out.data,
         static_cast<double *>(scratch_)));

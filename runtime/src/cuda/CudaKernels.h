@@ -253,7 +253,8 @@ cudaError_t launchCumSum(cudaStream_t stream, DType dtype, int64_t outer,
 /// scores [batch, classes, inner]; `losses` is scratch of batch x inner
 /// doubles (used when reduction != 0).
 cudaError_t launchCrossEntropy(cudaStream_t stream, ErrorSink sink,
-                               DType scoreType, DType labelType, int64_t batch,
+                               DType scoreType, DType outType,
+                               DType labelType, int64_t batch,
                                int64_t classes, int64_t inner,
                                int64_t ignoreIndex, int64_t reduction,
                                const void *scores, const void *labels,

@@ -1523,9 +1523,11 @@ __global__ void cumsumKernel(DType dtype, int64_t outer, int64_t length,
 
 // ---- softmax_cross_entropy -----------------------------------------------
 
-/// One warp per position: -log_softmax(scores)[label], 0 when ignored.
+/// One warp per position: -log_softmax(scores)[label], 0 when ignored;
+/// the loss stored as outType (f32 for 16-bit scores: OpTable.h).
 __global__ void crossEntropyKernel(ErrorSink sink, DType scoreType,
-                                   DType labelType, int64_t batch,
+                                   DType outType, DType labelType,
+                                   int64_t batch,
                                    int64_t classes, int64_t inner,
                                    int64_t ignoreIndex, int64_t reduction,
                                    const void *scores, const void *labels,
@@ -1556,7 +1558,7 @@ __global__ void crossEntropyKernel(ErrorSink sink, DType scoreType,
     }
     if (lane == 0) {
       if (reduction == 0)
-        storeF(out, scoreType, p, loss);
+        storeF(out, outType, p, loss);
       else
         losses[p] = loss;
     }
@@ -1564,7 +1566,7 @@ __global__ void crossEntropyKernel(ErrorSink sink, DType scoreType,
 }
 
 /// One block: the sum (or mean over the scored labels) of the losses.
-__global__ void crossEntropyTotalKernel(DType scoreType, DType labelType,
+__global__ void crossEntropyTotalKernel(DType outType, DType labelType,
                                         int64_t positions, int64_t ignoreIndex,
                                         int64_t reduction, const void *labels,
                                         const double *losses, void *out) {
@@ -1579,7 +1581,7 @@ __global__ void crossEntropyTotalKernel(DType scoreType, DType labelType,
   if (threadIdx.x == 0) {
     if (reduction == 2)
       total /= counted; // all ignored: 0/0 = NaN, as PyTorch
-    storeF(out, scoreType, 0, total);
+    storeF(out, outType, 0, total);
   }
 }
 
@@ -1859,7 +1861,8 @@ cudaError_t launchCumSum(cudaStream_t stream, DType dtype, int64_t outer,
 }
 
 cudaError_t launchCrossEntropy(cudaStream_t stream, ErrorSink sink,
-                               DType scoreType, DType labelType, int64_t batch,
+                               DType scoreType, DType outType,
+                               DType labelType, int64_t batch,
                                int64_t classes, int64_t inner,
                                int64_t ignoreIndex, int64_t reduction,
                                const void *scores, const void *labels,
@@ -1867,8 +1870,8 @@ cudaError_t launchCrossEntropy(cudaStream_t stream, ErrorSink sink,
   int64_t positions = batch * inner;
   if (positions > 0) {
     crossEntropyKernel<<<blocksForWarps(positions), kThreads, 0, stream>>>(
-        sink, scoreType, labelType, batch, classes, inner, ignoreIndex,
-        reduction, scores, labels, out, losses);
+        sink, scoreType, outType, labelType, batch, classes, inner,
+        ignoreIndex, reduction, scores, labels, out, losses);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess)
       return err;
@@ -1876,7 +1879,7 @@ cudaError_t launchCrossEntropy(cudaStream_t stream, ErrorSink sink,
   if (reduction == 0)
     return cudaSuccess;
   crossEntropyTotalKernel<<<1, 1024, 0, stream>>>(
-      scoreType, labelType, positions, ignoreIndex, reduction, labels, losses,
+      outType, labelType, positions, ignoreIndex, reduction, labels, losses,
       out);
   return cudaGetLastError();
 }

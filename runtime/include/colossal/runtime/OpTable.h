@@ -69,8 +69,12 @@
 //                     (scores [N, C, d...] float, labels [N, d...] i32/i64);
 //                     attrs ignore_index, reduction (0 none, 1 sum, 2 mean).
 //                     mean divides by the number of labels != ignore_index
-//                     (0/0 gives NaN, as PyTorch). Result dtype = scores';
-//                     shape [] unless reduction is none ([N, d...]).
+//                     (0/0 gives NaN, as PyTorch). Result dtype = scores'
+//                     (f32 for bf16/f16 scores: the loss of a mixed-
+//                     precision step reads the bf16 logits without a cast
+//                     and a widened copy); shape [] unless reduction is
+//                     none ([N, d...]). softmax_cross_entropy_grad's dloss
+//                     is that result, its gradient the scores' dtype.
 //
 // Training ops: the backward of some forward ops, and optimizer updates.
 // All compute in f64 on the CPU and store once in the result dtype.
