@@ -39,6 +39,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Backend.h"
+#include "cuda/AttentionTC.h"
 #include "cuda/FusedElementwise.h"
 
 #include "colossal/runtime/Executor.h"
@@ -1807,6 +1808,50 @@ TEST_F(CudaKernels, CastOfAnUnalignedTensorMatchesTheCpu) {
     EXPECT_EQ(std::memcmp(gpu.bytes.data(), cpu[0].bytes.data(), 1000 * 2), 0)
         << (aligned ? "aligned" : "unaligned");
   }
+}
+
+/// The attention variables (no GPU needed: read before the device is
+/// asked): an unknown value is reported once, naming the variable and what
+/// it takes, and the default is used.
+TEST(AttentionVariables, OtherValuesAreReportedOnceAndReadAsTheDefault) {
+  cuda::AttentionCall call{};
+  call.dtype = DType::kBF16;
+  call.batch = 2, call.heads = 4, call.kvHeads = 4;
+  call.rows = call.cols = 128, call.depth = 64;
+  setenv("COLOSSAL_ATTENTION_KERNEL", "fastest", 1);
+  ::testing::internal::CaptureStderr();
+  cuda::attentionUsesTensorCores(call, false);
+  cuda::attentionUsesTensorCores(call, true);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  unsetenv("COLOSSAL_ATTENTION_KERNEL");
+  const std::string want =
+      "COLOSSAL_ATTENTION_KERNEL must be one of "
+      "simple,fused,deterministic,auto,wide (or unset), got 'fastest'";
+  ASSERT_NE(err.find(want), std::string::npos) << err;
+  EXPECT_EQ(err.find(want, err.find(want) + 1), std::string::npos) << err;
+
+  // The dq sums' scratch: 2 x 4 x 128 x 64 f32 (256 KiB, under the 32 MiB
+  // default) plus delta, 2 x 4 x 128 f32 (4 KiB, 256-aligned); with the cap
+  // at one batch's heads (128 KiB), half of it.
+  const size_t delta = 2 * 4 * 128 * 4, sums = 2 * 4 * 128 * 64 * 4;
+  EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kBF16, 2, 4, 128, 64),
+            delta + sums);
+  setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
+  EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kBF16, 2, 4, 128, 64),
+            delta + sums / 2);
+  setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "lots", 1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kBF16, 2, 4, 128, 64),
+            delta + sums);
+  err = ::testing::internal::GetCapturedStderr();
+  unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
+  EXPECT_NE(err.find("COLOSSAL_ATTENTION_DQ_SCRATCH must be a positive "
+                     "number of bytes (or unset), got 'lots'"),
+            std::string::npos)
+      << err;
+  // f32 never takes the tensor-core path: no scratch.
+  EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kF32, 2, 4, 128, 64),
+            0u);
 }
 
 /// Slots by hand (no GPU needed): a value's slot is free again once its

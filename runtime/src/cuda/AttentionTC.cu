@@ -65,6 +65,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
 
 namespace colossal::runtime::cuda {
 
@@ -875,6 +878,29 @@ unsigned tiles(int64_t n, int64_t per) {
   return static_cast<unsigned>((n + per - 1) / per);
 }
 
+/// Variable `name`'s value when it is one of the comma-separated
+/// `allowed`; nullptr when it is unset, empty or anything else, which is
+/// reported once per variable (naming it, what it takes and that the
+/// default is used). The attention variables are read at every call, so
+/// that attention-check can A/B them in one process.
+const char *attentionEnv(const char *name, const char *allowed) {
+  const char *env = std::getenv(name);
+  if (!env || !*env)
+    return nullptr;
+  std::string list = std::string(",") + allowed + ",";
+  if (list.find("," + std::string(env) + ",") != std::string::npos)
+    return env;
+  static std::mutex mutex;
+  static std::set<std::string> reported;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (reported.insert(name).second)
+    std::fprintf(stderr,
+                 "colossal: %s must be one of %s (or unset), got '%s'; "
+                 "using the default\n",
+                 name, allowed, env);
+  return nullptr;
+}
+
 /// The D <= 64 forward and fused dk/dv kernels are built for four blocks
 /// an SM (__launch_bounds__' min blocks: 128 registers, 24 and 8 bytes a
 /// thread spilled) rather than the three their registers otherwise allow
@@ -885,7 +911,7 @@ unsigned tiles(int64_t n, int64_t per) {
 /// is not the same, ptxas then spends up to 196 registers and the backward
 /// measured 1.086 ms). Read at every call, an A/B for attention-check.
 bool fourBlocksAnSm() {
-  const char *env = std::getenv("COLOSSAL_ATTENTION_OCCUPANCY");
+  const char *env = attentionEnv("COLOSSAL_ATTENTION_OCCUPANCY", "3,4");
   return !(env && std::strcmp(env, "3") == 0);
 }
 
@@ -1009,7 +1035,7 @@ template <bool kBf16, int D>
 cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
                       bool fuseDq) {
   if constexpr (D <= 64) {
-    const char *env = std::getenv("COLOSSAL_ATTENTION_BWD_ROWS");
+    const char *env = attentionEnv("COLOSSAL_ATTENTION_BWD_ROWS", "32,64");
     if (env && std::strcmp(env, "64") == 0)
       return backwardRows<kBf16, D, 64>(stream, c, fuseDq);
   }
@@ -1075,9 +1101,9 @@ bool deviceHasTensorCores() {
 enum class AttentionChoice { kAuto, kSimple, kFused, kDeterministic };
 
 AttentionChoice attentionChoice() {
-  const char *env = std::getenv("COLOSSAL_ATTENTION_KERNEL");
-  if (!env || !*env || std::strcmp(env, "auto") == 0 ||
-      std::strcmp(env, "wide") == 0)
+  const char *env = attentionEnv("COLOSSAL_ATTENTION_KERNEL",
+                                 "simple,fused,deterministic,auto,wide");
+  if (!env)
     return AttentionChoice::kAuto;
   if (std::strcmp(env, "simple") == 0)
     return AttentionChoice::kSimple;
@@ -1085,16 +1111,7 @@ AttentionChoice attentionChoice() {
     return AttentionChoice::kFused;
   if (std::strcmp(env, "deterministic") == 0)
     return AttentionChoice::kDeterministic;
-  static bool warned = false;
-  if (!warned) {
-    warned = true;
-    std::fprintf(stderr,
-                 "colossal: COLOSSAL_ATTENTION_KERNEL must be 'simple', "
-                 "'fused', 'deterministic' or 'auto', got '%s'; using "
-                 "auto\n",
-                 env);
-  }
-  return AttentionChoice::kAuto;
+  return AttentionChoice::kAuto; // auto, wide
 }
 
 /// Whether this call's backward takes the fused path (dq by atomics).
@@ -1118,11 +1135,20 @@ bool simpleForced() { return attentionChoice() == AttentionChoice::kSimple; }
 /// overrides it, so that attention-check can make several chunks of a
 /// small case.
 size_t dqAccumCapBytes() {
-  if (const char *env = std::getenv("COLOSSAL_ATTENTION_DQ_SCRATCH")) {
+  if (const char *env = std::getenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
+      env && *env) {
     char *end = nullptr;
     unsigned long long v = std::strtoull(env, &end, 10);
     if (end != env && *end == '\0' && v > 0)
       return static_cast<size_t>(v);
+    static std::once_flag once;
+    std::call_once(once, [env] {
+      std::fprintf(stderr,
+                   "colossal: COLOSSAL_ATTENTION_DQ_SCRATCH must be a "
+                   "positive number of bytes (or unset), got '%s'; using "
+                   "32 MiB\n",
+                   env);
+    });
   }
   return size_t(32) << 20;
 }

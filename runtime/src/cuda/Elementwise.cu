@@ -481,15 +481,22 @@ __global__ void padKernel(int elemBytes, Dims inDims, Dims outDims, Dims pads,
 /// adamw_norm's gradient element i: grad widened to f32 and divided by the
 /// divisor in one correctly rounded f32 division (what the f32 `div` of the
 /// widened gradient stores), and its square added to the thread's sum.
+/// A widened gradient element divided (one IEEE f32 division), its
+/// square added to sumOfSquares in double.
+__device__ inline float divideAndSquare(float widened, float divisor,
+                                        double &sumOfSquares) {
+  float g = __fdiv_rn(widened, divisor);
+  sumOfSquares += static_cast<double>(g) * static_cast<double>(g);
+  return g;
+}
+
 __device__ inline float scaledGradient(const void *grad, DType gradType,
                                        int64_t i, float divisor,
                                        double &sumOfSquares) {
   float widened = gradType == DType::kF32
                       ? static_cast<const float *>(grad)[i]
                       : static_cast<float>(loadF(grad, gradType, i));
-  float g = __fdiv_rn(widened, divisor);
-  sumOfSquares += static_cast<double>(g) * static_cast<double>(g);
-  return g;
+  return divideAndSquare(widened, divisor, sumOfSquares);
 }
 
 /// The block's sum of its threads' sums of squares into partials[block]
@@ -635,7 +642,14 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
   const AdamWF32Step s(*lrPtr, step, beta1, beta2, eps, weightDecay);
   float divisor = kScaled ? *divisorPtr : 1.0f;
   double sumOfSquares = 0.0;
-  int64_t scalarFrom = 0;
+  // One element, from and to memory (the scalar form, and the packed
+  // form's tail).
+  auto updateOne = [&](int64_t i) {
+    float g = adamWGradient<kScaled>(grad, gradType, i, divisor, sumOfSquares);
+    float pi = param[i], mi = m[i], vi = v[i];
+    s.update(g, pi, mi, vi);
+    paramOut[i] = pi, mOut[i] = mi, vOut[i] = vi;
+  };
   if constexpr (kPacked) {
     const int64_t quads = n / 4;
     COLOSSAL_GRID_STRIDE(q, quads) {
@@ -655,10 +669,8 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
       }
       if constexpr (kScaled)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          g[e] = __fdiv_rn(g[e], divisor);
-          sumOfSquares += static_cast<double>(g[e]) * static_cast<double>(g[e]);
-        }
+        for (int e = 0; e < 4; ++e)
+          g[e] = divideAndSquare(g[e], divisor, sumOfSquares);
       s.update(g[0], p4.x, m4.x, v4.x);
       s.update(g[1], p4.y, m4.y, v4.y);
       s.update(g[2], p4.z, m4.z, v4.z);
@@ -667,25 +679,12 @@ __global__ void adamWF32Kernel(ErrorSink sink, int64_t n, double beta1,
       reinterpret_cast<float4 *>(mOut)[q] = m4;
       reinterpret_cast<float4 *>(vOut)[q] = v4;
     }
-    scalarFrom = 4 * quads;
-    // The tail: element scalarFrom + k to global thread k.
+    // The tail: element 4 quads + k to global thread k.
     int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (scalarFrom + k < n) {
-      int64_t i = scalarFrom + k;
-      float g = adamWGradient<kScaled>(grad, gradType, i, divisor,
-                                       sumOfSquares);
-      float pi = param[i], mi = m[i], vi = v[i];
-      s.update(g, pi, mi, vi);
-      paramOut[i] = pi, mOut[i] = mi, vOut[i] = vi;
-    }
+    if (4 * quads + k < n)
+      updateOne(4 * quads + k);
   } else {
-    COLOSSAL_GRID_STRIDE(i, n) {
-      float g = adamWGradient<kScaled>(grad, gradType, i, divisor,
-                                       sumOfSquares);
-      float pi = param[i], mi = m[i], vi = v[i];
-      s.update(g, pi, mi, vi);
-      paramOut[i] = pi, mOut[i] = mi, vOut[i] = vi;
-    }
+    COLOSSAL_GRID_STRIDE(i, n) { updateOne(i); }
   }
   if (kScaled && partials) // adamw_norm (adamw's divisor: none)
     storeBlockSumOfSquares(sumOfSquares, partials);

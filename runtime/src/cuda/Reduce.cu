@@ -998,6 +998,52 @@ __device__ inline void unpack8(const Pack<16> &pack, float *values) {
     values[e] = packElement<E>(pack, e);
 }
 
+/// The thread's part of a packed row's sum (layerNormPackedKernel and
+/// layerNormGradRowsPackedKernel): a partial per pack (independent adds),
+/// then the packs in order.
+template <typename E, int kPacks>
+__device__ inline float packedRowSum(const Pack<16> (&xs)[kPacks], int t,
+                                     int threads, int64_t packs) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (t + int64_t(k) * threads >= packs)
+      continue;
+    float values[8];
+    unpack8<E>(xs[k], values);
+    float packSum = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      packSum += values[e];
+    sum += packSum;
+  }
+  return sum;
+}
+
+/// The thread's part of a packed row's sum of squares around `mean`, in
+/// packedRowSum's order.
+template <typename E, int kPacks>
+__device__ inline float packedRowSquares(const Pack<16> (&xs)[kPacks],
+                                         float mean, int t, int threads,
+                                         int64_t packs) {
+  float squares = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (t + int64_t(k) * threads >= packs)
+      continue;
+    float values[8];
+    unpack8<E>(xs[k], values);
+    float packSquares = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      float d = values[e] - mean;
+      packSquares += d * d;
+    }
+    squares += packSquares;
+  }
+  return squares;
+}
+
 /// layer_norm of rows of E (bf16 or f16) elements, inner % 8 == 0, x, out,
 /// scale, bias 16-byte aligned, scale and bias of E too (the launch checks
 /// all of it). Each thread holds kPacks packs of the row; the ones past the
@@ -1020,36 +1066,9 @@ __global__ void layerNormPackedKernel(int64_t outer, int64_t inner,
       if (q < packs)
         xs[k] = loadPack<16>(x, rowPack + q);
     }
-    // Mean: a partial per pack (independent adds), then the packs in order.
-    float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-      if (t + int64_t(k) * threads >= packs)
-        continue;
-      float values[8];
-      unpack8<E>(xs[k], values);
-      float packSum = 0.0f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        packSum += values[e];
-      sum += packSum;
-    }
+    float sum = packedRowSum<E, kPacks>(xs, t, threads, packs);
     float mean = Group::sum(sum, scratch) / static_cast<double>(inner);
-    float squares = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-      if (t + int64_t(k) * threads >= packs)
-        continue;
-      float values[8];
-      unpack8<E>(xs[k], values);
-      float packSquares = 0.0f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        float d = values[e] - mean;
-        packSquares += d * d;
-      }
-      squares += packSquares;
-    }
+    float squares = packedRowSquares<E, kPacks>(xs, mean, t, threads, packs);
     float variance = Group::sum(squares, scratch) / static_cast<double>(inner);
     float stddev = sqrt(variance + epsilon);
 #pragma unroll
@@ -1096,35 +1115,9 @@ __global__ void layerNormGradRowsPackedKernel(int64_t outer, int64_t inner,
         dys[k] = loadPack<16>(dy, rowPack + q);
       }
     }
-    float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-      if (t + int64_t(k) * threads >= packs)
-        continue;
-      float values[8];
-      unpack8<E>(xs[k], values);
-      float packSum = 0.0f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        packSum += values[e];
-      sum += packSum;
-    }
+    float sum = packedRowSum<E, kPacks>(xs, t, threads, packs);
     float mean = Group::sum(sum, scratch) / count;
-    float squares = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-      if (t + int64_t(k) * threads >= packs)
-        continue;
-      float values[8];
-      unpack8<E>(xs[k], values);
-      float packSquares = 0.0f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        float d = values[e] - mean;
-        packSquares += d * d;
-      }
-      squares += packSquares;
-    }
+    float squares = packedRowSquares<E, kPacks>(xs, mean, t, threads, packs);
     float rstd = 1.0 / sqrt(Group::sum(squares, scratch) / count + epsilon);
     float sumG = 0.0f, sumGXhat = 0.0f;
 #pragma unroll
