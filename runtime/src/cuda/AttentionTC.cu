@@ -294,7 +294,10 @@ __device__ inline float maskedScore(const TcArgs &a, int64_t b, int64_t h,
 /// kMT row tiles of 16 per warp: 4 warps x 16 kMT query rows per block.
 /// Each B fragment (K in S = Q K^T, V in O += P V) loaded from shared
 /// memory serves the kMT tiles, so two tiles halve the ldmatrix traffic per
-/// product; registers allow it up to D 64 (forwardT picks).
+/// product; registers allow it up to D 64. forwardT launches kMT 1 only:
+/// 2 measured slower (session 5), and the parameter stays so that the
+/// measurement can be repeated on another GPU by changing forwardT's
+/// constant (as backwardRows' for tcGradKV).
 template <bool kBf16, int D, int kMT, int kMinBlocks = 0>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
   constexpr int kBr = 64 * kMT, kBc = 64, kLd = tileStride<D>();
@@ -535,8 +538,10 @@ __device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
 /// key tiles, which share every B fragment of Q and dO loaded from shared
 /// memory), kBq query rows per step. Registers bound both: dk and dv take
 /// kMT D / 2 floats a thread each, the step's S^T and dP^T kMT kBq / 4
-/// (backwardT picks). kFuseDq: dq too, summed over the key blocks with
-/// atomics into a.dqAccum (accumulateDq); else dq is tcGradQ's.
+/// (backwardRows launches kMT 1: 2 measured slower in session 5; the
+/// parameter stays for repeating that). kFuseDq: dq too, summed over the
+/// key blocks with atomics into a.dqAccum (accumulateDq); else dq is
+/// tcGradQ's.
 template <bool kBf16, int D, int kBq, int kMT, bool kFuseDq,
           int kMinBlocks = 0>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
