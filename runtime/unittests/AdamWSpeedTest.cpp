@@ -14,6 +14,9 @@
 //                                 seconds under ctest); docs/colossal-run.md
 //                                 records a run with 100000000
 //   COLOSSAL_ADAMW_BENCH_REPEATS  timed steps per case, best kept (default 3)
+//   COLOSSAL_ADAMW_BENCH_THREADS  a third thread count to time the fast
+//                                 kernel on (e.g. 16, the H200 host's cores;
+//                                 default none)
 //
 //===----------------------------------------------------------------------===//
 #include "colossal/runtime/Kernels.h"
@@ -119,6 +122,16 @@ TEST(AdamWSpeed, FastAndExactOnOneAndTwoThreads) {
     ASSERT_LE(diff, 2e-6 * std::fabs(exact[i]) + 1e-7) << "element " << i;
   }
   std::printf("adamw fast vs exact: worst |param difference| %.3g\n", worst);
+  if (const char *more = std::getenv("COLOSSAL_ADAMW_BENCH_THREADS")) {
+    HostTensor wide;
+    double seconds = timeSteps(initial, "fast", more, repeats, wide);
+    double rate = static_cast<double>(n) / seconds;
+    std::printf("adamw fast  threads %s: %lld params in %.1f ms: %.3f G "
+                "params/s, %.1f GB/s\n",
+                more, static_cast<long long>(n), seconds * 1e3, rate * 1e-9,
+                rate * 28e-9);
+    EXPECT_EQ(params[1][0].bytes, wide.bytes) << "fast, 1 vs " << more;
+  }
 }
 
 } // namespace
