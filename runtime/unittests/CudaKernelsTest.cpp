@@ -829,6 +829,12 @@ std::vector<Case> allCases() {
       add("softmax_cross_entropy wide", ce,
           {uniform(dtype, {64, 512}, -4, 4), labels(i64, {64}, 512)},
           tolFor(dtype));
+      // A language model's vocabulary: OPT's 50272 (whole 16-byte packs:
+      // the CUDA row kernels' packed path) and GPT-2's 50257 (not).
+      for (int64_t vocab : {50272, 50257})
+        add("softmax_cross_entropy vocab " + std::to_string(vocab), ce,
+            {uniform(dtype, {5, vocab}, -8, 8), labels(i64, {5}, vocab)},
+            tolFor(dtype));
       Attrs grad = withI(
           withI(op(OpKind::SoftmaxCrossEntropyGrad), "ignore_index", -100),
           "reduction", reduction);
@@ -850,6 +856,13 @@ std::vector<Case> allCases() {
           tolFor(dtype));
       cases.back().alias = {0};
       storeFromInt64(cases.back().inputs[1].ref(), 3, -100);
+      for (int64_t vocab : {50272, 50257}) {
+        add("softmax_cross_entropy_grad vocab " + std::to_string(vocab), grad,
+            {uniform(dtype, {5, vocab}, -8, 8), labels(i64, {5}, vocab),
+             uniform(f32, lossDims == Dims{} ? Dims{} : Dims{5}, 0.5, 2)},
+            tolFor(dtype));
+        cases.back().alias = {0};
+      }
       // As a mixed-precision step runs it: bf16 scores, the f32 loss's f32
       // dloss, the bf16 gradient written over the scores (OPT's logits).
       if (dtype == bf16) {
