@@ -53,4 +53,52 @@ TEST(StreamLiveSpans, UnjoinedHeldToProgramEnd) {
   EXPECT_EQ(spans[1], std::make_pair(0u, 3u));
 }
 
+// Updates across the step boundary: stream 0 runs f1, f2 (each after its
+// weight's update: a wait with no earlier record in the program takes the
+// previous step's), then b, whose record releases the host stream's two
+// updates. Joined at the program's end, a step is 3 + 2 = 5 s. With the
+// host stream carried, the next step's f1 starts after u1, and u2 runs
+// under f1: steps 4 s apart (f1 4-5, f2 5-6, b 6-7, u1 7-8, u2 8-9, ...).
+TEST(StreamSchedule, CarriedStreamOverlapsTheNextStep) {
+  std::vector<StreamInstr> in = {wait(0, 1), op(0, 1), wait(0, 2), op(0, 1),
+                                 op(0, 1),   rec(0, 0), wait(1, 0), op(1, 1),
+                                 rec(1, 1),  op(1, 1),  rec(1, 2)};
+  StreamSchedule joined = scheduleStreams(in, {{0, 11, 1}}, 2);
+  EXPECT_DOUBLE_EQ(joined.makespanS, 5.0);
+  StreamSchedule carried = scheduleStreams(in, {{0, 11, 1}}, 2, 1u << 1);
+  EXPECT_DOUBLE_EQ(carried.makespanS, 4.0);
+  EXPECT_DOUBLE_EQ(carried.busyS[1], 2.0);
+  // The last step, from its start (where the step before left stream 0):
+  // f1 waits for that step's u1, which ends 1 s later.
+  EXPECT_DOUBLE_EQ(carried.startS[1], 1.0);
+  // Carrying a stream no wait depends on changes nothing.
+  StreamSchedule none = scheduleStreams(in, {{0, 11, 1}}, 2, 1u << 5);
+  EXPECT_DOUBLE_EQ(none.makespanS, 5.0);
+}
+
+// Repeats: a program run twice per step is simulated twice per step.
+TEST(StreamSchedule, CarriedStreamWithRepeat) {
+  std::vector<StreamInstr> in = {op(0, 2), rec(0, 0), wait(1, 0), op(1, 1)};
+  StreamSchedule carried = scheduleStreams(in, {{0, 4, 2}}, 2, 1u << 1);
+  // Stream 0: 2 s a run; the host's 1 s runs behind each: 4 s a step.
+  EXPECT_DOUBLE_EQ(carried.makespanS, 4.0);
+  EXPECT_DOUBLE_EQ(carried.busyS[0], 4.0);
+}
+
+// A carried stream's instruction that no stream-0 instruction waits for
+// runs on into the next run: its span is the whole program.
+TEST(StreamLiveSpans, CarriedUnjoinedSpansTheProgram) {
+  std::vector<StreamInstr> in = {op(0, 1), rec(0, 0), wait(1, 0), op(1, 1),
+                                 op(0, 1)};
+  EXPECT_EQ(streamLiveSpans(in, {{0, 5, 1}})[3], std::make_pair(2u, 4u));
+  EXPECT_EQ(streamLiveSpans(in, {{0, 5, 1}}, 1u << 1)[3],
+            std::make_pair(0u, 4u));
+  // Joined by a stream-0 wait: the span is as before.
+  std::vector<StreamInstr> joined = {op(0, 1),  rec(0, 0), wait(1, 0),
+                                     op(1, 1),  rec(1, 1), wait(0, 1),
+                                     op(0, 1)};
+  EXPECT_EQ(streamLiveSpans(joined, {{0, 7, 1}}, 1u << 1)[3],
+            std::make_pair(2u, 5u));
+}
+
 } // namespace

@@ -420,7 +420,8 @@ InstrCost mlir::colossal::estimateInstr(const CostInstr &instr,
 }
 
 StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
-                                      const DeviceProfile &p) {
+                                      const DeviceProfile &p,
+                                      uint32_t carriedStreams) {
   StepCost s;
   s.instrs.reserve(instrs.size());
   for (const CostInstr &instr : instrs) {
@@ -489,7 +490,8 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
       programs.push_back({static_cast<uint32_t>(i), 0, in.repeat});
     ++programs.back().count;
   }
-  StreamSchedule schedule = scheduleStreams(streamInstrs, programs, numStreams);
+  StreamSchedule schedule =
+      scheduleStreams(streamInstrs, programs, numStreams, carriedStreams);
   s.makespanS = schedule.makespanS;
   s.streamBusyS = schedule.busyS;
   double shared = 0;
@@ -519,7 +521,8 @@ StepCost mlir::colossal::estimateStep(const std::vector<CostInstr> &instrs,
 
 std::vector<std::pair<uint32_t, uint32_t>>
 mlir::colossal::streamLiveSpans(const std::vector<StreamInstr> &instrs,
-                                const std::vector<StreamProgram> &programs) {
+                                const std::vector<StreamProgram> &programs,
+                                uint32_t carriedStreams) {
   std::vector<std::pair<uint32_t, uint32_t>> spans(instrs.size());
   for (size_t i = 0; i < instrs.size(); ++i)
     spans[i] = {static_cast<uint32_t>(i), static_cast<uint32_t>(i)};
@@ -571,19 +574,86 @@ mlir::colossal::streamLiveSpans(const std::vector<StreamInstr> &instrs,
             return ts[z - prog.first][in.stream] < mine[in.stream];
           });
       uint32_t to = it == zeroAt.end() ? end - 1 : *it;
+      if (it == zeroAt.end() && in.stream < 32 &&
+          (carriedStreams >> in.stream & 1u))
+        from = prog.first; // runs on into the next run of the program
       spans[i] = {std::min(from, i), std::max(to, i)};
     }
   }
   return spans;
 }
 
+namespace {
+
+/// scheduleStreams with carried streams: the steady state of steps run one
+/// after another (CostModel.h).
+StreamSchedule steadyState(const std::vector<StreamInstr> &instrs,
+                           const std::vector<StreamProgram> &programs,
+                           uint32_t numStreams, uint32_t carried) {
+  StreamSchedule s;
+  s.startS.assign(instrs.size(), 0);
+  s.finishS.assign(instrs.size(), 0);
+  s.busyS.assign(numStreams, 0);
+  for (const StreamProgram &prog : programs)
+    for (uint32_t i = prog.first; i < prog.first + prog.count; ++i)
+      s.busyS[instrs[i].stream] += prog.repeat * instrs[i].seconds;
+  auto isCarried = [&](uint32_t stream) {
+    return stream < 32 && (carried >> stream & 1u);
+  };
+  std::vector<double> streamFree(numStreams, 0);
+  std::map<int64_t, double> eventAt; // the latest record, of any run
+  // The joined streams' end: where the executor's synchronize returns.
+  auto join = [&] {
+    double end = 0;
+    for (uint32_t t = 0; t < numStreams; ++t)
+      if (!isCarried(t))
+        end = std::max(end, streamFree[t]);
+    for (uint32_t t = 0; t < numStreams; ++t)
+      if (!isCarried(t))
+        streamFree[t] = end;
+    return end;
+  };
+  constexpr int kSteps = 4;
+  double stepEnd[kSteps] = {};
+  double stepStart = 0;
+  for (int step = 0; step < kSteps; ++step) {
+    stepStart = join();
+    for (const StreamProgram &prog : programs)
+      for (uint32_t run = 0; run < prog.repeat; ++run) {
+        join();
+        for (uint32_t i = prog.first; i < prog.first + prog.count; ++i) {
+          const StreamInstr &in = instrs[i];
+          double start = streamFree[in.stream];
+          if (in.sync == StreamInstr::Sync::Wait) {
+            auto it = eventAt.find(in.event);
+            if (it != eventAt.end())
+              start = std::max(start, it->second);
+          }
+          double finish = start + in.seconds;
+          streamFree[in.stream] = finish;
+          if (in.sync == StreamInstr::Sync::Record)
+            eventAt[in.event] = finish;
+          s.startS[i] = start - stepStart;
+          s.finishS[i] = finish - stepStart;
+        }
+      }
+    stepEnd[step] = join();
+  }
+  s.makespanS = (stepEnd[kSteps - 1] - stepEnd[kSteps - 3]) / 2;
+  return s;
+}
+
+} // namespace
+
 StreamSchedule
 mlir::colossal::scheduleStreams(const std::vector<StreamInstr> &instrs,
                                 const std::vector<StreamProgram> &programs,
-                                uint32_t numStreams) {
+                                uint32_t numStreams, uint32_t carriedStreams) {
   StreamSchedule s;
   for (const StreamInstr &in : instrs)
     numStreams = std::max(numStreams, in.stream + 1);
+  if (carriedStreams != 0)
+    return steadyState(instrs, programs, numStreams, carriedStreams);
   s.startS.assign(instrs.size(), 0);
   s.finishS.assign(instrs.size(), 0);
   s.busyS.assign(numStreams, 0);

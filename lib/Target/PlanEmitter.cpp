@@ -82,6 +82,23 @@ FailureOr<rt::Plan> mlir::colossal::buildPlan(func::FuncOp func) {
              << "but " << plan.streamKinds.size()
              << " kinds (cplan.stream_kinds)";
   }
+  if (Attribute carriedAttr = func->getAttr("cplan.carried_streams")) {
+    auto carried = dyn_cast<ArrayAttr>(carriedAttr);
+    if (!carried)
+      return func.emitOpError()
+             << "requires cplan.carried_streams to be an array of stream "
+                "indices, got "
+             << carriedAttr;
+    for (Attribute a : carried) {
+      auto index = dyn_cast<IntegerAttr>(a);
+      if (!index || index.getInt() < 0 ||
+          index.getInt() >= static_cast<int64_t>(plan.numStreams))
+        return func.emitOpError()
+               << "cplan.carried_streams: " << a << " is not a stream of the "
+               << plan.numStreams << " declared";
+      plan.carriedStreams |= uint64_t{1} << index.getInt();
+    }
+  }
   auto arenaBytes = func->getAttrOfType<DenseI64ArrayAttr>("cplan.arena_bytes");
   if (!arenaBytes || arenaBytes.size() != 2)
     return func.emitOpError()

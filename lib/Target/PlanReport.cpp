@@ -3,6 +3,7 @@
 #include "colossal/Target/PlanReport.h"
 #include "colossal/Dialect/OpTableBridge.h"
 #include "colossal/Dialect/Plan/PlanDialect.h"
+#include "colossal/Transforms/PlanCost.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/StringMap.h"
@@ -453,7 +454,7 @@ mlir::colossal::buildPlanReport(ModuleOp module,
         c.program = static_cast<uint32_t>(p);
     records.push_back(std::move(c));
   }
-  r.cost = estimateStep(records, r.profile);
+  r.cost = estimateStep(records, r.profile, carriedStreamsOf(func));
   for (size_t i = 0; i < records.size() && i < r.cost.instrs.size(); ++i) {
     const CostInstr &c = records[i];
     const InstrCost &cost = r.cost.instrs[i];

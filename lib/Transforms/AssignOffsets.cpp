@@ -3,6 +3,7 @@
 #include "colossal/Analysis/CostModel.h"
 #include "colossal/Analysis/OffsetPacker.h"
 #include "colossal/Transforms/Passes.h"
+#include "colossal/Transforms/PlanCost.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
@@ -99,7 +100,7 @@ void AssignOffsetsPass::runOnOperation() {
       programs.push_back({0, count, 1});
   }
   std::vector<std::pair<uint32_t, uint32_t>> spans =
-      streamLiveSpans(streamInstrs, programs);
+      streamLiveSpans(streamInstrs, programs, carriedStreamsOf(func));
 
   auto rangeOf = [&](plan::BindOp bind) -> std::pair<uint32_t, uint32_t> {
     if (auto p = bind.getProgram()) {

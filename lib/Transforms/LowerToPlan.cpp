@@ -121,7 +121,8 @@ void touchesOf(Operation *op, SmallVectorImpl<Operation *> &reads,
 /// already covers. Every side-stream instruction must be followed by a
 /// record of its stream (the lowering writes one after each group).
 /// O(instructions x streams x pending groups).
-void orderSideStreams(func::FuncOp func, int64_t numStreams) {
+void orderSideStreams(func::FuncOp func, int64_t numStreams,
+                      uint32_t carriedStreams) {
   struct Group {
     int64_t event;
     llvm::SmallPtrSet<Operation *, 4> reads, writes;
@@ -152,8 +153,11 @@ void orderSideStreams(func::FuncOp func, int64_t numStreams) {
   // Stream 0 waits for the latest pending group of each side stream that
   // `conflicts` (host stream first: its wait may cover the copies).
   auto syncBefore = [&](Operation *at,
-                        llvm::function_ref<bool(const Group &)> conflicts) {
+                        llvm::function_ref<bool(const Group &)> conflicts,
+                        uint32_t skip = 0) {
     for (int64_t s = numStreams - 1; s > kComputeStream; --s) {
+      if (s < 32 && (skip >> s & 1u))
+        continue;
       for (int64_t g = static_cast<int64_t>(groups[s].size()) - 1;
            g >= clock[kComputeStream][s]; --g) {
         if (conflicts(groups[s][g])) {
@@ -169,8 +173,9 @@ void orderSideStreams(func::FuncOp func, int64_t numStreams) {
     ops.push_back(&op);
   for (Operation *op : ops) {
     if (isa<plan::ProgramOp, func::ReturnOp>(op)) {
-      // The program's end: everything still in flight.
-      syncBefore(op, [](const Group &) { return true; });
+      // The program's end: everything still in flight, but the carried
+      // streams' work (the next step's fetches wait for it).
+      syncBefore(op, [](const Group &) { return true; }, carriedStreams);
       reset();
       continue;
     }
@@ -374,6 +379,127 @@ void placeWeightFetches(func::FuncOp func, ArrayRef<WeightFetch> fetches,
         op->moveBefore(f.before);
     }
   }
+}
+
+/// Updates across the step boundary (docs/planner.md): the host stream's
+/// in-place updates stop joining stream 0 at the program's end, and each
+/// weight's fetch waits for its update instead, the previous step's (a wait
+/// before its event's record in plan order takes the previous run's). The
+/// updates predicted to start only after stream 0 is done with the program
+/// (when its last kernel or copy ends, in a list schedule of the joined
+/// program) are the step's tail; they move to the program's end in the
+/// order the forward fetches their weights, so the next step's forward
+/// starts as soon as its first weight is updated and follows the host
+/// layer by layer. The earlier ones keep the gradients' order. Returns
+/// whether any host update was carried (the plan then carries the host
+/// stream: cplan.carried_streams).
+bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
+  struct Update {
+    plan::EventWaitOp wait;
+    plan::KernelOp kernel;
+    plan::EventRecordOp record;
+    double startS = 0;
+    int64_t firstFetch = INT64_MAX;
+  };
+  SmallVector<Operation *> ops;
+  for (Operation &op : func.getBody().front())
+    ops.push_back(&op);
+  // The masters' fetches, by position: the forward's order.
+  llvm::DenseMap<Operation *, int64_t> firstFetchOf;
+  for (auto [i, op] : llvm::enumerate(ops))
+    if (auto copy = dyn_cast<plan::CopyOp>(op))
+      if (copy.getStream() == kH2DStream)
+        if (plan::BufferAllocOp master = bufferOf(copy.getSource()))
+          firstFetchOf.try_emplace(master, static_cast<int64_t>(i));
+  llvm::DenseMap<Operation *, int64_t> updateEventOf; // master -> record
+  bool carried = false;
+  size_t begin = 0;
+  while (begin < ops.size()) {
+    // One program: (begin, end), the end a program marker or the return.
+    size_t end = begin + 1;
+    while (end < ops.size() && !isa<plan::ProgramOp, func::ReturnOp>(ops[end]))
+      ++end;
+    // The joined program's list schedule (as scheduleStreams).
+    llvm::DenseMap<int64_t, double> eventAt;
+    SmallVector<double, 4> streamFree(kHostStream + 1, 0.0);
+    double computeEnd = 0;
+    SmallVector<Update> updates;
+    for (size_t i = begin; i < end; ++i) {
+      Operation *op = ops[i];
+      if (!isInstruction(op))
+        continue;
+      int64_t stream = instructionStream(op);
+      if (stream >= static_cast<int64_t>(streamFree.size()))
+        streamFree.resize(stream + 1, 0.0);
+      double start = streamFree[stream];
+      if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
+        auto it = eventAt.find(w.getEvent());
+        if (it != eventAt.end())
+          start = std::max(start, it->second);
+      }
+      double finish = start + predictedSeconds(op, profile);
+      streamFree[stream] = finish;
+      if (auto r = dyn_cast<plan::EventRecordOp>(op))
+        eventAt[r.getEvent()] = finish;
+      if (stream == kComputeStream && isa<plan::KernelOp, plan::CopyOp>(op))
+        computeEnd = std::max(computeEnd, finish);
+      // A host update as the lowering writes it: the host stream's wait for
+      // its copies, the kernel, its record; in place (every result is one
+      // of its operands: the master and the state).
+      auto k = dyn_cast<plan::KernelOp>(op);
+      if (!k || k.getStream() != kHostStream || i == begin || i + 1 >= end)
+        continue;
+      auto wait = dyn_cast<plan::EventWaitOp>(ops[i - 1]);
+      auto record = dyn_cast<plan::EventRecordOp>(ops[i + 1]);
+      if (!wait || !record || wait.getStream() != kHostStream ||
+          record.getStream() != kHostStream || k.getOuts().empty() ||
+          !llvm::all_of(k.getOuts(), [&](Value out) {
+            return llvm::is_contained(k.getIns(), out);
+          }))
+        continue;
+      Update u{wait, k, record, start};
+      if (plan::BufferAllocOp master = bufferOf(k.getOuts()[0])) {
+        auto it = firstFetchOf.find(master);
+        if (it != firstFetchOf.end())
+          u.firstFetch = it->second;
+        updateEventOf[master] = record.getEvent();
+      }
+      updates.push_back(u);
+    }
+    if (!updates.empty())
+      carried = true;
+    // The tail, in the forward's order, moved to the program's end.
+    SmallVector<Update> tail;
+    for (const Update &u : updates)
+      if (u.startS >= computeEnd)
+        tail.push_back(u);
+    llvm::stable_sort(tail, [](const Update &a, const Update &b) {
+      return a.firstFetch < b.firstFetch;
+    });
+    if (end < ops.size())
+      for (const Update &u : tail) {
+        u.wait->moveBefore(ops[end]);
+        u.kernel->moveBefore(ops[end]);
+        u.record->moveBefore(ops[end]);
+      }
+    begin = end;
+  }
+  if (!carried)
+    return false;
+  // Each fetch of an updated master waits for the update first.
+  for (Operation *op : ops) {
+    auto copy = dyn_cast<plan::CopyOp>(op);
+    if (!copy || copy.getStream() != kH2DStream)
+      continue;
+    plan::BufferAllocOp master = bufferOf(copy.getSource());
+    auto it = master ? updateEventOf.find(master) : updateEventOf.end();
+    if (it == updateEventOf.end())
+      continue;
+    OpBuilder b(copy);
+    plan::EventWaitOp::create(b, copy.getLoc(), b.getI64IntegerAttr(it->second),
+                              b.getI64IntegerAttr(kH2DStream));
+  }
+  return true;
 }
 
 struct LowerToPlanPass
@@ -951,9 +1077,20 @@ void LowerToPlanPass::runOnOperation() {
       return signalPassFailure();
     placeWeightFetches(plan, fetches, *profile);
   }
+  uint32_t carriedStreams = 0;
+  if (crossStepUpdates && offloadOptimizer && maxStream >= kHostStream) {
+    FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
+    if (failed(profile))
+      return signalPassFailure();
+    if (carryUpdatesAcrossSteps(plan, *profile)) {
+      carriedStreams = 1u << kHostStream;
+      plan->setAttr("cplan.carried_streams",
+                    b.getArrayAttr({b.getI64IntegerAttr(kHostStream)}));
+    }
+  }
   if (maxStream != kComputeStream) {
     const int64_t numStreams = maxStream + 1;
-    orderSideStreams(plan, numStreams);
+    orderSideStreams(plan, numStreams, carriedStreams);
     // Streams up to the highest used, each with its kind.
     SmallVector<Attribute> kinds;
     for (int64_t s = 0; s < numStreams; ++s)

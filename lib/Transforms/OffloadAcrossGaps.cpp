@@ -113,9 +113,10 @@ struct Parked {
 };
 
 /// The weight fetches of colossal-lower-to-plan, as Parked records without
-/// an offload: stream 0's record E, stream 1's wait E, the copy into the
-/// fetched buffer and stream 1's record F (issue), and stream 0's wait F
-/// before the use (fetchWait). A fetch of another shape is left alone.
+/// an offload: stream 0's record E, stream 1's wait E, with updates across
+/// the step boundary stream 1's wait for the master's update, the copy into
+/// the fetched buffer and stream 1's record F (issue), and stream 0's wait
+/// F before the use (fetchWait). A fetch of another shape is left alone.
 void collectWeightFetches(func::FuncOp func, std::vector<Parked> &out) {
   llvm::DenseMap<int64_t, Operation *> computeWaits;
   func.walk([&](plan::EventWaitOp w) {
@@ -131,6 +132,16 @@ void collectWeightFetches(func::FuncOp func, std::vector<Parked> &out) {
     if (!alloc || !alloc->hasAttr(kWeightFetchAttr))
       return;
     auto streamWait = dyn_cast_or_null<plan::EventWaitOp>(copy->getPrevNode());
+    // The wait for the master's update (cplan.carried_streams), if any,
+    // sits between the issue's wait and the copy.
+    plan::EventWaitOp updateWait;
+    if (streamWait && streamWait.getStream() == kH2DStream)
+      if (auto before = dyn_cast_or_null<plan::EventWaitOp>(
+              streamWait->getPrevNode()))
+        if (before.getStream() == kH2DStream) {
+          updateWait = streamWait;
+          streamWait = before;
+        }
     auto issueRecord = streamWait ? dyn_cast_or_null<plan::EventRecordOp>(
                                         streamWait->getPrevNode())
                                   : plan::EventRecordOp();
@@ -147,6 +158,8 @@ void collectWeightFetches(func::FuncOp func, std::vector<Parked> &out) {
     Parked p;
     p.fetched = alloc;
     p.issue = {issueRecord, streamWait, copy, doneRecord};
+    if (updateWait)
+      p.issue.insert(p.issue.begin() + 2, updateWait);
     p.fetchWait = it->second;
     out.push_back(std::move(p));
   });
@@ -339,7 +352,7 @@ void OffloadAcrossGapsPass::runOnOperation() {
       programs.push_back({0, static_cast<uint32_t>(count), 1});
     programs.back().count = count - programs.back().first;
     std::vector<std::pair<uint32_t, uint32_t>> spans =
-        streamLiveSpans(streamInstrs, programs);
+        streamLiveSpans(streamInstrs, programs, carriedStreamsOf(func));
 
     std::vector<int64_t> live(count + 1, 0);
     SmallVector<std::pair<plan::BufferAllocOp, BufferUses>> candidates;

@@ -16,6 +16,10 @@
 //   run              runs, or enqueues, one instruction
 //   synchronize      waits for everything enqueued and reports a failure
 //                    that an enqueued kernel detected (an index out of range)
+//   synchronizeStep  the same at a program's end, except for the plan's
+//                    carried streams (Plan::carriedStreams), whose work runs
+//                    on under the next program; a backend that runs in plan
+//                    order has nothing left in flight
 //   enableTracing,   optional (colossal-run --trace): a backend that runs
 //   traceBegin/End   asynchronously times its own instructions (the CUDA
 //                    backend with events); the defaults leave timing to the
@@ -94,6 +98,12 @@ public:
   /// asynchronous error of the device (`*failedInstr` = UINT64_MAX when no
   /// instruction can be named). Clears the recorded failure.
   virtual Status synchronize(uint64_t *failedInstr) = 0;
+  /// synchronize() but for the carried streams' work (the executor's call
+  /// at each program's end; Plan::carriedStreams). A failure that work
+  /// finds is reported by a later call.
+  virtual Status synchronizeStep(uint64_t *failedInstr) {
+    return synchronize(failedInstr);
+  }
 
   // ---- Tracing (Executor::setTrace, `colossal-run --trace`) ---------------
   /// Called by Executor::setTrace(), before prepare(): a backend that times

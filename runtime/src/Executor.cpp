@@ -604,6 +604,19 @@ std::string Executor::describeInstr(uint64_t index) const {
   return where + ")";
 }
 
+Status Executor::drain() {
+  if (!plan_ || !backend_)
+    return Status::ok();
+  uint64_t failed = UINT64_MAX;
+  Status st = backend_->synchronize(&failed);
+  if (!st.isOk())
+    return Status(st.code(),
+                  (failed < plan_->instrs.size() ? describeInstr(failed)
+                                                 : std::string("draining")) +
+                      ": " + st.message());
+  return Status::ok();
+}
+
 Status Executor::runInstructions(uint32_t first, uint32_t count) {
   const Plan &plan = *plan_;
   std::vector<TensorRef> ins, outs;
@@ -636,8 +649,12 @@ Status Executor::runInstructions(uint32_t first, uint32_t count) {
   }
   // An asynchronous backend reports here what its kernels found (a gather
   // index out of range) and names the instruction that found it.
+  // The carried streams (the host updates that run across the step
+  // boundary) are left running, unless check-plan is on: its bookkeeping
+  // assumes every stream joins at a program's end.
   uint64_t failed = UINT64_MAX;
-  Status st = backend_->synchronize(&failed);
+  Status st = checking_ ? backend_->synchronize(&failed)
+                        : backend_->synchronizeStep(&failed);
   if (!st.isOk())
     return Status(st.code(),
                   (failed < plan.instrs.size()

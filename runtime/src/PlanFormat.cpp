@@ -138,7 +138,9 @@ constexpr size_t kProgNumInstrs = 12; // u32
 
 // StreamRecord, 8 bytes (section 13, format 1.2).
 constexpr uint32_t kStreamBytes = 8;
-constexpr size_t kStrKind = 0; // u8 StreamKind; 1..7 reserved
+constexpr size_t kStrKind = 0;  // u8 StreamKind
+constexpr size_t kStrFlags = 1; // u8 (format 1.3): bit 0 carried; 2..7 reserved
+constexpr uint8_t kStreamCarried = 1;
 
 constexpr uint32_t kNumKnownSections = 13;
 
@@ -474,6 +476,16 @@ Status validatePlan(const Plan &plan) {
                      streamKindName(plan.streamKinds[0]) +
                      ", but stream 0 is always a compute stream");
   }
+  // Format 1.3: only host streams run on across a program's end.
+  for (uint32_t s = 0; s < 64; ++s) {
+    if (!(plan.carriedStreams >> s & 1u))
+      continue;
+    if (s >= plan.numStreams || s >= plan.streamKinds.size() ||
+        plan.streamKinds[s] != StreamKind::kHost)
+      return corrupt("stream " + std::to_string(s) +
+                     ": marked carried, but only a declared host stream may "
+                     "run on across a program's end");
+  }
   auto kindOfStream = [&](uint32_t s) {
     return s < plan.streamKinds.size() ? plan.streamKinds[s]
                                        : StreamKind::kCompute;
@@ -754,8 +766,15 @@ Status validatePlan(const Plan &plan) {
     }
   }
   // Every wait needs a record of its event earlier in its program: programs
-  // run separately, so a record in another program orders nothing.
+  // run separately, so a record in another program orders nothing. Except
+  // an event a carried stream records: its stream runs on across programs
+  // and steps, and a wait before the record waits for the previous run's.
   {
+    std::vector<bool> carriedEvent(plan.numEvents, false);
+    for (const PlanInstr &in : plan.instrs)
+      if (in.attrs.kind() == OpKind::EventRecord && in.stream < 64 &&
+          (plan.carriedStreams >> in.stream & 1u))
+        carriedEvent[in.attrs.i("event")] = true;
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     if (plan.programs.empty())
       ranges.push_back({0, plan.instrs.size()});
@@ -770,7 +789,8 @@ Status validatePlan(const Plan &plan) {
         if (in.attrs.kind() == OpKind::EventRecord)
           recorded[in.attrs.i("event")] = true;
         else if (in.attrs.kind() == OpKind::EventWait &&
-                 !recorded[in.attrs.i("event")])
+                 !recorded[in.attrs.i("event")] &&
+                 !carriedEvent[in.attrs.i("event")])
           return corrupt(instrLabel(plan, i) + ": waits for event " +
                          std::to_string(in.attrs.i("event")) +
                          ", which no earlier event_record of its program "
@@ -1121,9 +1141,12 @@ Status writePlan(const Plan &plan, std::vector<uint8_t> &bytes) {
   }
   std::vector<uint8_t> &streams = section(SectionId::kStreams);
   streams.assign(size_t(plan.numStreams) * kStreamBytes, 0);
-  for (size_t k = 0; k < plan.streamKinds.size(); ++k)
+  for (size_t k = 0; k < plan.streamKinds.size(); ++k) {
     st8(streams.data() + k * kStreamBytes, kStrKind,
         static_cast<uint8_t>(plan.streamKinds[k]));
+    if (k < 64 && (plan.carriedStreams >> k & 1u))
+      st8(streams.data() + k * kStreamBytes, kStrFlags, kStreamCarried);
+  }
   section(SectionId::kStrings) = std::move(strings.bytes());
 
   // Assemble: header, section table (ids ascending), payloads in id order.
@@ -1475,6 +1498,12 @@ Status PlanDecoder::decode(Plan &plan) const {
         return corrupt("stream " + std::to_string(k) +
                        ": unknown stream kind " + std::to_string(kind));
       plan.streamKinds[k] = static_cast<StreamKind>(kind);
+      uint8_t flags = ld8(streamSec.record(k), kStrFlags);
+      if (flags & ~kStreamCarried)
+        return corrupt("stream " + std::to_string(k) + ": unknown flags " +
+                       std::to_string(flags));
+      if (flags & kStreamCarried)
+        plan.carriedStreams |= uint64_t{1} << k;
     }
   }
   return Status::ok();

@@ -172,7 +172,7 @@ TEST_F(ColossalRun, ForwardModeRunsAsBefore) {
               " --outputs " + path("out.safetensors"));
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "loss = 66.0000")) << r.output;
-  EXPECT_TRUE(contains(r.output, "plan format 1.2, 5 instructions"))
+  EXPECT_TRUE(contains(r.output, "plan format 1.3, 5 instructions"))
       << r.output;
   SafetensorsFile out;
   ASSERT_TRUE(readSafetensorsFile(path("out.safetensors"), out).isOk());

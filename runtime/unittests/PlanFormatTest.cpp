@@ -262,6 +262,56 @@ TEST(PlanFormat, RoundTripKeepsEveryField) {
   EXPECT_EQ(read.instrs[2].attrs.list("axes"), (std::vector<int64_t>{0, 1}));
 }
 
+/// The test plan with a host stream 1 and one event: stream 0 waits for
+/// it (instruction 5), and stream 1 records it after (6), later in plan
+/// order: only a carried stream's record can satisfy that wait, the
+/// previous step's (format 1.3).
+Plan planWithLateRecord(uint64_t carried) {
+  Plan plan = makeTestPlan();
+  plan.numStreams = 2;
+  plan.numEvents = 1;
+  plan.streamKinds = {StreamKind::kCompute, StreamKind::kHost};
+  plan.carriedStreams = carried;
+  PlanInstr wait, record;
+  wait.attrs = Attrs(OpKind::EventWait);
+  wait.attrs.setI("event", 0);
+  record.attrs = Attrs(OpKind::EventRecord);
+  record.attrs.setI("event", 0);
+  record.stream = 1;
+  plan.instrs.push_back(wait);
+  plan.instrs.push_back(record);
+  return plan;
+}
+
+TEST(PlanFormat, CarriedHostStreamRoundTripsAndAllowsTheLateRecord) {
+  EXPECT_ERROR(validatePlan(planWithLateRecord(0)), kCorruptPlan,
+               "waits for event 0, which no earlier event_record of its "
+               "program records");
+  Plan carried = planWithLateRecord(uint64_t{1} << 1);
+  ASSERT_TRUE(validatePlan(carried).isOk());
+  PlanBytes pb = writeTestPlan(carried);
+  Plan read;
+  Status st = pb.read(read);
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  expectSamePlan(carried, read);
+  EXPECT_EQ(read.carriedStreams, uint64_t{1} << 1);
+  // On disk: byte 1 of stream 1's record, bit 0; stream 0's flags are 0.
+  size_t streams = pb.sectionOffset(SectionId::kStreams);
+  EXPECT_EQ(pb.get(streams + 1, 1), 0u);
+  EXPECT_EQ(pb.get(streams + 8, 1), 2u); // StreamKind host
+  EXPECT_EQ(pb.get(streams + 9, 1), 1u);
+  // An unknown flag is corrupt, named with its stream.
+  pb.put(streams + 9, 3, 1);
+  pb.reseal();
+  Plan bad;
+  EXPECT_ERROR(pb.read(bad), kCorruptPlan, "stream 1: unknown flags 3");
+  // Only a declared host stream may be carried.
+  EXPECT_ERROR(validatePlan(planWithLateRecord(1)), kCorruptPlan,
+               "stream 0: marked carried, but only a declared host stream");
+  EXPECT_ERROR(validatePlan(planWithLateRecord(uint64_t{1} << 2)),
+               kCorruptPlan, "stream 2: marked carried");
+}
+
 TEST(PlanFormat, WeightBindingRoundTrips) {
   Plan original = makeTestPlan(/*weightBinding=*/true);
   PlanBytes pb = writeTestPlan(original);

@@ -1,4 +1,5 @@
-// RUN: colossal-opt %s --split-input-file --colossal-lower-to-plan=offload-optimizer=true | FileCheck %s
+// RUN: colossal-opt %s --split-input-file '--colossal-lower-to-plan=offload-optimizer=true cross-step-updates=false' | FileCheck %s
+// Updates across the step boundary (the default): lower-to-plan-cross-step.mlir.
 // Without offload-optimizer nothing changes: one stream, no events.
 // RUN: colossal-opt %s --split-input-file --colossal-lower-to-plan | FileCheck %s --check-prefix=DEVICE
 // DEVICE-LABEL: func.func @train_step()

@@ -176,8 +176,10 @@ struct StepCost {
 InstrCost estimateInstr(const CostInstr &instr, const DeviceProfile &profile);
 
 /// Every instruction, then the totals per resource and the step time.
+/// `carriedStreams`: scheduleStreams's (a plan's cplan.carried_streams).
 StepCost estimateStep(const std::vector<CostInstr> &instrs,
-                      const DeviceProfile &profile);
+                      const DeviceProfile &profile,
+                      uint32_t carriedStreams = 0);
 
 //===----------------------------------------------------------------------===//
 // Streams and events
@@ -192,7 +194,13 @@ StepCost estimateStep(const std::vector<CostInstr> &instrs,
 //===----------------------------------------------------------------------===//
 
 /// A program: instructions [first, first + count), run `repeat` times per
-/// step. Programs run one after the other; all streams join at each end.
+/// step. Programs run one after the other; all streams join at each end,
+/// except the carried streams (a bit mask of stream indices, below): their
+/// work runs on into the next program and the next step, which wait for it
+/// only through events (a wait with no earlier record in its program waits
+/// for the previous run's record). colossal-lower-to-plan carries the host
+/// stream when the updates run across the step boundary
+/// (docs/planner.md, "Updates across the step boundary").
 struct StreamProgram {
   uint32_t first = 0, count = 0;
   uint32_t repeat = 1;
@@ -207,24 +215,38 @@ struct StreamProgram {
 /// live over the union of its touches' spans may share bytes with any buffer
 /// whose span is disjoint, whatever the streams: everything the earlier one
 /// does happens before the join point, which happens before the later one's
-/// first touch. Vector clocks over the streams: O(instructions x streams +
-/// side-stream instructions x log).
+/// first touch. An instruction of a carried stream that no stream-0
+/// instruction of its program has seen runs on into the next run of the
+/// program, so its span is the whole program [first, last]. Vector clocks
+/// over the streams: O(instructions x streams + side-stream instructions x
+/// log).
 std::vector<std::pair<uint32_t, uint32_t>>
 streamLiveSpans(const std::vector<StreamInstr> &instrs,
-                const std::vector<StreamProgram> &programs);
+                const std::vector<StreamProgram> &programs,
+                uint32_t carriedStreams = 0);
 
 /// The list schedule of a step: each instruction starts when its stream is
 /// free and, for a wait, when the event's record was reached.
+///
+/// With carried streams, the steady state: the step's programs run again
+/// and again (each `repeat` times), the other streams join at each
+/// program's end (the executor's synchronize) while the carried ones run
+/// on, and a wait takes its event's latest record, of this run or an
+/// earlier one. Four steps are simulated; makespanS is the mean of the last
+/// two steps' lengths (end to end, the ends being where the joined streams
+/// are done), and startS/finishS are the last step's, from its start.
 struct StreamSchedule {
   std::vector<double> startS, finishS; ///< per instruction, one run
   /// Per stream: the sum of its instructions' seconds, x repeat.
   std::vector<double> busyS;
-  /// Sum over programs of repeat x (latest finish of the program).
+  /// Sum over programs of repeat x (latest finish of the program); with
+  /// carried streams, the steady state's step.
   double makespanS = 0;
 };
 StreamSchedule scheduleStreams(const std::vector<StreamInstr> &instrs,
                                const std::vector<StreamProgram> &programs,
-                               uint32_t numStreams);
+                               uint32_t numStreams,
+                               uint32_t carriedStreams = 0);
 
 } // namespace mlir::colossal
 

@@ -309,7 +309,12 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     held until then), for the host stream before it touches a buffer the
     host stream writes, and for everything still in flight at the program's
     end; the plan declares `cplan.stream_kinds` up to the host stream
-    (docs/planner.md, "The ZeRO-Offload host stream"). Live ranges and
+    (docs/planner.md, "The ZeRO-Offload host stream"). With
+    `cross-step-updates` (the default) the host stream is carried across
+    the program's end instead (`cplan.carried_streams`): each fetch waits
+    for its weight's update of the previous step, and the updates predicted
+    to start after stream 0's last kernel move to the program's end in the
+    forward's order (docs/planner.md, "Updates across the step boundary"). Live ranges and
     offsets are left for `colossal-assign-offsets`.
 
     ```mlir
@@ -353,7 +358,13 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
                "(the budget's device-resident share; names)">,
     Option<"deviceProfile", "device-profile", "std::string", "\"\"",
            "Device profile (JSON) whose rates time the weight fetches' "
-           "leads; empty: the built-in H200 figures">
+           "leads; empty: the built-in H200 figures">,
+    Option<"crossStepUpdates", "cross-step-updates", "bool", "true",
+           "With offload-optimizer: the host stream's updates run on across "
+           "the program's end (cplan.carried_streams), each weight's fetch "
+           "waiting for its update, and the updates predicted to start after "
+           "stream 0's work move to the program's end in the forward's "
+           "order; false: stream 0 waits for every update at the end">
   ];
   let dependentDialects = ["::mlir::colossal::plan::CPlanDialect",
                            "::mlir::func::FuncDialect"];

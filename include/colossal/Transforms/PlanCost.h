@@ -13,6 +13,7 @@
 
 #include "colossal/Analysis/CostModel.h"
 
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Operation.h"
 #include "mlir/Support/LogicalResult.h"
 
@@ -30,6 +31,20 @@ double predictedSeconds(Operation *op, const DeviceProfile &profile);
 /// The stream a plan instruction runs on (kernels, copies, event ops); 0
 /// for anything else.
 int64_t instructionStream(Operation *op);
+
+/// The plan's `cplan.carried_streams` (the streams whose work runs on into
+/// the next program and step: colossal-lower-to-plan's host stream when the
+/// updates cross the step boundary) as the bit mask streamLiveSpans and
+/// scheduleStreams take; 0 when the plan joins every stream.
+inline uint32_t carriedStreamsOf(Operation *plan) {
+  uint32_t mask = 0;
+  if (auto list = plan->getAttrOfType<ArrayAttr>("cplan.carried_streams"))
+    for (Attribute a : list)
+      if (auto i = dyn_cast<IntegerAttr>(a))
+        if (i.getInt() >= 0 && i.getInt() < 32)
+          mask |= 1u << i.getInt();
+  return mask;
+}
 
 } // namespace mlir::colossal
 

@@ -478,7 +478,7 @@ public:
       uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
       uintptr_t aligned =
           (addr + (align - 1)) & ~static_cast<uintptr_t>(align - 1);
-      arenas_.push_back({arena.space, raw});
+      arenas_.push_back({arena.space, raw, bytes});
       bases_.push_back(reinterpret_cast<uint8_t *>(aligned));
     }
     return Status::ok();
@@ -505,6 +505,7 @@ public:
   /// enqueues.
   Status preparePlan(const Plan &plan) override {
     releasePlanResources();
+    carried_ = plan.carriedStreams;
     size_t need = 0;
     std::vector<TensorType> types, outTypes;
     kinds_.assign(plan.instrs.size(), OpKind::Identity);
@@ -641,7 +642,10 @@ public:
   Status copySynchronously(void *dst, const void *src, size_t bytes) {
     if (bytes == 0)
       return Status::ok();
-    COLOSSAL_RETURN_IF_ERROR(joinIntoDefault());
+    // The carried host stream only touches host arenas: a copy of anything
+    // else (a batch in, a loss out) does not wait for its updates.
+    COLOSSAL_RETURN_IF_ERROR(
+        joinIntoDefault(inHostArena(dst) || inHostArena(src)));
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
@@ -731,11 +735,22 @@ public:
   }
 
   Status synchronize(uint64_t *failedInstr) override {
+    return waitForStreams(failedInstr, /*withCarried=*/true);
+  }
+
+  /// The carried streams run on, but not while a step is traced (its
+  /// timing events must all have completed when traceEnd reads them).
+  Status synchronizeStep(uint64_t *failedInstr) override {
+    return waitForStreams(failedInstr, tracingNow_);
+  }
+
+  Status waitForStreams(uint64_t *failedInstr, bool withCarried) {
     if (failedInstr)
       *failedInstr = UINT64_MAX;
     cudaError_t err = cudaSuccess;
     for (size_t s = 0; s < streams_.size() && err == cudaSuccess; ++s)
-      err = cudaStreamSynchronize(streams_[s]);
+      if (withCarried || !isCarried(s))
+        err = cudaStreamSynchronize(streams_[s]);
     if (err == cudaSuccess)
       err = cudaStreamSynchronize(stream_);
     if (err != cudaSuccess)
@@ -831,7 +846,24 @@ private:
   struct Allocation {
     MemorySpace space;
     void *ptr;
+    size_t bytes;
   };
+
+  /// Whether `p` points into one of the plan's host arenas (where the
+  /// carried host stream's updates read and write).
+  bool inHostArena(const void *p) const {
+    auto at = reinterpret_cast<uintptr_t>(p);
+    for (const Allocation &a : arenas_) {
+      auto base = reinterpret_cast<uintptr_t>(a.ptr);
+      if (a.space == MemorySpace::kHost && at >= base && at < base + a.bytes)
+        return true;
+    }
+    return false;
+  }
+
+  bool isCarried(size_t stream) const {
+    return stream < 64 && (carried_ >> stream & 1u);
+  }
 
   static void freeArena(MemorySpace space, void *ptr) {
     if (space == MemorySpace::kHost)
@@ -863,9 +895,11 @@ private:
   }
 
   /// Makes the backend's stream wait for everything enqueued on the plan's
-  /// other streams.
-  Status joinIntoDefault() {
+  /// other streams (but the carried ones unless `withCarried`).
+  Status joinIntoDefault(bool withCarried = true) {
     for (size_t s = 1; s < streams_.size(); ++s) {
+      if (!withCarried && isCarried(s))
+        continue;
       COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventRecord(joinEvents_[s], streams_[s]));
       COLOSSAL_CUDA_RETURN_IF_ERROR(
           cudaStreamWaitEvent(stream_, joinEvents_[s], 0));
@@ -962,6 +996,7 @@ private:
   bool syncEach_ = false;
   bool reportMalloc_ = false;
   std::vector<Allocation> arenas_;
+  uint64_t carried_ = 0; ///< Plan::carriedStreams of the prepared plan
   std::vector<uint8_t *> bases_;
   /// The op of each instruction index seen (for device error messages).
   std::vector<OpKind> kinds_;

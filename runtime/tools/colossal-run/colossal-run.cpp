@@ -1110,6 +1110,17 @@ int runTraining(const Options &opts, const Plan &plan, Executor &executor) {
     }
   }
 
+  {
+    // The last step's host updates may still run (updates across the step
+    // boundary): they are part of the training time.
+    auto t0 = std::chrono::steady_clock::now();
+    st = executor.drain();
+    if (!st.isOk())
+      return fail("step " + std::to_string(steps - 1) + ": " + st.toString());
+    trainSeconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+  }
   if (!opts.save.empty()) {
     st = executor.saveCheckpoint(opts.save, steps);
     if (!st.isOk())

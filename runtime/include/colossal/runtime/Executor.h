@@ -199,6 +199,13 @@ public:
   Status trainStep(uint64_t step, const SafetensorsFile &batch,
                    TrainStepStats &stats,
                    SafetensorsFile *gradsBeforeApply = nullptr);
+  /// Waits for every stream, the carried ones too: the host updates of a
+  /// plan whose updates run across the step boundary
+  /// (Plan::carriedStreams) are still in flight when trainStep() returns,
+  /// and a failure one of them found is reported here (or by the next
+  /// step). Reading a weight or state (readBinding, checkpoints, exports)
+  /// waits for them by itself.
+  Status drain();
 
   /// The tensor of the binding with this role and name, pointing into the
   /// arena (valid until the next prepare()): host memory on the CPU backend,

@@ -34,7 +34,7 @@ namespace colossal::runtime {
 
 inline constexpr char kPlanMagic[8] = {'C', 'P', 'L', 'A', 'N', 0x1a, '\n', 0};
 inline constexpr uint16_t kPlanMajorVersion = 1;
-inline constexpr uint16_t kPlanMinorVersion = 2;
+inline constexpr uint16_t kPlanMinorVersion = 3;
 
 /// Limits a reader enforces before allocating anything.
 inline constexpr uint32_t kMaxSections = 64;
@@ -218,6 +218,13 @@ struct Plan {
   /// 1.1 files, and plans built in memory without streams): every stream is
   /// a compute stream.
   std::vector<StreamKind> streamKinds;
+  /// Format 1.3: bit s set = stream s is carried: its work runs on into the
+  /// next program and the next step, which wait for it only through events
+  /// (a wait with no earlier record of its event in its program waits for
+  /// the previous run's record on the carried stream). Only host streams;
+  /// the compiler carries the offloaded updates (docs/planner.md, "Updates
+  /// across the step boundary").
+  uint64_t carriedStreams = 0;
   std::string sourceModel; ///< the ONNX file it was compiled from
   /// The safetensors file with the weights, relative to the plan's folder;
   /// empty when the model had no weight data (a weight-free graph).
