@@ -101,4 +101,35 @@ TEST(StreamLiveSpans, CarriedUnjoinedSpansTheProgram) {
             std::make_pair(2u, 5u));
 }
 
+// chooseCarriedTail on three layers A, B, C: forward 1 s each, backward 1 s
+// each (C's gradient first), host updates 3 s each; each forward waits for
+// its weight's update (added waits: the previous step's). Worked by hand:
+// in the gradients' order (C, B, A) a step takes 13 s (the forward waits
+// for A's update, the last); with the tail A, B in the forward's order
+// after C, 12 s (fA runs under B's update); a tail of all three, 13 s (the
+// host waits for A's gradient, the backward's last, before starting).
+TEST(CarriedTail, PicksTheSteadyStateFastestSuffix) {
+  std::vector<StreamInstr> in = {
+      op(0, 1),  op(0, 1), op(0, 1), op(0, 1),  rec(0, 0), op(0, 1),
+      rec(0, 1), op(0, 1), rec(0, 2), wait(1, 0), op(1, 3), rec(1, 3),
+      wait(1, 1), op(1, 3), rec(1, 4), wait(1, 2), op(1, 3), rec(1, 5)};
+  std::vector<CarriedUpdate> updates = {
+      {9, 10, 11, 2}, {12, 13, 14, 1}, {15, 16, 17, 0}};
+  std::vector<AddedWait> waits = {{0, 0, 5}, {1, 0, 4}, {2, 0, 3}};
+  double stepS = 0;
+  EXPECT_EQ(chooseCarriedTail(in, {{0, 18, 1}}, 2, 1u << 1, updates, waits,
+                              &stepS),
+            1u);
+  EXPECT_DOUBLE_EQ(stepS, 12.0);
+  // A host faster than the device: every order gives the device's 6 s and
+  // A's update (0.5 s after A's gradient, the backward's last) before the
+  // next forward, and the tie keeps the gradients' order.
+  for (uint32_t k : {10u, 13u, 16u})
+    in[k].seconds = 0.5;
+  EXPECT_EQ(chooseCarriedTail(in, {{0, 18, 1}}, 2, 1u << 1, updates, waits,
+                              &stepS),
+            3u);
+  EXPECT_DOUBLE_EQ(stepS, 6.5);
+}
+
 } // namespace

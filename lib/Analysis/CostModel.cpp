@@ -683,3 +683,74 @@ mlir::colossal::scheduleStreams(const std::vector<StreamInstr> &instrs,
   }
   return s;
 }
+
+size_t mlir::colossal::chooseCarriedTail(
+    const std::vector<StreamInstr> &instrs,
+    const std::vector<StreamProgram> &programs, uint32_t numStreams,
+    uint32_t carriedStreams, const std::vector<CarriedUpdate> &updates,
+    const std::vector<AddedWait> &waits, double *stepS) {
+  const size_t n = updates.size();
+  if (n == 0)
+    return 0;
+  // The program holding the updates: the tail goes to its end.
+  size_t home = 0;
+  for (size_t p = 0; p < programs.size(); ++p)
+    if (updates[0].kernel >= programs[p].first &&
+        updates[0].kernel < programs[p].first + programs[p].count)
+      home = p;
+  std::vector<std::vector<const AddedWait *>> waitsBefore(instrs.size());
+  for (const AddedWait &w : waits)
+    if (w.before < instrs.size())
+      waitsBefore[w.before].push_back(&w);
+  std::vector<int64_t> updateOf(instrs.size(), -1);
+  for (size_t u = 0; u < n; ++u)
+    updateOf[updates[u].wait] = updateOf[updates[u].kernel] =
+        updateOf[updates[u].record] = static_cast<int64_t>(u);
+  auto stepFor = [&](size_t kept) {
+    std::vector<size_t> tail;
+    for (size_t u = kept; u < n; ++u)
+      tail.push_back(u);
+    std::stable_sort(tail.begin(), tail.end(), [&](size_t a, size_t b) {
+      return updates[a].forwardKey < updates[b].forwardKey;
+    });
+    std::vector<StreamInstr> order;
+    std::vector<StreamProgram> progs;
+    order.reserve(instrs.size() + waits.size());
+    for (size_t p = 0; p < programs.size(); ++p) {
+      StreamProgram prog{static_cast<uint32_t>(order.size()), 0,
+                         programs[p].repeat};
+      for (uint32_t i = programs[p].first;
+           i < programs[p].first + programs[p].count; ++i) {
+        for (const AddedWait *w : waitsBefore[i])
+          order.push_back({w->stream, StreamInstr::Sync::Wait, w->event, 0});
+        if (updateOf[i] >= 0 && static_cast<size_t>(updateOf[i]) >= kept)
+          continue;
+        order.push_back(instrs[i]);
+      }
+      if (p == home)
+        for (size_t u : tail)
+          for (uint32_t i : {updates[u].wait, updates[u].kernel,
+                             updates[u].record})
+            order.push_back(instrs[i]);
+      prog.count = static_cast<uint32_t>(order.size()) - prog.first;
+      progs.push_back(prog);
+    }
+    return scheduleStreams(order, progs, numStreams, carriedStreams)
+        .makespanS;
+  };
+  // Longest kept prefix first: a tie keeps the shorter tail.
+  const size_t points = std::min<size_t>(n + 1, 64);
+  size_t best = n;
+  double bestS = stepFor(n);
+  for (size_t c = points - 1; c-- > 0;) {
+    size_t kept = c * n / (points - 1);
+    double t = stepFor(kept);
+    if (t < bestS * (1 - 1e-9)) {
+      best = kept;
+      bestS = t;
+    }
+  }
+  if (stepS)
+    *stepS = bestS;
+  return best;
+}

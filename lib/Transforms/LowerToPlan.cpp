@@ -26,6 +26,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -385,108 +386,106 @@ void placeWeightFetches(func::FuncOp func, ArrayRef<WeightFetch> fetches,
 /// in-place updates stop joining stream 0 at the program's end, and each
 /// weight's fetch waits for its update instead, the previous step's (a wait
 /// before its event's record in plan order takes the previous run's). The
-/// updates predicted to start only after stream 0 is done with the program
-/// (when its last kernel or copy ends, in a list schedule of the joined
-/// program) are the step's tail; they move to the program's end in the
-/// order the forward fetches their weights, so the next step's forward
-/// starts as soon as its first weight is updated and follows the host
-/// layer by layer. The earlier ones keep the gradients' order. Returns
-/// whether any host update was carried (the plan then carries the host
-/// stream: cplan.carried_streams).
+/// step's last updates, a suffix of the gradients' order, move to the end
+/// of their program in the order the forward fetches their weights, so the
+/// next step's forward starts as soon as its first weight is updated and
+/// follows the host layer by layer; the suffix's length is the one whose
+/// steady state the cost model predicts fastest (chooseCarriedTail). Runs
+/// after orderSideStreams (with the host stream carried), so that the
+/// schedule has stream 0's waits for the fetches; an update stream 0 waits
+/// for stays in place. Returns whether any update was found.
 bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
   struct Update {
     plan::EventWaitOp wait;
     plan::KernelOp kernel;
     plan::EventRecordOp record;
-    double startS = 0;
-    int64_t firstFetch = INT64_MAX;
+    Operation *programEnd = nullptr;
   };
   SmallVector<Operation *> ops;
   for (Operation &op : func.getBody().front())
     ops.push_back(&op);
-  // The masters' fetches, by position: the forward's order.
-  llvm::DenseMap<Operation *, int64_t> firstFetchOf;
-  for (auto [i, op] : llvm::enumerate(ops))
-    if (auto copy = dyn_cast<plan::CopyOp>(op))
-      if (copy.getStream() == kH2DStream)
-        if (plan::BufferAllocOp master = bufferOf(copy.getSource()))
-          firstFetchOf.try_emplace(master, static_cast<int64_t>(i));
-  llvm::DenseMap<Operation *, int64_t> updateEventOf; // master -> record
-  bool carried = false;
-  size_t begin = 0;
-  while (begin < ops.size()) {
-    // One program: (begin, end), the end a program marker or the return.
-    size_t end = begin + 1;
-    while (end < ops.size() && !isa<plan::ProgramOp, func::ReturnOp>(ops[end]))
-      ++end;
-    // The joined program's list schedule (as scheduleStreams).
-    llvm::DenseMap<int64_t, double> eventAt;
-    SmallVector<double, 4> streamFree(kHostStream + 1, 0.0);
-    double computeEnd = 0;
-    SmallVector<Update> updates;
-    for (size_t i = begin; i < end; ++i) {
-      Operation *op = ops[i];
-      if (!isInstruction(op))
-        continue;
-      int64_t stream = instructionStream(op);
-      if (stream >= static_cast<int64_t>(streamFree.size()))
-        streamFree.resize(stream + 1, 0.0);
-      double start = streamFree[stream];
-      if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
-        auto it = eventAt.find(w.getEvent());
-        if (it != eventAt.end())
-          start = std::max(start, it->second);
+  // The instructions as the cost model sees them, by program.
+  llvm::DenseMap<Operation *, uint32_t> indexOf;
+  std::vector<StreamInstr> instrs;
+  std::vector<StreamProgram> programs;
+  uint32_t numStreams = kHostStream + 1;
+  SmallVector<Operation *> programEnds;
+  for (Operation *op : ops) {
+    if (isa<plan::ProgramOp, func::ReturnOp>(op)) {
+      if (!programs.empty()) {
+        programs.back().count =
+            static_cast<uint32_t>(instrs.size()) - programs.back().first;
+        programEnds.push_back(op);
       }
-      double finish = start + predictedSeconds(op, profile);
-      streamFree[stream] = finish;
-      if (auto r = dyn_cast<plan::EventRecordOp>(op))
-        eventAt[r.getEvent()] = finish;
-      if (stream == kComputeStream && isa<plan::KernelOp, plan::CopyOp>(op))
-        computeEnd = std::max(computeEnd, finish);
-      // A host update as the lowering writes it: the host stream's wait for
-      // its copies, the kernel, its record; in place (every result is one
-      // of its operands: the master and the state).
-      auto k = dyn_cast<plan::KernelOp>(op);
-      if (!k || k.getStream() != kHostStream || i == begin || i + 1 >= end)
-        continue;
-      auto wait = dyn_cast<plan::EventWaitOp>(ops[i - 1]);
-      auto record = dyn_cast<plan::EventRecordOp>(ops[i + 1]);
-      if (!wait || !record || wait.getStream() != kHostStream ||
-          record.getStream() != kHostStream || k.getOuts().empty() ||
-          !llvm::all_of(k.getOuts(), [&](Value out) {
-            return llvm::is_contained(k.getIns(), out);
-          }))
-        continue;
-      Update u{wait, k, record, start};
-      if (plan::BufferAllocOp master = bufferOf(k.getOuts()[0])) {
-        auto it = firstFetchOf.find(master);
-        if (it != firstFetchOf.end())
-          u.firstFetch = it->second;
-        updateEventOf[master] = record.getEvent();
-      }
-      updates.push_back(u);
+      if (isa<plan::ProgramOp>(op))
+        programs.push_back({static_cast<uint32_t>(instrs.size()), 0, 1});
+      continue;
     }
-    if (!updates.empty())
-      carried = true;
-    // The tail, in the forward's order, moved to the program's end.
-    SmallVector<Update> tail;
-    for (const Update &u : updates)
-      if (u.startS >= computeEnd)
-        tail.push_back(u);
-    llvm::stable_sort(tail, [](const Update &a, const Update &b) {
-      return a.firstFetch < b.firstFetch;
-    });
-    if (end < ops.size())
-      for (const Update &u : tail) {
-        u.wait->moveBefore(ops[end]);
-        u.kernel->moveBefore(ops[end]);
-        u.record->moveBefore(ops[end]);
-      }
-    begin = end;
+    if (!isInstruction(op))
+      continue;
+    if (programs.empty())
+      programs.push_back({0, 0, 1});
+    StreamInstr in;
+    in.stream = static_cast<uint32_t>(instructionStream(op));
+    numStreams = std::max(numStreams, in.stream + 1);
+    if (auto r = dyn_cast<plan::EventRecordOp>(op)) {
+      in.sync = StreamInstr::Sync::Record;
+      in.event = static_cast<int64_t>(r.getEvent());
+    } else if (auto w = dyn_cast<plan::EventWaitOp>(op)) {
+      in.sync = StreamInstr::Sync::Wait;
+      in.event = static_cast<int64_t>(w.getEvent());
+    } else {
+      in.seconds = predictedSeconds(op, profile);
+    }
+    indexOf[op] = static_cast<uint32_t>(instrs.size());
+    instrs.push_back(in);
   }
-  if (!carried)
+  if (programEnds.size() < programs.size()) // no marker before the first
+    programEnds.push_back(ops.back());
+  auto programOf = [&](uint32_t i) {
+    size_t p = 0;
+    while (p + 1 < programs.size() && i >= programs[p + 1].first)
+      ++p;
+    return p;
+  };
+  // The in-place host updates as the lowering writes them: the host
+  // stream's wait for its copies, the kernel, its record.
+  // Events stream 0 waits for: an update whose record is one of them (stream
+  // 0 reads what it wrote) stays where it is.
+  llvm::DenseSet<int64_t> computeWaits;
+  for (Operation *op : ops)
+    if (auto w = dyn_cast<plan::EventWaitOp>(op))
+      if (w.getStream() == kComputeStream)
+        computeWaits.insert(static_cast<int64_t>(w.getEvent()));
+  SmallVector<Update> updates;
+  llvm::DenseMap<Operation *, int64_t> updateEventOf; // master -> record
+  for (size_t i = 1; i + 1 < ops.size(); ++i) {
+    auto k = dyn_cast<plan::KernelOp>(ops[i]);
+    if (!k || k.getStream() != kHostStream)
+      continue;
+    auto wait = dyn_cast<plan::EventWaitOp>(ops[i - 1]);
+    auto record = dyn_cast<plan::EventRecordOp>(ops[i + 1]);
+    if (!wait || !record || wait.getStream() != kHostStream ||
+        record.getStream() != kHostStream || k.getOuts().empty() ||
+        computeWaits.contains(static_cast<int64_t>(record.getEvent())) ||
+        !llvm::all_of(k.getOuts(), [&](Value out) {
+          return llvm::is_contained(k.getIns(), out);
+        }))
+      continue;
+    plan::BufferAllocOp master = bufferOf(k.getOuts()[0]);
+    if (!master)
+      continue;
+    updates.push_back(
+        {wait, k, record, programEnds[programOf(indexOf[k])]});
+    updateEventOf[master] = record.getEvent();
+  }
+  if (updates.empty())
     return false;
-  // Each fetch of an updated master waits for the update first.
+  // Each fetch of an updated master waits for the update first; the
+  // forward's order is that of the first fetches.
+  SmallVector<std::pair<plan::CopyOp, int64_t>> fetchWaits;
+  llvm::DenseMap<Operation *, int64_t> firstFetchOf;
+  std::vector<AddedWait> added;
   for (Operation *op : ops) {
     auto copy = dyn_cast<plan::CopyOp>(op);
     if (!copy || copy.getStream() != kH2DStream)
@@ -495,8 +494,44 @@ bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
     auto it = master ? updateEventOf.find(master) : updateEventOf.end();
     if (it == updateEventOf.end())
       continue;
+    fetchWaits.push_back({copy, it->second});
+    firstFetchOf.try_emplace(master, indexOf[copy]);
+    added.push_back({indexOf[copy], static_cast<uint32_t>(kH2DStream),
+                     it->second});
+  }
+  // The tail: a suffix of the updates of the program holding the most.
+  SmallVector<unsigned> count(programs.size(), 0);
+  for (Update &u : updates)
+    ++count[programOf(indexOf[u.kernel])];
+  size_t home = std::max_element(count.begin(), count.end()) - count.begin();
+  std::vector<CarriedUpdate> candidates;
+  SmallVector<Update *> homeUpdates;
+  for (Update &u : updates) {
+    if (programOf(indexOf[u.kernel]) != home)
+      continue;
+    auto it = firstFetchOf.find(bufferOf(u.kernel.getOuts()[0]));
+    candidates.push_back({indexOf[u.wait], indexOf[u.kernel],
+                          indexOf[u.record],
+                          it == firstFetchOf.end() ? INT64_MAX : it->second});
+    homeUpdates.push_back(&u);
+  }
+  size_t kept = chooseCarriedTail(instrs, programs, numStreams,
+                                  1u << kHostStream, candidates, added);
+  SmallVector<size_t> tail;
+  for (size_t u = kept; u < candidates.size(); ++u)
+    tail.push_back(u);
+  llvm::stable_sort(tail, [&](size_t a, size_t b) {
+    return candidates[a].forwardKey < candidates[b].forwardKey;
+  });
+  for (size_t u : tail) {
+    Update &up = *homeUpdates[u];
+    up.wait->moveBefore(up.programEnd);
+    up.kernel->moveBefore(up.programEnd);
+    up.record->moveBefore(up.programEnd);
+  }
+  for (auto &[copy, event] : fetchWaits) {
     OpBuilder b(copy);
-    plan::EventWaitOp::create(b, copy.getLoc(), b.getI64IntegerAttr(it->second),
+    plan::EventWaitOp::create(b, copy.getLoc(), b.getI64IntegerAttr(event),
                               b.getI64IntegerAttr(kH2DStream));
   }
   return true;
@@ -1077,20 +1112,30 @@ void LowerToPlanPass::runOnOperation() {
       return signalPassFailure();
     placeWeightFetches(plan, fetches, *profile);
   }
+  // Updates across the step boundary: stream 0 does not wait for the host
+  // stream at the program's end (orderSideStreams), then the fetches wait
+  // for their updates and the tail moves (carryUpdatesAcrossSteps, which
+  // schedules the plan with stream 0's waits for the fetches in place).
   uint32_t carriedStreams = 0;
   if (crossStepUpdates && offloadOptimizer && maxStream >= kHostStream) {
-    FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
-    if (failed(profile))
-      return signalPassFailure();
-    if (carryUpdatesAcrossSteps(plan, *profile)) {
+    bool hostKernels = false;
+    plan.walk([&](plan::KernelOp k) {
+      hostKernels |= k.getStream() == kHostStream;
+    });
+    if (hostKernels)
       carriedStreams = 1u << kHostStream;
-      plan->setAttr("cplan.carried_streams",
-                    b.getArrayAttr({b.getI64IntegerAttr(kHostStream)}));
-    }
   }
   if (maxStream != kComputeStream) {
     const int64_t numStreams = maxStream + 1;
     orderSideStreams(plan, numStreams, carriedStreams);
+    if (carriedStreams) {
+      FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
+      if (failed(profile))
+        return signalPassFailure();
+      carryUpdatesAcrossSteps(plan, *profile);
+      plan->setAttr("cplan.carried_streams",
+                    b.getArrayAttr({b.getI64IntegerAttr(kHostStream)}));
+    }
     // Streams up to the highest used, each with its kind.
     SmallVector<Attribute> kinds;
     for (int64_t s = 0; s < numStreams; ++s)

@@ -248,6 +248,38 @@ StreamSchedule scheduleStreams(const std::vector<StreamInstr> &instrs,
                                uint32_t numStreams,
                                uint32_t carriedStreams = 0);
 
+/// One host update for chooseCarriedTail: the positions of its three
+/// instructions in the plan (the carried stream's wait for its copies, the
+/// kernel, its record), and where the forward first fetches its weight.
+struct CarriedUpdate {
+  uint32_t wait = 0, kernel = 0, record = 0;
+  int64_t forwardKey = 0; ///< smaller: fetched earlier by the forward
+};
+
+/// A wait the carried plan adds: `stream` waits for `event` right before
+/// instruction `before` (a fetch waiting for its weight's update).
+struct AddedWait {
+  uint32_t before = 0;
+  uint32_t stream = 0;
+  int64_t event = -1;
+};
+
+/// Which updates form the step's tail (docs/planner.md, "Updates across
+/// the step boundary"): the updates are given in plan (the gradients')
+/// order, all in one program; a tail is a suffix of them, moved to the end
+/// of that program in forwardKey order, with `waits` added and the
+/// `carriedStreams` running on. Each suffix length (up to 64 evenly spaced
+/// ones when there are more updates) is scheduled in the steady state
+/// (scheduleStreams); the one with the shortest step wins, the shorter
+/// tail on a tie. Returns the number of updates kept in the gradients'
+/// order (the tail is the rest).
+size_t chooseCarriedTail(const std::vector<StreamInstr> &instrs,
+                         const std::vector<StreamProgram> &programs,
+                         uint32_t numStreams, uint32_t carriedStreams,
+                         const std::vector<CarriedUpdate> &updates,
+                         const std::vector<AddedWait> &waits,
+                         double *stepS = nullptr);
+
 } // namespace mlir::colossal
 
 #endif // COLOSSAL_ANALYSIS_COSTMODEL_H
