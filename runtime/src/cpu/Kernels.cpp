@@ -1211,7 +1211,11 @@ Status loadStep(const Attrs &attrs, const TensorRef &ref, int64_t &step) {
 /// host AdamW of an offloaded plan runs once per weight (hundreds of calls
 /// a step), and creating and joining a thread per chunk per call cost more
 /// than the update of a small weight. One job at a time (callers queue on
-/// a mutex); the calling thread runs chunk 0 itself.
+/// a mutex); the calling thread takes tasks too. A job has more tasks than
+/// threads, taken in order by whichever thread is free: on a machine whose
+/// cores are also busy with other work (the CUDA backend's launching
+/// thread, the copies' DMA), a thread that runs late leaves its share to
+/// the others instead of holding up the whole job.
 class HostPool {
 public:
   static HostPool &get() {
@@ -1219,21 +1223,22 @@ public:
     return pool;
   }
 
-  /// Runs task(t) for t in [0, tasks) and returns when all have run.
-  void run(int64_t tasks, const std::function<void(int64_t)> &task) {
+  /// Runs task(t) for t in [0, tasks) on `threads` threads (the caller and
+  /// threads - 1 workers) and returns when all have run.
+  void run(int64_t tasks, int64_t threads,
+           const std::function<void(int64_t)> &task) {
     std::lock_guard<std::mutex> serial(runMutex_);
-    ensureWorkers(tasks - 1);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
-      tasks_ = tasks;
-      next_ = 1;
-      pending_ = tasks - 1;
-      ++generation_;
-    }
-    wake_.notify_all();
-    task(0);
+    ensureWorkers(std::min(tasks, threads) - 1);
     std::unique_lock<std::mutex> lock(mutex_);
+    task_ = &task;
+    tasks_ = tasks;
+    next_ = 0;
+    pending_ = tasks;
+    ++generation_;
+    lock.unlock();
+    wake_.notify_all();
+    lock.lock();
+    takeTasks(lock);
     done_.wait(lock, [&] { return pending_ == 0; });
     task_ = nullptr;
   }
@@ -1262,15 +1267,21 @@ private:
       if (stop_)
         return;
       seen = generation_;
-      while (next_ < tasks_) {
-        int64_t t = next_++;
-        const std::function<void(int64_t)> *task = task_;
-        lock.unlock();
-        (*task)(t);
-        lock.lock();
-        if (--pending_ == 0)
-          done_.notify_one();
-      }
+      takeTasks(lock);
+    }
+  }
+
+  /// Runs the job's next task until none is left (`lock` held on entry and
+  /// on return).
+  void takeTasks(std::unique_lock<std::mutex> &lock) {
+    while (next_ < tasks_) {
+      int64_t t = next_++;
+      const std::function<void(int64_t)> *task = task_;
+      lock.unlock();
+      (*task)(t);
+      lock.lock();
+      if (--pending_ == 0)
+        done_.notify_one();
     }
   }
 
@@ -1300,8 +1311,11 @@ void parallelFor(int64_t count, const Body &body) {
     body(int64_t(0), count);
     return;
   }
-  int64_t chunk = (count + threads - 1) / threads;
-  HostPool::get().run(threads, [&](int64_t t) {
+  // Eight tasks a thread (each at least kMinPerThread elements): a late
+  // thread holds up the job by a task, not by its whole share.
+  int64_t tasks = std::min<int64_t>(threads * 8, count / kMinPerThread);
+  int64_t chunk = (count + tasks - 1) / tasks;
+  HostPool::get().run(tasks, threads, [&](int64_t t) {
     int64_t begin = t * chunk, end = std::min(count, begin + chunk);
     if (begin < end)
       body(begin, end);

@@ -370,6 +370,26 @@ public:
   }
 
   Status init() {
+    // How the CPU waits for the GPU (COLOSSAL_CUDA_SCHEDULE): CUDA's default
+    // spins while it has a core to itself, which a plan's host updates on
+    // every core do not leave it. "yield" spins but yields, "block" sleeps
+    // until woken, "spin" never yields; unset or "auto" keeps the default.
+    if (const char *schedule = std::getenv("COLOSSAL_CUDA_SCHEDULE");
+        schedule && *schedule && std::strcmp(schedule, "auto") != 0) {
+      unsigned flags = std::strcmp(schedule, "spin") == 0
+                           ? cudaDeviceScheduleSpin
+                       : std::strcmp(schedule, "yield") == 0
+                           ? cudaDeviceScheduleYield
+                       : std::strcmp(schedule, "block") == 0
+                           ? cudaDeviceScheduleBlockingSync
+                           : ~0u;
+      if (flags == ~0u)
+        return Status(StatusCode::kInvalidArgument,
+                      std::string("COLOSSAL_CUDA_SCHEDULE must be auto, "
+                                  "spin, yield or block, got '") +
+                          schedule + "'");
+      COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDeviceFlags(flags));
+    }
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
