@@ -753,7 +753,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   // Recomputation and offload aim at the liveness peak; packing may need
   // more than the 1% left to it. Then they aim lower by the overshoot and
   // the pipeline runs again on a copy (at most three more times).
-  auto runPipeline = [&]() -> FailureOr<PlanReport> {
+  auto runFitting = [&]() -> FailureOr<PlanReport> {
     packingSlack = 0;
     setRemat();
     if (options.lowering.offloadOptimizer)
@@ -784,6 +784,35 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       r = runOnce();
     }
     return r;
+  };
+  // Updates across the step boundary change what recomputation and parking
+  // choose (the steady state's times) and hold the tail's host buffers all
+  // step; a carried plan that misses the budget after the retries is
+  // compiled once more with the updates joined (docs/planner.md).
+  auto runPipeline = [&]() -> FailureOr<PlanReport> {
+    OwningOpRef<ModuleOp> copy;
+    // Not while searching a device-resident share: a share over the budget
+    // is one of the search's points.
+    bool mayJoin = options.lowering.offloadOptimizer &&
+                   options.lowering.crossStepUpdates &&
+                   options.lowering.deviceResident.empty() &&
+                   reportOptions.budgetBytes.has_value();
+    if (mayJoin)
+      copy = module.clone();
+    FailureOr<PlanReport> r = runFitting();
+    if (!mayJoin || failed(r) ||
+        r->plannedPeakBytes[0] <= *reportOptions.budgetBytes)
+      return r;
+    options.lowering.crossStepUpdates = false;
+    imported->module = std::move(copy);
+    module = *imported->module;
+    FailureOr<PlanReport> joined = runFitting();
+    options.lowering.crossStepUpdates = true;
+    if (succeeded(joined) && !args.quiet)
+      llvm::errs() << "colossal-opt: over the budget with the host updates "
+                      "across the step boundary; joined at the step's end: "
+                   << humanBytes(joined->plannedPeakBytes[0]) << "\n";
+    return joined;
   };
   FailureOr<PlanReport> report = runPipeline();
   if (failed(report))
