@@ -846,6 +846,107 @@ Status checkStreamOrder(const Plan &plan,
   return Status::ok();
 }
 
+/// The ordering rule across the step boundary, for a plan with carried
+/// streams (Plan::carriedStreams: the host updates run on under the next
+/// step): checkStreamOrder's read/write rule over two steps run back to
+/// back, where a program's end joins only the other streams (the
+/// executor's synchronizeStep), the carried ones and the events' latest
+/// records carry over, and a buffer's last writer and readers carry over
+/// too. It catches a next-step reader that no event orders after a carried
+/// update (a fetch not waiting for its weight's update) and a next-step
+/// writer of what a carried update still reads. Cost: O(2 x instructions x
+/// streams).
+Status checkCarriedOrder(const Plan &plan,
+                         const std::vector<PlanProgram> &programs) {
+  const size_t numStreams = plan.numStreams;
+  if (plan.carriedStreams == 0 || numStreams <= 1)
+    return Status::ok();
+  auto carried = [&](size_t s) {
+    return s < 64 && (plan.carriedStreams >> s & 1u);
+  };
+  const uint64_t numInstrs = plan.instrs.size();
+  // Virtual instruction v = step * numInstrs + i.
+  std::vector<uint32_t> ts(2 * numInstrs * numStreams, 0);
+  auto clockOf = [&](uint64_t v) { return &ts[v * numStreams]; };
+  auto streamOf = [&](uint64_t v) { return plan.instrs[v % numInstrs].stream; };
+  auto before = [&](uint64_t a, uint64_t b) {
+    uint32_t s = streamOf(a);
+    return clockOf(a)[s] <= clockOf(b)[s];
+  };
+  auto text = [&](uint64_t v) {
+    return instrText(plan, v % numInstrs) +
+           (v < numInstrs ? " of the previous step" : "");
+  };
+  std::vector<std::vector<uint32_t>> streamClock(
+      numStreams, std::vector<uint32_t>(numStreams, 0));
+  std::map<int64_t, std::vector<uint32_t>> eventClock;
+  constexpr uint64_t kNone = UINT64_MAX;
+  std::vector<uint64_t> lastWriter(plan.buffers.size(), kNone);
+  std::vector<std::vector<uint64_t>> lastReaders(plan.buffers.size());
+  for (uint64_t step = 0; step < 2; ++step)
+    for (const PlanProgram &prog : programs) {
+      for (uint64_t i = prog.firstInstr;
+           i < uint64_t(prog.firstInstr) + prog.numInstrs; ++i) {
+        const uint64_t v = step * numInstrs + i;
+        const PlanInstr &in = plan.instrs[i];
+        std::vector<uint32_t> &clock = streamClock[in.stream];
+        ++clock[in.stream];
+        OpKind kind = in.attrs.kind();
+        if (kind == OpKind::EventRecord) {
+          eventClock[in.attrs.i("event")] = clock;
+        } else if (kind == OpKind::EventWait) {
+          auto it = eventClock.find(in.attrs.i("event"));
+          if (it != eventClock.end())
+            for (size_t t = 0; t < numStreams; ++t)
+              clock[t] = std::max(clock[t], it->second[t]);
+        }
+        std::copy(clock.begin(), clock.end(), clockOf(v));
+        for (int pass = 0; pass < 2; ++pass) {
+          const bool write = pass == 1;
+          for (uint32_t t : write ? in.outputs : in.inputs) {
+            uint32_t b = plan.tensors[t].buffer;
+            uint64_t w = lastWriter[b];
+            if (w != kNone && w != v && !before(w, v))
+              return planViolation(
+                  text(v) + (write ? " writes" : " reads") + " buffer " +
+                  quoted(plan.buffers[b].name) + " written by " + text(w) +
+                  ", which does not happen before it (across the step "
+                  "boundary: a stream runs on into the next step, and no "
+                  "event orders the two)");
+            std::vector<uint64_t> &readers = lastReaders[b];
+            if (write) {
+              for (uint64_t r : readers)
+                if (r != kNone && r != v && !before(r, v))
+                  return planViolation(
+                      text(v) + " writes buffer " +
+                      quoted(plan.buffers[b].name) + " read by " + text(r) +
+                      ", which does not happen before it (across the step "
+                      "boundary: no event orders the two)");
+            } else {
+              readers.resize(numStreams, kNone);
+              readers[in.stream] = v;
+            }
+          }
+        }
+        for (uint32_t t : in.outputs) {
+          uint32_t b = plan.tensors[t].buffer;
+          lastWriter[b] = v;
+          lastReaders[b].assign(numStreams, kNone);
+        }
+      }
+      // The program's end: the streams but the carried ones join.
+      std::vector<uint32_t> joined(numStreams, 0);
+      for (size_t s = 0; s < numStreams; ++s)
+        if (!carried(s))
+          for (size_t t = 0; t < numStreams; ++t)
+            joined[t] = std::max(joined[t], streamClock[s][t]);
+      for (size_t s = 0; s < numStreams; ++s)
+        if (!carried(s))
+          streamClock[s] = joined;
+    }
+  return Status::ok();
+}
+
 } // namespace
 
 Status Executor::startPlanCheck() {
@@ -958,6 +1059,7 @@ Status Executor::startPlanCheck() {
   // Multi-stream plans: the live ranges above are in plan order; the
   // streams must also be ordered so that plan order is what happens.
   COLOSSAL_RETURN_IF_ERROR(checkStreamOrder(plan, programs_));
+  COLOSSAL_RETURN_IF_ERROR(checkCarriedOrder(plan, programs_));
 
   arenaChecks_.clear();
   for (const PlanArena &arena : plan.arenas) {

@@ -23,6 +23,13 @@ so that the plan still reads and validates, but lies about its memory:
                                           the same for the first event_wait
                                           on stream T (3: the host stream's
                                           wait for a gradient copy of S=2)
+  patch_plan.py IN OUT --move-early-wait T:S:NEW
+                                          the first event_wait on stream T
+                                          for an event stream S records
+                                          anywhere, later in plan order too
+                                          (1:3: a fetch's wait for its
+                                          weight's update of the previous
+                                          step, with a carried host stream)
 
 check-plan.test uses it to show that `colossal-run --check-plan` catches
 what an unchecked run does not. Offsets are those of docs/plan-format.md.
@@ -60,6 +67,7 @@ def main():
     ap.add_argument("--move-wait", metavar="S:NEW")
     ap.add_argument("--move-wait-on", metavar="T:S:NEW")
     ap.add_argument("--move-sole-wait", metavar="S:NEW")
+    ap.add_argument("--move-early-wait", metavar="T:S:NEW")
     a = ap.parse_args()
     buf = bytearray(open(a.input, "rb").read())
     sec = sections(buf)
@@ -115,6 +123,24 @@ def main():
                 break
         else:
             sys.exit(f"no stream-{waiter} wait for an event of stream {src}")
+    if a.move_early_wait is not None:
+        waiter, src, new = (int(x) for x in a.move_early_wait.split(":"))
+        rec, off, size = sec[6]
+        _, ints_off, _ = sec[8]
+        def event_of(r):
+            return struct.unpack_from("<q", buf, ints_off + 8 * struct.unpack_from("<I", buf, r + 24)[0])[0]
+        recorders = {}
+        for r in range(off, off + size, rec):
+            kind, stream = struct.unpack_from("<II", buf, r)
+            if kind == 100:
+                recorders.setdefault(event_of(r), set()).add(stream)
+        for r in range(off, off + size, rec):
+            kind, stream = struct.unpack_from("<II", buf, r)
+            if kind == 101 and stream == waiter and src in recorders.get(event_of(r), ()):
+                struct.pack_into("<I", buf, r + 4, new)
+                break
+        else:
+            sys.exit(f"no stream-{waiter} wait for an event stream {src} records")
     if a.move_sole_wait is not None:
         src, new = (int(x) for x in a.move_sole_wait.split(":"))
         rec, off, size = sec[6]
