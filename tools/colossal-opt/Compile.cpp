@@ -863,9 +863,22 @@ int mlir::colossal::runCompile(int argc, char **argv) {
       // plan with the lowest predicted step wins, if no slower than
       // offloading everything.
       if (reportOptions.budgetBytes) {
-        // The offloaded plan's host-stream updates, in issue order: each
-        // weight's name and its master and state bytes (bound buffers).
-        std::vector<ShareWeight> order;
+        // The offloaded plan's host-stream updates in the order their
+        // gradients come down (the position of the D2H copy that writes
+        // one of their inputs: with updates across the step boundary the
+        // tail's kernels sit at the program's end in the forward's order):
+        // each weight's name and its master and state bytes (bound
+        // buffers).
+        llvm::DenseMap<Operation *, int64_t> firstWrite;
+        int64_t position = 0;
+        imported->module->walk([&](Operation *op) {
+          ++position;
+          if (auto copy = dyn_cast<plan::CopyOp>(op))
+            if (auto view = copy.getTarget().getDefiningOp<plan::ViewOp>())
+              firstWrite.try_emplace(view.getBuffer().getDefiningOp(),
+                                     position);
+        });
+        std::vector<std::pair<int64_t, ShareWeight>> arrivals;
         imported->module->walk([&](plan::KernelOp k) {
           if (k.getStream() != 3 || k.getIns().empty() ||
               (k.getOp() != "adamw" && k.getOp() != "sgd"))
@@ -884,9 +897,24 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                                      .getDefiningOp<plan::BufferAllocOp>())
                       bytes += a.getSize();
               }
+          int64_t arrival = INT64_MAX;
+          for (Value in : k.getIns())
+            if (auto view = in.getDefiningOp<plan::ViewOp>()) {
+              auto it = firstWrite.find(view.getBuffer().getDefiningOp());
+              if (it != firstWrite.end())
+                arrival = std::min(arrival, it->second);
+            }
           if (!name.empty())
-            order.push_back({name, static_cast<uint64_t>(bytes)});
+            arrivals.push_back(
+                {arrival, {name, static_cast<uint64_t>(bytes)}});
         });
+        std::stable_sort(arrivals.begin(), arrivals.end(),
+                         [](const auto &a, const auto &b) {
+                           return a.first < b.first;
+                         });
+        std::vector<ShareWeight> order;
+        for (auto &[arrival, weight] : arrivals)
+          order.push_back(weight);
         std::reverse(order.begin(), order.end());
         uint64_t orderBytes = 0;
         for (const ShareWeight &w : order)
