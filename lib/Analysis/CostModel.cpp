@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 
 using namespace mlir::colossal;
 namespace rt = ::colossal::runtime;
@@ -585,6 +586,25 @@ mlir::colossal::streamLiveSpans(const std::vector<StreamInstr> &instrs,
 
 namespace {
 
+/// One instruction of a list schedule: it starts when its stream is free
+/// and, for a wait, when its event's latest record is reached; a record
+/// marks its finish. Returns {start, finish}.
+std::pair<double, double> scheduleOne(const StreamInstr &in,
+                                      std::vector<double> &streamFree,
+                                      std::map<int64_t, double> &eventAt) {
+  double start = streamFree[in.stream];
+  if (in.sync == StreamInstr::Sync::Wait) {
+    auto it = eventAt.find(in.event);
+    if (it != eventAt.end())
+      start = std::max(start, it->second);
+  }
+  double finish = start + in.seconds;
+  streamFree[in.stream] = finish;
+  if (in.sync == StreamInstr::Sync::Record)
+    eventAt[in.event] = finish;
+  return {start, finish};
+}
+
 /// scheduleStreams with carried streams: the steady state of steps run one
 /// after another (CostModel.h).
 StreamSchedule steadyState(const std::vector<StreamInstr> &instrs,
@@ -622,17 +642,7 @@ StreamSchedule steadyState(const std::vector<StreamInstr> &instrs,
       for (uint32_t run = 0; run < prog.repeat; ++run) {
         join();
         for (uint32_t i = prog.first; i < prog.first + prog.count; ++i) {
-          const StreamInstr &in = instrs[i];
-          double start = streamFree[in.stream];
-          if (in.sync == StreamInstr::Sync::Wait) {
-            auto it = eventAt.find(in.event);
-            if (it != eventAt.end())
-              start = std::max(start, it->second);
-          }
-          double finish = start + in.seconds;
-          streamFree[in.stream] = finish;
-          if (in.sync == StreamInstr::Sync::Record)
-            eventAt[in.event] = finish;
+          auto [start, finish] = scheduleOne(instrs[i], streamFree, eventAt);
           s.startS[i] = start - stepStart;
           s.finishS[i] = finish - stepStart;
         }
@@ -664,19 +674,9 @@ mlir::colossal::scheduleStreams(const std::vector<StreamInstr> &instrs,
     std::map<int64_t, double> eventAt;
     double end = 0;
     for (uint32_t i = prog.first; i < prog.first + prog.count; ++i) {
-      const StreamInstr &in = instrs[i];
-      double start = streamFree[in.stream];
-      if (in.sync == StreamInstr::Sync::Wait) {
-        auto it = eventAt.find(in.event);
-        if (it != eventAt.end())
-          start = std::max(start, it->second);
-      }
-      s.startS[i] = start;
-      s.finishS[i] = start + in.seconds;
-      streamFree[in.stream] = s.finishS[i];
-      if (in.sync == StreamInstr::Sync::Record)
-        eventAt[in.event] = s.finishS[i];
-      s.busyS[in.stream] += prog.repeat * in.seconds;
+      std::tie(s.startS[i], s.finishS[i]) =
+          scheduleOne(instrs[i], streamFree, eventAt);
+      s.busyS[instrs[i].stream] += prog.repeat * instrs[i].seconds;
       end = std::max(end, s.finishS[i]);
     }
     s.makespanS += prog.repeat * end;

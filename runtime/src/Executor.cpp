@@ -706,6 +706,81 @@ std::string instrText(const Plan &plan, uint64_t index) {
   return where + ", stream " + std::to_string(instr.stream) + ")";
 }
 
+/// Vector clocks over a plan's streams: `in` takes a step on its stream; a
+/// record stores the stream's clock in its event, a wait joins the event's
+/// latest clock into the stream's. Returns the stream's clock after `in`.
+const std::vector<uint32_t> &
+advanceClock(const PlanInstr &in,
+             std::vector<std::vector<uint32_t>> &streamClock,
+             std::map<int64_t, std::vector<uint32_t>> &eventClock) {
+  std::vector<uint32_t> &clock = streamClock[in.stream];
+  ++clock[in.stream];
+  OpKind kind = in.attrs.kind();
+  if (kind == OpKind::EventRecord) {
+    eventClock[in.attrs.i("event")] = clock;
+  } else if (kind == OpKind::EventWait) {
+    auto it = eventClock.find(in.attrs.i("event"));
+    if (it != eventClock.end()) // none: a carried stream's, not yet recorded
+      for (size_t s = 0; s < clock.size(); ++s)
+        clock[s] = std::max(clock[s], it->second[s]);
+  }
+  return clock;
+}
+
+/// The read/write part of the ordering rule, over instructions the caller
+/// numbers (`v`: a plan index, or one of an unrolled run): a touch of a
+/// buffer happens after the buffer's last write, and a write after the
+/// reads since. `before(a, b)`: a happens before b; `text(v)` names v;
+/// `why` ends a message about a missed write, `whyRead` one about a read.
+struct AccessOrder {
+  static constexpr uint64_t kNone = UINT64_MAX;
+  const Plan &plan;
+  std::vector<uint64_t> lastWriter;
+  /// Per buffer and stream: the last reader since the last write.
+  std::vector<std::vector<uint64_t>> lastReaders;
+
+  explicit AccessOrder(const Plan &p)
+      : plan(p), lastWriter(p.buffers.size(), kNone),
+        lastReaders(p.buffers.size()) {}
+
+  template <typename Before, typename Text>
+  Status touch(uint64_t v, const PlanInstr &in, const Before &before,
+               const Text &text, const std::string &why,
+               const std::string &whyRead) {
+    for (int pass = 0; pass < 2; ++pass) {
+      const bool write = pass == 1;
+      for (uint32_t t : write ? in.outputs : in.inputs) {
+        uint32_t b = plan.tensors[t].buffer;
+        uint64_t w = lastWriter[b];
+        if (w != kNone && w != v && !before(w, v))
+          return planViolation(text(v) + (write ? " writes" : " reads") +
+                               " buffer " + quoted(plan.buffers[b].name) +
+                               " written by " + text(w) +
+                               ", which does not happen before it " + why);
+        std::vector<uint64_t> &readers = lastReaders[b];
+        if (write) {
+          for (uint64_t r : readers)
+            if (r != kNone && r != v && !before(r, v))
+              return planViolation(text(v) + " writes buffer " +
+                                   quoted(plan.buffers[b].name) +
+                                   " read by " + text(r) +
+                                   ", which does not happen before it " +
+                                   whyRead);
+        } else {
+          readers.resize(plan.numStreams, kNone);
+          readers[in.stream] = v;
+        }
+      }
+    }
+    for (uint32_t t : in.outputs) {
+      uint32_t b = plan.tensors[t].buffer;
+      lastWriter[b] = v;
+      lastReaders[b].assign(plan.numStreams, kNone);
+    }
+    return Status::ok();
+  }
+};
+
 /// The ordering safety rule of multi-stream plans (docs/plan-format.md,
 /// "Streams and events"), checked per program with vector clocks: clock[s]
 /// counts the instructions of stream s that the current point of a stream
@@ -740,52 +815,27 @@ Status checkStreamOrder(const Plan &plan,
         numStreams, std::vector<uint32_t>(numStreams, 0));
     std::map<int64_t, std::vector<uint32_t>> eventClock;
     // Per buffer: the last writer and, per stream, the last reader since it
-    // (instruction indices; UINT64_MAX: none in this program).
-    constexpr uint64_t kNone = UINT64_MAX;
-    std::vector<uint64_t> lastWriter(numBuffers, kNone);
-    std::vector<std::vector<uint64_t>> lastReaders(numBuffers);
+    // (instruction indices; none in this program yet).
+    constexpr uint64_t kNone = AccessOrder::kNone;
+    AccessOrder order(plan);
+    auto text = [&](uint64_t i) { return instrText(plan, i); };
     // Per buffer and stream: the touch with the largest clock component and
     // the touch whose clock has seen the least of that stream.
     std::vector<std::vector<uint64_t>> latestOn(numBuffers),
         earliestSeen(numBuffers);
     for (uint64_t i = first; i < end; ++i) {
       const PlanInstr &in = plan.instrs[i];
-      std::vector<uint32_t> &clock = streamClock[in.stream];
-      ++clock[in.stream];
-      OpKind kind = in.attrs.kind();
-      if (kind == OpKind::EventRecord) {
-        eventClock[in.attrs.i("event")] = clock;
-      } else if (kind == OpKind::EventWait) {
-        auto it = eventClock.find(in.attrs.i("event"));
-        if (it != eventClock.end()) // validatePlan: always recorded
-          for (size_t s = 0; s < numStreams; ++s)
-            clock[s] = std::max(clock[s], it->second[s]);
-      }
+      const std::vector<uint32_t> &clock =
+          advanceClock(in, streamClock, eventClock);
       std::copy(clock.begin(), clock.end(), clockOf(i));
+      COLOSSAL_RETURN_IF_ERROR(order.touch(
+          i, in, before, text,
+          "(no event orders the two streams: a missing wait)",
+          "(no event orders the two streams)"));
       for (int pass = 0; pass < 2; ++pass) {
         const bool write = pass == 1;
         for (uint32_t t : write ? in.outputs : in.inputs) {
           uint32_t b = plan.tensors[t].buffer;
-          const std::string name = quoted(plan.buffers[b].name);
-          uint64_t w = lastWriter[b];
-          if (w != kNone && w != i && !before(w, i))
-            return violation(instrText(plan, i) +
-                             (write ? " writes" : " reads") + " buffer " +
-                             name + " written by " + instrText(plan, w) +
-                             ", which does not happen before it (no event "
-                             "orders the two streams: a missing wait)");
-          std::vector<uint64_t> &readers = lastReaders[b];
-          if (write) {
-            for (uint64_t r : readers)
-              if (r != kNone && r != i && !before(r, i))
-                return violation(instrText(plan, i) + " writes buffer " +
-                                 name + " read by " + instrText(plan, r) +
-                                 ", which does not happen before it (no "
-                                 "event orders the two streams)");
-          } else {
-            readers.resize(numStreams, kNone);
-            readers[in.stream] = i;
-          }
           std::vector<uint64_t> &latest = latestOn[b], &seen = earliestSeen[b];
           if (latest.empty()) {
             latest.assign(numStreams, kNone);
@@ -796,11 +846,6 @@ Status checkStreamOrder(const Plan &plan,
             if (clockOf(i)[s] < clockOf(seen[s])[s])
               seen[s] = i;
         }
-      }
-      for (uint32_t t : in.outputs) {
-        uint32_t b = plan.tensors[t].buffer;
-        lastWriter[b] = i;
-        lastReaders[b].assign(numStreams, kNone);
       }
     }
 
@@ -880,59 +925,21 @@ Status checkCarriedOrder(const Plan &plan,
   std::vector<std::vector<uint32_t>> streamClock(
       numStreams, std::vector<uint32_t>(numStreams, 0));
   std::map<int64_t, std::vector<uint32_t>> eventClock;
-  constexpr uint64_t kNone = UINT64_MAX;
-  std::vector<uint64_t> lastWriter(plan.buffers.size(), kNone);
-  std::vector<std::vector<uint64_t>> lastReaders(plan.buffers.size());
+  AccessOrder order(plan);
   for (uint64_t step = 0; step < 2; ++step)
     for (const PlanProgram &prog : programs) {
       for (uint64_t i = prog.firstInstr;
            i < uint64_t(prog.firstInstr) + prog.numInstrs; ++i) {
         const uint64_t v = step * numInstrs + i;
         const PlanInstr &in = plan.instrs[i];
-        std::vector<uint32_t> &clock = streamClock[in.stream];
-        ++clock[in.stream];
-        OpKind kind = in.attrs.kind();
-        if (kind == OpKind::EventRecord) {
-          eventClock[in.attrs.i("event")] = clock;
-        } else if (kind == OpKind::EventWait) {
-          auto it = eventClock.find(in.attrs.i("event"));
-          if (it != eventClock.end())
-            for (size_t t = 0; t < numStreams; ++t)
-              clock[t] = std::max(clock[t], it->second[t]);
-        }
+        const std::vector<uint32_t> &clock =
+            advanceClock(in, streamClock, eventClock);
         std::copy(clock.begin(), clock.end(), clockOf(v));
-        for (int pass = 0; pass < 2; ++pass) {
-          const bool write = pass == 1;
-          for (uint32_t t : write ? in.outputs : in.inputs) {
-            uint32_t b = plan.tensors[t].buffer;
-            uint64_t w = lastWriter[b];
-            if (w != kNone && w != v && !before(w, v))
-              return planViolation(
-                  text(v) + (write ? " writes" : " reads") + " buffer " +
-                  quoted(plan.buffers[b].name) + " written by " + text(w) +
-                  ", which does not happen before it (across the step "
-                  "boundary: a stream runs on into the next step, and no "
-                  "event orders the two)");
-            std::vector<uint64_t> &readers = lastReaders[b];
-            if (write) {
-              for (uint64_t r : readers)
-                if (r != kNone && r != v && !before(r, v))
-                  return planViolation(
-                      text(v) + " writes buffer " +
-                      quoted(plan.buffers[b].name) + " read by " + text(r) +
-                      ", which does not happen before it (across the step "
-                      "boundary: no event orders the two)");
-            } else {
-              readers.resize(numStreams, kNone);
-              readers[in.stream] = v;
-            }
-          }
-        }
-        for (uint32_t t : in.outputs) {
-          uint32_t b = plan.tensors[t].buffer;
-          lastWriter[b] = v;
-          lastReaders[b].assign(numStreams, kNone);
-        }
+        COLOSSAL_RETURN_IF_ERROR(order.touch(
+            v, in, before, text,
+            "(across the step boundary: a stream runs on into the next "
+            "step, and no event orders the two)",
+            "(across the step boundary: no event orders the two)"));
       }
       // The program's end: the streams but the carried ones join.
       std::vector<uint32_t> joined(numStreams, 0);
