@@ -393,8 +393,8 @@ void placeWeightFetches(func::FuncOp func, ArrayRef<WeightFetch> fetches,
 /// steady state the cost model predicts fastest (chooseCarriedTail). Runs
 /// after orderSideStreams (with the host stream carried), so that the
 /// schedule has stream 0's waits for the fetches; an update stream 0 waits
-/// for stays in place. Returns whether any update was found.
-bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
+/// for stays in place.
+void carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
   struct Update {
     plan::EventWaitOp wait;
     plan::KernelOp kernel;
@@ -480,7 +480,7 @@ bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
     updateEventOf[master] = record.getEvent();
   }
   if (updates.empty())
-    return false;
+    return;
   // Each fetch of an updated master waits for the update first; the
   // forward's order is that of the first fetches.
   SmallVector<std::pair<plan::CopyOp, int64_t>> fetchWaits;
@@ -534,7 +534,6 @@ bool carryUpdatesAcrossSteps(func::FuncOp func, const DeviceProfile &profile) {
     plan::EventWaitOp::create(b, copy.getLoc(), b.getI64IntegerAttr(event),
                               b.getI64IntegerAttr(kH2DStream));
   }
-  return true;
 }
 
 struct LowerToPlanPass
