@@ -454,7 +454,8 @@ mlir::colossal::buildPlanReport(ModuleOp module,
         c.program = static_cast<uint32_t>(p);
     records.push_back(std::move(c));
   }
-  r.cost = estimateStep(records, r.profile, carriedStreamsOf(func));
+  r.carriedStreams = carriedStreamsOf(func);
+  r.cost = estimateStep(records, r.profile, r.carriedStreams);
   for (size_t i = 0; i < records.size() && i < r.cost.instrs.size(); ++i) {
     const CostInstr &c = records[i];
     const InstrCost &cost = r.cost.instrs[i];
@@ -584,7 +585,11 @@ void mlir::colossal::printPlanReportSummary(llvm::raw_ostream &os,
      << fmtSeconds(c.memoryBoundS) << "; PCIe " << fmtSeconds(c.pcieS)
      << "; CPU optimizer " << fmtSeconds(c.cpuS) << "; "
      << c.streamBusyS.size() << (c.streamBusyS.size() == 1 ? " stream" : " streams")
-     << " scheduled: " << fmtSeconds(c.makespanS) << ") on "
+     << " scheduled: " << fmtSeconds(c.makespanS)
+     << (r.carriedStreams ? ", steady state: host updates run on into the "
+                            "next step"
+                          : "")
+     << ") on "
      << (r.profile.name.empty() ? r.profilePath : r.profile.name) << "\n";
 }
 
@@ -628,6 +633,14 @@ void mlir::colossal::writePlanReportJson(llvm::raw_ostream &os,
     });
     j.attribute("predicted_step_s", r.cost.stepS);
     j.attribute("bottleneck", r.cost.bottleneck);
+    // The streams that run on into the next step (time_s.makespan is then
+    // the steady state's step).
+    if (r.carriedStreams)
+      j.attributeArray("carried_streams", [&] {
+        for (uint32_t s = 0; s < 32; ++s)
+          if (r.carriedStreams >> s & 1u)
+            j.value(static_cast<int64_t>(s));
+      });
     j.attributeObject("time_s", [&] {
       j.attribute("compute", r.cost.computeS);
       j.attribute("gemm", r.cost.gemmS);

@@ -72,6 +72,9 @@ struct PlanReport {
   std::string policy;
   uint32_t numInstructions = 0;
   uint32_t gradAccum = 1; ///< micro_step runs per step
+  /// cplan.carried_streams as a bit mask: the streams whose work runs on
+  /// into the next step (the cost's makespan is then the steady state's).
+  uint32_t carriedStreams = 0;
   std::array<uint64_t, kNumSpaces> plannedPeakBytes{}; ///< cplan.arena_bytes
   std::array<uint64_t, kNumSpaces>
       lowerBoundBytes{}; ///< cplan.lower_bound_bytes
