@@ -11,10 +11,14 @@
 // event behind the gradient's producers, the D2H copy stream 2 copies the
 // gradient (and lr, step) down after it, the host stream waits for that
 // copy, updates the master weight and the optimizer state in place, and
-// records; stream 0 waits for the host stream at the program's end (the
-// updated master's next use is the next step's fetch) or earlier where it
-// touches what the side streams still use (orderSideStreams). Weights named
-// in `device-resident` (the share of the optimizer state the budget leaves
+// records. Stream 0 waits for the host stream where it touches what the
+// side streams still use (orderSideStreams), and otherwise not at all: the
+// host stream is carried across the program's end (cplan.carried_streams),
+// each fetch waits for its weight's update of the previous step, and the
+// step's last updates run in the forward's order under the next step
+// (carryUpdatesAcrossSteps; with cross-step-updates=false stream 0 waits
+// for the host stream at the program's end instead). Weights named in
+// `device-resident` (the share of the optimizer state the budget leaves
 // room for) keep master and state on the device and update on stream 0.
 //
 //===----------------------------------------------------------------------===//
