@@ -792,7 +792,8 @@ struct AccessOrder {
 ///  - for two buffers of one arena that share bytes (disjoint live ranges),
 ///    every touch of the earlier happens before every touch of the later.
 /// Buffers are the unit (a view is its buffer), programs are independent
-/// (the executor joins every stream at a program's end). Cost:
+/// (the executor joins every stream at a program's end; a carried stream's
+/// work across it is checkCarriedOrder's). Cost:
 /// O(instructions x streams + pairs of byte-sharing buffers x streams).
 Status checkStreamOrder(const Plan &plan,
                         const std::vector<PlanProgram> &programs) {

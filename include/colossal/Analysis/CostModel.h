@@ -211,7 +211,8 @@ struct StreamProgram {
 /// instruction on another stream, from = one past the last stream-0
 /// instruction that happens before it (its program's first instruction if
 /// none) and to = the first stream-0 instruction that happens after it (its
-/// program's last if none: the program's end joins every stream). A buffer
+/// program's last if none: the program's end joins every stream but the
+/// carried ones, below). A buffer
 /// live over the union of its touches' spans may share bytes with any buffer
 /// whose span is disjoint, whatever the streams: everything the earlier one
 /// does happens before the join point, which happens before the later one's
