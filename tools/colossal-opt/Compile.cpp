@@ -808,7 +808,8 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     module = *imported->module;
     FailureOr<PlanReport> joined = runFitting();
     options.lowering.crossStepUpdates = true;
-    if (succeeded(joined) && !args.quiet)
+    if (succeeded(joined) && !args.quiet &&
+        joined->plannedPeakBytes[0] <= *reportOptions.budgetBytes)
       llvm::errs() << "colossal-opt: over the budget with the host updates "
                       "across the step boundary; joined at the step's end: "
                    << humanBytes(joined->plannedPeakBytes[0]) << "\n";
