@@ -1109,11 +1109,23 @@ void LowerToPlanPass::runOnOperation() {
   func::ReturnOp::create(b, plan.getLoc());
   for (auto &[func, name] : programs)
     func.erase();
+  // The rates the fetches' leads and the carried tail are timed with
+  // (read once, when either needs them).
+  std::optional<DeviceProfile> profile;
+  auto leadProfile = [&]() -> const DeviceProfile * {
+    if (!profile) {
+      FailureOr<DeviceProfile> loaded = loadLeadProfile(plan, deviceProfile);
+      if (failed(loaded))
+        return nullptr;
+      profile = std::move(*loaded);
+    }
+    return &*profile;
+  };
   if (!fetches.empty()) {
-    FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
-    if (failed(profile))
+    const DeviceProfile *rates = leadProfile();
+    if (!rates)
       return signalPassFailure();
-    placeWeightFetches(plan, fetches, *profile);
+    placeWeightFetches(plan, fetches, *rates);
   }
   // Updates across the step boundary: stream 0 does not wait for the host
   // stream at the program's end (orderSideStreams), then the fetches wait
@@ -1132,10 +1144,10 @@ void LowerToPlanPass::runOnOperation() {
     const int64_t numStreams = maxStream + 1;
     orderSideStreams(plan, numStreams, carriedStreams);
     if (carriedStreams) {
-      FailureOr<DeviceProfile> profile = loadLeadProfile(plan, deviceProfile);
-      if (failed(profile))
+      const DeviceProfile *rates = leadProfile();
+      if (!rates)
         return signalPassFailure();
-      carryUpdatesAcrossSteps(plan, *profile);
+      carryUpdatesAcrossSteps(plan, *rates);
       plan->setAttr("cplan.carried_streams",
                     b.getArrayAttr({b.getI64IntegerAttr(kHostStream)}));
     }

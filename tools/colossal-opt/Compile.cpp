@@ -932,6 +932,26 @@ int mlir::colossal::runCompile(int argc, char **argv) {
         std::optional<size_t> bestIndex;
         OwningOpRef<ModuleOp> bestPlan;
         std::optional<PlanReport> best;
+        // One compile of the offloaded pipeline with `share` on the device
+        // (its errors kept out of `err`, in lastShareErr: a share is one
+        // point of a search).
+        std::string lastShareErr;
+        auto compileShare =
+            [&](const std::vector<std::string> &share) -> FailureOr<PlanReport> {
+          options.lowering.deviceResident.assign(share.begin(), share.end());
+          imported->module = sharePristine->clone();
+          module = *imported->module;
+          reportOptions.policy = "cpu";
+          std::string shareErr;
+          std::swap(err, shareErr);
+          FailureOr<PlanReport> r = runPipeline();
+          std::swap(err, shareErr);
+          reportOptions.policy = "auto";
+          options.lowering.deviceResident.clear();
+          if (failed(r))
+            lastShareErr = shareErr;
+          return r;
+        };
         while (std::optional<uint64_t> target =
                    proposeShareTarget(order, points, search)) {
           std::vector<std::string> share;
@@ -941,15 +961,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
             share.push_back(order[i].name);
             point.shareBytes += order[i].bytes;
           }
-          options.lowering.deviceResident.assign(share.begin(), share.end());
-          imported->module = sharePristine->clone();
-          module = *imported->module;
-          reportOptions.policy = "cpu";
-          std::string shareErr;
-          std::swap(err, shareErr);
-          FailureOr<PlanReport> r = runPipeline();
-          reportOptions.policy = "auto";
-          std::swap(err, shareErr);
+          FailureOr<PlanReport> r = compileShare(share);
           if (succeeded(r)) {
             point.stepS = r->cost.stepS;
             point.fits = r->plannedPeakBytes[0] <= *reportOptions.budgetBytes;
@@ -969,7 +981,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                                  : "")
                          << ": ";
             if (failed(r))
-              llvm::errs() << "does not compile: " << shareErr << "\n";
+              llvm::errs() << "does not compile: " << lastShareErr << "\n";
             else
               llvm::errs() << "predicted step "
                            << llvm::format("%.4g", point.stepS * 1e3)
@@ -989,7 +1001,6 @@ int mlir::colossal::runCompile(int argc, char **argv) {
             bestPlan = std::move(imported->module);
           }
         }
-        options.lowering.deviceResident.clear();
         std::string tried = std::to_string(points.size()) +
                             (points.size() == 1 ? " size" : " sizes") +
                             " tried";
@@ -1009,19 +1020,10 @@ int mlir::colossal::runCompile(int argc, char **argv) {
             std::vector<std::string> share;
             for (size_t i : fillShare(order, points[*bestIndex].targetBytes))
               share.push_back(order[i].name);
-            options.lowering.deviceResident.assign(share.begin(), share.end());
-            options.lowering.crossStepUpdates = false;
             OwningOpRef<ModuleOp> crossPlan = std::move(imported->module);
-            imported->module = sharePristine->clone();
-            module = *imported->module;
-            reportOptions.policy = "cpu";
-            std::string joinedErr;
-            std::swap(err, joinedErr);
-            FailureOr<PlanReport> joined = runPipeline();
-            std::swap(err, joinedErr);
-            reportOptions.policy = "auto";
+            options.lowering.crossStepUpdates = false;
+            FailureOr<PlanReport> joined = compileShare(share);
             options.lowering.crossStepUpdates = true;
-            options.lowering.deviceResident.clear();
             bool better = succeeded(joined) &&
                           joined->plannedPeakBytes[0] <=
                               *reportOptions.budgetBytes &&
