@@ -1790,6 +1790,66 @@ TEST_F(CudaKernels, PrecisionVariablesRejectOtherValues) {
       << st.message();
 }
 
+TEST_F(CudaKernels, WaitAndPageVariablesRejectOtherValues) {
+  struct Case {
+    const char *variable, *bad, *message;
+  } cases[] = {
+      {"COLOSSAL_CUDA_SCHEDULE", "sometimes",
+       "COLOSSAL_CUDA_SCHEDULE must be auto, spin, yield or block"},
+      {"COLOSSAL_CUDA_STEP_WAIT", "nap",
+       "COLOSSAL_CUDA_STEP_WAIT must be sleep or spin"},
+      {"COLOSSAL_HOST_PAGES", "large",
+       "COLOSSAL_HOST_PAGES must be pinned or huge"},
+  };
+  for (const Case &c : cases) {
+    setenv(c.variable, c.bad, 1);
+    std::unique_ptr<Backend> other;
+    Status st = createBackend(Device::kCuda, other);
+    unsetenv(c.variable);
+    ASSERT_FALSE(st.isOk()) << c.variable;
+    EXPECT_NE(st.message().find(c.message), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(std::string("'") + c.bad + "'"),
+              std::string::npos)
+        << st.message();
+  }
+}
+
+TEST_F(CudaKernels, HugePageHostArenasHoldAPlanAsPinnedOnesDo) {
+  // COLOSSAL_HOST_PAGES=huge maps host arenas itself and pins them with
+  // cudaHostRegister: a copy to the device and back through one must keep
+  // the bytes, and release must give it back (a second allocation works).
+  setenv("COLOSSAL_HOST_PAGES", "huge", 1);
+  std::unique_ptr<Backend> huge;
+  Status st = createBackend(Device::kCuda, huge);
+  unsetenv("COLOSSAL_HOST_PAGES");
+  ASSERT_TRUE(st.isOk()) << st.message();
+  size_t bytes = size_t(8) << 20;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<PlanArena> arenas(2);
+    arenas[0].space = MemorySpace::kHost;
+    arenas[0].sizeBytes = bytes;
+    arenas[0].alignBytes = 64;
+    arenas[1].space = MemorySpace::kDevice;
+    arenas[1].sizeBytes = bytes;
+    arenas[1].alignBytes = 256;
+    ASSERT_TRUE(huge->allocateArenas(arenas).isOk());
+    uint8_t *host = huge->arenaBase(0);
+    for (size_t i = 0; i < bytes; ++i)
+      ASSERT_EQ(host[i], 0) << "byte " << i << " not zeroed";
+    for (size_t i = 0; i < bytes; ++i)
+      host[i] = static_cast<uint8_t>(i * 7 + round);
+    uint8_t *dev = huge->arenaBase(1);
+    ASSERT_EQ(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice),
+              cudaSuccess);
+    ASSERT_EQ(cudaMemset(host, 0, bytes), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    for (size_t i = 0; i < bytes; ++i)
+      ASSERT_EQ(host[i], static_cast<uint8_t>(i * 7 + round)) << "byte " << i;
+    huge->releaseArenas();
+  }
+}
+
 TEST_F(CudaKernels, CastOfAnUnalignedTensorMatchesTheCpu) {
   // launchCast's packs need both pointers 16-byte aligned; a tensor at an
   // odd element offset (a slice's view) takes the one-element kernel. f32

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sys/mman.h>
 #include <memory>
 #include <string>
 #include <thread>
@@ -154,6 +155,40 @@ void zeroHostInParallel(void *p, size_t bytes) {
   }
   for (std::thread &th : pool)
     th.join();
+}
+
+/// A zeroed, pinned and mapped host arena of `bytes`: cudaHostAlloc's, or
+/// (`huge`) anonymous memory with transparent huge pages asked for
+/// (madvise), faulted in by the zeroing threads and then pinned by
+/// cudaHostRegister. Either way its pointer is valid in kernels too.
+cudaError_t allocateHostArena(size_t bytes, bool huge, void **out) {
+  *out = nullptr;
+  if (!huge) {
+    cudaError_t err = cudaHostAlloc(out, bytes, cudaHostAllocMapped |
+                                                    cudaHostAllocPortable);
+    if (err == cudaSuccess)
+      zeroHostInParallel(*out, bytes);
+    return err;
+  }
+  void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return cudaErrorMemoryAllocation;
+  madvise(p, bytes, MADV_HUGEPAGE); // advice: refused, the pages stay 4 KiB
+  zeroHostInParallel(p, bytes);
+  cudaError_t err = cudaHostRegister(
+      p, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
+  if (err != cudaSuccess) {
+    munmap(p, bytes);
+    return err;
+  }
+  *out = p;
+  return cudaSuccess;
+}
+
+void freeHostHugePages(void *p, size_t bytes) {
+  cudaHostUnregister(p);
+  munmap(p, bytes);
 }
 
 /// Scratch memory an instruction needs besides its operands.
@@ -363,6 +398,8 @@ public:
       cudaFree(ltWorkspace_);
     if (error_)
       cudaFree(error_);
+    if (sleepEvent_)
+      cudaEventDestroy(sleepEvent_);
     if (lt_)
       cublasLtDestroy(lt_);
     if (stream_)
@@ -390,7 +427,34 @@ public:
                           schedule + "'");
       COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDeviceFlags(flags));
     }
+    // How the CPU waits at a step's end (COLOSSAL_CUDA_STEP_WAIT): "sleep"
+    // (the default) blocks on an event until the GPU wakes it, leaving the
+    // core to the host updates; "spin" waits as COLOSSAL_CUDA_SCHEDULE says.
+    if (const char *wait = std::getenv("COLOSSAL_CUDA_STEP_WAIT");
+        wait && *wait) {
+      if (std::strcmp(wait, "sleep") != 0 && std::strcmp(wait, "spin") != 0)
+        return Status(StatusCode::kInvalidArgument,
+                      std::string("COLOSSAL_CUDA_STEP_WAIT must be sleep or "
+                                  "spin, got '") +
+                          wait + "'");
+      sleepAtStepEnd_ = std::strcmp(wait, "sleep") == 0;
+    }
+    // Host arenas' pages (COLOSSAL_HOST_PAGES): "pinned" (the default) is
+    // cudaHostAlloc's; "huge" maps them with transparent huge pages asked
+    // for and pins them with cudaHostRegister (fewer TLB misses for the
+    // host updates' streams, where the kernel grants huge pages).
+    if (const char *pages = std::getenv("COLOSSAL_HOST_PAGES");
+        pages && *pages) {
+      if (std::strcmp(pages, "pinned") != 0 && std::strcmp(pages, "huge") != 0)
+        return Status(StatusCode::kInvalidArgument,
+                      std::string("COLOSSAL_HOST_PAGES must be pinned or "
+                                  "huge, got '") +
+                          pages + "'");
+      hugePages_ = std::strcmp(pages, "huge") == 0;
+    }
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+    COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(
+        &sleepEvent_, cudaEventBlockingSync | cudaEventDisableTiming));
     COLOSSAL_CUDA_RETURN_IF_ERROR(
         cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     cur_ = stream_;
@@ -469,19 +533,15 @@ public:
       // A host arena is pinned and mapped: with unified addressing its
       // pointer is valid in kernels too (slow, but correct), copies from
       // and to it are asynchronous DMA, and host-stream kernels read it.
-      cudaError_t err =
-          host ? cudaHostAlloc(&raw, bytes,
-                               cudaHostAllocMapped | cudaHostAllocPortable)
-               : cudaMalloc(&raw, bytes);
-      if (err == cudaSuccess && host)
-        zeroHostInParallel(raw, bytes);
+      cudaError_t err = host ? allocateHostArena(bytes, hugePages_, &raw)
+                             : cudaMalloc(&raw, bytes);
       if (err == cudaSuccess && !host)
         err = cudaMemsetAsync(raw, 0, bytes, stream_);
       if (err == cudaSuccess)
         err = cudaStreamSynchronize(stream_);
       if (err != cudaSuccess) {
         if (raw)
-          freeArena(arena.space, raw);
+          freeArena(arena.space, raw, bytes);
         cudaGetLastError(); // clear a non-sticky error
         releaseArenas();
         return Status(err == cudaErrorMemoryAllocation
@@ -510,7 +570,7 @@ public:
     gemms_.clear();
     hostJobs_.clear();
     for (const Allocation &alloc : arenas_)
-      freeArena(alloc.space, alloc.ptr);
+      freeArena(alloc.space, alloc.ptr, alloc.bytes);
     arenas_.clear();
     bases_.clear();
     arenaMallocBytes_ = 0;
@@ -764,15 +824,25 @@ public:
     return waitForStreams(failedInstr, tracingNow_);
   }
 
+  /// Waits for everything queued on `stream` so far, asleep unless
+  /// COLOSSAL_CUDA_STEP_WAIT=spin: a spinning wait takes a core for the
+  /// whole step, which an offloaded plan's host updates need.
+  cudaError_t waitStream(cudaStream_t stream) {
+    if (!sleepAtStepEnd_)
+      return cudaStreamSynchronize(stream);
+    cudaError_t err = cudaEventRecord(sleepEvent_, stream);
+    return err == cudaSuccess ? cudaEventSynchronize(sleepEvent_) : err;
+  }
+
   Status waitForStreams(uint64_t *failedInstr, bool withCarried) {
     if (failedInstr)
       *failedInstr = UINT64_MAX;
     cudaError_t err = cudaSuccess;
     for (size_t s = 0; s < streams_.size() && err == cudaSuccess; ++s)
       if (withCarried || !isCarried(s))
-        err = cudaStreamSynchronize(streams_[s]);
+        err = waitStream(streams_[s]);
     if (err == cudaSuccess)
-      err = cudaStreamSynchronize(stream_);
+      err = waitStream(stream_);
     if (err != cudaSuccess)
       return Status(StatusCode::kInternal,
                     std::string("a CUDA kernel failed: ") +
@@ -885,11 +955,13 @@ private:
     return stream < 64 && (carried_ >> stream & 1u);
   }
 
-  static void freeArena(MemorySpace space, void *ptr) {
-    if (space == MemorySpace::kHost)
-      cudaFreeHost(ptr);
-    else
+  void freeArena(MemorySpace space, void *ptr, size_t bytes) {
+    if (space != MemorySpace::kHost)
       cudaFree(ptr);
+    else if (hugePages_)
+      freeHostHugePages(ptr, bytes);
+    else
+      cudaFreeHost(ptr);
   }
 
   /// Instructions with timing events (2 per instruction after the origin).
@@ -1026,6 +1098,9 @@ private:
   std::vector<cudaStream_t> streams_;
   std::vector<cudaEvent_t> events_;     ///< the plan's events
   std::vector<cudaEvent_t> joinEvents_; ///< one per stream, fill/copy joins
+  cudaEvent_t sleepEvent_ = nullptr;    ///< blocking-sync, for step ends
+  bool sleepAtStepEnd_ = true;          ///< COLOSSAL_CUDA_STEP_WAIT
+  bool hugePages_ = false;              ///< COLOSSAL_HOST_PAGES=huge
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
   cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
