@@ -1814,39 +1814,43 @@ TEST_F(CudaKernels, WaitAndPageVariablesRejectOtherValues) {
   }
 }
 
-TEST_F(CudaKernels, HugePageHostArenasHoldAPlanAsPinnedOnesDo) {
-  // COLOSSAL_HOST_PAGES=huge maps host arenas itself and pins them with
-  // cudaHostRegister: a copy to the device and back through one must keep
-  // the bytes, and release must give it back (a second allocation works).
-  setenv("COLOSSAL_HOST_PAGES", "huge", 1);
-  std::unique_ptr<Backend> huge;
-  Status st = createBackend(Device::kCuda, huge);
-  unsetenv("COLOSSAL_HOST_PAGES");
-  ASSERT_TRUE(st.isOk()) << st.message();
-  size_t bytes = size_t(8) << 20;
-  for (int round = 0; round < 2; ++round) {
-    std::vector<PlanArena> arenas(2);
-    arenas[0].space = MemorySpace::kHost;
-    arenas[0].sizeBytes = bytes;
-    arenas[0].alignBytes = 64;
-    arenas[1].space = MemorySpace::kDevice;
-    arenas[1].sizeBytes = bytes;
-    arenas[1].alignBytes = 256;
-    ASSERT_TRUE(huge->allocateArenas(arenas).isOk());
-    uint8_t *host = huge->arenaBase(0);
-    for (size_t i = 0; i < bytes; ++i)
-      ASSERT_EQ(host[i], 0) << "byte " << i << " not zeroed";
-    for (size_t i = 0; i < bytes; ++i)
-      host[i] = static_cast<uint8_t>(i * 7 + round);
-    uint8_t *dev = huge->arenaBase(1);
-    ASSERT_EQ(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice),
-              cudaSuccess);
-    ASSERT_EQ(cudaMemset(host, 0, bytes), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    for (size_t i = 0; i < bytes; ++i)
-      ASSERT_EQ(host[i], static_cast<uint8_t>(i * 7 + round)) << "byte " << i;
-    huge->releaseArenas();
+TEST_F(CudaKernels, HostArenasOfEitherPageKindHoldTheirBytes) {
+  // COLOSSAL_HOST_PAGES=huge (the default) maps host arenas itself and pins
+  // them with cudaHostRegister; pinned takes cudaHostAlloc's. Either way an
+  // arena starts zeroed, a copy to the device and back keeps its bytes, and
+  // release gives it back (a second allocation works).
+  for (const char *pages : {"huge", "pinned"}) {
+    setenv("COLOSSAL_HOST_PAGES", pages, 1);
+    std::unique_ptr<Backend> backend;
+    Status st = createBackend(Device::kCuda, backend);
+    unsetenv("COLOSSAL_HOST_PAGES");
+    ASSERT_TRUE(st.isOk()) << st.message();
+    size_t bytes = size_t(8) << 20;
+    for (int round = 0; round < 2; ++round) {
+      std::vector<PlanArena> arenas(2);
+      arenas[0].space = MemorySpace::kHost;
+      arenas[0].sizeBytes = bytes;
+      arenas[0].alignBytes = 64;
+      arenas[1].space = MemorySpace::kDevice;
+      arenas[1].sizeBytes = bytes;
+      arenas[1].alignBytes = 256;
+      ASSERT_TRUE(backend->allocateArenas(arenas).isOk()) << pages;
+      uint8_t *host = backend->arenaBase(0);
+      for (size_t i = 0; i < bytes; ++i)
+        ASSERT_EQ(host[i], 0) << pages << ": byte " << i << " not zeroed";
+      for (size_t i = 0; i < bytes; ++i)
+        host[i] = static_cast<uint8_t>(i * 7 + round);
+      uint8_t *dev = backend->arenaBase(1);
+      ASSERT_EQ(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice),
+                cudaSuccess);
+      ASSERT_EQ(cudaMemset(host, 0, bytes), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      for (size_t i = 0; i < bytes; ++i)
+        ASSERT_EQ(host[i], static_cast<uint8_t>(i * 7 + round))
+            << pages << ": byte " << i;
+      backend->releaseArenas();
+    }
   }
 }
 

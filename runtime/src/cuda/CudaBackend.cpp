@@ -427,9 +427,10 @@ public:
                           schedule + "'");
       COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDeviceFlags(flags));
     }
-    // How the CPU waits at a step's end (COLOSSAL_CUDA_STEP_WAIT): "sleep"
-    // (the default) blocks on an event until the GPU wakes it, leaving the
-    // core to the host updates; "spin" waits as COLOSSAL_CUDA_SCHEDULE says.
+    // How the CPU waits at a step's end (COLOSSAL_CUDA_STEP_WAIT): "spin"
+    // (the default) waits as COLOSSAL_CUDA_SCHEDULE says; "sleep" blocks on
+    // an event until the GPU wakes it, leaving the core to the host updates
+    // (measured slower: docs/cuda.md, "Session 7").
     if (const char *wait = std::getenv("COLOSSAL_CUDA_STEP_WAIT");
         wait && *wait) {
       if (std::strcmp(wait, "sleep") != 0 && std::strcmp(wait, "spin") != 0)
@@ -439,10 +440,11 @@ public:
                           wait + "'");
       sleepAtStepEnd_ = std::strcmp(wait, "sleep") == 0;
     }
-    // Host arenas' pages (COLOSSAL_HOST_PAGES): "pinned" (the default) is
-    // cudaHostAlloc's; "huge" maps them with transparent huge pages asked
-    // for and pins them with cudaHostRegister (fewer TLB misses for the
-    // host updates' streams, where the kernel grants huge pages).
+    // Host arenas' pages (COLOSSAL_HOST_PAGES): "huge" (the default) maps
+    // them with transparent huge pages asked for and pins them with
+    // cudaHostRegister (fewer TLB misses for the host updates' streams where
+    // the kernel grants huge pages: measured faster, docs/cuda.md); "pinned"
+    // is cudaHostAlloc's.
     if (const char *pages = std::getenv("COLOSSAL_HOST_PAGES");
         pages && *pages) {
       if (std::strcmp(pages, "pinned") != 0 && std::strcmp(pages, "huge") != 0)
@@ -824,9 +826,8 @@ public:
     return waitForStreams(failedInstr, tracingNow_);
   }
 
-  /// Waits for everything queued on `stream` so far, asleep unless
-  /// COLOSSAL_CUDA_STEP_WAIT=spin: a spinning wait takes a core for the
-  /// whole step, which an offloaded plan's host updates need.
+  /// Waits for everything queued on `stream` so far: as the device's
+  /// schedule says, or asleep with COLOSSAL_CUDA_STEP_WAIT=sleep.
   cudaError_t waitStream(cudaStream_t stream) {
     if (!sleepAtStepEnd_)
       return cudaStreamSynchronize(stream);
@@ -1099,8 +1100,8 @@ private:
   std::vector<cudaEvent_t> events_;     ///< the plan's events
   std::vector<cudaEvent_t> joinEvents_; ///< one per stream, fill/copy joins
   cudaEvent_t sleepEvent_ = nullptr;    ///< blocking-sync, for step ends
-  bool sleepAtStepEnd_ = true;          ///< COLOSSAL_CUDA_STEP_WAIT
-  bool hugePages_ = false;              ///< COLOSSAL_HOST_PAGES=huge
+  bool sleepAtStepEnd_ = false;         ///< COLOSSAL_CUDA_STEP_WAIT
+  bool hugePages_ = true;               ///< COLOSSAL_HOST_PAGES=huge
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
   cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
