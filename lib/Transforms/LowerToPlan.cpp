@@ -229,6 +229,10 @@ void orderSideStreams(func::FuncOp func, int64_t numStreams,
 /// it like one stream 0 fetched).
 constexpr llvm::StringLiteral kWeightFetchAttr = "colossal.weight_fetch";
 
+/// Streamed updates whose device copies may be held at once: stream 0
+/// waits for the write-back of the update this many back before the next.
+constexpr size_t kStreamedInFlight = 2;
+
 /// One weight's fetch as the lowering first writes it, at the weight op:
 /// stream 0's record, stream 1's wait for it, the copy and stream 1's record.
 struct WeightFetch {
@@ -559,6 +563,19 @@ private:
                              StringRef program);
   Value persistent(OpBuilder &b, Location loc, StringRef name, Type type,
                    plan::BindingRole role, Operation *source);
+  /// An H2D copy of host `source` into device `working` on stream 1, behind
+  /// a stream-0 record, with its own record after; placeWeightFetches gives
+  /// it its lead.
+  void addFetch(OpBuilder &b, Location loc, Value source, Value working);
+  /// Lowers `op`, an update, streamed through the device when its weight
+  /// is named in `streamed-updates` and every assigned result follows the
+  /// old value's reads: true when lowered so, false to lower it as usual.
+  FailureOr<bool> lowerStreamedUpdate(
+      OpBuilder &b, Operation &op, SmallVectorImpl<Value> &ins,
+      const llvm::DenseMap<Value, Value> &masterOf,
+      llvm::DenseMap<Value, Value> &viewOf,
+      const llvm::StringMap<SmallVector<Operation *>> &readers,
+      llvm::function_ref<StringRef(Value)> persistentNameOf);
 
   /// Weights and states by name: one view each, shared by every program.
   llvm::StringMap<Value> persistentViews;
@@ -574,6 +591,12 @@ private:
   /// The current program's last gradient copy (its stream-2 record), which
   /// stream 0 waits for before issuing the next one: -1 when none.
   int64_t lastCopiedEvent = -1;
+  /// offload-optimizer: `streamed-updates` and the states their updates
+  /// read (host-resident, updated on the device).
+  llvm::StringSet<> streamedNames;
+  /// The current program's streamed updates' write-back records, oldest
+  /// first, at most kStreamedInFlight.
+  SmallVector<int64_t> streamedOutEvents;
 };
 
 } // namespace
@@ -597,6 +620,132 @@ FailureOr<Value> LowerToPlanPass::newView(OpBuilder &b, Location loc,
   return plan::ViewOp::create(b, loc, memref, alloc.getResult(),
                               b.getI64IntegerAttr(0))
       .getResult();
+}
+
+FailureOr<bool> LowerToPlanPass::lowerStreamedUpdate(
+    OpBuilder &b, Operation &op, SmallVectorImpl<Value> &ins,
+    const llvm::DenseMap<Value, Value> &masterOf,
+    llvm::DenseMap<Value, Value> &viewOf,
+    const llvm::StringMap<SmallVector<Operation *>> &readers,
+    llvm::function_ref<StringRef(Value)> persistentNameOf) {
+  auto w = op.getOperand(0).getDefiningOp<graph::WeightOp>();
+  if (!w || !streamedNames.contains(w.getName()) ||
+      !masterOf.count(w.getResult()))
+    return false;
+  Location loc = op.getLoc();
+  // Each result assigned to a weight or state is written back over it, so
+  // the update must follow every read of the old value (as an in-place host
+  // update does); otherwise the weight is updated on the host.
+  SmallVector<Value> hostTarget(op.getNumResults());
+  for (auto [k, r] : llvm::enumerate(op.getResults())) {
+    StringRef target = persistentNameOf(r);
+    if (target.empty())
+      continue;
+    auto it = persistentViews.find(target);
+    auto readersIt = readers.find(target);
+    bool afterReads =
+        readersIt == readers.end() ||
+        llvm::all_of(readersIt->second, [&](Operation *reader) {
+          return reader == &op || reader->isBeforeInBlock(&op);
+        });
+    if (it == persistentViews.end() || !afterReads ||
+        it->second.getType() !=
+            MemRefType::get(cast<RankedTensorType>(r.getType()).getShape(),
+                            cast<RankedTensorType>(r.getType())
+                                .getElementType())) {
+      if (isa<graph::AdamWNormOp>(op))
+        return op.emitOpError()
+               << "cannot stream the update of '" << w.getName()
+               << "' through the device: a read of its old value follows it";
+      return false;
+    }
+    hostTarget[k] = it->second;
+  }
+  // Up: the master and every host-resident operand (the moments), each
+  // into a device copy the update works on in place.
+  llvm::DenseMap<Value, Value> workingOf;
+  for (auto [i, v] : llvm::enumerate(op.getOperands())) {
+    Value host = masterOf.lookup(v);
+    if (!host) {
+      plan::BufferAllocOp alloc = bufferOf(ins[i]);
+      if (!alloc || alloc.getSpace() != plan::MemorySpace::host)
+        continue;
+      host = ins[i];
+    }
+    Value &working = workingOf[host];
+    if (!working) {
+      auto view = newView(b, loc, v.getType());
+      if (failed(view))
+        return failure();
+      working = *view;
+      // Fetched like a weight: offload-across-gaps may shorten its lead.
+      bufferOf(working)->setAttr(kWeightFetchAttr, b.getUnitAttr());
+      addFetch(b, loc, host, working);
+    }
+    ins[i] = working;
+  }
+  SmallVector<Value> outs;
+  for (auto [k, r] : llvm::enumerate(op.getResults())) {
+    Value working = hostTarget[k] ? workingOf.lookup(hostTarget[k]) : Value();
+    if (!working) {
+      auto view = newView(b, loc, r.getType());
+      if (failed(view))
+        return failure();
+      working = *view;
+    }
+    outs.push_back(working);
+    // The assign finds its value already in place (written back below).
+    viewOf[r] = hostTarget[k] ? hostTarget[k] : working;
+  }
+  // At most kStreamedInFlight updates' device copies are held: stream 0
+  // waits for the write-back of the one that many updates back.
+  if (streamedOutEvents.size() >= kStreamedInFlight) {
+    plan::EventWaitOp::create(
+        b, loc, b.getI64IntegerAttr(streamedOutEvents.front()),
+        b.getI64IntegerAttr(kComputeStream));
+    streamedOutEvents.erase(streamedOutEvents.begin());
+  }
+  SmallVector<NamedAttribute> params;
+  for (NamedAttribute attr : op.getAttrs())
+    params.push_back(attr);
+  plan::KernelOp::create(b, loc, b.getStringAttr(op.getName().stripDialect()),
+                         ins, outs, b.getDictionaryAttr(params),
+                         b.getI64IntegerAttr(kComputeStream));
+  // Down: what the update wrote, over the host copies, on stream 2.
+  int64_t updated = numEvents++;
+  plan::EventRecordOp::create(b, loc, b.getI64IntegerAttr(updated),
+                              b.getI64IntegerAttr(kComputeStream));
+  plan::EventWaitOp::create(b, loc, b.getI64IntegerAttr(updated),
+                            b.getI64IntegerAttr(kD2HStream));
+  for (auto [k, target] : llvm::enumerate(hostTarget))
+    if (target)
+      plan::CopyOp::create(b, loc, outs[k], target,
+                           b.getI64IntegerAttr(kD2HStream));
+  int64_t written = numEvents++;
+  plan::EventRecordOp::create(b, loc, b.getI64IntegerAttr(written),
+                              b.getI64IntegerAttr(kD2HStream));
+  streamedOutEvents.push_back(written);
+  maxStream = std::max(maxStream, kD2HStream);
+  return true;
+}
+
+void LowerToPlanPass::addFetch(OpBuilder &b, Location loc, Value source,
+                               Value working) {
+  WeightFetch fetch;
+  int64_t issued = numEvents++;
+  fetch.issue.push_back(plan::EventRecordOp::create(
+      b, loc, b.getI64IntegerAttr(issued),
+      b.getI64IntegerAttr(kComputeStream)));
+  fetch.issue.push_back(plan::EventWaitOp::create(
+      b, loc, b.getI64IntegerAttr(issued), b.getI64IntegerAttr(kH2DStream)));
+  fetch.copy = plan::CopyOp::create(b, loc, source, working,
+                                    b.getI64IntegerAttr(kH2DStream));
+  fetch.issue.push_back(fetch.copy);
+  fetch.issue.push_back(plan::EventRecordOp::create(
+      b, loc, b.getI64IntegerAttr(numEvents++),
+      b.getI64IntegerAttr(kH2DStream)));
+  fetches.push_back(std::move(fetch));
+  maxStream = std::max(maxStream, kH2DStream);
 }
 
 FailureOr<Value> LowerToPlanPass::copyTo(OpBuilder &b, Location loc,
@@ -660,6 +809,7 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
                                             StringRef program) {
   plan::ProgramOp::create(b, func.getLoc(), program);
   lastCopiedEvent = -1; // events do not cross programs
+  streamedOutEvents.clear();
   auto programAttr = b.getStringAttr(program);
   auto bind = [&](Location loc, plan::BindingRole role, StringRef name,
                   Value view, ElementsAttr value = {}) {
@@ -738,26 +888,11 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
         // An offloaded master weight: the step computes with a device copy
         // fetched on the H2D stream (issued here; placeWeightFetches moves
         // the issue to its lead time); the update reads the master.
-        WeightFetch fetch;
-        int64_t issued = numEvents++;
-        fetch.issue.push_back(plan::EventRecordOp::create(
-            b, loc, b.getI64IntegerAttr(issued),
-            b.getI64IntegerAttr(kComputeStream)));
-        fetch.issue.push_back(plan::EventWaitOp::create(
-            b, loc, b.getI64IntegerAttr(issued),
-            b.getI64IntegerAttr(kH2DStream)));
         auto working = newView(b, loc, w.getType());
         if (failed(working))
           return failure();
         bufferOf(*working)->setAttr(kWeightFetchAttr, b.getUnitAttr());
-        fetch.copy = plan::CopyOp::create(b, loc, view, *working,
-                                          b.getI64IntegerAttr(kH2DStream));
-        fetch.issue.push_back(fetch.copy);
-        fetch.issue.push_back(plan::EventRecordOp::create(
-            b, loc, b.getI64IntegerAttr(numEvents++),
-            b.getI64IntegerAttr(kH2DStream)));
-        fetches.push_back(std::move(fetch));
-        maxStream = std::max(maxStream, kH2DStream);
+        addFetch(b, loc, view, *working);
         masterOf[w.getResult()] = view;
         viewOf[w.getResult()] = *working;
         continue;
@@ -846,6 +981,18 @@ LogicalResult LowerToPlanPass::lowerProgram(OpBuilder &b, func::FuncOp func,
       if (!view)
         return op.emitOpError() << "uses a value with no planned buffer";
       ins.push_back(view);
+    }
+    // An update streamed through the device (`streamed-updates`): its
+    // master and state come up on stream 1 (leads from placeWeightFetches),
+    // it runs on stream 0, and what it writes goes back down on stream 2.
+    if (offloadOptimizer &&
+        isa<graph::AdamWOp, graph::AdamWNormOp, graph::SgdOp>(op)) {
+      FailureOr<bool> streamed = lowerStreamedUpdate(
+          b, op, ins, masterOf, viewOf, readers, persistentNameOf);
+      if (failed(streamed))
+        return failure();
+      if (*streamed)
+        continue;
     }
     // adamw_norm's sum of squares feeds the device's norm: it is built only
     // for weights updated on the device (colossal-build-optimizer-step's
@@ -1059,12 +1206,14 @@ void LowerToPlanPass::runOnOperation() {
     return signalPassFailure();
   }
 
-  // The resident share: the named weights and the states their updates
-  // read (moments, momentum), by name across the programs.
-  residentNames.clear();
-  if (offloadOptimizer) {
+  // The resident share and the streamed updates: the named weights and
+  // the states their updates read (moments, momentum), by name across the
+  // programs.
+  auto collectNames = [&](ArrayRef<std::string> list, StringRef option,
+                          llvm::StringSet<> &names) -> LogicalResult {
+    names.clear();
     llvm::StringSet<> named;
-    for (const std::string &n : deviceResident)
+    for (const std::string &n : list)
       named.insert(n);
     llvm::StringSet<> seen;
     for (auto &[func, name] : programs) {
@@ -1078,16 +1227,31 @@ void LowerToPlanPass::runOnOperation() {
         auto w = update->getOperand(0).getDefiningOp<graph::WeightOp>();
         if (!w || !named.contains(w.getName()))
           return;
-        residentNames.insert(w.getName());
+        names.insert(w.getName());
         for (Value v : update->getOperands())
           if (auto st = v.getDefiningOp<graph::StateOp>())
-            residentNames.insert(st.getName());
+            names.insert(st.getName());
       });
     }
-    for (const std::string &n : deviceResident)
-      if (!seen.contains(n)) {
-        module.emitError() << "device-resident names '" << n
-                           << "', which is not a weight of the graph";
+    for (const std::string &n : list)
+      if (!seen.contains(n))
+        return module.emitError() << option << " names '" << n
+                                  << "', which is not a weight of the graph";
+    return success();
+  };
+  residentNames.clear();
+  streamedNames.clear();
+  if (offloadOptimizer) {
+    if (failed(collectNames(deviceResident, "device-resident",
+                            residentNames)) ||
+        failed(collectNames(streamedUpdates, "streamed-updates",
+                            streamedNames)))
+      return signalPassFailure();
+    for (const std::string &n : streamedUpdates)
+      if (residentNames.contains(n)) {
+        module.emitError() << "'" << n
+                           << "' is named both device-resident and "
+                              "streamed-updates";
         return signalPassFailure();
       }
   }

@@ -34,11 +34,17 @@ void mlir::colossal::buildCompilePipeline(OpPassManager &pm,
       } else {
         // The host's updates read the raw (bf16) gradient.
         optimizer.rawGradToHost = true;
-        if (!options.lowering.deviceResident.empty()) {
+        // The device updates the resident share and the streamed ones.
+        std::vector<std::string> onDevice(
+            options.lowering.deviceResident.begin(),
+            options.lowering.deviceResident.end());
+        onDevice.insert(onDevice.end(),
+                        options.lowering.streamedUpdates.begin(),
+                        options.lowering.streamedUpdates.end());
+        if (!onDevice.empty()) {
           optimizer.normIntoUpdate = true;
-          optimizer.normIntoUpdateOnly.assign(
-              options.lowering.deviceResident.begin(),
-              options.lowering.deviceResident.end());
+          optimizer.normIntoUpdateOnly.assign(onDevice.begin(),
+                                              onDevice.end());
         }
       }
     }

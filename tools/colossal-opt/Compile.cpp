@@ -61,6 +61,8 @@ struct CommonArgs {
   bool separateOptimizerStep = false; ///< --separate-optimizer-step
   bool remat = true;                  ///< --remat auto (true) or off
   bool joinedSteps = false;           ///< --joined-steps
+  /// --stream-updates: off, all, auto or a count of host updates.
+  std::string streamUpdates = "off";
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -75,6 +77,57 @@ int usageError(const char *cmd, const std::string &msg) {
 int fail(const std::string &msg) {
   llvm::errs() << "colossal-opt: error: " << msg << "\n";
   return 1;
+}
+
+/// An offloaded plan's host-stream updates in the order their gradients come
+/// down (the position of the D2H copy that writes one of their inputs: with
+/// updates across the step boundary the tail's kernels sit at the program's
+/// end in the forward's order), each weight's name and its master and
+/// state bytes (bound buffers).
+std::vector<ShareWeight> hostUpdatesByArrival(ModuleOp module) {
+  llvm::DenseMap<Operation *, int64_t> firstWrite;
+  int64_t position = 0;
+  module->walk([&](Operation *op) {
+    ++position;
+    if (auto copy = dyn_cast<plan::CopyOp>(op))
+      if (auto view = copy.getTarget().getDefiningOp<plan::ViewOp>())
+        firstWrite.try_emplace(view.getBuffer().getDefiningOp(), position);
+  });
+  std::vector<std::pair<int64_t, ShareWeight>> arrivals;
+  module->walk([&](plan::KernelOp k) {
+    if (k.getStream() != 3 || k.getIns().empty() ||
+        (k.getOp() != "adamw" && k.getOp() != "sgd"))
+      return;
+    std::string name;
+    int64_t bytes = 0;
+    for (Value in : k.getIns())
+      for (Operation *user : in.getUsers())
+        if (auto bind = dyn_cast<plan::BindOp>(user)) {
+          if (bind.getRole() == plan::BindingRole::weight)
+            name = bind.getName().str();
+          if (bind.getRole() == plan::BindingRole::weight ||
+              bind.getRole() == plan::BindingRole::state)
+            if (auto view = in.getDefiningOp<plan::ViewOp>())
+              if (auto a =
+                      view.getBuffer().getDefiningOp<plan::BufferAllocOp>())
+                bytes += a.getSize();
+        }
+    int64_t arrival = INT64_MAX;
+    for (Value in : k.getIns())
+      if (auto view = in.getDefiningOp<plan::ViewOp>()) {
+        auto it = firstWrite.find(view.getBuffer().getDefiningOp());
+        if (it != firstWrite.end())
+          arrival = std::min(arrival, it->second);
+      }
+    if (!name.empty())
+      arrivals.push_back({arrival, {name, static_cast<uint64_t>(bytes)}});
+  });
+  std::stable_sort(arrivals.begin(), arrivals.end(),
+                   [](const auto &a, const auto &b) { return a.first < b.first; });
+  std::vector<ShareWeight> order;
+  for (auto &[arrival, weight] : arrivals)
+    order.push_back(weight);
+  return order;
 }
 
 const char *kCompileUsage = R"(usage: colossal-opt compile MODEL.onnx -o PLAN.cplan [options]
@@ -167,6 +220,15 @@ memory planning and report (docs/planner.md):
                           ends before the step does (default: the last
                           ones run on under the next step's forward, each
                           weight's fetch waiting for its update)
+  --stream-updates off|auto|all|N
+                          with the optimizer offloaded, run some updates on
+                          the device instead of the host: their master and
+                          moments stay in host memory, come up before the
+                          update and go back down after it (the PCIe links
+                          add to the host's memory bandwidth). N: the last N
+                          host updates in the gradients' order; all: every
+                          one; auto: the count the cost model predicts
+                          fastest that fits; off (the default): none
   --report-json FILE      write the memory and step-time report as JSON
   --report FILE.html      write it as a page with the memory timeline
 )";
@@ -368,6 +430,17 @@ int parseArgs(const char *cmd, int argc, char **argv, CommonArgs &args,
       if (!value(v) || (v != "auto" && v != "off"))
         return usageError(cmd, "--remat expects auto or off, got '" + v + "'");
       args.remat = v == "auto";
+    } else if (allowCompileFlags && flagIs("--stream-updates")) {
+      std::string v;
+      bool count = false;
+      if (value(v) && !v.empty() &&
+          v.find_first_not_of("0123456789") == std::string::npos &&
+          v.size() < 10)
+        count = true;
+      if (!count && v != "off" && v != "auto" && v != "all")
+        return usageError(cmd, "--stream-updates expects off, auto, all or "
+                               "a count, got '" + v + "'");
+      args.streamUpdates = v;
     } else if (allowCompileFlags && a == "--quiet") {
       args.quiet = true;
     } else if (allowCompileFlags && flagIs("--emit-graph")) {
@@ -710,9 +783,13 @@ int mlir::colossal::runCompile(int argc, char **argv) {
   // --policy auto: everything on the device if it fits the budget, else the
   // optimizer state and master weights in host memory (the pipeline runs
   // again on a copy of the imported module).
-  OwningOpRef<ModuleOp> pristine;
+  OwningOpRef<ModuleOp> pristine, streamPristine;
   if (reportOptions.policy == "auto" && !args.forwardOnly)
     pristine = module.clone();
+  if (args.streamUpdates != "off" && !args.forwardOnly)
+    streamPristine = module.clone();
+  // The device-resident share of the plan chosen (for --stream-updates).
+  std::vector<std::string> chosenShare;
   options.lowering.offloadOptimizer = reportOptions.policy == "cpu";
   options.lowering.crossStepUpdates = !args.joinedSteps;
   // The offload's lead times come from the same profile as the report.
@@ -796,6 +873,7 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     bool mayJoin = options.lowering.offloadOptimizer &&
                    options.lowering.crossStepUpdates &&
                    options.lowering.deviceResident.empty() &&
+                   options.lowering.streamedUpdates.empty() &&
                    reportOptions.budgetBytes.has_value();
     if (mayJoin)
       copy = module.clone();
@@ -870,52 +948,8 @@ int mlir::colossal::runCompile(int argc, char **argv) {
         // tail's kernels sit at the program's end in the forward's order):
         // each weight's name and its master and state bytes (bound
         // buffers).
-        llvm::DenseMap<Operation *, int64_t> firstWrite;
-        int64_t position = 0;
-        imported->module->walk([&](Operation *op) {
-          ++position;
-          if (auto copy = dyn_cast<plan::CopyOp>(op))
-            if (auto view = copy.getTarget().getDefiningOp<plan::ViewOp>())
-              firstWrite.try_emplace(view.getBuffer().getDefiningOp(),
-                                     position);
-        });
-        std::vector<std::pair<int64_t, ShareWeight>> arrivals;
-        imported->module->walk([&](plan::KernelOp k) {
-          if (k.getStream() != 3 || k.getIns().empty() ||
-              (k.getOp() != "adamw" && k.getOp() != "sgd"))
-            return;
-          std::string name;
-          int64_t bytes = 0;
-          for (Value in : k.getIns())
-            for (Operation *user : in.getUsers())
-              if (auto bind = dyn_cast<plan::BindOp>(user)) {
-                if (bind.getRole() == plan::BindingRole::weight)
-                  name = bind.getName().str();
-                if (bind.getRole() == plan::BindingRole::weight ||
-                    bind.getRole() == plan::BindingRole::state)
-                  if (auto view = in.getDefiningOp<plan::ViewOp>())
-                    if (auto a = view.getBuffer()
-                                     .getDefiningOp<plan::BufferAllocOp>())
-                      bytes += a.getSize();
-              }
-          int64_t arrival = INT64_MAX;
-          for (Value in : k.getIns())
-            if (auto view = in.getDefiningOp<plan::ViewOp>()) {
-              auto it = firstWrite.find(view.getBuffer().getDefiningOp());
-              if (it != firstWrite.end())
-                arrival = std::min(arrival, it->second);
-            }
-          if (!name.empty())
-            arrivals.push_back(
-                {arrival, {name, static_cast<uint64_t>(bytes)}});
-        });
-        std::stable_sort(arrivals.begin(), arrivals.end(),
-                         [](const auto &a, const auto &b) {
-                           return a.first < b.first;
-                         });
-        std::vector<ShareWeight> order;
-        for (auto &[arrival, weight] : arrivals)
-          order.push_back(weight);
+        std::vector<ShareWeight> order =
+            hostUpdatesByArrival(*imported->module);
         std::reverse(order.begin(), order.end());
         uint64_t orderBytes = 0;
         for (const ShareWeight &w : order)
@@ -1012,6 +1046,8 @@ int mlir::colossal::runCompile(int argc, char **argv) {
               humanBytes(points[*bestIndex].shareBytes) + " of " +
               humanBytes(orderBytes) + " optimizer state: " + tried +
               ", predicted fastest that fits";
+          for (size_t i : fillShare(order, points[*bestIndex].targetBytes))
+            chosenShare.push_back(order[i].name);
           // Updates across the step boundary pay off when the host is the
           // bottleneck; where the device is, the steady state can come out
           // slower (the tail's order, the fetches' waits), so the best
@@ -1061,6 +1097,127 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     }
   } else if (!deviceFits) {
     return fail(err);
+  }
+  // Updates streamed through the device (docs/planner.md): the last host
+  // updates in the gradients' order (the share's order, continued) run on
+  // the device with their master and moments copied up and back; the plan
+  // chosen above is recompiled with a count of them, forced or searched.
+  if (streamPristine) {
+    std::vector<ShareWeight> order = hostUpdatesByArrival(*imported->module);
+    std::reverse(order.begin(), order.end());
+    size_t n = order.size();
+    std::vector<size_t> counts;
+    bool search = args.streamUpdates == "auto";
+    if (args.streamUpdates == "all")
+      counts = {n};
+    else if (!search)
+      counts = {std::min<size_t>(n, std::stoul(args.streamUpdates))};
+    else
+      for (size_t eighths = 1; eighths <= 8; ++eighths)
+        if (size_t k = n * eighths / 8;
+            k > 0 && (counts.empty() || counts.back() != k))
+          counts.push_back(k);
+    bool carried = false;
+    imported->module->walk([&](func::FuncOp f) {
+      carried |= f->hasAttr("cplan.carried_streams");
+    });
+    OwningOpRef<ModuleOp> basePlan = std::move(imported->module);
+    std::optional<PlanReport> base = std::move(*report);
+    OwningOpRef<ModuleOp> bestPlan;
+    std::optional<PlanReport> best;
+    size_t bestCount = 0;
+    std::string policy = reportOptions.policy;
+    // auto: eighths of the host updates until one does not fit (more
+    // streamed updates hold more device copies), then bisection between the
+    // last that fit and that one.
+    size_t fitLo = 0, overHi = 0;
+    for (size_t c = 0; c < counts.size() || (search && overHi > fitLo + 1);
+         ++c) {
+      size_t k;
+      if (c < counts.size()) {
+        k = counts[c];
+        if (search && overHi)
+          continue;
+      } else {
+        if (c >= counts.size() + 3)
+          break;
+        k = (fitLo + overHi) / 2;
+      }
+      if (k == 0)
+        continue;
+      options.lowering.offloadOptimizer = true;
+      options.lowering.deviceResident.assign(chosenShare.begin(),
+                                             chosenShare.end());
+      options.lowering.crossStepUpdates = carried;
+      options.lowering.streamedUpdates.clear();
+      for (size_t i = 0; i < k; ++i)
+        options.lowering.streamedUpdates.push_back(order[i].name);
+      imported->module = streamPristine->clone();
+      module = *imported->module;
+      reportOptions.policy = "cpu";
+      std::string streamErr;
+      std::swap(err, streamErr);
+      FailureOr<PlanReport> r = runPipeline();
+      std::swap(err, streamErr);
+      reportOptions.policy = policy;
+      options.lowering.streamedUpdates.clear();
+      options.lowering.deviceResident.clear();
+      options.lowering.crossStepUpdates = !args.joinedSteps;
+      bool fits = succeeded(r) &&
+                  (!reportOptions.budgetBytes ||
+                   r->plannedPeakBytes[0] <= *reportOptions.budgetBytes);
+      if (!args.quiet) {
+        llvm::errs() << "colossal-opt: " << k << " of " << n
+                     << " host updates streamed through the device: ";
+        if (failed(r))
+          llvm::errs() << "does not compile: " << streamErr << "\n";
+        else
+          llvm::errs() << "predicted step "
+                       << llvm::format("%.4g", r->cost.stepS * 1e3)
+                       << " ms (none streamed: "
+                       << llvm::format("%.4g", base->cost.stepS * 1e3)
+                       << " ms), "
+                       << (fits ? std::string("fits")
+                                : "over the budget by " +
+                                      humanBytes(r->plannedPeakBytes[0] -
+                                                 *reportOptions.budgetBytes))
+                       << "\n";
+      }
+      if (!search && !fits) {
+        err = failed(r) ? streamErr
+                        : "with " + std::to_string(k) +
+                              " updates streamed through the device the "
+                              "plan needs " +
+                              humanBytes(r->plannedPeakBytes[0]) +
+                              ", over the budget of " +
+                              humanBytes(*reportOptions.budgetBytes);
+        return fail(err);
+      }
+      if (fits)
+        fitLo = std::max(fitLo, k);
+      else if (!overHi || k < overHi)
+        overHi = k;
+      if (fits && (!search || r->cost.stepS < base->cost.stepS) &&
+          (!best || r->cost.stepS < best->cost.stepS)) {
+        best = std::move(*r);
+        bestPlan = std::move(imported->module);
+        bestCount = k;
+      }
+    }
+    if (best) {
+      imported->module = std::move(bestPlan);
+      report = std::move(*best);
+      report->policy = base->policy + "; " + std::to_string(bestCount) +
+                       " of " + std::to_string(n) +
+                       " host updates streamed through the device" +
+                       (search ? " (predicted fastest that fits)" : "");
+    } else {
+      imported->module = std::move(basePlan);
+      report = std::move(*base);
+      if (n > 0)
+        report->policy += "; no streamed updates predicted faster";
+    }
+    module = *imported->module;
   }
   if (!args.emitPlan.empty() &&
       !writeText(args.emitPlan, [&](llvm::raw_ostream &os) { module.print(os); },

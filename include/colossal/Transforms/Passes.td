@@ -356,6 +356,13 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
                "With offload-optimizer: trained weights whose master copy "
                "and optimizer state stay on the device, updated on stream 0 "
                "(the budget's device-resident share; names)">,
+    ListOption<"streamedUpdates", "streamed-updates", "std::string",
+               "With offload-optimizer: trained weights whose master copy "
+               "and optimizer state stay in host memory but whose update runs "
+               "on the device (stream 0): the master and moments come up on "
+               "stream 1 with a lead, the update's results go back down on "
+               "stream 2 (names; docs/planner.md, \"Updates streamed through "
+               "the device\")">,
     Option<"deviceProfile", "device-profile", "std::string", "\"\"",
            "Device profile (JSON) whose rates time the weight fetches' "
            "leads; empty: the built-in H200 figures">,
@@ -452,6 +459,13 @@ def RematerializePass
     Option<"maxChain", "max-chain", "int64_t", "3",
            "At most this many kernels cloned per recompute (1: the "
            "producer alone)">,
+    ListOption<"streamedUpdates", "streamed-updates", "std::string",
+               "With offload-optimizer: trained weights whose master copy "
+               "and optimizer state stay in host memory but whose update runs "
+               "on the device (stream 0): the master and moments come up on "
+               "stream 1 with a lead, the update's results go back down on "
+               "stream 2 (names; docs/planner.md, \"Updates streamed through "
+               "the device\")">,
     Option<"deviceProfile", "device-profile", "std::string", "\"\"",
            "A device profile JSON (docs/planner.md); empty: the scalar "
            "rates below">,
@@ -512,6 +526,13 @@ def OffloadAcrossGapsPass
            "Instructions between the two uses around a gap">,
     Option<"maxCopies", "max-copies", "int64_t", "100000",
            "At most this many rounds (buffers parked or leads shortened)">,
+    ListOption<"streamedUpdates", "streamed-updates", "std::string",
+               "With offload-optimizer: trained weights whose master copy "
+               "and optimizer state stay in host memory but whose update runs "
+               "on the device (stream 0): the master and moments come up on "
+               "stream 1 with a lead, the update's results go back down on "
+               "stream 2 (names; docs/planner.md, \"Updates streamed through "
+               "the device\")">,
     Option<"deviceProfile", "device-profile", "std::string", "\"\"",
            "Device profile JSON for the lead times (empty: the H200 figures)">
   ];
