@@ -439,6 +439,25 @@ void OffloadAcrossGapsPass::runOnOperation() {
           after = op;
         }
         shorten->fetched->setAttr(kLeadShortenedAttr, b.getUnitAttr());
+        // The H2D stream runs its copies in issue order: a fetch issued
+        // before the peak for a later use would now run ahead of this one
+        // and delay it (OPT-6.7b under 24 GiB: layer 3's weights queued
+        // behind layers 4 to 21's, stream 0 idle for 0.96 s). Such fetches
+        // move behind it, in their order; that only shortens their leads.
+        int64_t useAt = index[shorten->fetchWait];
+        SmallVector<Parked *> behind;
+        for (Parked &q : parked)
+          if (&q != shorten && !q.issue.empty() &&
+              index[q.issue.back()] < peakAt && index[q.fetchWait] > useAt)
+            behind.push_back(&q);
+        llvm::sort(behind, [&](Parked *x, Parked *y) {
+          return index[x->issue.front()] < index[y->issue.front()];
+        });
+        for (Parked *q : behind)
+          for (Operation *op : q->issue) {
+            op->moveAfter(after);
+            after = op;
+          }
       } else {
         shorten->offloadWait->moveBefore(peakOp);
       }

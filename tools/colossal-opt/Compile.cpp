@@ -1127,24 +1127,9 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     std::optional<PlanReport> best;
     size_t bestCount = 0;
     std::string policy = reportOptions.policy;
-    // auto: eighths of the host updates until one does not fit (more
-    // streamed updates hold more device copies), then bisection between the
-    // last that fit and that one.
-    size_t fitLo = 0, overHi = 0;
-    for (size_t c = 0; c < counts.size() || (search && overHi > fitLo + 1);
-         ++c) {
-      size_t k;
-      if (c < counts.size()) {
-        k = counts[c];
-        if (search && overHi)
-          continue;
-      } else {
-        if (c >= counts.size() + 3)
-          break;
-        k = (fitLo + overHi) / 2;
-      }
-      if (k == 0)
-        continue;
+    // One count: compiled, reported, kept when it is the best so far.
+    // Returns whether it fits, with its predicted step.
+    auto tryCount = [&](size_t k, double &stepS) -> FailureOr<bool> {
       options.lowering.offloadOptimizer = true;
       options.lowering.deviceResident.assign(chosenShare.begin(),
                                              chosenShare.end());
@@ -1191,17 +1176,45 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                               humanBytes(r->plannedPeakBytes[0]) +
                               ", over the budget of " +
                               humanBytes(*reportOptions.budgetBytes);
-        return fail(err);
+        return failure();
       }
-      if (fits)
-        fitLo = std::max(fitLo, k);
-      else if (!overHi || k < overHi)
-        overHi = k;
+      stepS = succeeded(r) ? r->cost.stepS : 0.0;
       if (fits && (!search || r->cost.stepS < base->cost.stepS) &&
           (!best || r->cost.stepS < best->cost.stepS)) {
         best = std::move(*r);
         bestPlan = std::move(imported->module);
         bestCount = k;
+      }
+      return fits;
+    };
+    double stepS = 0;
+    if (!search) {
+      if (counts.front() > 0 && failed(tryCount(counts.front(), stepS)))
+        return fail(err);
+    } else {
+      // auto: eighths of the host updates upwards, until one does not fit
+      // (more streamed updates hold more device copies) or one is predicted
+      // slower than the last (the gain has peaked); after a miss of the
+      // budget, bisection between the last that fit and it.
+      size_t lastFit = 0, over = 0;
+      double lastStepS = base->cost.stepS;
+      for (size_t k : counts) {
+        FailureOr<bool> fits = tryCount(k, stepS);
+        if (!*fits) {
+          over = k;
+          break;
+        }
+        if (stepS > lastStepS)
+          break;
+        lastFit = k;
+        lastStepS = stepS;
+      }
+      for (int i = 0; i < 3 && over > lastFit + 1; ++i) {
+        size_t mid = (lastFit + over) / 2;
+        if (*tryCount(mid, stepS))
+          lastFit = mid;
+        else
+          over = mid;
       }
     }
     if (best) {
