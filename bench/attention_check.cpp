@@ -247,24 +247,53 @@ void runCase(const Case &c, std::mt19937 &gen) {
   compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
   // tc-chunk also takes 64 query rows a step at D 64 (the default is 32)
   // and the kernels without the four-blocks-an-SM bound.
+  // (and session 5's 64-row blocks, which the last two apply to).
   setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
   setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
   setenv("COLOSSAL_ATTENTION_OCCUPANCY", "3", 1);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
   compareCase(c, "tc-chunk", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
   unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
   unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
   unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
   useKernel("deterministic");
   compareCase(c, "tc-det", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
-  useKernel("auto");
   // dk and dv come from the same loop on both paths: the same bits.
-  if (fused.size() == 3 && det.size() == 3 &&
-      (fused[1].bytes != det[1].bytes || fused[2].bytes != det[2].bytes)) {
-    ++failures;
-    std::printf("%-28s tc     FAIL (dk, dv differ between the fused and the "
-                "deterministic backward)\n",
-                c.name);
-  }
+  auto sameDkDv = [&](const char *which) {
+    if (fused.size() == 3 && det.size() == 3 &&
+        (fused[1].bytes != det[1].bytes || fused[2].bytes != det[2].bytes)) {
+      ++failures;
+      std::printf("%-28s %-6s FAIL (dk, dv differ between the fused and the "
+                  "deterministic backward)\n",
+                  c.name, which);
+    }
+  };
+  sameDkDv("tc");
+  // Each block shape of COLOSSAL_ATTENTION_BLOCK (AttentionTC.cu; D 64
+  // and 128, the others take the 64 blocks whatever it says): tc-b64,
+  // session 5's kernels; tc-b64s, the same blocks scheduled over the whole
+  // grid with lse and delta by cp.async (D 64); tc-b128, 8 warps and 128
+  // query rows or keys a block, fused, and tc-det128 the same with the
+  // two-pass backward (bits repeat; dk, dv equal to tc-b128's).
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+  useKernel("fused");
+  compareCase(c, "tc-b64", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+  compareCase(c, "tc-b64s", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+  fused.clear();
+  det.clear();
+  compareCase(c, "tc-b128", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
+  // With the dq sums cut to one batch's heads too (a launch per batch).
+  setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
+  compareCase(c, "tc-b128c", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
+  useKernel("deterministic");
+  compareCase(c, "tc-det128", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
+  sameDkDv("tc-b128");
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
+  useKernel("auto");
 }
 
 void compareCase(const Case &c, const char *kernel,
@@ -290,7 +319,8 @@ void compareCase(const Case &c, const char *kernel,
   // determinism: a second run, same bits. The fused one sums dq with
   // atomics in no fixed order.
   bool deterministic = true;
-  if (std::string(kernel) == "tc-det" || std::string(kernel) == "simple")
+  if (std::string(kernel).rfind("tc-det", 0) == 0 ||
+      std::string(kernel) == "simple")
     deterministic = runGpu(bwd, gin, again) && sameBits(gpuGrad, again);
   double tol = c.dtype == DType::kF32 ? 1e-4 : 2e-2;
   const char *names[] = {"out", "lse", "dq", "dk", "dv"};
@@ -455,14 +485,26 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
         "bench upload");
 
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
-  std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
-              (long long)b, (long long)h, (long long)s, (long long)d);
-  for (const char *kernel : {"simple", "tc-det", "tc", "tc-r64", "tc-occ3"}) {
+  std::printf("timing %s B%lld H%lld S%lld D%lld causal (tc's blocks: %s):\n",
+              dtypeName(dtype), (long long)b, (long long)h, (long long)s,
+              (long long)d, cuda::attentionBlock(d, s));
+  for (const char *kernel :
+       {"simple", "tc-det", "tc", "tc-r64", "tc-occ3", "tc-b64", "tc-b64s",
+        "tc-b128", "tc-det128", "tc-b64", "tc-b128"}) {
     std::string k = kernel;
     bool tc = k != "simple";
-    useKernel(k == "tc" || k == "tc-r64" || k == "tc-occ3" ? "fused"
-              : tc                       ? "deterministic"
-                                         : "simple");
+    bool det = k == "tc-det" || k == "tc-det128";
+    useKernel(!tc ? "simple" : det ? "deterministic" : "fused");
+    // tc-b64, tc-b64s, tc-b128, tc-det128: COLOSSAL_ATTENTION_BLOCK's
+    // kernels (AttentionTC.cu), D 64 and 128 (b64s: D 64); each of tc-b64
+    // and tc-b128 is timed twice, a repeat that shows the spread.
+    if (k == "tc-b64" || k == "tc-b64s" || k == "tc-b128" ||
+        k == "tc-det128") {
+      if (d != 64 && (d != 128 || k == "tc-b64s"))
+        continue;
+      setenv("COLOSSAL_ATTENTION_BLOCK",
+             k == "tc-b64" ? "64" : k == "tc-b64s" ? "64s" : "128", 1);
+    }
     // tc-r64: the fused backward with 64 query rows a step at D 64
     // (COLOSSAL_ATTENTION_BWD_ROWS, AttentionTC.cu; 32 by default), an A/B.
     if (k == "tc-r64") {
@@ -480,15 +522,17 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
     if (tc && !cuda::attentionTensorCoreShape(dtype, d)) {
       unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
       unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
+      unsetenv("COLOSSAL_ATTENTION_BLOCK");
       continue;
     }
     double f1 = timeSteps(bench, fusedF, 10);
     double b1 = timeSteps(bench, fusedB, 10);
-    std::printf("  fused %-6s forward %8.3f ms (%6.1f TFLOP/s)  backward "
+    std::printf("  fused %-9s forward %8.3f ms (%6.1f TFLOP/s)  backward "
                 "%8.3f ms (%6.1f TFLOP/s)\n",
                 kernel, f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
     unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
     unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
+    unsetenv("COLOSSAL_ATTENTION_BLOCK");
   }
   useKernel("auto");
   double f2 = timeSteps(bench, plainF, 10), b2 = timeSteps(bench, plainB, 10);

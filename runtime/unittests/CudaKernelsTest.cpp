@@ -1865,6 +1865,31 @@ TEST(AttentionVariables, OtherValuesAreReportedOnceAndReadAsTheDefault) {
   // f32 never takes the tensor-core path: no scratch.
   EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kF32, 2, 4, 128, 64),
             0u);
+
+  // The blocks (COLOSSAL_ATTENTION_BLOCK): each value where it applies,
+  // the 64 blocks at D 80 and 96 (and 64s at D 128) whatever it says, an
+  // unknown value reported once and read as the default.
+  const std::string byDefault = cuda::attentionBlock(64, 1024);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024), "128");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024), "128");
+  EXPECT_STREQ(cuda::attentionBlock(80, 1024), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "256", 1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(cuda::attentionBlock(64, 1024), byDefault);
+  EXPECT_EQ(cuda::attentionBlock(64, 1024), byDefault);
+  err = ::testing::internal::GetCapturedStderr();
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
+  const std::string wantBlock = "COLOSSAL_ATTENTION_BLOCK must be one of "
+                                "64,64s,128 (or unset), got '256'";
+  ASSERT_NE(err.find(wantBlock), std::string::npos) << err;
+  EXPECT_EQ(err.find(wantBlock, err.find(wantBlock) + 1), std::string::npos)
+      << err;
 }
 
 /// Slots by hand (no GPU needed): a value's slot is free again once its
