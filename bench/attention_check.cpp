@@ -281,6 +281,9 @@ void runCase(const Case &c, std::mt19937 &gen) {
   compareCase(c, "tc-b64", in, gin, cpuOut, cpuGrad, fwd, bwd);
   setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
   compareCase(c, "tc-b64s", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  // tc-b128t: the forward with two 16-row tiles a warp (D 64).
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
+  compareCase(c, "tc-b128t", in, gin, cpuOut, cpuGrad, fwd, bwd);
   setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
   fused.clear();
   det.clear();
@@ -485,25 +488,40 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
         "bench upload");
 
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
-  std::printf("timing %s B%lld H%lld S%lld D%lld causal (tc's blocks: %s):\n",
+  std::printf("timing %s B%lld H%lld S%lld D%lld causal (tc's blocks: "
+              "forward %s, backward %s):\n",
               dtypeName(dtype), (long long)b, (long long)h, (long long)s,
-              (long long)d, cuda::attentionBlock(d, s));
+              (long long)d, cuda::attentionBlock(d, s, false),
+              cuda::attentionBlock(d, s, true));
+  // tc: the defaults (COLOSSAL_ATTENTION_KERNEL=auto, every other
+  // variable unset); tc-det: the two-pass backward at the default blocks.
+  // COLOSSAL_ATTENTION_BLOCK's blocks (AttentionTC.cu): tc-b64 and
+  // tc-det64, session 5's fused and two-pass kernels; tc-b64s, the 64
+  // blocks scheduled over the whole grid (the forward at D 64 only);
+  // tc-b128 and tc-det128, 8 warps and 128 rows or keys a block (D 64 and
+  // 128); tc-b128t, the forward with two 16-row tiles a warp (D 64).
+  // tc-r64 and tc-occ3 are session 5's A/Bs of the 64 blocks. tc and
+  // tc-b64 are timed twice, a repeat that shows the spread.
   for (const char *kernel :
-       {"simple", "tc-det", "tc", "tc-r64", "tc-occ3", "tc-b64", "tc-b64s",
-        "tc-b128", "tc-det128", "tc-b64", "tc-b128"}) {
+       {"simple", "tc", "tc-det", "tc-b64", "tc-det64", "tc-r64", "tc-occ3",
+        "tc-b64s", "tc-b128", "tc-det128", "tc-b128t", "tc", "tc-b64"}) {
     std::string k = kernel;
     bool tc = k != "simple";
-    bool det = k == "tc-det" || k == "tc-det128";
-    useKernel(!tc ? "simple" : det ? "deterministic" : "fused");
-    // tc-b64, tc-b64s, tc-b128, tc-det128: COLOSSAL_ATTENTION_BLOCK's
-    // kernels (AttentionTC.cu), D 64 and 128 (b64s: D 64); each of tc-b64
-    // and tc-b128 is timed twice, a repeat that shows the spread.
-    if (k == "tc-b64" || k == "tc-b64s" || k == "tc-b128" ||
-        k == "tc-det128") {
-      if (d != 64 && (d != 128 || k == "tc-b64s"))
+    bool det = k.rfind("tc-det", 0) == 0;
+    useKernel(!tc ? "simple" : det ? "deterministic" : k == "tc" ? "auto"
+                                                                  : "fused");
+    if ((k == "tc-b128" || k == "tc-det128") && d != 64 && d != 128)
+      continue;
+    if (k == "tc-b64" || k == "tc-det64" || k == "tc-r64" || k == "tc-occ3")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+    else if (k == "tc-b64s")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+    else if (k == "tc-b128" || k == "tc-det128")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+    else if (k == "tc-b128t") {
+      if (d != 64)
         continue;
-      setenv("COLOSSAL_ATTENTION_BLOCK",
-             k == "tc-b64" ? "64" : k == "tc-b64s" ? "64s" : "128", 1);
+      setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
     }
     // tc-r64: the fused backward with 64 query rows a step at D 64
     // (COLOSSAL_ATTENTION_BWD_ROWS, AttentionTC.cu; 32 by default), an A/B.

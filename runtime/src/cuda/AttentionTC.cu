@@ -1091,27 +1091,48 @@ bool fourBlocksAnSm() {
   return !(env && std::strcmp(env, "3") == 0);
 }
 
-/// COLOSSAL_ATTENTION_BLOCK picks the D 64 and D 128 kernels' blocks:
+/// COLOSSAL_ATTENTION_BLOCK picks the tensor-core kernels' blocks:
 ///  - "64": session 5's kernels (4 warps, 64 query rows or keys a block,
-///    the grid's row/key tiles along x);
+///    the grid's row/key tiles along x, each head's heaviest first);
 ///  - "64s": the same blocks, scheduled over the whole grid heaviest first
-///    and (backward) lse/delta by cp.async (kV2), D 64 only;
+///    (kV2; the forward at D 64 only, the others take "64"); the backward
+///    also brings each step's lse and delta with cp.async;
 ///  - "128": 8 warps, 128 query rows (forward) or keys (dk/dv) a block,
-///    kV2's schedule and loads.
-/// Unset: kDefaultBlock. Read at every call (an A/B for attention-check).
-enum class BlockChoice { k64, k64s, k128 };
-constexpr BlockChoice kDefaultBlock = BlockChoice::k64;
+///    kV2's schedule and loads; D 64 and 128 only;
+///  - "128t": the forward at D 64 with 4 warps of two 16-row tiles (128
+///    query rows a block, kV2's schedule); the backward takes "64s".
+/// Unset: the defaults measured on the H200 (defaultBlock). Read at every
+/// call (an A/B for attention-check); anything else is reported once and
+/// read as unset.
+enum class BlockChoice { k64, k64s, k128, k128t };
 
-BlockChoice blockChoice(int64_t depth, int64_t tilesOf128) {
-  const char *env = attentionEnv("COLOSSAL_ATTENTION_BLOCK", "64,64s,128");
-  BlockChoice pick = kDefaultBlock;
+/// The blocks taken when COLOSSAL_ATTENTION_BLOCK is unset, per direction
+/// and head dim: measured on the H200 (session 7, attention-check at 8 x
+/// 32 heads x 1024, causal bf16; docs/cuda.md has the rows).
+BlockChoice defaultBlock(int64_t depth, bool backward) {
+  if (!backward)
+    return BlockChoice::k64; // 64s and 128 measured no faster forward
+  return depth == 64 ? BlockChoice::k64s
+         : depth == 128 ? BlockChoice::k128
+                        : BlockChoice::k64;
+}
+
+BlockChoice blockChoice(int64_t depth, int64_t tilesOf128, bool backward) {
+  const char *env =
+      attentionEnv("COLOSSAL_ATTENTION_BLOCK", "64,64s,128,128t");
+  BlockChoice pick = defaultBlock(depth, backward);
   if (env)
-    pick = std::strcmp(env, "64") == 0    ? BlockChoice::k64
-           : std::strcmp(env, "64s") == 0 ? BlockChoice::k64s
-                                          : BlockChoice::k128;
+    pick = std::strcmp(env, "64") == 0     ? BlockChoice::k64
+           : std::strcmp(env, "64s") == 0  ? BlockChoice::k64s
+           : std::strcmp(env, "128t") == 0 ? BlockChoice::k128t
+                                           : BlockChoice::k128;
+  if (pick == BlockChoice::k128t && backward)
+    pick = BlockChoice::k64s;
   // kV2's grids take the row or key tiles along y (at most 65535).
-  if ((depth != 64 && depth != 128) || tilesOf128 * 2 > 65535 ||
-      (pick == BlockChoice::k64s && depth != 64))
+  if (tilesOf128 * 2 > 65535 ||
+      (pick == BlockChoice::k128 && depth != 64 && depth != 128) ||
+      ((pick == BlockChoice::k64s || pick == BlockChoice::k128t) &&
+       !backward && depth != 64))
     return BlockChoice::k64;
   return pick;
 }
@@ -1119,7 +1140,7 @@ BlockChoice blockChoice(int64_t depth, int64_t tilesOf128) {
 template <bool kBf16, int D>
 cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
   if constexpr (D == 64 || D == 128) {
-    const BlockChoice pick = blockChoice(D, tiles(c.rows, 128));
+    const BlockChoice pick = blockChoice(D, tiles(c.rows, 128), false);
     constexpr size_t kLd = tileStride<D>();
     if (pick == BlockChoice::k128) {
       // 8 warps of 16 rows; D 64 within 128 registers (two blocks an SM).
@@ -1128,6 +1149,16 @@ cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
       return launch(tcForward<kBf16, D, 1, D <= 64 ? 2 : 0, 8, true>, grid,
                     256, smem, stream, makeArgs(c));
     }
+    if constexpr (D == 64)
+      if (pick == BlockChoice::k128t) {
+        // 4 warps of two 16-row tiles (208 registers, two blocks an SM):
+        // each K and V fragment read from shared memory serves two tiles.
+        size_t smem = (128 + 4 * 64) * kLd * sizeof(uint16_t);
+        dim3 grid(static_cast<unsigned>(c.batch * c.heads),
+                  tiles(c.rows, 128));
+        return launch(tcForward<kBf16, D, 2, 2, 4, true>, grid, kThreads,
+                      smem, stream, makeArgs(c));
+      }
     if constexpr (D == 64)
       if (pick == BlockChoice::k64s) {
         size_t smem = (64 + 4 * 64) * kLd * sizeof(uint16_t);
@@ -1265,14 +1296,12 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
 template <bool kBf16, int D>
 cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
                       bool fuseDq) {
-  if constexpr (D == 64 || D == 128) {
-    const BlockChoice pick = blockChoice(D, tiles(c.cols, 128));
+  const BlockChoice pick = blockChoice(D, tiles(c.cols, 128), true);
+  if constexpr (D == 64 || D == 128)
     if (pick == BlockChoice::k128)
       return backwardRows<kBf16, D, 32, 8, true>(stream, c, fuseDq);
-    if constexpr (D == 64)
-      if (pick == BlockChoice::k64s)
-        return backwardRows<kBf16, D, 32, 4, true>(stream, c, fuseDq);
-  }
+  if (pick == BlockChoice::k64s)
+    return backwardRows<kBf16, D, 32, 4, true>(stream, c, fuseDq);
   if constexpr (D <= 64) {
     const char *env = attentionEnv("COLOSSAL_ATTENTION_BWD_ROWS", "32,64");
     if (env && std::strcmp(env, "64") == 0)
@@ -1359,7 +1388,10 @@ bool fusedBackward(const AttentionCall &c) {
   case AttentionChoice::kFused:
     return true;
   case AttentionChoice::kAuto:
-    return c.depth <= 64;
+    // The kV2 blocks' fused backward measured faster than the two-pass
+    // one at D 128 too (session 7); session 5's 64 blocks only up to 64.
+    return c.depth <= 64 ||
+           blockChoice(c.depth, tiles(c.cols, 128), true) != BlockChoice::k64;
   default:
     return false;
   }
@@ -1413,12 +1445,14 @@ size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
          std::min(all, std::max(dqAccumCapBytes(), oneBatch));
 }
 
-const char *attentionBlock(int64_t depth, int64_t length) {
-  switch (blockChoice(depth, tiles(length, 128))) {
+const char *attentionBlock(int64_t depth, int64_t length, bool backward) {
+  switch (blockChoice(depth, tiles(length, 128), backward)) {
   case BlockChoice::k64s:
     return "64s";
   case BlockChoice::k128:
     return "128";
+  case BlockChoice::k128t:
+    return "128t";
   default:
     return "64";
   }
