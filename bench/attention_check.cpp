@@ -281,7 +281,7 @@ void runCase(const Case &c, std::mt19937 &gen) {
   compareCase(c, "tc-b64", in, gin, cpuOut, cpuGrad, fwd, bwd);
   setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
   compareCase(c, "tc-b64s", in, gin, cpuOut, cpuGrad, fwd, bwd);
-  // tc-b128t: the forward with two 16-row tiles a warp (D 64).
+  // tc-b128t: two 16-row (forward) or 16-key (dk/dv) tiles a warp (D 64).
   setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
   compareCase(c, "tc-b128t", in, gin, cpuOut, cpuGrad, fwd, bwd);
   setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
@@ -499,7 +499,7 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
   // tc-det64, session 5's fused and two-pass kernels; tc-b64s, the 64
   // blocks scheduled over the whole grid (the forward at D 64 only);
   // tc-b128 and tc-det128, 8 warps and 128 rows or keys a block (D 64 and
-  // 128); tc-b128t, the forward with two 16-row tiles a warp (D 64).
+  // 128); tc-b128t, 4 warps of two 16-row or 16-key tiles (D 64).
   // tc-r64 and tc-occ3 are session 5's A/Bs of the 64 blocks. tc and
   // tc-b64 are timed twice, a repeat that shows the spread.
   for (const char *kernel :

@@ -1099,8 +1099,8 @@ bool fourBlocksAnSm() {
 ///    also brings each step's lse and delta with cp.async;
 ///  - "128": 8 warps, 128 query rows (forward) or keys (dk/dv) a block,
 ///    kV2's schedule and loads; D 64 and 128 only;
-///  - "128t": the forward at D 64 with 4 warps of two 16-row tiles (128
-///    query rows a block, kV2's schedule); the backward takes "64s".
+///  - "128t": 4 warps of two 16-row tiles, 128 query rows (forward) or
+///    keys (dk/dv) a block, kV2's schedule and loads; D 64 only.
 /// Unset: the defaults measured on the H200 (defaultBlock). Read at every
 /// call (an A/B for attention-check); anything else is reported once and
 /// read as unset.
@@ -1126,13 +1126,12 @@ BlockChoice blockChoice(int64_t depth, int64_t tilesOf128, bool backward) {
            : std::strcmp(env, "64s") == 0  ? BlockChoice::k64s
            : std::strcmp(env, "128t") == 0 ? BlockChoice::k128t
                                            : BlockChoice::k128;
-  if (pick == BlockChoice::k128t && backward)
-    pick = BlockChoice::k64s;
+
   // kV2's grids take the row or key tiles along y (at most 65535).
   if (tilesOf128 * 2 > 65535 ||
       (pick == BlockChoice::k128 && depth != 64 && depth != 128) ||
-      ((pick == BlockChoice::k64s || pick == BlockChoice::k128t) &&
-       !backward && depth != 64))
+      (pick == BlockChoice::k64s && !backward && depth != 64) ||
+      (pick == BlockChoice::k128t && depth != 64))
     return BlockChoice::k64;
   return pick;
 }
@@ -1196,7 +1195,8 @@ size_t dqAccumBytesPerKv(int64_t group, int64_t rows, int64_t depth) {
   return static_cast<size_t>(group * rows * depth) * sizeof(float);
 }
 
-template <bool kBf16, int D, int kBq, int kWarps = 4, bool kV2 = false>
+template <bool kBf16, int D, int kBq, int kWarps = 4, bool kV2 = false,
+          int kMT = 1>
 cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
                          bool fuseDq) {
   // dk/dv: one key tile a warp (64 keys a block), kBq query rows a step
@@ -1204,7 +1204,7 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
   // D 64, 32 above. Two key tiles a warp with 32 rows a step (kMT 2, D 64:
   // 244 registers fused) measured slower on the H200 (session 5, fused
   // backward 1.189 ms against 1.063), as the forward's two row tiles did.
-  constexpr int kMT = 1, kKeys = 16 * kWarps * kMT, kNT = 32 * kWarps;
+  constexpr int kKeys = 16 * kWarps * kMT, kNT = 32 * kWarps;
   constexpr int kStepQ = D <= 64 ? 64 : 32;
   constexpr size_t kLd = tileStride<D>();
   TcArgs a = makeArgs(c);
@@ -1259,7 +1259,7 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
     if constexpr (kV2) {
       // kWarps 8 at D 64: within 128 registers, two blocks an SM; 4 warps:
       // the four blocks an SM of the kernels above.
-      constexpr int kMin = D > 64 ? 0 : kWarps == 8 ? 2 : 4;
+      constexpr int kMin = D > 64 || kMT > 1 ? 0 : kWarps == 8 ? 2 : 4;
       grid = dim3(static_cast<unsigned>(n), tiles(c.cols, kKeys));
       err = launch(tcGradKV<kBf16, D, kBq, kMT, true, kMin, kWarps, true>,
                    grid, kNT, smemKV, stream, a);
@@ -1300,6 +1300,9 @@ cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
   if constexpr (D == 64 || D == 128)
     if (pick == BlockChoice::k128)
       return backwardRows<kBf16, D, 32, 8, true>(stream, c, fuseDq);
+  if constexpr (D == 64)
+    if (pick == BlockChoice::k128t)
+      return backwardRows<kBf16, D, 32, 4, true, 2>(stream, c, fuseDq);
   if (pick == BlockChoice::k64s)
     return backwardRows<kBf16, D, 32, 4, true>(stream, c, fuseDq);
   if constexpr (D <= 64) {
