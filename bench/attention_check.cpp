@@ -12,7 +12,8 @@
 //     (COLOSSAL_ATTENTION_KERNEL=simple) and, where it applies (bf16/f16,
 //     D 64, 80, 96 or 128: AttentionTC.h), on the tensor-core kernels:
 //      - "tc": the fused backward (dq summed with atomics; forced with
-//        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D <= 64);
+//        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D 64, 80
+//        and 128) on the default blocks;
 //      - "tc-chunk": the same with the dq sums' scratch cut to one batch's
 //        heads (a launch per batch), 64 query rows a step at D 64
 //        (COLOSSAL_ATTENTION_BWD_ROWS; the default is 32) and the kernels
@@ -21,10 +22,19 @@
 //        one) runs twice and must give the same bits, and whose dk and dv
 //        must equal the fused backward's bit for bit (the same loop
 //        computes them).
+//      - COLOSSAL_ATTENTION_BLOCK's blocks, each forced (AttentionTC.cu):
+//        "tc-b64" (session 5's kernels, fused), "tc-b64s", "tc-b128"
+//        (also "tc-b128c", its dq sums cut to one batch's heads, and
+//        "tc-det128", its two-pass backward, deterministic and with dk,
+//        dv equal to tc-b128's), "tc-b128t".
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
-//     causal) and the same at D 128 and 80, fused on each kernel (simple,
-//     tc-det, tc, tc-r64: the fused backward at 64 rows a step, tc-occ3:
-//     the D 64 kernels without the four-blocks-an-SM bound), against the
+//     causal) and the same at D 128 and 80, fused on each kernel (simple;
+//     tc: the defaults; tc-det: the two-pass backward at the default
+//     blocks; tc-b64, tc-det64: session 5's fused and two-pass kernels;
+//     tc-r64: the fused backward at 64 rows a step, tc-occ3: the D 64
+//     kernels without the four-blocks-an-SM bound, both on the 64 blocks;
+//     tc-b64s, tc-b128, tc-det128, tc-b128t: the other blocks; tc and
+//     tc-b64 twice, for the spread), against the
 //     unfused ops the compiler emits without colossal-fuse-attention
 //     (matmul, mul, add mask, softmax, matmul; and the backward's four
 //     matmuls and softmax gradient), each through the same backend.

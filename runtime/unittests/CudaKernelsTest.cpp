@@ -1867,14 +1867,16 @@ TEST(AttentionVariables, OtherValuesAreReportedOnceAndReadAsTheDefault) {
             0u);
 
   // The blocks (COLOSSAL_ATTENTION_BLOCK): the defaults (forward 64;
-  // backward 64s at D 64, 128 at D 128, 64 at D 80), each value where it
+  // the fused backward 64s at D 64, 80 and 128, 64 at D 96), each value
+  // where it
   // applies (128 at D 64 and 128 only, 128t at D 64 only, 64s forward at
   // D 64 only), an
   // unknown value reported once and read as unset.
   EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "64");
   EXPECT_STREQ(cuda::attentionBlock(64, 1024, true), "64s");
-  EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "128");
-  EXPECT_STREQ(cuda::attentionBlock(80, 1024, true), "64");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(80, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(96, 1024, true), "64");
   setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
   EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "128");
   EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "128");

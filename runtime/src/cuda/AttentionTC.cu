@@ -49,9 +49,21 @@
 //    (dQ += dS K, recomputing S and dP: seven products), and every output
 //    element is summed by one thread in a fixed order, so the bits repeat
 //    run to run. dk and dv are deterministic either way, GQA's sum over the
-//    group included. By default head dims up to 64 take the fused path and
-//    wider ones the two-pass (measured; attentionChoice).
-// Blocks of a launch run the heaviest causal tiles first (reversed x).
+//    group included. By default D 64, 80 and 128 take the fused path, D 96
+//    the two-pass (measured; attentionChoice, defaultBlock).
+// Blocks (COLOSSAL_ATTENTION_BLOCK, blockChoice): "64" is the above, the
+// grid's x over the row or key tiles, so each head's heaviest causal tiles
+// run first (reversed x for the forward). "64s", the backward's default at
+// D 64, 80 and 128 (session 7 on the H200, D 64: 0.69 ms against 0.88),
+// is the same blocks as template instances with kV2: the grid's x over
+// (batch * head) and y over the tiles, heaviest first over the whole
+// launch; the dk/dv kernel's lse and delta come by cp.async with Q and dO
+// (not through registers, which made a warp wait every step); exp2 is
+// ex2.approx.ftz; indices are re-read from %ctaid where used, so the
+// kernels stay within their register bound without spilling. "128" (8
+// warps, 128 rows or keys a block) and "128t" (4 warps of two 16-row or
+// 16-key tiles) are kept as A/Bs: both measured slower. The forward's
+// default stays "64" (64s no faster).
 //
 //===----------------------------------------------------------------------===//
 #include "AttentionTC.h"
@@ -795,7 +807,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         }
       }
     }
-    bool plain = !a.bias && key0Now() + kBk <= a.cols && r0 + kBq <= a.rows &&
+    bool plain = !a.bias && key0Now() + kBk <= a.cols &&
+                 r0 + kBq <= a.rows &&
                  (!a.causal || key0Now() + kBk - 1 <= r0 + off);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
@@ -864,7 +877,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     }
     if constexpr (kFuseDq) {
       __syncthreads(); // every warp's keys of dS^T are in the tile
-      const int64_t bhLocal = (bkvNow() - a.bkvBase) * group + (h - kvhNow() * group);
+      const int64_t bhLocal =
+          (bkvNow() - a.bkvBase) * group + (h - kvhNow() * group);
       accumulateDq<kBf16, D, kBq, kBk, kWarps>(a, dsT, ks, bhLocal, r0, warp,
                                                lane);
     }
@@ -1107,20 +1121,28 @@ bool fourBlocksAnSm() {
 enum class BlockChoice { k64, k64s, k128, k128t };
 
 /// The blocks taken when COLOSSAL_ATTENTION_BLOCK is unset, per direction
-/// and head dim: measured on the H200 (session 7, attention-check at 8 x
-/// 32 heads x 1024, causal bf16; docs/cuda.md has the rows).
-BlockChoice defaultBlock(int64_t depth, bool backward) {
+/// and head dim, as measured on the H200 (session 7, attention-check at 8
+/// x 32 heads x 1024, causal bf16, three runs each; docs/cuda.md has the
+/// rows): the forward keeps 64 (64s, 128 and 128t no faster); the fused
+/// backward takes 64s at D 64 (0.69 ms against 0.88), 80 (0.89 against
+/// 1.32) and 128 (1.44 against the two-pass 1.72; 128 blocks 1.55). D 96
+/// was not timed and keeps 64; the two-pass backward (`deterministic`)
+/// takes 64s at D 64 only (1.02 against 1.11; checked there only).
+BlockChoice defaultBlock(int64_t depth, bool backward, bool fused) {
   if (!backward)
-    return BlockChoice::k64; // 64s and 128 measured no faster forward
-  return depth == 64 ? BlockChoice::k64s
-         : depth == 128 ? BlockChoice::k128
-                        : BlockChoice::k64;
+    return BlockChoice::k64;
+  if (depth == 64 || (fused && (depth == 80 || depth == 128)))
+    return BlockChoice::k64s;
+  return BlockChoice::k64;
 }
 
-BlockChoice blockChoice(int64_t depth, int64_t tilesOf128, bool backward) {
+/// `fused`: the backward's dq by atomics (the default's choice depends on
+/// it; see defaultBlock).
+BlockChoice blockChoice(int64_t depth, int64_t tilesOf128, bool backward,
+                        bool fused = true) {
   const char *env =
       attentionEnv("COLOSSAL_ATTENTION_BLOCK", "64,64s,128,128t");
-  BlockChoice pick = defaultBlock(depth, backward);
+  BlockChoice pick = defaultBlock(depth, backward, fused);
   if (env)
     pick = std::strcmp(env, "64") == 0     ? BlockChoice::k64
            : std::strcmp(env, "64s") == 0  ? BlockChoice::k64s
@@ -1296,7 +1318,7 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
 template <bool kBf16, int D>
 cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
                       bool fuseDq) {
-  const BlockChoice pick = blockChoice(D, tiles(c.cols, 128), true);
+  const BlockChoice pick = blockChoice(D, tiles(c.cols, 128), true, fuseDq);
   if constexpr (D == 64 || D == 128)
     if (pick == BlockChoice::k128)
       return backwardRows<kBf16, D, 32, 8, true>(stream, c, fuseDq);
@@ -1391,10 +1413,11 @@ bool fusedBackward(const AttentionCall &c) {
   case AttentionChoice::kFused:
     return true;
   case AttentionChoice::kAuto:
-    // The kV2 blocks' fused backward measured faster than the two-pass
-    // one at D 128 too (session 7); session 5's 64 blocks only up to 64.
-    return c.depth <= 64 ||
-           blockChoice(c.depth, tiles(c.cols, 128), true) != BlockChoice::k64;
+    // The kV2 blocks' fused backward measured faster than the two-pass one
+    // at D 80 and 128 too (session 7); session 5's 64 blocks' only up to
+    // D 64.
+    return c.depth <= 64 || blockChoice(c.depth, tiles(c.cols, 128), true,
+                                        true) != BlockChoice::k64;
   default:
     return false;
   }
