@@ -620,9 +620,10 @@ template <int kBq> __host__ __device__ constexpr int dsStride() {
 
 /// The fused backward's dQ share of one step: dQ[r0 + 0..kBq) += dS K over
 /// the block's kTileRows keys, from the dS^T tile and the K tile in shared
-/// memory (kBk keys), summed into a.dqAccum (f32, unscaled) with atomics. The kBq / 16
-/// row tiles are split over the 4 warps; where fewer than 4, each row tile's
-/// 16-column chunks are dealt out over 4 / (kBq / 16) warps.
+/// memory (kBk keys), summed into a.dqAccum (f32, unscaled) with atomics.
+/// The kBq / 16 row tiles are split over the kWarps warps; where fewer than
+/// kWarps, each row tile's 16-column chunks are dealt out over
+/// kWarps / (kBq / 16) warps.
 template <bool kBf16, int D, int kBq, int kBk, int kWarps = 4>
 __device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
                                     const uint16_t *ks, int64_t bhLocal,
@@ -1318,7 +1319,13 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
 template <bool kBf16, int D>
 cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
                       bool fuseDq) {
-  const BlockChoice pick = blockChoice(D, tiles(c.cols, 128), true, fuseDq);
+  // kV2 counts a block's steps (query tiles x the group's heads) in 32
+  // bits: past that, session 5's kernels.
+  const bool stepsFit =
+      (c.rows / 32 + 1) * (c.heads / c.kvHeads) < (int64_t(1) << 31);
+  const BlockChoice pick =
+      stepsFit ? blockChoice(D, tiles(c.cols, 128), true, fuseDq)
+               : BlockChoice::k64;
   if constexpr (D == 64 || D == 128)
     if (pick == BlockChoice::k128)
       return backwardRows<kBf16, D, 32, 8, true>(stream, c, fuseDq);
