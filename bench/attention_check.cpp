@@ -12,7 +12,8 @@
 //     (COLOSSAL_ATTENTION_KERNEL=simple) and, where it applies (bf16/f16,
 //     D 64, 80, 96 or 128: AttentionTC.h), on the tensor-core kernels:
 //      - "tc": the fused backward (dq summed with atomics; forced with
-//        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D <= 64);
+//        COLOSSAL_ATTENTION_KERNEL=fused, as auto takes it for D 64, 80
+//        and 128) on the default blocks;
 //      - "tc-chunk": the same with the dq sums' scratch cut to one batch's
 //        heads (a launch per batch), 64 query rows a step at D 64
 //        (COLOSSAL_ATTENTION_BWD_ROWS; the default is 32) and the kernels
@@ -21,10 +22,19 @@
 //        one) runs twice and must give the same bits, and whose dk and dv
 //        must equal the fused backward's bit for bit (the same loop
 //        computes them).
+//      - COLOSSAL_ATTENTION_BLOCK's blocks, each forced (AttentionTC.cu):
+//        "tc-b64" (session 5's kernels, fused), "tc-b64s", "tc-b128"
+//        (also "tc-b128c", its dq sums cut to one batch's heads, and
+//        "tc-det128", its two-pass backward, deterministic and with dk,
+//        dv equal to tc-b128's), "tc-b128t".
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
-//     causal) and the same at D 128 and 80, fused on each kernel (simple,
-//     tc-det, tc, tc-r64: the fused backward at 64 rows a step, tc-occ3:
-//     the D 64 kernels without the four-blocks-an-SM bound), against the
+//     causal) and the same at D 128 and 80, fused on each kernel (simple;
+//     tc: the defaults; tc-det: the two-pass backward at the default
+//     blocks; tc-b64, tc-det64: session 5's fused and two-pass kernels;
+//     tc-r64: the fused backward at 64 rows a step, tc-occ3: the D 64
+//     kernels without the four-blocks-an-SM bound, both on the 64 blocks;
+//     tc-b64s, tc-b128, tc-det128, tc-b128t: the other blocks; tc and
+//     tc-b64 twice, for the spread), against the
 //     unfused ops the compiler emits without colossal-fuse-attention
 //     (matmul, mul, add mask, softmax, matmul; and the backward's four
 //     matmuls and softmax gradient), each through the same backend.
@@ -247,24 +257,56 @@ void runCase(const Case &c, std::mt19937 &gen) {
   compareCase(c, "tc", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
   // tc-chunk also takes 64 query rows a step at D 64 (the default is 32)
   // and the kernels without the four-blocks-an-SM bound.
+  // (and session 5's 64-row blocks, which the last two apply to).
   setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
   setenv("COLOSSAL_ATTENTION_BWD_ROWS", "64", 1);
   setenv("COLOSSAL_ATTENTION_OCCUPANCY", "3", 1);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
   compareCase(c, "tc-chunk", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
   unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
   unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
   unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
   useKernel("deterministic");
   compareCase(c, "tc-det", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
-  useKernel("auto");
   // dk and dv come from the same loop on both paths: the same bits.
-  if (fused.size() == 3 && det.size() == 3 &&
-      (fused[1].bytes != det[1].bytes || fused[2].bytes != det[2].bytes)) {
-    ++failures;
-    std::printf("%-28s tc     FAIL (dk, dv differ between the fused and the "
-                "deterministic backward)\n",
-                c.name);
-  }
+  auto sameDkDv = [&](const char *which) {
+    if (fused.size() == 3 && det.size() == 3 &&
+        (fused[1].bytes != det[1].bytes || fused[2].bytes != det[2].bytes)) {
+      ++failures;
+      std::printf("%-28s %-6s FAIL (dk, dv differ between the fused and the "
+                  "deterministic backward)\n",
+                  c.name, which);
+    }
+  };
+  sameDkDv("tc");
+  // Each block shape of COLOSSAL_ATTENTION_BLOCK (AttentionTC.cu; D 64
+  // and 128, the others take the 64 blocks whatever it says): tc-b64,
+  // session 5's kernels; tc-b64s, the same blocks scheduled over the whole
+  // grid with lse and delta by cp.async (D 64); tc-b128, 8 warps and 128
+  // query rows or keys a block, fused, and tc-det128 the same with the
+  // two-pass backward (bits repeat; dk, dv equal to tc-b128's).
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+  useKernel("fused");
+  compareCase(c, "tc-b64", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+  compareCase(c, "tc-b64s", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  // tc-b128t: two 16-row (forward) or 16-key (dk/dv) tiles a warp (D 64).
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
+  compareCase(c, "tc-b128t", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+  fused.clear();
+  det.clear();
+  compareCase(c, "tc-b128", in, gin, cpuOut, cpuGrad, fwd, bwd, &fused);
+  // With the dq sums cut to one batch's heads too (a launch per batch).
+  setenv("COLOSSAL_ATTENTION_DQ_SCRATCH", "1", 1);
+  compareCase(c, "tc-b128c", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  unsetenv("COLOSSAL_ATTENTION_DQ_SCRATCH");
+  useKernel("deterministic");
+  compareCase(c, "tc-det128", in, gin, cpuOut, cpuGrad, fwd, bwd, &det);
+  sameDkDv("tc-b128");
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
+  useKernel("auto");
 }
 
 void compareCase(const Case &c, const char *kernel,
@@ -290,7 +332,8 @@ void compareCase(const Case &c, const char *kernel,
   // determinism: a second run, same bits. The fused one sums dq with
   // atomics in no fixed order.
   bool deterministic = true;
-  if (std::string(kernel) == "tc-det" || std::string(kernel) == "simple")
+  if (std::string(kernel).rfind("tc-det", 0) == 0 ||
+      std::string(kernel) == "simple")
     deterministic = runGpu(bwd, gin, again) && sameBits(gpuGrad, again);
   double tol = c.dtype == DType::kF32 ? 1e-4 : 2e-2;
   const char *names[] = {"out", "lse", "dq", "dk", "dv"};
@@ -455,14 +498,41 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
         "bench upload");
 
   double flops = 4.0 * b * h * s * s * d / 2; // causal: half the products
-  std::printf("timing %s B%lld H%lld S%lld D%lld causal:\n", dtypeName(dtype),
-              (long long)b, (long long)h, (long long)s, (long long)d);
-  for (const char *kernel : {"simple", "tc-det", "tc", "tc-r64", "tc-occ3"}) {
+  std::printf("timing %s B%lld H%lld S%lld D%lld causal (tc's blocks: "
+              "forward %s, backward %s):\n",
+              dtypeName(dtype), (long long)b, (long long)h, (long long)s,
+              (long long)d, cuda::attentionBlock(d, s, false),
+              cuda::attentionBlock(d, s, true));
+  // tc: the defaults (COLOSSAL_ATTENTION_KERNEL=auto, every other
+  // variable unset); tc-det: the two-pass backward at the default blocks.
+  // COLOSSAL_ATTENTION_BLOCK's blocks (AttentionTC.cu): tc-b64 and
+  // tc-det64, session 5's fused and two-pass kernels; tc-b64s, the 64
+  // blocks scheduled over the whole grid (the forward at D 64 only);
+  // tc-b128 and tc-det128, 8 warps and 128 rows or keys a block (D 64 and
+  // 128); tc-b128t, 4 warps of two 16-row or 16-key tiles (D 64).
+  // tc-r64 and tc-occ3 are session 5's A/Bs of the 64 blocks. tc and
+  // tc-b64 are timed twice, a repeat that shows the spread.
+  for (const char *kernel :
+       {"simple", "tc", "tc-det", "tc-b64", "tc-det64", "tc-r64", "tc-occ3",
+        "tc-b64s", "tc-b128", "tc-det128", "tc-b128t", "tc", "tc-b64"}) {
     std::string k = kernel;
     bool tc = k != "simple";
-    useKernel(k == "tc" || k == "tc-r64" || k == "tc-occ3" ? "fused"
-              : tc                       ? "deterministic"
-                                         : "simple");
+    bool det = k.rfind("tc-det", 0) == 0;
+    useKernel(!tc ? "simple" : det ? "deterministic" : k == "tc" ? "auto"
+                                                                  : "fused");
+    if ((k == "tc-b128" || k == "tc-det128") && d != 64 && d != 128)
+      continue;
+    if (k == "tc-b64" || k == "tc-det64" || k == "tc-r64" || k == "tc-occ3")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+    else if (k == "tc-b64s")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+    else if (k == "tc-b128" || k == "tc-det128")
+      setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+    else if (k == "tc-b128t") {
+      if (d != 64)
+        continue;
+      setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
+    }
     // tc-r64: the fused backward with 64 query rows a step at D 64
     // (COLOSSAL_ATTENTION_BWD_ROWS, AttentionTC.cu; 32 by default), an A/B.
     if (k == "tc-r64") {
@@ -480,15 +550,17 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
     if (tc && !cuda::attentionTensorCoreShape(dtype, d)) {
       unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
       unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
+      unsetenv("COLOSSAL_ATTENTION_BLOCK");
       continue;
     }
     double f1 = timeSteps(bench, fusedF, 10);
     double b1 = timeSteps(bench, fusedB, 10);
-    std::printf("  fused %-6s forward %8.3f ms (%6.1f TFLOP/s)  backward "
+    std::printf("  fused %-9s forward %8.3f ms (%6.1f TFLOP/s)  backward "
                 "%8.3f ms (%6.1f TFLOP/s)\n",
                 kernel, f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9);
     unsetenv("COLOSSAL_ATTENTION_BWD_ROWS");
     unsetenv("COLOSSAL_ATTENTION_OCCUPANCY");
+    unsetenv("COLOSSAL_ATTENTION_BLOCK");
   }
   useKernel("auto");
   double f2 = timeSteps(bench, plainF, 10), b2 = timeSteps(bench, plainB, 10);

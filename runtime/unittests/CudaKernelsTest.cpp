@@ -1929,6 +1929,44 @@ TEST(AttentionVariables, OtherValuesAreReportedOnceAndReadAsTheDefault) {
   // f32 never takes the tensor-core path: no scratch.
   EXPECT_EQ(cuda::attentionTensorCoreScratchBytes(DType::kF32, 2, 4, 128, 64),
             0u);
+
+  // The blocks (COLOSSAL_ATTENTION_BLOCK): the defaults (forward 64;
+  // the fused backward 64s at D 64, 80 and 128, 64 at D 96), each value
+  // where it
+  // applies (128 at D 64 and 128 only, 128t at D 64 only, 64s forward at
+  // D 64 only), an
+  // unknown value reported once and read as unset.
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "64");
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(80, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(96, 1024, true), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "128");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "128");
+  EXPECT_STREQ(cuda::attentionBlock(80, 1024, true), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64s", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, false), "64");
+  EXPECT_STREQ(cuda::attentionBlock(80, 1024, true), "64s");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "128t", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "128t");
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, true), "128t");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, false), "64");
+  EXPECT_STREQ(cuda::attentionBlock(128, 1024, true), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "64", 1);
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, true), "64");
+  setenv("COLOSSAL_ATTENTION_BLOCK", "256", 1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, true), "64s");
+  EXPECT_STREQ(cuda::attentionBlock(64, 1024, false), "64");
+  err = ::testing::internal::GetCapturedStderr();
+  unsetenv("COLOSSAL_ATTENTION_BLOCK");
+  const std::string wantBlock = "COLOSSAL_ATTENTION_BLOCK must be one of "
+                                "64,64s,128,128t (or unset), got '256'";
+  ASSERT_NE(err.find(wantBlock), std::string::npos) << err;
+  EXPECT_EQ(err.find(wantBlock, err.find(wantBlock) + 1), std::string::npos)
+      << err;
 }
 
 /// Slots by hand (no GPU needed): a value's slot is free again once its

@@ -49,9 +49,21 @@
 //    (dQ += dS K, recomputing S and dP: seven products), and every output
 //    element is summed by one thread in a fixed order, so the bits repeat
 //    run to run. dk and dv are deterministic either way, GQA's sum over the
-//    group included. By default head dims up to 64 take the fused path and
-//    wider ones the two-pass (measured; attentionChoice).
-// Blocks of a launch run the heaviest causal tiles first (reversed x).
+//    group included. By default D 64, 80 and 128 take the fused path, D 96
+//    the two-pass (measured; attentionChoice, defaultBlock).
+// Blocks (COLOSSAL_ATTENTION_BLOCK, blockChoice): "64" is the above, the
+// grid's x over the row or key tiles, so each head's heaviest causal tiles
+// run first (reversed x for the forward). "64s", the backward's default at
+// D 64, 80 and 128 (session 7 on the H200, D 64: 0.69 ms against 0.88),
+// is the same blocks as template instances with kV2: the grid's x over
+// (batch * head) and y over the tiles, heaviest first over the whole
+// launch; the dk/dv kernel's lse and delta come by cp.async with Q and dO
+// (not through registers, which made a warp wait every step); exp2 is
+// ex2.approx.ftz; indices are re-read from %ctaid where used, so the
+// kernels stay within their register bound without spilling. "128" (8
+// warps, 128 rows or keys a block) and "128t" (4 warps of two 16-row or
+// 16-key tiles) are kept as A/Bs: both measured slower. The forward's
+// default stays "64" (64s no faster).
 //
 //===----------------------------------------------------------------------===//
 #include "AttentionTC.h"
@@ -68,6 +80,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <type_traits>
 
 namespace colossal::runtime::cuda {
 
@@ -106,6 +119,13 @@ __device__ inline void cpAsync16(void *dst, const void *src, bool in) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
                    smemAddr(dst)),
                "l"(src), "r"(in ? 16 : 0)
+               : "memory");
+}
+/// 4 bytes global -> shared, asynchronously; zeros when !in.
+__device__ inline void cpAsync4(void *dst, const void *src, bool in) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(
+                   smemAddr(dst)),
+               "l"(src), "r"(in ? 4 : 0)
                : "memory");
 }
 __device__ inline void cpAsyncCommit() {
@@ -170,6 +190,37 @@ template <bool kBf16> __device__ inline float toFloat(uint16_t bits) {
     return __half2float(__ushort_as_half(bits));
 }
 
+/// 2^x by the special-function unit alone (ex2.approx.ftz: results under
+/// 2^-126 flush to 0, relative error ~2^-22): exp2f's denormal handling
+/// costs instructions and registers, and a probability that small is 0
+/// beside the row's maximum (which is 1) in any sum of them.
+__device__ inline float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+/// exp2f, or fastExp2 for the kV2 kernels.
+template <bool kFast> __device__ inline float exp2T(float x) {
+  if constexpr (kFast)
+    return fastExp2(x);
+  else
+    return exp2f(x);
+}
+
+/// blockIdx.x / .y read afresh (asm volatile: not merged with an earlier
+/// read), so that values derived from them need not stay live in
+/// registers across a kernel's main loop.
+__device__ inline unsigned ctaidX() {
+  unsigned v;
+  asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(v));
+  return v;
+}
+__device__ inline unsigned ctaidY() {
+  unsigned v;
+  asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(v));
+  return v;
+}
+
 __device__ inline float quadMax(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -190,11 +241,11 @@ template <int D> __host__ __device__ constexpr int tileStride() { return D + 8; 
 
 /// Starts copying rows [r0, r0 + R) of a [rowCount, D] matrix into a shared
 /// tile; rows past rowCount read as zeros.
-template <int R, int D>
+template <int R, int D, int kNT = kThreads>
 __device__ inline void loadTile(uint16_t *tile, const uint16_t *src,
                                 int64_t r0, int64_t rowCount) {
   constexpr int kChunks = D / 8, kLd = tileStride<D>();
-  for (int c = threadIdx.x; c < R * kChunks; c += kThreads) {
+  for (int c = threadIdx.x; c < R * kChunks; c += kNT) {
     int r = c / kChunks, col = (c % kChunks) * 8;
     int64_t row = r0 + r;
     bool in = row < rowCount;
@@ -298,16 +349,29 @@ __device__ inline float maskedScore(const TcArgs &a, int64_t b, int64_t h,
 /// 2 measured slower (session 5), and the parameter stays so that the
 /// measurement can be repeated on another GPU by changing forwardT's
 /// constant (as backwardRows' for tcGradKV).
-template <bool kBf16, int D, int kMT, int kMinBlocks = 0>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
-  constexpr int kBr = 64 * kMT, kBc = 64, kLd = tileStride<D>();
+///
+/// kWarps 8 (kV2): 8 warps, 128 query rows a block, so that every K/V tile
+/// brought into shared memory serves twice the rows; the grid runs
+/// (batch * head) along x and the row tiles along y, heaviest first, so
+/// that the whole launch (not each head) starts with its longest blocks.
+template <bool kBf16, int D, int kMT, int kMinBlocks = 0, int kWarps = 4,
+          bool kV2 = false>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+    tcForward(TcArgs a) {
+  constexpr int kNT = kWarps * 32;
+  constexpr int kBr = 16 * kWarps * kMT, kBc = 64, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
   uint16_t *qs = smem, *ks = qs + kBr * kLd, *vs = ks + 2 * kBc * kLd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
+  const int64_t bh = kV2 ? blockIdx.x : blockIdx.y;
+  const int64_t b = bh / a.heads, h = bh % a.heads;
   const int64_t kvh = h / (a.heads / a.kvHeads);
-  const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * kBr;
+  const int64_t row0Block =
+      (kV2 ? int64_t(gridDim.y - 1 - blockIdx.y)
+           : int64_t(gridDim.x - 1 - blockIdx.x)) *
+      kBr;
+  const int64_t row0 = row0Block;
   const int warpRow = 16 * kMT * warp; // the warp's first row in the block
   const int64_t off = a.cols - a.rows; // causal: key j open to row i iff j <= i + off
   const uint16_t *kBase = a.k + (b * a.kvHeads + kvh) * a.cols * D;
@@ -316,18 +380,24 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
   int64_t keyEnd = a.causal ? min(a.cols, lastRow + off + 1) : a.cols;
   int nTiles = keyEnd > 0 ? static_cast<int>((keyEnd + kBc - 1) / kBc) : 0;
 
-  loadTile<kBr, D>(qs, a.q + bh * a.rows * D, row0, a.rows);
+  loadTile<kBr, D, kNT>(qs, a.q + bh * a.rows * D, row0, a.rows);
   if (nTiles > 0) {
-    loadTile<kBc, D>(ks, kBase, 0, a.cols);
-    loadTile<kBc, D>(vs, vBase, 0, a.cols);
+    loadTile<kBc, D, kNT>(ks, kBase, 0, a.cols);
+    loadTile<kBc, D, kNT>(vs, vBase, 0, a.cols);
   }
   cpAsyncCommit();
   cpAsyncWaitAll();
   __syncthreads();
-  uint32_t qf[kMT][D / 16][4];
+  // kV2 at D 64 takes each Q fragment from shared memory where it is
+  // used (4 ldmatrix a tile beside K's and V's 32) rather than holding
+  // all of them: 16 registers, which keep two 8-warp blocks an SM within
+  // 128 registers without spilling.
+  constexpr bool kHoldQ = !(kV2 && D <= 64);
+  uint32_t qf[kMT][kHoldQ ? D / 16 : 1][4];
+  if constexpr (kHoldQ)
 #pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-    loadA<D>(qf[mt], qs, warpRow + 16 * mt, lane);
+    for (int mt = 0; mt < kMT; ++mt)
+      loadA<D>(qf[mt], qs, warpRow + 16 * mt, lane);
 
   float o[kMT][D / 8][4] = {}, m[kMT][2], l[kMT][2] = {};
 #pragma unroll
@@ -336,43 +406,92 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
   for (int tile = 0; tile < nTiles; ++tile) {
     const int stage = tile & 1;
     const int64_t key0 = int64_t(tile) * kBc;
+    // kV2: the block's first row from ctaid again (fewer live registers).
+    const int64_t row0 =
+        kV2 ? int64_t(gridDim.y - 1 - ctaidY()) * kBr : row0Block;
     // The other stage was last read before the previous iteration's
     // closing barrier, so it can be refilled now.
     if (tile + 1 < nTiles) {
-      loadTile<kBc, D>(ks + (stage ^ 1) * kBc * kLd, kBase, key0 + kBc, a.cols);
-      loadTile<kBc, D>(vs + (stage ^ 1) * kBc * kLd, vBase, key0 + kBc, a.cols);
+      // kV2: K's and V's bases from one offset (fewer live registers).
+      const uint16_t *kb = kBase, *vb = vBase;
+      if constexpr (kV2) {
+        // 32-bit divisions: grid x is (batch * head) < 2^31.
+        const unsigned bhNow = ctaidX(), heads = unsigned(a.heads);
+        const unsigned kvNow =
+            (bhNow / heads) * unsigned(a.kvHeads) +
+            (bhNow % heads) / (heads / unsigned(a.kvHeads));
+        const int64_t kvOff = int64_t(kvNow) * a.cols * D;
+        kb = a.k + kvOff;
+        vb = a.v + kvOff;
+      }
+      loadTile<kBc, D, kNT>(ks + (stage ^ 1) * kBc * kLd, kb, key0 + kBc,
+                            a.cols);
+      loadTile<kBc, D, kNT>(vs + (stage ^ 1) * kBc * kLd, vb, key0 + kBc,
+                            a.cols);
       cpAsyncCommit();
     }
     const uint16_t *kt = ks + stage * kBc * kLd, *vt = vs + stage * kBc * kLd;
     float s[kMT][kBc / 8][4] = {};
     // S = Q K^T: one B fragment of K for every row tile.
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
+    for (int kk = 0; kk < D / 16; ++kk) {
+      if constexpr (!kHoldQ)
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+          ldmatrix4(qf[mt][0], aAddr<D>(qs, warpRow + 16 * mt, 16 * kk, lane));
 #pragma unroll
       for (int nn = 0; nn < kBc / 16; ++nn) {
         uint32_t bf[4];
         ldmatrix4(bf, bAddr<D>(kt, 16 * nn, 16 * kk, lane));
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          mma<kBf16>(s[mt][2 * nn], qf[mt][kk], bf[0], bf[1]);
-          mma<kBf16>(s[mt][2 * nn + 1], qf[mt][kk], bf[2], bf[3]);
+          mma<kBf16>(s[mt][2 * nn], qf[mt][kHoldQ ? kk : 0], bf[0], bf[1]);
+          mma<kBf16>(s[mt][2 * nn + 1], qf[mt][kHoldQ ? kk : 0], bf[2],
+                     bf[3]);
         }
       }
+    }
+    uint32_t pk[kMT][kBc / 8][2]; // kV2: P, packed
     // Every row of the block sees every key of the tile, unmasked.
     bool plain = !a.bias && key0 + kBc <= a.cols &&
                  (!a.causal || key0 + kBc - 1 <= row0 + off);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
+      // kV2 without a bias: the mask as a count of open keys per row
+      // (32-bit, two a thread) rather than 64-bit indices per element.
+      const bool counted = kV2 && !plain && !a.bias;
+      int open[2] = {kBc, kBc};
+      if (counted)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t i = row0 + warpRow + 16 * mt + g + 8 * r;
+          int64_t n = a.cols - key0;
+          if (a.causal)
+            n = min(n, i + off - key0 + 1);
+          open[r] = i < a.rows ? static_cast<int>(
+                                     max(int64_t(0), min(n, int64_t(kBc))))
+                               : 0;
+        }
 #pragma unroll
       for (int n = 0; n < kBc / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          if (plain) {
-            s[mt][n][e] *= a.scale * kLog2e;
+          if (plain || counted) {
+            s[mt][n][e] = plain || 8 * n + 2 * t + (e % 2) < open[e / 2]
+                              ? s[mt][n][e] * (a.scale * kLog2e)
+                              : -INFINITY;
           } else {
             int64_t i = row0 + warpRow + 16 * mt + g + 8 * (e / 2);
             int64_t j = key0 + 8 * n + 2 * t + (e % 2);
-            s[mt][n][e] = maskedScore<kBf16>(a, b, h, i, j, s[mt][n][e]);
+            // kV2: the head from ctaid again (fewer live registers).
+            if constexpr (kV2) {
+              const unsigned bhNow = ctaidX(), heads = unsigned(a.heads);
+              s[mt][n][e] = maskedScore<kBf16>(a, bhNow / heads,
+                                               bhNow % heads, i, j,
+                                               s[mt][n][e]);
+            } else {
+              s[mt][n][e] = maskedScore<kBf16>(a, b, h, i, j, s[mt][n][e]);
+            }
           }
         }
       // Online softmax: row r of the thread is tile row g + 8 r, held by
@@ -386,14 +505,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
         mx = quadMax(mx);
         // All closed so far: every p is 0 and nothing has accumulated.
         float base = mx == -INFINITY ? 0.f : mx;
-        float corr = exp2f(m[mt][r] - base), sum = 0.f;
+        float corr = exp2T<kV2>(m[mt][r] - base), sum = 0.f;
 #pragma unroll
-        for (int n = 0; n < kBc / 8; ++n)
+        for (int n = 0; n < kBc / 8; ++n) {
 #pragma unroll
           for (int e = 2 * r; e < 2 * r + 2; ++e) {
-            s[mt][n][e] = exp2f(s[mt][n][e] - base);
+            s[mt][n][e] = exp2T<kV2>(s[mt][n][e] - base);
             sum += s[mt][n][e];
           }
+          // kV2: P rounded (as the product takes it) as soon as it is
+          // summed, so the f32 scores die here: 16 registers, not 32.
+          if constexpr (kV2)
+            pk[mt][n][r] = pack<kBf16>(s[mt][n][2 * r], s[mt][n][2 * r + 1]);
+        }
         l[mt][r] = l[mt][r] * corr + sum; // this lane's part; summed last
 #pragma unroll
         for (int n = 0; n < D / 8; ++n) {
@@ -410,6 +534,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
       uint32_t pf[kMT][4];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
+        if constexpr (kV2) {
+          pf[mt][0] = pk[mt][2 * kk][0];
+          pf[mt][1] = pk[mt][2 * kk][1];
+          pf[mt][2] = pk[mt][2 * kk + 1][0];
+          pf[mt][3] = pk[mt][2 * kk + 1][1];
+          continue;
+        }
         pf[mt][0] = pack<kBf16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
         pf[mt][1] = pack<kBf16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
         pf[mt][2] = pack<kBf16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
@@ -435,10 +566,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcForward(TcArgs a) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float sum = quadSum(l[mt][r]);
-      int64_t i = row0 + warpRow + 16 * mt + g + 8 * r;
+      // kV2: the block's rows from ctaid again (fewer live registers).
+      const int64_t bhOut = kV2 ? int64_t(ctaidX()) : bh;
+      const int64_t row0Out =
+          kV2 ? int64_t(gridDim.y - 1 - ctaidY()) * kBr : row0;
+      int64_t i = row0Out + warpRow + 16 * mt + g + 8 * r;
       if (i >= a.rows)
         continue;
-      int64_t row = bh * a.rows + i;
+      int64_t row = bhOut * a.rows + i;
       float inv = sum > 0.f ? 1.f / sum : 0.f;
       uint32_t *dst = reinterpret_cast<uint32_t *>(a.o + row * D);
 #pragma unroll
@@ -485,14 +620,16 @@ template <int kBq> __host__ __device__ constexpr int dsStride() {
 
 /// The fused backward's dQ share of one step: dQ[r0 + 0..kBq) += dS K over
 /// the block's kTileRows keys, from the dS^T tile and the K tile in shared
-/// memory (kBk keys), summed into a.dqAccum (f32, unscaled) with atomics. The kBq / 16
-/// row tiles are split over the 4 warps; where fewer than 4, each row tile's
-/// 16-column chunks are dealt out over 4 / (kBq / 16) warps.
-template <bool kBf16, int D, int kBq, int kBk>
+/// memory (kBk keys), summed into a.dqAccum (f32, unscaled) with atomics.
+/// The kBq / 16 row tiles are split over the kWarps warps; where fewer than
+/// kWarps, each row tile's 16-column chunks are dealt out over
+/// kWarps / (kBq / 16) warps.
+template <bool kBf16, int D, int kBq, int kBk, int kWarps = 4>
 __device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
                                     const uint16_t *ks, int64_t bhLocal,
                                     int64_t r0, int warp, int lane) {
-  constexpr int kRowTiles = kBq / 16, kSplit = 4 / kRowTiles;
+  constexpr int kRowTiles = kBq / 16, kSplit = kWarps / kRowTiles;
+  static_assert(kSplit >= 1, "a warp or more for each row tile");
   constexpr int kChunks = D / 16, kMine = (kChunks + kSplit - 1) / kSplit;
   const int m0 = 16 * (warp % kRowTiles), first = warp / kRowTiles;
   const int g = lane / 4, t = lane % 4;
@@ -542,10 +679,20 @@ __device__ inline void accumulateDq(const TcArgs &a, const uint16_t *dsT,
 /// parameter stays for repeating that). kFuseDq: dq too, summed over the
 /// key blocks with atomics into a.dqAccum (accumulateDq); else dq is
 /// tcGradQ's.
+///
+/// kV2: the grid runs (batch * kv head) along x and the key blocks along y
+/// (the heaviest, lowest keys, first over the whole launch), and each
+/// step's lse and delta come with cp.async like its Q and dO tiles rather
+/// than through registers (a load the issuing warp waited on every step).
+/// kWarps 8 (with kV2): 128 keys a block, so that each step's Q and dO
+/// tiles serve twice the keys and dq takes half the atomics (one f32 sum
+/// per 128 keys rather than per 64).
 template <bool kBf16, int D, int kBq, int kMT, bool kFuseDq,
-          int kMinBlocks = 0>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
-  constexpr int kBk = 64 * kMT, kLd = tileStride<D>();
+          int kMinBlocks = 0, int kWarps = 4, bool kV2 = false>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+    tcGradKV(TcArgs a) {
+  constexpr int kNT = kWarps * 32;
+  constexpr int kBk = 16 * kWarps * kMT, kLd = tileStride<D>();
   extern __shared__ __align__(16) uint16_t smem[];
   uint16_t *ks = smem, *vs = ks + kBk * kLd;
   uint16_t *qs = vs + kBk * kLd, *dos = qs + 2 * kBq * kLd; // 2 stages each
@@ -556,39 +703,69 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int warpKey = 16 * kMT * warp; // the warp's first key in the block
-  const int64_t bkv = a.bkvBase + blockIdx.y;
+  const int64_t bkv = a.bkvBase + (kV2 ? blockIdx.x : blockIdx.y);
   const int64_t b = bkv / a.kvHeads, kvh = bkv % a.kvHeads;
   const int64_t group = a.heads / a.kvHeads;
-  const int64_t key0 = int64_t(blockIdx.x) * kBk;
+  const int64_t key0 = int64_t(kV2 ? blockIdx.y : blockIdx.x) * kBk;
+  // kV2: in the loop, the block's (batch, kv head) and keys come from
+  // ctaid again where used (32-bit: grid x < 2^16), so that they need not
+  // stay live in registers.
+  auto bkvNow = [&]() -> int64_t {
+    return kV2 ? a.bkvBase + int64_t(ctaidX()) : bkv;
+  };
+  auto bNow = [&]() -> int64_t {
+    return kV2 ? int64_t(unsigned(bkvNow()) / unsigned(a.kvHeads)) : b;
+  };
+  auto kvhNow = [&]() -> int64_t {
+    return kV2 ? int64_t(unsigned(bkvNow()) % unsigned(a.kvHeads)) : kvh;
+  };
+  auto key0Now = [&]() -> int64_t {
+    return kV2 ? int64_t(ctaidY()) * kBk : key0;
+  };
   const int64_t off = a.cols - a.rows;
   // Rows before rowBegin see none of the block's keys under the mask.
   int64_t rowBegin = a.causal ? max(int64_t(0), key0 - off) : int64_t(0);
-  int64_t firstTile = rowBegin / kBq;
-  int64_t tilesPerHead =
-      rowBegin < a.rows ? (a.rows + kBq - 1) / kBq - firstTile : 0;
-  int64_t steps = tilesPerHead * group;
+  // kV2: step counts in 32 bits (fewer registers, cheaper divisions).
+  using StepInt = std::conditional_t<kV2, int, int64_t>;
+  StepInt firstTile = static_cast<StepInt>(rowBegin / kBq);
+  StepInt tilesPerHead = static_cast<StepInt>(
+      rowBegin < a.rows ? (a.rows + kBq - 1) / kBq - firstTile : 0);
+  StepInt steps = tilesPerHead * static_cast<StepInt>(group);
 
   // Step s: query head kvh * group + s / tilesPerHead, its query tile
   // firstTile + s % tilesPerHead. Starts the copies of step s into stage.
-  auto loadStep = [&](int64_t s, int stage) {
-    int64_t h = kvh * group + s / tilesPerHead;
+  auto loadStep = [&](StepInt s, int stage) {
+    int64_t h = kvhNow() * group + s / tilesPerHead;
     int64_t r0 = (firstTile + s % tilesPerHead) * kBq;
-    int64_t bh = b * a.heads + h;
-    loadTile<kBq, D>(qs + stage * kBq * kLd, a.q + bh * a.rows * D, r0,
-                     a.rows);
-    loadTile<kBq, D>(dos + stage * kBq * kLd, a.dout + bh * a.rows * D, r0,
-                     a.rows);
-    for (int r = threadIdx.x; r < kBq; r += kThreads) {
-      int64_t i = r0 + r;
-      // A row past the end, or closed (lse -inf), gets no probability.
-      lses[stage * kBq + r] =
-          i < a.rows ? a.lse[bh * a.rows + i] * kLog2e : -INFINITY;
-      deltas[stage * kBq + r] = i < a.rows ? a.delta[bh * a.rows + i] : 0.f;
+    int64_t bh = bNow() * a.heads + h;
+    loadTile<kBq, D, kNT>(qs + stage * kBq * kLd, a.q + bh * a.rows * D, r0,
+                          a.rows);
+    loadTile<kBq, D, kNT>(dos + stage * kBq * kLd, a.dout + bh * a.rows * D,
+                          r0, a.rows);
+    if constexpr (kV2) {
+      // Raw lse (scaled to log2 units where read); rows past the end read
+      // as 0, and take the masked path, whose -inf scores give them p 0.
+      for (int r = threadIdx.x; r < 2 * kBq; r += kNT) {
+        const int rr = r % kBq;
+        const int64_t i = r0 + rr;
+        const bool in = i < a.rows;
+        const float *src = (r < kBq ? a.lse : a.delta) + bh * a.rows +
+                           (in ? i : 0);
+        cpAsync4((r < kBq ? lses : deltas) + stage * kBq + rr, src, in);
+      }
+    } else {
+      for (int r = threadIdx.x; r < kBq; r += kNT) {
+        int64_t i = r0 + r;
+        // A row past the end, or closed (lse -inf), gets no probability.
+        lses[stage * kBq + r] =
+            i < a.rows ? a.lse[bh * a.rows + i] * kLog2e : -INFINITY;
+        deltas[stage * kBq + r] = i < a.rows ? a.delta[bh * a.rows + i] : 0.f;
+      }
     }
   };
 
-  loadTile<kBk, D>(ks, a.k + bkv * a.cols * D, key0, a.cols);
-  loadTile<kBk, D>(vs, a.v + bkv * a.cols * D, key0, a.cols);
+  loadTile<kBk, D, kNT>(ks, a.k + bkv * a.cols * D, key0, a.cols);
+  loadTile<kBk, D, kNT>(vs, a.v + bkv * a.cols * D, key0, a.cols);
   if (steps > 0)
     loadStep(0, 0);
   cpAsyncCommit();
@@ -596,13 +773,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
   __syncthreads();
 
   float dk[kMT][D / 8][4] = {}, dv[kMT][D / 8][4] = {};
-  for (int64_t s = 0; s < steps; ++s) {
+  for (StepInt s = 0; s < steps; ++s) {
     const int stage = static_cast<int>(s & 1);
     if (s + 1 < steps) {
       loadStep(s + 1, stage ^ 1);
       cpAsyncCommit();
     }
-    const int64_t h = kvh * group + s / tilesPerHead;
+    const int64_t h = kvhNow() * group + s / tilesPerHead;
     const int64_t r0 = (firstTile + s % tilesPerHead) * kBq;
     const uint16_t *qt = qs + stage * kBq * kLd, *dot = dos + stage * kBq * kLd;
     const float *lt = lses + stage * kBq, *dt = deltas + stage * kBq;
@@ -631,8 +808,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
         }
       }
     }
-    bool plain = !a.bias && key0 + kBk <= a.cols && r0 + kBq <= a.rows &&
-                 (!a.causal || key0 + kBk - 1 <= r0 + off);
+    bool plain = !a.bias && key0Now() + kBk <= a.cols &&
+                 r0 + kBq <= a.rows &&
+                 (!a.causal || key0Now() + kBk - 1 <= r0 + off);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -644,10 +822,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
           if (plain) {
             x = st[mt][n][e] * (a.scale * kLog2e);
           } else {
-            int64_t j = key0 + warpKey + 16 * mt + g + 8 * (e / 2);
-            x = maskedScore<kBf16>(a, b, h, r0 + ri, j, st[mt][n][e]);
+            int64_t j = key0Now() + warpKey + 16 * mt + g + 8 * (e / 2);
+            x = maskedScore<kBf16>(a, bNow(), h, r0 + ri, j, st[mt][n][e]);
           }
-          float p = lt[ri] == -INFINITY ? 0.f : exp2f(x - lt[ri]);
+          const float lse = lt[ri];
+          float p = lse == -INFINITY ? 0.f
+                                     : exp2T<kV2>(kV2 ? x - lse * kLog2e
+                                                      : x - lse);
           st[mt][n][e] = p;
           dpt[mt][n][e] = p * (dpt[mt][n][e] - dt[ri]); // dS^T
         }
@@ -697,24 +878,29 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) tcGradKV(TcArgs a) {
     }
     if constexpr (kFuseDq) {
       __syncthreads(); // every warp's keys of dS^T are in the tile
-      const int64_t bhLocal = (bkv - a.bkvBase) * group + (h - kvh * group);
-      accumulateDq<kBf16, D, kBq, kBk>(a, dsT, ks, bhLocal, r0, warp, lane);
+      const int64_t bhLocal =
+          (bkvNow() - a.bkvBase) * group + (h - kvhNow() * group);
+      accumulateDq<kBf16, D, kBq, kBk, kWarps>(a, dsT, ks, bhLocal, r0, warp,
+                                               lane);
     }
     cpAsyncWaitAll();
     __syncthreads(); // also: the dS^T tile is read before the next step
   }
 
+  // kV2: the block's keys from ctaid again (fewer live registers).
+  const int64_t bkvOut = kV2 ? a.bkvBase + ctaidX() : bkv;
+  const int64_t key0Out = kV2 ? int64_t(ctaidY()) * kBk : key0;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      int64_t j = key0 + warpKey + 16 * mt + g + 8 * r;
+      int64_t j = key0Out + warpKey + 16 * mt + g + 8 * r;
       if (j >= a.cols)
         continue;
       uint32_t *dkRow =
-          reinterpret_cast<uint32_t *>(a.dk + (bkv * a.cols + j) * D);
+          reinterpret_cast<uint32_t *>(a.dk + (bkvOut * a.cols + j) * D);
       uint32_t *dvRow =
-          reinterpret_cast<uint32_t *>(a.dv + (bkv * a.cols + j) * D);
+          reinterpret_cast<uint32_t *>(a.dv + (bkvOut * a.cols + j) * D);
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
         dkRow[4 * n + t] = pack<kBf16>(a.scale * dk[mt][n][2 * r],
@@ -920,8 +1106,90 @@ bool fourBlocksAnSm() {
   return !(env && std::strcmp(env, "3") == 0);
 }
 
+/// COLOSSAL_ATTENTION_BLOCK picks the tensor-core kernels' blocks:
+///  - "64": session 5's kernels (4 warps, 64 query rows or keys a block,
+///    the grid's row/key tiles along x, each head's heaviest first);
+///  - "64s": the same blocks, scheduled over the whole grid heaviest first
+///    (kV2; the forward at D 64 only, the others take "64"); the backward
+///    also brings each step's lse and delta with cp.async;
+///  - "128": 8 warps, 128 query rows (forward) or keys (dk/dv) a block,
+///    kV2's schedule and loads; D 64 and 128 only;
+///  - "128t": 4 warps of two 16-row tiles, 128 query rows (forward) or
+///    keys (dk/dv) a block, kV2's schedule and loads; D 64 only.
+/// Unset: the defaults measured on the H200 (defaultBlock). Read at every
+/// call (an A/B for attention-check); anything else is reported once and
+/// read as unset.
+enum class BlockChoice { k64, k64s, k128, k128t };
+
+/// The blocks taken when COLOSSAL_ATTENTION_BLOCK is unset, per direction
+/// and head dim, as measured on the H200 (session 7, attention-check at 8
+/// x 32 heads x 1024, causal bf16, three runs each; docs/cuda.md has the
+/// rows): the forward keeps 64 (64s, 128 and 128t no faster); the fused
+/// backward takes 64s at D 64 (0.69 ms against 0.88), 80 (0.89 against
+/// 1.32) and 128 (1.44 against the two-pass 1.72; 128 blocks 1.55). D 96
+/// was not timed and keeps 64; the two-pass backward (`deterministic`)
+/// takes 64s at D 64 only (1.02 against 1.11; checked there only).
+BlockChoice defaultBlock(int64_t depth, bool backward, bool fused) {
+  if (!backward)
+    return BlockChoice::k64;
+  if (depth == 64 || (fused && (depth == 80 || depth == 128)))
+    return BlockChoice::k64s;
+  return BlockChoice::k64;
+}
+
+/// `fused`: the backward's dq by atomics (the default's choice depends on
+/// it; see defaultBlock).
+BlockChoice blockChoice(int64_t depth, int64_t tilesOf128, bool backward,
+                        bool fused = true) {
+  const char *env =
+      attentionEnv("COLOSSAL_ATTENTION_BLOCK", "64,64s,128,128t");
+  BlockChoice pick = defaultBlock(depth, backward, fused);
+  if (env)
+    pick = std::strcmp(env, "64") == 0     ? BlockChoice::k64
+           : std::strcmp(env, "64s") == 0  ? BlockChoice::k64s
+           : std::strcmp(env, "128t") == 0 ? BlockChoice::k128t
+                                           : BlockChoice::k128;
+
+  // kV2's grids take the row or key tiles along y (at most 65535).
+  if (tilesOf128 * 2 > 65535 ||
+      (pick == BlockChoice::k128 && depth != 64 && depth != 128) ||
+      (pick == BlockChoice::k64s && !backward && depth != 64) ||
+      (pick == BlockChoice::k128t && depth != 64))
+    return BlockChoice::k64;
+  return pick;
+}
+
 template <bool kBf16, int D>
 cudaError_t forwardT(cudaStream_t stream, const AttentionCall &c) {
+  if constexpr (D == 64 || D == 128) {
+    const BlockChoice pick = blockChoice(D, tiles(c.rows, 128), false);
+    constexpr size_t kLd = tileStride<D>();
+    if (pick == BlockChoice::k128) {
+      // 8 warps of 16 rows; D 64 within 128 registers (two blocks an SM).
+      size_t smem = (128 + 4 * 64) * kLd * sizeof(uint16_t);
+      dim3 grid(static_cast<unsigned>(c.batch * c.heads), tiles(c.rows, 128));
+      return launch(tcForward<kBf16, D, 1, D <= 64 ? 2 : 0, 8, true>, grid,
+                    256, smem, stream, makeArgs(c));
+    }
+    if constexpr (D == 64)
+      if (pick == BlockChoice::k128t) {
+        // 4 warps of two 16-row tiles (208 registers, two blocks an SM):
+        // each K and V fragment read from shared memory serves two tiles.
+        size_t smem = (128 + 4 * 64) * kLd * sizeof(uint16_t);
+        dim3 grid(static_cast<unsigned>(c.batch * c.heads),
+                  tiles(c.rows, 128));
+        return launch(tcForward<kBf16, D, 2, 2, 4, true>, grid, kThreads,
+                      smem, stream, makeArgs(c));
+      }
+    if constexpr (D == 64)
+      if (pick == BlockChoice::k64s) {
+        size_t smem = (64 + 4 * 64) * kLd * sizeof(uint16_t);
+        dim3 grid(static_cast<unsigned>(c.batch * c.heads),
+                  tiles(c.rows, 64));
+        return launch(tcForward<kBf16, D, 1, 4, 4, true>, grid, kThreads,
+                      smem, stream, makeArgs(c));
+      }
+  }
   // One row tile a warp: two (kMT 2, D 64: 252 registers, no spills)
   // measured slower on the H200 (session 5, attention-check at 8 x 32
   // heads x 1024, D 64: 0.450 ms against 0.319), the halved ldmatrix
@@ -950,7 +1218,8 @@ size_t dqAccumBytesPerKv(int64_t group, int64_t rows, int64_t depth) {
   return static_cast<size_t>(group * rows * depth) * sizeof(float);
 }
 
-template <bool kBf16, int D, int kBq>
+template <bool kBf16, int D, int kBq, int kWarps = 4, bool kV2 = false,
+          int kMT = 1>
 cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
                          bool fuseDq) {
   // dk/dv: one key tile a warp (64 keys a block), kBq query rows a step
@@ -958,7 +1227,7 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
   // D 64, 32 above. Two key tiles a warp with 32 rows a step (kMT 2, D 64:
   // 244 registers fused) measured slower on the H200 (session 5, fused
   // backward 1.189 ms against 1.063), as the forward's two row tiles did.
-  constexpr int kMT = 1, kKeys = 64 * kMT;
+  constexpr int kKeys = 16 * kWarps * kMT, kNT = 32 * kWarps;
   constexpr int kStepQ = D <= 64 ? 64 : 32;
   constexpr size_t kLd = tileStride<D>();
   TcArgs a = makeArgs(c);
@@ -979,8 +1248,12 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
   if (!fuseDq || c.rows == 0) {
     dim3 gridKV(tiles(c.cols, kKeys),
                 static_cast<unsigned>(c.batch * c.kvHeads));
-    cudaError_t err = launch(tcGradKV<kBf16, D, kBq, kMT, false>, gridKV,
-                             kThreads, smemKV, stream, a);
+    if (kV2)
+      gridKV = dim3(static_cast<unsigned>(c.batch * c.kvHeads),
+                    tiles(c.cols, kKeys));
+    cudaError_t err =
+        launch(tcGradKV<kBf16, D, kBq, kMT, false, 0, kWarps, kV2>, gridKV,
+               kNT, smemKV, stream, a);
     if (err != cudaSuccess)
       return err;
     size_t smemQ = (2 * kTileRows + 4 * kStepQ) * kLd * sizeof(uint16_t);
@@ -1006,7 +1279,14 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
       return err;
     a.bkvBase = first;
     dim3 grid(tiles(c.cols, kKeys), static_cast<unsigned>(n));
-    if constexpr (D <= 64 && kBq == 32)
+    if constexpr (kV2) {
+      // kWarps 8 at D 64: within 128 registers, two blocks an SM; 4 warps:
+      // the four blocks an SM of the kernels above.
+      constexpr int kMin = D > 64 || kMT > 1 ? 0 : kWarps == 8 ? 2 : 4;
+      grid = dim3(static_cast<unsigned>(n), tiles(c.cols, kKeys));
+      err = launch(tcGradKV<kBf16, D, kBq, kMT, true, kMin, kWarps, true>,
+                   grid, kNT, smemKV, stream, a);
+    } else if constexpr (D <= 64 && kBq == 32)
       err = fourBlocksAnSm()
                 ? launch(tcGradKV<kBf16, D, kBq, kMT, true, 4>, grid,
                          kThreads, smemKV, stream, a)
@@ -1039,6 +1319,21 @@ cudaError_t backwardRows(cudaStream_t stream, const AttentionCall &c,
 template <bool kBf16, int D>
 cudaError_t backwardT(cudaStream_t stream, const AttentionCall &c,
                       bool fuseDq) {
+  // kV2 counts a block's steps (query tiles x the group's heads) in 32
+  // bits: past that, session 5's kernels.
+  const bool stepsFit =
+      (c.rows / 32 + 1) * (c.heads / c.kvHeads) < (int64_t(1) << 31);
+  const BlockChoice pick =
+      stepsFit ? blockChoice(D, tiles(c.cols, 128), true, fuseDq)
+               : BlockChoice::k64;
+  if constexpr (D == 64 || D == 128)
+    if (pick == BlockChoice::k128)
+      return backwardRows<kBf16, D, 32, 8, true>(stream, c, fuseDq);
+  if constexpr (D == 64)
+    if (pick == BlockChoice::k128t)
+      return backwardRows<kBf16, D, 32, 4, true, 2>(stream, c, fuseDq);
+  if (pick == BlockChoice::k64s)
+    return backwardRows<kBf16, D, 32, 4, true>(stream, c, fuseDq);
   if constexpr (D <= 64) {
     const char *env = attentionEnv("COLOSSAL_ATTENTION_BWD_ROWS", "32,64");
     if (env && std::strcmp(env, "64") == 0)
@@ -1125,7 +1420,11 @@ bool fusedBackward(const AttentionCall &c) {
   case AttentionChoice::kFused:
     return true;
   case AttentionChoice::kAuto:
-    return c.depth <= 64;
+    // The kV2 blocks' fused backward measured faster than the two-pass one
+    // at D 80 and 128 too (session 7); session 5's 64 blocks' only up to
+    // D 64.
+    return c.depth <= 64 || blockChoice(c.depth, tiles(c.cols, 128), true,
+                                        true) != BlockChoice::k64;
   default:
     return false;
   }
@@ -1177,6 +1476,19 @@ size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
   size_t oneBatch = dqAccumBytesPerKv(heads, rows, depth);
   return deltaScratchBytes(batch, heads, rows) +
          std::min(all, std::max(dqAccumCapBytes(), oneBatch));
+}
+
+const char *attentionBlock(int64_t depth, int64_t length, bool backward) {
+  switch (blockChoice(depth, tiles(length, 128), backward)) {
+  case BlockChoice::k64s:
+    return "64s";
+  case BlockChoice::k128:
+    return "128";
+  case BlockChoice::k128t:
+    return "128t";
+  default:
+    return "64";
+  }
 }
 
 bool attentionUsesTensorCores(const AttentionCall &c, bool backward) {

@@ -29,6 +29,14 @@ size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
                                        int64_t heads, int64_t rows,
                                        int64_t depth);
 
+/// The blocks the tensor-core kernels take for head dim `depth` and
+/// `length` query rows (forward) or keys (backward), as
+/// COLOSSAL_ATTENTION_BLOCK and the defaults pick them: "64" (4 warps, 64
+/// rows or keys a block), "64s" (the same, scheduled heaviest first over
+/// the whole grid) or "128" (8 warps, 128 a block). Read at every call; an
+/// unknown value is reported once and the default used.
+const char *attentionBlock(int64_t depth, int64_t length, bool backward);
+
 /// True when this call runs on the tensor cores (every check above).
 bool attentionUsesTensorCores(const AttentionCall &call, bool backward);
 
