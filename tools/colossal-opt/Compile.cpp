@@ -62,7 +62,7 @@ struct CommonArgs {
   bool remat = true;                  ///< --remat auto (true) or off
   bool joinedSteps = false;           ///< --joined-steps
   /// --stream-updates: off, all, auto or a count of host updates.
-  std::string streamUpdates = "off";
+  std::string streamUpdates = "auto";
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -227,8 +227,9 @@ memory planning and report (docs/planner.md):
                           update and go back down after it (the PCIe links
                           add to the host's memory bandwidth). N: the last N
                           host updates in the gradients' order; all: every
-                          one; auto: the count the cost model predicts
-                          fastest that fits; off (the default): none
+                          one; auto (the default): the count the cost model
+                          predicts fastest that fits, if faster than none;
+                          off: none
   --report-json FILE      write the memory and step-time report as JSON
   --report FILE.html      write it as a page with the memory timeline
 )";
