@@ -62,7 +62,7 @@ struct CommonArgs {
   bool remat = true;                  ///< --remat auto (true) or off
   bool joinedSteps = false;           ///< --joined-steps
   /// --stream-updates: off, all, auto or a count of host updates.
-  std::string streamUpdates = "auto";
+  std::string streamUpdates = "off";
   bool quiet = false;
   bool printLocations = false; ///< import: print each op's location
   ImportOptions import;
@@ -227,9 +227,11 @@ memory planning and report (docs/planner.md):
                           update and go back down after it (the PCIe links
                           add to the host's memory bandwidth). N: the last N
                           host updates in the gradients' order; all: every
-                          one; auto (the default): the count the cost model
-                          predicts fastest that fits, if faster than none;
-                          off: none
+                          one; auto: the count the cost model predicts
+                          fastest that fits, if faster than none; off (the
+                          default): none (the cost model does not see the
+                          host's memory shared with the copies, and
+                          over-predicts the gain: docs/planner.md)
   --report-json FILE      write the memory and step-time report as JSON
   --report FILE.html      write it as a page with the memory timeline
 )";
