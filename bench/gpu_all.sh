@@ -46,6 +46,7 @@ prepare() {
   set -e
   bash "$here/bench/gpu_check.sh" prepare "$here/.gpu-check"
   cp "$here/build-cuda/bin/attention-check" "$here/.gpu-check/bin/"
+  cp "$here/build-cuda/bin/host-update-bench" "$here/.gpu-check/bin/"
   rm -rf "$here/.bench-opt"
   # COMPILE_FLAGS: more colossal-opt flags for every plan, e.g.
   # "--device-profile devices/h200-fitted.json" (predictions with the
