@@ -2463,6 +2463,13 @@ TEST(CudnnAttention, DescriptorsFinalizeWithoutADevice) {
           Status st =
               cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s));
           EXPECT_TRUE(st.isOk()) << s.toString() << ": " << st.message();
+          st = cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s),
+                                                 true);
+          // cuDNN 9.8 and later take an operation graph without a handle
+          // (9.19 here finalizes all of these).
+          if (version >= 90800)
+            EXPECT_TRUE(st.isOk())
+                << s.toString() << ": operation graph: " << st.message();
         }
   // A backend without a GPU never gets here; the cache reports a shape
   // cuDNN does not take without touching the device.

@@ -721,13 +721,22 @@ int64_t cudnnLoadedVersion(std::string *why) {
   return a.version;
 }
 
-Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &graph) {
+Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &graph,
+                                   bool withOperationGraph) {
   std::string why;
   if (cudnnLoadedVersion(&why) == 0)
     return Status(StatusCode::kUnsupported, why);
   Descs descs;
   Builder b{descs, {}};
-  lowerGraph(graph, b);
+  std::vector<cudnnBackendDescriptor_t> ops = lowerGraph(graph, b);
+  if (b.ok() && withOperationGraph) {
+    cudnnBackendDescriptor_t og =
+        b.create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
+    b.set(og, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+          static_cast<int64_t>(ops.size()), ops.data(),
+          "operation graph ops");
+    b.finalize(og, "operation graph");
+  }
   if (!b.ok())
     return Status(StatusCode::kInternal, b.error);
   return Status::ok();
@@ -978,7 +987,7 @@ int64_t cudnnLoadedVersion(std::string *why) {
   return 0;
 }
 
-Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &) {
+Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &, bool) {
   return Status(StatusCode::kUnsupported, kNoCudnn);
 }
 

@@ -156,7 +156,10 @@ int64_t cudnnLoadedVersion(std::string *why = nullptr);
 /// and finalizes each, without a handle or a device (no operation graph,
 /// no heuristics): a check of the attribute names, types and values that
 /// runs on a machine without a GPU. Unsupported when cuDNN cannot load.
-Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &graph);
+/// withOperationGraph: also finalize an operation graph of them without a
+/// handle (cuDNN 9.8 and later allow it).
+Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &graph,
+                                   bool withOperationGraph = false);
 
 /// Times the cuDNN path ran a call (forward + backward): attention-check
 /// reads it around a call to know that cuDNN, not a fallback, ran it.
