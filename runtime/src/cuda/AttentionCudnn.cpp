@@ -394,10 +394,12 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
         "matmul_dST_Q");
     gb.reduce(SdpaReduce::kAdd, full, dK, "red_dK_head");
   }
-  // dQ = dS K: K^T's buffer reshaped back to [B, Hk, T, D]; summed in an
-  // f32 accumulator in the workspace, then cast.
+  // dQ = dS K: K^T's buffer reshaped back to [B, Hk, T, D] (a virtual
+  // tensor of the intermediate type, f32, as cudnn-frontend leaves it);
+  // summed in an f32 accumulator in the workspace, then cast.
   int64_t k = gb.reshape(
-      kt, gb.virt(io, kvDims, contiguous(kvDims), "K"), "reshape_k");
+      kt, gb.virt(SdpaType::kF32, kvDims, contiguous(kvDims), "K"),
+      "reshape_k");
   int64_t acc = gb.tensor(kUidDQAccum, SdpaType::kF32, qDims,
                           contiguous(qDims), "dQ_accum");
   gb.matmul(ds, k, acc, "matmul_dS_K");
@@ -952,6 +954,19 @@ Status CudnnAttention::run(cudaStream_t stream, const AttentionCall &call,
   cudnnStatus_t st = a.setStream(impl_->handle, stream);
   if (st != CUDNN_STATUS_SUCCESS)
     return Status(StatusCode::kInternal, "cudnnSetStream: " + describe(st));
+  // Before cuDNN 9.6 the dQ accumulator had to start at zero
+  // (cudnn-frontend cleared it); later versions clear it themselves.
+  if (backward && a.version < 90600) {
+    const SdpaTensor *acc = e.graph.find(kUidDQAccum);
+    size_t bytes = 4;
+    for (int64_t d : acc->dims)
+      bytes *= static_cast<size_t>(d);
+    cudaError_t err = cudaMemsetAsync(ptr[kUidDQAccum], 0, bytes, stream);
+    if (err != cudaSuccess)
+      return Status(StatusCode::kInternal,
+                    std::string("cudaMemsetAsync (cuDNN's dQ accumulator): ") +
+                        cudaGetErrorString(err));
+  }
   Descs descs;
   Builder b{descs, {}};
   cudnnBackendDescriptor_t pack =
