@@ -24,6 +24,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -445,7 +446,11 @@ const Api &api() {
   std::call_once(once, [] {
     void *lib = nullptr;
     std::string tried;
-    for (const char *name : {"libcudnn.so.9", COLOSSAL_CUDNN_LIBRARY_PATH}) {
+    // COLOSSAL_CUDNN_LIBRARY (a path) first, then the loader's search
+    // (LD_LIBRARY_PATH, ld.so.cache), then the library CMake found.
+    const char *env = std::getenv("COLOSSAL_CUDNN_LIBRARY");
+    for (const char *name : {env ? env : "", "libcudnn.so.9",
+                             COLOSSAL_CUDNN_LIBRARY_PATH}) {
       if (!*name)
         continue;
       lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);

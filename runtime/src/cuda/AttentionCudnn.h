@@ -148,8 +148,11 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &shape);
 // ---- cuDNN ---------------------------------------------------------------
 
 /// cuDNN's version as loaded (cudnnGetVersion(), e.g. 91900), or 0 with
-/// `why` set when it cannot be loaded (no libcudnn.so.9, a build without
-/// cuDNN's headers, a symbol missing). Loads once.
+/// `why` set when it cannot be loaded. Tried in order: the path in
+/// COLOSSAL_CUDNN_LIBRARY, "libcudnn.so.9" through the loader's search
+/// (LD_LIBRARY_PATH first), the library CMake found at configure time.
+/// Why not: no library, a build without cuDNN's headers, a symbol missing,
+/// a version other than 9. Loads once.
 int64_t cudnnLoadedVersion(std::string *why = nullptr);
 
 /// Lowers every tensor and operation of `graph` to backend descriptors
