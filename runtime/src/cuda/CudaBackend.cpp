@@ -1023,7 +1023,6 @@ private:
       cudaStreamSynchronize(stream_);
   }
 
-  /// Frees what preparePlan() made (streams but stream 0, events).
   /// COLOSSAL_ATTENTION_KERNEL=cudnn: builds the cuDNN plan of an
   /// attention or attention_grad instruction now (AttentionCudnn.h), so
   /// that its workspace is part of the planned scratch and nothing is
@@ -1103,6 +1102,7 @@ private:
     return false;
   }
 
+  /// Frees what preparePlan() made (streams but stream 0, events).
   void releasePlanResources() {
     planPrepared_ = false;
     synchronizeStreams();
