@@ -2471,6 +2471,14 @@ TEST(CudnnAttention, DescriptorsFinalizeWithoutADevice) {
             EXPECT_TRUE(st.isOk())
                 << s.toString() << ": operation graph: " << st.message();
         }
+  // f16, D 128, MQA, S < T off multiples of 64, both directions.
+  for (bool backward : {false, true}) {
+    cuda::CudnnSdpaShape s = sdpaShape(2, 8, 1, 100, 300, 128, true, backward);
+    s.dtype = DType::kF16;
+    Status st =
+        cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s), true);
+    EXPECT_TRUE(st.isOk()) << s.toString() << ": " << st.message();
+  }
   // A backend without a GPU never gets here; the cache reports a shape
   // cuDNN does not take without touching the device.
   cuda::CudnnAttention cudnn;
