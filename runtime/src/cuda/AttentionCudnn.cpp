@@ -89,8 +89,8 @@ bool CudnnSdpaShape::operator<(const CudnnSdpaShape &o) const {
 std::string CudnnSdpaShape::toString() const {
   std::ostringstream os;
   os << (backward ? "attention_grad " : "attention ") << sdpaDtypeName(dtype)
-     << " B" << batch << " H" << heads << "/" << kvHeads << " S" << rows
-     << " T" << cols << " D" << depth << (causal ? " causal" : "")
+     << " B" << batch << " H" << heads << "/" << kvHeads << " S" << rows << " T"
+     << cols << " D" << depth << (causal ? " causal" : "")
      << (hasBias ? " bias" : "");
   return os.str();
 }
@@ -105,8 +105,7 @@ std::string cudnnSdpaUnsupportedReason(const CudnnSdpaShape &s,
   if (s.depth < 8 || s.depth > 128 || s.depth % 8 != 0)
     return "head dim " + std::to_string(s.depth) +
            " (cuDNN's path here takes multiples of 8 up to 128)";
-  if (s.batch < 1 || s.heads < 1 || s.kvHeads < 1 || s.rows < 1 ||
-      s.cols < 1)
+  if (s.batch < 1 || s.heads < 1 || s.kvHeads < 1 || s.rows < 1 || s.cols < 1)
     return "an empty dimension";
   if (s.heads % s.kvHeads != 0)
     return "heads not a multiple of kv heads";
@@ -218,8 +217,8 @@ public:
     return y;
   }
   int64_t pointwise(SdpaPw mode, std::vector<int64_t> in, int64_t y,
-                    const std::string &name,
-                    SdpaType compute = SdpaType::kF32, int64_t axis = -1) {
+                    const std::string &name, SdpaType compute = SdpaType::kF32,
+                    int64_t axis = -1) {
     SdpaOp o;
     o.kind = SdpaOpKind::kPointwise;
     o.pw = mode;
@@ -266,25 +265,21 @@ public:
     const SdpaTensor &xs = at(x);
     Dims4 d = xs.dims, st = xs.strides;
     int64_t row = virt(SdpaType::kI32, d, st, "row_index");
-    pointwise(SdpaPw::kGenIndex, {x}, row, "gen_row_index", SdpaType::kF32,
-              2);
+    pointwise(SdpaPw::kGenIndex, {x}, row, "gen_row_index", SdpaType::kF32, 2);
     if (rows != cols) {
       int64_t seqKv = scalar(kUidSeqKv, SdpaType::kI32, "seq_kv");
       int64_t seqQ = scalar(kUidSeqQ, SdpaType::kI32, "seq_q");
       int64_t plusT = virt(SdpaType::kI32, d, st, "row+skv");
-      pointwise(SdpaPw::kAdd, {row, seqKv}, plusT, "row+skv",
-                SdpaType::kI32);
+      pointwise(SdpaPw::kAdd, {row, seqKv}, plusT, "row+skv", SdpaType::kI32);
       int64_t minusS = virt(SdpaType::kI32, d, st, "row+skv-sq");
       pointwise(SdpaPw::kSub, {plusT, seqQ}, minusS, "row+skv-sq",
                 SdpaType::kI32);
       row = minusS;
     }
     int64_t col = virt(SdpaType::kI32, d, st, "col_index");
-    pointwise(SdpaPw::kGenIndex, {x}, col, "gen_col_index", SdpaType::kF32,
-              3);
+    pointwise(SdpaPw::kGenIndex, {x}, col, "gen_col_index", SdpaType::kF32, 3);
     int64_t keep = virt(SdpaType::kBool, d, st, "row>=col");
-    pointwise(SdpaPw::kCmpGe, {row, col}, keep, "row>=col",
-              SdpaType::kBool);
+    pointwise(SdpaPw::kCmpGe, {row, col}, keep, "row>=col", SdpaType::kBool);
     int64_t negInf = scalar(kUidNegInf, SdpaType::kF32, "neg_inf");
     int64_t y = virt(SdpaType::kF32, d, st, "masked");
     // BINARY_SELECT: y = t ? x : b.
@@ -299,8 +294,7 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
   GraphBuilder gb;
   const int64_t B = s.batch, H = s.heads, Hk = s.kvHeads, S = s.rows,
                 T = s.cols, D = s.depth;
-  const SdpaType io = s.dtype == DType::kF16 ? SdpaType::kF16
-                                              : SdpaType::kBF16;
+  const SdpaType io = s.dtype == DType::kF16 ? SdpaType::kF16 : SdpaType::kBF16;
   // The backend's matmuls take Q [B, H, S, D] times K^T [B, Hk, D, T]:
   // K's buffer read through transposed strides.
   const Dims4 qDims{B, H, S, D}, kvDims{B, Hk, T, D}, kvT{B, Hk, D, T};
@@ -316,19 +310,18 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
     int64_t o = gb.tensor(kUidO, io, qDims, contiguous(qDims), "O");
     int64_t stats =
         gb.tensor(kUidStats, SdpaType::kF32, rowDims, rowStrides, "Stats");
-    int64_t sc = gb.matmul(q, kt, gb.virt(SdpaType::kF32, scores, "S"),
-                           "bmm1");
+    int64_t sc = gb.matmul(q, kt, gb.virt(SdpaType::kF32, scores, "S"), "bmm1");
     sc = gb.pointwiseLike(SdpaPw::kMul, {sc, scale}, "attn_scale");
     if (s.causal)
       sc = gb.causalMask(sc, S, T);
-    int64_t mx = gb.reduce(SdpaReduce::kMax, sc,
-                           gb.virt(SdpaType::kF32, rowDims, rowStrides, "M"),
-                           "max");
+    int64_t mx =
+        gb.reduce(SdpaReduce::kMax, sc,
+                  gb.virt(SdpaType::kF32, rowDims, rowStrides, "M"), "max");
     int64_t e = gb.pointwiseLike(SdpaPw::kSub, {sc, mx}, "sub_M");
     e = gb.pointwiseLike(SdpaPw::kExp, {e}, "exp");
-    int64_t z = gb.reduce(SdpaReduce::kAdd, e,
-                          gb.virt(SdpaType::kF32, rowDims, rowStrides, "Z"),
-                          "sum");
+    int64_t z =
+        gb.reduce(SdpaReduce::kAdd, e,
+                  gb.virt(SdpaType::kF32, rowDims, rowStrides, "Z"), "sum");
     int64_t lz = gb.pointwiseLike(SdpaPw::kLog, {z}, "log");
     gb.pointwise(SdpaPw::kAdd, {mx, lz}, stats, "stats");
     // P in the inputs' type: the second product's A operand.
@@ -350,16 +343,16 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
   int64_t one = gb.scalar(kUidOne, SdpaType::kF32, "one");
   // sum_i = rowsum(dO * O), kept in the workspace (non-virtual).
   int64_t dOO = gb.pointwiseLike(SdpaPw::kMul, {dO, o}, "mul_dO_O");
-  int64_t red = gb.reduce(
-      SdpaReduce::kAdd, dOO,
-      gb.virt(SdpaType::kF32, rowDims, rowStrides, "reduce_dO_O"),
-      "reduce_dO_O");
-  int64_t sum = gb.tensor(kUidSoftmaxSum, SdpaType::kF32, rowDims,
-                          rowStrides, "softmax_sum");
+  int64_t red =
+      gb.reduce(SdpaReduce::kAdd, dOO,
+                gb.virt(SdpaType::kF32, rowDims, rowStrides, "reduce_dO_O"),
+                "reduce_dO_O");
+  int64_t sum = gb.tensor(kUidSoftmaxSum, SdpaType::kF32, rowDims, rowStrides,
+                          "softmax_sum");
   gb.pointwise(SdpaPw::kMul, {red, one}, sum, "softmax_sum");
   // P = exp(S * scale - Stats), masked.
-  int64_t sc = gb.matmul(q, kt, gb.virt(SdpaType::kF32, scores, "S"),
-                         "matmul_Q_KT");
+  int64_t sc =
+      gb.matmul(q, kt, gb.virt(SdpaType::kF32, scores, "S"), "matmul_Q_KT");
   sc = gb.pointwiseLike(SdpaPw::kMul, {sc, scale}, "mul_s_attn_scale");
   sc = gb.pointwiseLike(SdpaPw::kSub, {sc, stats}, "sub_s_stats");
   if (s.causal)
@@ -367,20 +360,19 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
   int64_t p = gb.pointwiseLike(SdpaPw::kExp, {sc}, "exp_s");
   // P^T [B, H, T, S]: a transposed view in the inputs' type.
   const Dims4 scoresT{B, H, T, S}, scoresTStrides{H * S * T, S * T, 1, T};
-  int64_t pT = gb.reshape(p, gb.virt(io, scoresT, scoresTStrides, "P^T"),
-                          "reshape_p");
+  int64_t pT =
+      gb.reshape(p, gb.virt(io, scoresT, scoresTStrides, "P^T"), "reshape_p");
   // dV = P^T dO, summed over each kv head's group for GQA.
   if (H == Hk) {
     gb.matmul(pT, dO, dV, "matmul_pT_dO");
   } else {
     int64_t full = gb.matmul(
-        pT, dO, gb.virt(io, Dims4{B, H, T, D}, "dV_fullhead"),
-        "matmul_pT_dO");
+        pT, dO, gb.virt(io, Dims4{B, H, T, D}, "dV_fullhead"), "matmul_pT_dO");
     gb.reduce(SdpaReduce::kAdd, full, dV, "red_dV_head");
   }
   // dS = (dO V^T - sum) * P * scale.
-  int64_t dp = gb.matmul(dO, vt, gb.virt(SdpaType::kF32, scores, "dP"),
-                         "matmul_dO_VT");
+  int64_t dp =
+      gb.matmul(dO, vt, gb.virt(SdpaType::kF32, scores, "dP"), "matmul_dO_VT");
   int64_t ds = gb.pointwiseLike(SdpaPw::kSub, {dp, sum}, "sub_dP_sum");
   ds = gb.pointwiseLike(SdpaPw::kMul, {ds, p}, "mul_dP_exp_s");
   ds = gb.pointwiseLike(SdpaPw::kMul, {ds, scale}, "mul_dS_attn_scale");
@@ -391,18 +383,17 @@ SdpaGraph buildSdpaGraph(const CudnnSdpaShape &s) {
     gb.matmul(dsT, q, dK, "matmul_dST_Q");
   } else {
     int64_t full = gb.matmul(
-        dsT, q, gb.virt(io, Dims4{B, H, T, D}, "dK_fullhead"),
-        "matmul_dST_Q");
+        dsT, q, gb.virt(io, Dims4{B, H, T, D}, "dK_fullhead"), "matmul_dST_Q");
     gb.reduce(SdpaReduce::kAdd, full, dK, "red_dK_head");
   }
   // dQ = dS K: K^T's buffer reshaped back to [B, Hk, T, D] (a virtual
   // tensor of the intermediate type, f32, as cudnn-frontend leaves it);
   // summed in an f32 accumulator in the workspace, then cast.
-  int64_t k = gb.reshape(
-      kt, gb.virt(SdpaType::kF32, kvDims, contiguous(kvDims), "K"),
-      "reshape_k");
-  int64_t acc = gb.tensor(kUidDQAccum, SdpaType::kF32, qDims,
-                          contiguous(qDims), "dQ_accum");
+  int64_t k =
+      gb.reshape(kt, gb.virt(SdpaType::kF32, kvDims, contiguous(kvDims), "K"),
+                 "reshape_k");
+  int64_t acc = gb.tensor(kUidDQAccum, SdpaType::kF32, qDims, contiguous(qDims),
+                          "dQ_accum");
   gb.matmul(ds, k, acc, "matmul_dS_K");
   gb.pointwise(SdpaPw::kIdentity, {acc}, dQ, "identity_dQ");
   return std::move(gb.g);
@@ -449,16 +440,15 @@ const Api &api() {
     // COLOSSAL_CUDNN_LIBRARY (a path) first, then the loader's search
     // (LD_LIBRARY_PATH, ld.so.cache), then the library CMake found.
     const char *env = std::getenv("COLOSSAL_CUDNN_LIBRARY");
-    for (const char *name : {env ? env : "", "libcudnn.so.9",
-                             COLOSSAL_CUDNN_LIBRARY_PATH}) {
+    for (const char *name :
+         {env ? env : "", "libcudnn.so.9", COLOSSAL_CUDNN_LIBRARY_PATH}) {
       if (!*name)
         continue;
       lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (lib)
         break;
       const char *err = dlerror();
-      tried += std::string(tried.empty() ? "" : "; ") +
-               (err ? err : name);
+      tried += std::string(tried.empty() ? "" : "; ") + (err ? err : name);
     }
     if (!lib) {
       a.why = "cannot load libcudnn.so.9 (" + tried + ")";
@@ -614,19 +604,19 @@ std::vector<cudnnBackendDescriptor_t> lowerGraph(const SdpaGraph &g,
     bool isVirtual = t.isVirtual, byValue = t.byValue;
     b.set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type,
           what + " data type");
-    b.set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4,
-          t.dims.data(), what + " dims");
-    b.set(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4,
-          t.strides.data(), what + " strides");
+    b.set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, t.dims.data(),
+          what + " dims");
+    b.set(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, t.strides.data(),
+          what + " strides");
     b.set(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &t.uid,
           what + " uid");
-    b.set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1,
-          &alignment, what + " alignment");
+    b.set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment,
+          what + " alignment");
     b.set(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &isVirtual,
           what + " virtual");
     if (byValue)
-      b.set(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1,
-            &byValue, what + " by value");
+      b.set(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &byValue,
+            what + " by value");
     b.finalize(d, what);
     tensors[t.uid] = d;
   }
@@ -641,8 +631,8 @@ std::vector<cudnnBackendDescriptor_t> lowerGraph(const SdpaGraph &g,
     case SdpaOpKind::kMatmul: {
       cudnnBackendDescriptor_t mm =
           b.create(CUDNN_BACKEND_MATMUL_DESCRIPTOR, what + " matmul");
-      b.set(mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1,
-            &compute, what + " comp type");
+      b.set(mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute,
+            what + " comp type");
       b.finalize(mm, what + " matmul");
       op = b.create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, what);
       b.setDesc(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, tensors[o.in[0]],
@@ -658,8 +648,8 @@ std::vector<cudnnBackendDescriptor_t> lowerGraph(const SdpaGraph &g,
       cudnnBackendDescriptor_t pw =
           b.create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what + " pointwise");
       cudnnPointwiseMode_t mode = pointwiseMode(o.pw);
-      b.set(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1,
-            &mode, what + " mode");
+      b.set(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode,
+            what + " mode");
       b.set(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1,
             &compute, what + " math prec");
       if (o.pw == SdpaPw::kGenIndex)
@@ -672,11 +662,11 @@ std::vector<cudnnBackendDescriptor_t> lowerGraph(const SdpaGraph &g,
       b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, tensors[o.in[0]],
                 what + " x");
       if (o.in.size() > 1)
-        b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
-                  tensors[o.in[1]], what + " b");
+        b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, tensors[o.in[1]],
+                  what + " b");
       if (o.in.size() > 2)
-        b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC,
-                  tensors[o.in[2]], what + " t");
+        b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, tensors[o.in[2]],
+                  what + " t");
       b.setDesc(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, tensors[o.out],
                 what + " y");
       break;
@@ -740,8 +730,7 @@ Status cudnnSdpaLowerWithoutDevice(const SdpaGraph &graph,
     cudnnBackendDescriptor_t og =
         b.create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
     b.set(og, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-          static_cast<int64_t>(ops.size()), ops.data(),
-          "operation graph ops");
+          static_cast<int64_t>(ops.size()), ops.data(), "operation graph ops");
     b.finalize(og, "operation graph");
   }
   if (!b.ok())
@@ -783,8 +772,7 @@ struct CudnnAttention::Impl {
     cudnnBackendDescriptor_t og =
         b.create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
     b.set(og, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-          static_cast<int64_t>(ops.size()), ops.data(),
-          "operation graph ops");
+          static_cast<int64_t>(ops.size()), ops.data(), "operation graph ops");
     b.set(og, kOpGraphHandle, CUDNN_TYPE_HANDLE, 1, &handle,
           "operation graph handle");
     b.finalize(og, "operation graph");
@@ -828,8 +816,7 @@ struct CudnnAttention::Impl {
         Builder pb{*e.descs, {}};
         cudnnBackendDescriptor_t plan =
             pb.create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, "plan");
-        pb.set(plan, kPlanHandle, CUDNN_TYPE_HANDLE, 1, &handle,
-               "plan handle");
+        pb.set(plan, kPlanHandle, CUDNN_TYPE_HANDLE, 1, &handle, "plan handle");
         pb.setDesc(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfgs[i],
                    "plan engine config");
         pb.finalize(plan, "plan (engine config " + std::to_string(i) + ")");
@@ -849,10 +836,10 @@ struct CudnnAttention::Impl {
           e.descs->dropLast(); // the failed plan
       }
     }
-    e.reason = "no cuDNN engine takes the graph" +
-               (firstFailure.empty() ? std::string(" (no engine configs)")
-                                     : " (first failure: " + firstFailure +
-                                           ")");
+    e.reason =
+        "no cuDNN engine takes the graph" +
+        (firstFailure.empty() ? std::string(" (no engine configs)")
+                              : " (first failure: " + firstFailure + ")");
   }
 
   Entry &entry(const CudnnSdpaShape &shape) {
@@ -880,8 +867,8 @@ struct CudnnAttention::Impl {
       e.reason = handleError;
       return e;
     }
-    e.negInf = version < 91000 ? std::numeric_limits<float>::lowest()
-                               : -INFINITY;
+    e.negInf =
+        version < 91000 ? std::numeric_limits<float>::lowest() : -INFINITY;
     e.seqKv = static_cast<int32_t>(shape.cols);
     e.seqQ = static_cast<int32_t>(shape.rows);
     build(shape, e);

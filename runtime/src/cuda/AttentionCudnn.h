@@ -83,7 +83,15 @@ enum class SdpaType { kF32, kBF16, kF16, kI32, kBool };
 enum class SdpaOpKind { kMatmul, kPointwise, kReduction, kReshape };
 
 enum class SdpaPw {
-  kAdd, kSub, kMul, kDiv, kExp, kLog, kIdentity, kCmpGe, kGenIndex,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kExp,
+  kLog,
+  kIdentity,
+  kCmpGe,
+  kGenIndex,
   kBinarySelect
 };
 
@@ -92,13 +100,20 @@ enum class SdpaReduce { kAdd, kMax };
 /// Fixed unique ids of the tensors a variant pack binds (virtual tensors
 /// take ids from kFirstVirtual up).
 enum SdpaUid : int64_t {
-  kUidQ = 1, kUidK = 2, kUidV = 3, kUidO = 4, kUidStats = 5, kUidDO = 6,
-  kUidDQ = 7, kUidDK = 8, kUidDV = 9,
-  kUidScale = 10,     ///< by value, f32: the op's scale
-  kUidNegInf = 11,    ///< by value, f32: -inf, the causal mask's fill
-  kUidOne = 12,       ///< by value, f32: 1 (the backward's dropout scale)
-  kUidSeqKv = 13,     ///< by value, i32: T (bottom-right causal shift)
-  kUidSeqQ = 14,      ///< by value, i32: S
+  kUidQ = 1,
+  kUidK = 2,
+  kUidV = 3,
+  kUidO = 4,
+  kUidStats = 5,
+  kUidDO = 6,
+  kUidDQ = 7,
+  kUidDK = 8,
+  kUidDV = 9,
+  kUidScale = 10,      ///< by value, f32: the op's scale
+  kUidNegInf = 11,     ///< by value, f32: -inf, the causal mask's fill
+  kUidOne = 12,        ///< by value, f32: 1 (the backward's dropout scale)
+  kUidSeqKv = 13,      ///< by value, i32: T (bottom-right causal shift)
+  kUidSeqQ = 14,       ///< by value, i32: S
   kUidSoftmaxSum = 15, ///< f32 [B, H, S, 1] in the workspace (backward)
   kUidDQAccum = 16,    ///< f32 [B, H, S, D] in the workspace (backward)
   kFirstVirtual = 100,
@@ -114,10 +129,10 @@ struct SdpaTensor {
 
 struct SdpaOp {
   SdpaOpKind kind = SdpaOpKind::kPointwise;
-  SdpaPw pw = SdpaPw::kIdentity;     ///< pointwise
+  SdpaPw pw = SdpaPw::kIdentity;        ///< pointwise
   SdpaReduce reduce = SdpaReduce::kAdd; ///< reduction
-  SdpaType compute = SdpaType::kF32; ///< math precision
-  int64_t axis = -1;                 ///< GEN_INDEX's axis
+  SdpaType compute = SdpaType::kF32;    ///< math precision
+  int64_t axis = -1;                    ///< GEN_INDEX's axis
   /// Matmul: a, b -> y. Pointwise: x [, b [, t]] -> y. Reduction, reshape:
   /// x -> y. Uids.
   std::vector<int64_t> in;
