@@ -27,6 +27,13 @@
 //        (also "tc-b128c", its dq sums cut to one batch's heads, and
 //        "tc-det128", its two-pass backward, deterministic and with dk,
 //        dv equal to tc-b128's), "tc-b128t".
+//     And "cudnn" (COLOSSAL_ATTENTION_KERNEL=cudnn, AttentionCudnn.h):
+//     cuDNN 9's fused flash attention, for the cases it takes (bf16/f16,
+//     no bias, D a multiple of 8 up to 128, causal only with S <= T); a
+//     case it does not take prints "cudnn skipped (why)", as does every
+//     case when cuDNN cannot load. A case it takes fails when the backend
+//     fell back to our kernels (cudnnAttentionCallsRun did not advance by
+//     the forward and backward calls). Not yet run on a GPU.
 //  2. timing: the OPT-1.3b-like shape (B 8, H 32, S 1024, D 64, bf16,
 //     causal) and the same at D 128 and 80, fused on each kernel (simple;
 //     tc: the defaults; tc-det: the two-pass backward at the default
@@ -34,7 +41,8 @@
 //     tc-r64: the fused backward at 64 rows a step, tc-occ3: the D 64
 //     kernels without the four-blocks-an-SM bound, both on the 64 blocks;
 //     tc-b64s, tc-b128, tc-det128, tc-b128t: the other blocks; tc and
-//     tc-b64 twice, for the spread), against the
+//     tc-b64 twice, for the spread; cudnn, cuDNN's fused attention, twice
+//     as well, or "skipped (why)"), against the
 //     unfused ops the compiler emits without colossal-fuse-attention
 //     (matmul, mul, add mask, softmax, matmul; and the backward's four
 //     matmuls and softmax gradient), each through the same backend.
@@ -48,6 +56,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Backend.h"
+#include "cuda/AttentionCudnn.h"
 #include "cuda/AttentionTC.h"
 
 #include "colossal/runtime/Kernels.h"
@@ -208,6 +217,56 @@ bool tensorCoresTaken(const Case &c) {
          cuda::attentionUsesTensorCores(call, true);
 }
 
+/// Why the cuDNN path does not take this shape ("" when it does), cuDNN's
+/// loading included.
+std::string cudnnSkipReason(DType dtype, int64_t b, int64_t h, int64_t hkv,
+                            int64_t s, int64_t t, int64_t d, bool causal,
+                            bool bias) {
+  std::string why;
+  int64_t version = cuda::cudnnLoadedVersion(&why);
+  if (version == 0)
+    return "cuDNN unavailable: " + why;
+  for (bool backward : {false, true}) {
+    cuda::CudnnSdpaShape shape;
+    shape.dtype = dtype;
+    shape.batch = b, shape.heads = h, shape.kvHeads = hkv;
+    shape.rows = s, shape.cols = t, shape.depth = d;
+    shape.causal = causal, shape.hasBias = bias, shape.backward = backward;
+    std::string reason = cuda::cudnnSdpaUnsupportedReason(shape, version);
+    if (!reason.empty())
+      return reason;
+  }
+  return "";
+}
+
+/// The "cudnn" row of a case: cuDNN's fused attention against the CPU, or
+/// a line saying why it was skipped.
+void runCudnnCase(const Case &c, const std::vector<HostTensor> &in,
+                  const std::vector<HostTensor> &gin,
+                  const std::vector<HostTensor> &cpuOut,
+                  const std::vector<HostTensor> &cpuGrad, const Attrs &fwd,
+                  const Attrs &bwd) {
+  std::string why = cudnnSkipReason(c.dtype, c.b, c.h, c.hkv, c.s, c.t, c.d,
+                                    c.causal, !c.bias.empty());
+  if (!why.empty()) {
+    std::printf("%-28s cudnn  skipped (%s)\n", c.name, why.c_str());
+    return;
+  }
+  ++cases;
+  useKernel("cudnn");
+  uint64_t before = cuda::cudnnAttentionCallsRun();
+  int failedBefore = failures;
+  compareCase(c, "cudnn", in, gin, cpuOut, cpuGrad, fwd, bwd);
+  uint64_t ran = cuda::cudnnAttentionCallsRun() - before;
+  useKernel("auto");
+  if (ran < 2 && failures == failedBefore) {
+    ++failures;
+    std::printf("%-28s cudnn  FAIL (cuDNN ran %llu of the 2 calls; our "
+                "kernels ran the rest: see the line on stderr)\n",
+                c.name, static_cast<unsigned long long>(ran));
+  }
+}
+
 void runCase(const Case &c, std::mt19937 &gen) {
   ++cases;
   Dims qd{c.b, c.h, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d};
@@ -240,6 +299,7 @@ void runCase(const Case &c, std::mt19937 &gen) {
   useKernel("simple");
   compareCase(c, "simple", in, gin, cpuOut, cpuGrad, fwd, bwd);
   useKernel("auto");
+  runCudnnCase(c, in, gin, cpuOut, cpuGrad, fwd, bwd);
   if (!cuda::attentionTensorCoreShape(c.dtype, c.d))
     return;
   ++cases;
@@ -513,9 +573,33 @@ void timeOptShape(int64_t b, int64_t h, int64_t s, int64_t d, DType dtype) {
   // tc-r64 and tc-occ3 are session 5's A/Bs of the 64 blocks. tc and
   // tc-b64 are timed twice, a repeat that shows the spread.
   for (const char *kernel :
-       {"simple", "tc", "tc-det", "tc-b64", "tc-det64", "tc-r64", "tc-occ3",
-        "tc-b64s", "tc-b128", "tc-det128", "tc-b128t", "tc", "tc-b64"}) {
+       {"simple", "cudnn", "tc", "tc-det", "tc-b64", "tc-det64", "tc-r64",
+        "tc-occ3", "tc-b64s", "tc-b128", "tc-det128", "tc-b128t", "tc",
+        "tc-b64", "cudnn"}) {
     std::string k = kernel;
+    // cudnn: cuDNN's fused attention (COLOSSAL_ATTENTION_KERNEL=cudnn),
+    // where it takes the shape; the count of calls it ran says whether the
+    // backend fell back to our kernels.
+    if (k == "cudnn") {
+      std::string why = cudnnSkipReason(dtype, b, h, h, s, s, d, true, false);
+      if (!why.empty()) {
+        std::printf("  fused cudnn     skipped (%s)\n", why.c_str());
+        continue;
+      }
+      useKernel("cudnn");
+      uint64_t before = cuda::cudnnAttentionCallsRun();
+      double f1 = timeSteps(bench, fusedF, 10);
+      double b1 = timeSteps(bench, fusedB, 10);
+      uint64_t ran = cuda::cudnnAttentionCallsRun() - before;
+      useKernel("auto");
+      std::printf("  fused %-9s forward %8.3f ms (%6.1f TFLOP/s)  backward "
+                  "%8.3f ms (%6.1f TFLOP/s)%s\n",
+                  kernel, f1, flops / f1 / 1e9, b1, 2.5 * flops / b1 / 1e9,
+                  ran == 26 ? ""
+                            : "  NOT ALL ON cuDNN (see stderr): not a "
+                              "cuDNN timing");
+      continue;
+    }
     bool tc = k != "simple";
     bool det = k.rfind("tc-det", 0) == 0;
     useKernel(!tc ? "simple" : det ? "deterministic" : k == "tc" ? "auto"

@@ -39,6 +39,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Backend.h"
+#include "cuda/AttentionCudnn.h"
 #include "cuda/AttentionTC.h"
 #include "cuda/FusedElementwise.h"
 
@@ -50,10 +51,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 
@@ -1903,7 +1906,7 @@ TEST(AttentionVariables, OtherValuesAreReportedOnceAndReadAsTheDefault) {
   unsetenv("COLOSSAL_ATTENTION_KERNEL");
   const std::string want =
       "COLOSSAL_ATTENTION_KERNEL must be one of "
-      "simple,fused,deterministic,auto,wide (or unset), got 'fastest'";
+      "simple,fused,deterministic,auto,wide,cudnn (or unset), got 'fastest'";
   ASSERT_NE(err.find(want), std::string::npos) << err;
   EXPECT_EQ(err.find(want, err.find(want) + 1), std::string::npos) << err;
 
@@ -2049,6 +2052,442 @@ TEST_F(CudaKernels, ExecutorNamesTheInstructionOfAKernelError) {
   EXPECT_NE(st.message().find("index 99 out of range [-16, 16)"),
             std::string::npos)
       << st.message();
+}
+
+
+//===----------------------------------------------------------------------===//
+// cuDNN's fused attention (AttentionCudnn.h): everything that runs without
+// a GPU. The graphs are checked three ways: their structure, their math
+// (a host interpreter of the graph's ops, in f64, against the CPU
+// reference kernels: out, lse = Stats, dq, dk, dv), and cuDNN's own
+// validation of every tensor and op descriptor (finalized without a
+// device). Heuristics, plans and execution need a GPU: attention-check.
+//===----------------------------------------------------------------------===//
+
+cuda::CudnnSdpaShape sdpaShape(int64_t b, int64_t h, int64_t hkv, int64_t s,
+                               int64_t t, int64_t d, bool causal,
+                               bool backward) {
+  cuda::CudnnSdpaShape shape;
+  shape.dtype = DType::kBF16;
+  shape.batch = b, shape.heads = h, shape.kvHeads = hkv;
+  shape.rows = s, shape.cols = t, shape.depth = d;
+  shape.causal = causal;
+  shape.backward = backward;
+  return shape;
+}
+
+TEST(CudnnAttention, SupportPredicate) {
+  auto reason = [](cuda::CudnnSdpaShape s, int64_t version = 91900) {
+    return cuda::cudnnSdpaUnsupportedReason(s, version);
+  };
+  // OPT's shapes: bf16 and f16, D 64 and 128, causal S = T, GQA, S < T.
+  EXPECT_EQ(reason(sdpaShape(8, 32, 32, 1024, 1024, 64, true, false)), "");
+  EXPECT_EQ(reason(sdpaShape(8, 32, 32, 1024, 1024, 64, true, true)), "");
+  EXPECT_EQ(reason(sdpaShape(2, 8, 2, 100, 300, 128, true, true)), "");
+  EXPECT_EQ(reason(sdpaShape(1, 4, 1, 7, 9, 8, false, false)), "");
+  cuda::CudnnSdpaShape f16 = sdpaShape(2, 4, 4, 64, 64, 64, false, true);
+  f16.dtype = DType::kF16;
+  EXPECT_EQ(reason(f16), "");
+  // Not taken: f32, a bias, D not a multiple of 8 or above 128, causal
+  // with S > T, empty dims, an old cuDNN.
+  cuda::CudnnSdpaShape f32 = f16;
+  f32.dtype = DType::kF32;
+  EXPECT_NE(reason(f32).find("bf16 and f16"), std::string::npos);
+  cuda::CudnnSdpaShape bias = sdpaShape(2, 4, 4, 64, 64, 64, false, false);
+  bias.hasBias = true;
+  EXPECT_NE(reason(bias).find("bias"), std::string::npos);
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 64, 64, 80 + 4, false, false))
+                .find("head dim 84"),
+            std::string::npos);
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 64, 64, 256, false, false))
+                .find("head dim 256"),
+            std::string::npos);
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 65, 64, 64, true, false))
+                .find("S 65 > T 64"),
+            std::string::npos);
+  EXPECT_EQ(reason(sdpaShape(2, 4, 4, 65, 64, 64, false, false)), "");
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 0, 64, 64, false, false))
+                .find("empty"),
+            std::string::npos);
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 64, 64, 64, false, false), 8907)
+                .find("cuDNN 9"),
+            std::string::npos);
+  // Bottom-right causal before 9.6: S and T multiples of 64 only.
+  EXPECT_NE(reason(sdpaShape(2, 4, 4, 100, 300, 64, true, false), 90500)
+                .find("9.6"),
+            std::string::npos);
+  EXPECT_EQ(reason(sdpaShape(2, 4, 4, 128, 320, 64, true, false), 90500), "");
+  EXPECT_EQ(reason(sdpaShape(2, 4, 4, 100, 300, 64, true, false), 90600), "");
+  // Version 0: not checked.
+  EXPECT_EQ(reason(sdpaShape(2, 4, 4, 100, 300, 64, true, false), 0), "");
+}
+
+/// Every op reads tensors that exist and are either bound (non-virtual) or
+/// written by an earlier op; every virtual tensor is written exactly once.
+void expectWellFormed(const cuda::SdpaGraph &g) {
+  std::set<int64_t> written;
+  for (const cuda::SdpaOp &op : g.ops) {
+    for (int64_t in : op.in) {
+      const cuda::SdpaTensor *t = g.find(in);
+      ASSERT_NE(t, nullptr) << op.name;
+      if (t->isVirtual)
+        EXPECT_TRUE(written.count(in)) << op.name << " reads " << t->name
+                                       << " before it is written";
+    }
+    ASSERT_NE(g.find(op.out), nullptr) << op.name;
+    EXPECT_TRUE(written.insert(op.out).second) << op.name;
+  }
+  for (const cuda::SdpaTensor &t : g.tensors)
+    if (t.isVirtual)
+      EXPECT_TRUE(written.count(t.uid)) << t.name << " is never written";
+  std::set<int64_t> uids;
+  for (const cuda::SdpaTensor &t : g.tensors)
+    EXPECT_TRUE(uids.insert(t.uid).second) << t.name;
+}
+
+std::vector<std::string> opNames(const cuda::SdpaGraph &g) {
+  std::vector<std::string> names;
+  for (const cuda::SdpaOp &op : g.ops)
+    names.push_back(op.name);
+  return names;
+}
+
+TEST(CudnnAttention, ForwardGraphIsTheFlashPattern) {
+  cuda::SdpaGraph g =
+      cuda::buildSdpaGraph(sdpaShape(2, 4, 2, 3, 5, 64, true, false));
+  expectWellFormed(g);
+  EXPECT_EQ(opNames(g),
+            (std::vector<std::string>{
+                "bmm1", "attn_scale", "gen_row_index", "row+skv",
+                "row+skv-sq", "gen_col_index", "row>=col", "causal_select",
+                "max", "sub_M", "exp", "sum", "log", "stats", "div",
+                "bmm2"}));
+  // K read through transposed strides; Stats in our lse's layout (f32,
+  // [B, H, S] contiguous): cuDNN writes the lse buffer directly.
+  const cuda::SdpaTensor *k = g.find(cuda::kUidK);
+  EXPECT_EQ(k->dims, (std::array<int64_t, 4>{2, 2, 64, 5}));
+  EXPECT_EQ(k->strides, (std::array<int64_t, 4>{2 * 5 * 64, 5 * 64, 1, 64}));
+  const cuda::SdpaTensor *stats = g.find(cuda::kUidStats);
+  EXPECT_EQ(stats->type, cuda::SdpaType::kF32);
+  EXPECT_EQ(stats->dims, (std::array<int64_t, 4>{2, 4, 3, 1}));
+  EXPECT_EQ(stats->strides, (std::array<int64_t, 4>{12, 3, 1, 1}));
+  // S = T: the top-left mask (no shift); no mask without causal.
+  cuda::SdpaGraph square =
+      cuda::buildSdpaGraph(sdpaShape(2, 4, 4, 5, 5, 64, true, false));
+  expectWellFormed(square);
+  EXPECT_EQ(square.find(cuda::kUidSeqKv), nullptr);
+  EXPECT_NE(square.find(cuda::kUidNegInf), nullptr);
+  cuda::SdpaGraph plain =
+      cuda::buildSdpaGraph(sdpaShape(2, 4, 4, 5, 5, 64, false, false));
+  expectWellFormed(plain);
+  EXPECT_EQ(plain.ops.size(), 10u);
+  EXPECT_EQ(plain.find(cuda::kUidNegInf), nullptr);
+  // No workspace of its own beside the plan's.
+  EXPECT_EQ(plain.layout(1000).totalBytes, 1000u);
+}
+
+TEST(CudnnAttention, BackwardGraphAndWorkspace) {
+  cuda::SdpaGraph mha =
+      cuda::buildSdpaGraph(sdpaShape(2, 4, 4, 8, 8, 64, true, true));
+  expectWellFormed(mha);
+  for (const std::string &n : opNames(mha))
+    EXPECT_TRUE(n != "red_dV_head" && n != "red_dK_head") << n;
+  cuda::SdpaGraph gqa =
+      cuda::buildSdpaGraph(sdpaShape(2, 8, 2, 8, 16, 64, true, true));
+  expectWellFormed(gqa);
+  std::vector<std::string> names = opNames(gqa);
+  EXPECT_NE(std::find(names.begin(), names.end(), "red_dV_head"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "red_dK_head"), names.end());
+  EXPECT_EQ(gqa.find(cuda::kUidDV)->dims,
+            (std::array<int64_t, 4>{2, 2, 16, 64}));
+  const cuda::SdpaTensor *acc = gqa.find(cuda::kUidDQAccum);
+  ASSERT_NE(acc, nullptr);
+  EXPECT_FALSE(acc->isVirtual);
+  EXPECT_EQ(acc->type, cuda::SdpaType::kF32);
+  // Workspace: the plan's bytes, then the softmax sum (2 x 8 x 8 f32 =
+  // 512 bytes) and the f32 dQ accumulator (2 x 8 x 8 x 64 x 4 = 32 KiB),
+  // each at a 256-byte boundary.
+  cuda::SdpaGraph::Layout l = gqa.layout(1000);
+  EXPECT_EQ(l.planBytes, 1000u);
+  EXPECT_EQ(l.softmaxSumOffset, 1024u);
+  EXPECT_EQ(l.dqAccumOffset, 1024u + 512u);
+  EXPECT_EQ(l.totalBytes, 1024u + 512u + 32768u);
+  // OPT-1.3b's backward: 64 MiB of dQ accumulator + 1 MiB of sums.
+  cuda::SdpaGraph opt =
+      cuda::buildSdpaGraph(sdpaShape(8, 32, 32, 1024, 1024, 64, true, true));
+  EXPECT_EQ(opt.layout(0).totalBytes, (size_t(65) << 20));
+}
+
+/// The graph evaluated on the host in f64, by its ops' cuDNN semantics:
+/// each tensor is memory addressed through its strides (so a reshape
+/// rereads its input's memory with new dims and strides: K^T's buffer is
+/// K's), operands broadcast over size-1 dims and over GQA's heads (head h
+/// of H reads head h / (H / Hk)), reductions sum or max over size-1 dims
+/// and over head groups.
+struct SdpaInterpreter {
+  const cuda::SdpaGraph &g;
+  std::map<int64_t, std::vector<double>> mem;
+
+  static int64_t span(const cuda::SdpaTensor &t) {
+    int64_t n = 1;
+    for (int d = 0; d < 4; ++d)
+      n += (t.dims[d] - 1) * t.strides[d];
+    return n;
+  }
+  double &at(int64_t uid, const std::array<int64_t, 4> &i) {
+    const cuda::SdpaTensor &t = *g.find(uid);
+    std::vector<double> &m = mem[uid];
+    if (m.empty())
+      m.assign(static_cast<size_t>(span(t)), 0.0);
+    int64_t off = 0;
+    for (int d = 0; d < 4; ++d)
+      off += i[d] * t.strides[d];
+    return m[static_cast<size_t>(off)];
+  }
+  /// Index of operand `uid` for output index `i` (broadcast, GQA).
+  std::array<int64_t, 4> bcast(int64_t uid, const std::array<int64_t, 4> &i,
+                               const std::array<int64_t, 4> &outDims) {
+    const cuda::SdpaTensor &t = *g.find(uid);
+    std::array<int64_t, 4> j{};
+    for (int d = 0; d < 4; ++d) {
+      // A matmul's last two dims are not broadcast (the caller sets them).
+      int64_t ratio = outDims[d] / t.dims[d];
+      j[d] = t.dims[d] == 1 ? 0 : ratio ? i[d] / ratio : i[d];
+    }
+    return j;
+  }
+  template <typename F> static void forEach(std::array<int64_t, 4> dims, F f) {
+    std::array<int64_t, 4> i{};
+    for (i[0] = 0; i[0] < dims[0]; ++i[0])
+      for (i[1] = 0; i[1] < dims[1]; ++i[1])
+        for (i[2] = 0; i[2] < dims[2]; ++i[2])
+          for (i[3] = 0; i[3] < dims[3]; ++i[3])
+            f(i);
+  }
+
+  void run() {
+    for (const cuda::SdpaOp &op : g.ops) {
+      const cuda::SdpaTensor &y = *g.find(op.out);
+      switch (op.kind) {
+      case cuda::SdpaOpKind::kMatmul: {
+        const cuda::SdpaTensor &a = *g.find(op.in[0]);
+        forEach(y.dims, [&](const std::array<int64_t, 4> &i) {
+          double sum = 0;
+          for (int64_t k = 0; k < a.dims[3]; ++k) {
+            std::array<int64_t, 4> ia = bcast(op.in[0], i, y.dims);
+            std::array<int64_t, 4> ib = bcast(op.in[1], i, y.dims);
+            ia[2] = i[2], ia[3] = k;
+            ib[2] = k, ib[3] = i[3];
+            sum += at(op.in[0], ia) * at(op.in[1], ib);
+          }
+          at(op.out, i) = sum;
+        });
+        break;
+      }
+      case cuda::SdpaOpKind::kPointwise:
+        forEach(y.dims, [&](const std::array<int64_t, 4> &i) {
+          auto in = [&](size_t k) {
+            return at(op.in[k], bcast(op.in[k], i, y.dims));
+          };
+          double v = 0;
+          switch (op.pw) {
+          case cuda::SdpaPw::kAdd: v = in(0) + in(1); break;
+          case cuda::SdpaPw::kSub: v = in(0) - in(1); break;
+          case cuda::SdpaPw::kMul: v = in(0) * in(1); break;
+          case cuda::SdpaPw::kDiv: v = in(0) / in(1); break;
+          case cuda::SdpaPw::kExp: v = std::exp(in(0)); break;
+          case cuda::SdpaPw::kLog: v = std::log(in(0)); break;
+          case cuda::SdpaPw::kIdentity: v = in(0); break;
+          case cuda::SdpaPw::kCmpGe: v = in(0) >= in(1) ? 1 : 0; break;
+          case cuda::SdpaPw::kGenIndex:
+            v = static_cast<double>(i[op.axis]);
+            break;
+          case cuda::SdpaPw::kBinarySelect:
+            v = in(2) != 0 ? in(0) : in(1);
+            break;
+          }
+          at(op.out, i) = v;
+        });
+        break;
+      case cuda::SdpaOpKind::kReduction: {
+        const cuda::SdpaTensor &x = *g.find(op.in[0]);
+        bool isMax = op.reduce == cuda::SdpaReduce::kMax;
+        forEach(y.dims, [&](const std::array<int64_t, 4> &i) {
+          at(op.out, i) = isMax ? -INFINITY : 0.0;
+        });
+        forEach(x.dims, [&](const std::array<int64_t, 4> &i) {
+          std::array<int64_t, 4> o{};
+          for (int d = 0; d < 4; ++d)
+            o[d] = y.dims[d] == 1 ? 0 : i[d] / (x.dims[d] / y.dims[d]);
+          double &dst = at(op.out, o);
+          double v = at(op.in[0], i);
+          dst = isMax ? std::max(dst, v) : dst + v;
+        });
+        break;
+      }
+      case cuda::SdpaOpKind::kReshape: {
+        const cuda::SdpaTensor &x = *g.find(op.in[0]);
+        at(op.out, {0, 0, 0, 0}); // allocate
+        std::vector<double> m(static_cast<size_t>(
+            std::max(span(x), span(y))));
+        forEach(x.dims, [&](const std::array<int64_t, 4> &i) {
+          int64_t off = 0;
+          for (int d = 0; d < 4; ++d)
+            off += i[d] * x.strides[d];
+          m[static_cast<size_t>(off)] = at(op.in[0], i);
+        });
+        m.resize(static_cast<size_t>(span(y)));
+        mem[op.out] = m;
+        break;
+      }
+      }
+    }
+  }
+  /// Binds a contiguous host tensor's values as `uid`'s memory.
+  void bind(int64_t uid, const HostTensor &t) {
+    std::vector<double> &m = mem[uid];
+    m.resize(static_cast<size_t>(t.type.numElements()));
+    for (int64_t e = 0; e < t.type.numElements(); ++e)
+      m[static_cast<size_t>(e)] = loadAsDouble(t.ref(), e);
+  }
+  void bindScalar(int64_t uid, double v) {
+    if (g.find(uid))
+      mem[uid] = {v};
+  }
+  /// Worst |got - want| / max(max |want|, 1e-3) of output `uid`.
+  double error(int64_t uid, const HostTensor &want) {
+    const std::vector<double> &m = mem[uid];
+    double worst = 0, scale = 0;
+    for (int64_t e = 0; e < want.type.numElements(); ++e) {
+      double w = loadAsDouble(want.ref(), e);
+      scale = std::max(scale, std::fabs(w));
+      worst = std::max(worst, std::fabs(m[static_cast<size_t>(e)] - w));
+    }
+    return worst / std::max(scale, 1e-3);
+  }
+};
+
+HostTensor randomF32(const Dims &dims, std::mt19937 &gen) {
+  HostTensor t(TensorType{DType::kF32, dims});
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (int64_t i = 0; i < t.type.numElements(); ++i)
+    storeFromDouble(t.ref(), i, dist(gen));
+  return t;
+}
+
+TEST(CudnnAttention, GraphMathMatchesTheReferenceOnTheHost) {
+  struct Shape {
+    int64_t b, h, hkv, s, t, d;
+    bool causal;
+  };
+  std::mt19937 gen(7);
+  for (const Shape &c : {Shape{2, 4, 4, 6, 6, 8, true},
+                         Shape{1, 4, 2, 5, 9, 16, true},
+                         Shape{2, 3, 1, 7, 4, 8, false},
+                         Shape{1, 2, 2, 9, 9, 8, false}}) {
+    SCOPED_TRACE(std::to_string(c.h) + "/" + std::to_string(c.hkv) + " S" +
+                 std::to_string(c.s) + " T" + std::to_string(c.t) +
+                 (c.causal ? " causal" : ""));
+    Dims qd{c.b, c.h, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d};
+    std::vector<HostTensor> in = {randomF32(qd, gen), randomF32(kd, gen),
+                                  randomF32(kd, gen)};
+    double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+    Attrs fwd(OpKind::Attention), bwd(OpKind::AttentionGrad);
+    for (Attrs *a : {&fwd, &bwd}) {
+      a->setF("scale", scale);
+      a->setI("causal", c.causal);
+    }
+    std::vector<HostTensor> out, grads;
+    ASSERT_TRUE(evaluateOp(fwd, in, out).isOk());
+    std::vector<HostTensor> gin = in;
+    gin.push_back(out[0]);
+    gin.push_back(out[1]);
+    gin.push_back(randomF32(qd, gen));
+    ASSERT_TRUE(evaluateOp(bwd, gin, grads).isOk());
+
+    for (bool backward : {false, true}) {
+      cuda::SdpaGraph g = cuda::buildSdpaGraph(
+          sdpaShape(c.b, c.h, c.hkv, c.s, c.t, c.d, c.causal, backward));
+      SdpaInterpreter it{g, {}};
+      it.bind(cuda::kUidQ, in[0]);
+      it.bind(cuda::kUidK, in[1]); // K^T's strides read K's buffer
+      it.bind(cuda::kUidV, in[2]);
+      it.bindScalar(cuda::kUidScale, static_cast<float>(scale));
+      it.bindScalar(cuda::kUidNegInf, -INFINITY);
+      it.bindScalar(cuda::kUidOne, 1.0);
+      it.bindScalar(cuda::kUidSeqKv, static_cast<double>(c.t));
+      it.bindScalar(cuda::kUidSeqQ, static_cast<double>(c.s));
+      if (!backward) {
+        it.run();
+        EXPECT_LT(it.error(cuda::kUidO, out[0]), 1e-6);
+        // Stats are our lse, unconverted.
+        EXPECT_LT(it.error(cuda::kUidStats, out[1]), 1e-6);
+        continue;
+      }
+      it.bind(cuda::kUidO, out[0]);
+      it.bind(cuda::kUidStats, out[1]);
+      it.bind(cuda::kUidDO, gin.back());
+      it.run();
+      EXPECT_LT(it.error(cuda::kUidDQ, grads[0]), 1e-5);
+      EXPECT_LT(it.error(cuda::kUidDK, grads[1]), 1e-5);
+      EXPECT_LT(it.error(cuda::kUidDV, grads[2]), 1e-5);
+    }
+  }
+}
+
+TEST(CudnnAttention, KernelVariableTakesCudnn) {
+  setenv("COLOSSAL_ATTENTION_KERNEL", "cudnn", 1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(cuda::attentionCudnnRequested());
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find("COLOSSAL_ATTENTION_KERNEL must be"), std::string::npos)
+      << err;
+  setenv("COLOSSAL_ATTENTION_KERNEL", "auto", 1);
+  EXPECT_FALSE(cuda::attentionCudnnRequested());
+  unsetenv("COLOSSAL_ATTENTION_KERNEL");
+  EXPECT_FALSE(cuda::attentionCudnnRequested());
+}
+
+TEST(CudnnAttention, DescriptorsFinalizeWithoutADevice) {
+  std::string why;
+  int64_t version = cuda::cudnnLoadedVersion(&why);
+  if (version == 0)
+    GTEST_SKIP() << "cuDNN not loadable here: " << why;
+  std::printf("cuDNN %lld loaded\n", static_cast<long long>(version));
+  for (bool backward : {false, true})
+    for (bool causal : {false, true})
+      for (int64_t hkv : {int64_t(32), int64_t(8)})
+        for (int64_t t : {int64_t(1024), int64_t(1536)}) {
+          cuda::CudnnSdpaShape s =
+              sdpaShape(8, 32, hkv, 1024, t, 64, causal, backward);
+          Status st =
+              cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s));
+          EXPECT_TRUE(st.isOk()) << s.toString() << ": " << st.message();
+          st = cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s),
+                                                 true);
+          // cuDNN 9.8 and later take an operation graph without a handle
+          // (9.19 here finalizes all of these).
+          if (version >= 90800)
+            EXPECT_TRUE(st.isOk())
+                << s.toString() << ": operation graph: " << st.message();
+        }
+  // f16, D 128, MQA, S < T off multiples of 64, both directions.
+  for (bool backward : {false, true}) {
+    cuda::CudnnSdpaShape s = sdpaShape(2, 8, 1, 100, 300, 128, true, backward);
+    s.dtype = DType::kF16;
+    Status st =
+        cuda::cudnnSdpaLowerWithoutDevice(cuda::buildSdpaGraph(s), true);
+    EXPECT_TRUE(st.isOk()) << s.toString() << ": " << st.message();
+  }
+  // A backend without a GPU never gets here; the cache reports a shape
+  // cuDNN does not take without touching the device.
+  cuda::CudnnAttention cudnn;
+  size_t bytes = 0;
+  cuda::CudnnSdpaShape f32 = sdpaShape(1, 1, 1, 8, 8, 64, false, false);
+  f32.dtype = DType::kF32;
+  Status st = cudnn.prepare(f32, &bytes);
+  EXPECT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("bf16 and f16"), std::string::npos);
 }
 
 } // namespace

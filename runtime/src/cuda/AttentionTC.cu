@@ -1398,13 +1398,23 @@ bool deviceHasTensorCores() {
 /// attention-check passed them; "wide" is kept as a synonym of auto). Read
 /// at every call, so that a test can A/B the kernels in one process;
 /// anything else is reported once and read as auto.
-enum class AttentionChoice { kAuto, kSimple, kFused, kDeterministic };
+/// "cudnn" (AttentionCudnn.h) asks for cuDNN's fused attention; where
+/// cuDNN cannot take a call, our kernels run as under auto.
+enum class AttentionChoice {
+  kAuto,
+  kSimple,
+  kFused,
+  kDeterministic,
+  kCudnn
+};
 
 AttentionChoice attentionChoice() {
   const char *env = attentionEnv("COLOSSAL_ATTENTION_KERNEL",
-                                 "simple,fused,deterministic,auto,wide");
+                                 "simple,fused,deterministic,auto,wide,cudnn");
   if (!env)
     return AttentionChoice::kAuto;
+  if (std::strcmp(env, "cudnn") == 0)
+    return AttentionChoice::kCudnn;
   if (std::strcmp(env, "simple") == 0)
     return AttentionChoice::kSimple;
   if (std::strcmp(env, "fused") == 0)
@@ -1420,6 +1430,7 @@ bool fusedBackward(const AttentionCall &c) {
   case AttentionChoice::kFused:
     return true;
   case AttentionChoice::kAuto:
+  case AttentionChoice::kCudnn: // our kernels where cuDNN did not take it
     // The kV2 blocks' fused backward measured faster than the two-pass one
     // at D 80 and 128 too (session 7); session 5's 64 blocks' only up to
     // D 64.
@@ -1458,6 +1469,10 @@ size_t dqAccumCapBytes() {
 }
 
 } // namespace
+
+bool attentionCudnnRequested() {
+  return attentionChoice() == AttentionChoice::kCudnn;
+}
 
 bool attentionTensorCoreShape(DType dtype, int64_t depth) {
   if (dtype != DType::kBF16 && dtype != DType::kF16)

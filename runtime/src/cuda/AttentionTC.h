@@ -37,6 +37,12 @@ size_t attentionTensorCoreScratchBytes(DType dtype, int64_t batch,
 /// unknown value is reported once and the default used.
 const char *attentionBlock(int64_t depth, int64_t length, bool backward);
 
+/// True when COLOSSAL_ATTENTION_KERNEL=cudnn asks for cuDNN's fused
+/// attention (AttentionCudnn.h; the backend tries it first and runs our
+/// kernels, as under auto, where cuDNN cannot take the call). Read at every
+/// call, validated with the variable's other values.
+bool attentionCudnnRequested();
+
 /// True when this call runs on the tensor cores (every check above).
 bool attentionUsesTensorCores(const AttentionCall &call, bool backward);
 

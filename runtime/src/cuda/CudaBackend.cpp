@@ -20,6 +20,7 @@
 
 #include "../Backend.h"
 #include "../Strides.h"
+#include "AttentionCudnn.h"
 #include "AttentionTC.h"
 #include "CudaKernels.h"
 #include "FusedElementwise.h"
@@ -38,6 +39,8 @@
 #include <cstring>
 #include <sys/mman.h>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -600,11 +603,14 @@ public:
         types.push_back(plan.tensors[t].type);
       for (uint32_t t : instr.outputs)
         outTypes.push_back(plan.tensors[t].type);
-      if (!hasNoEffect(instr.attrs.kind(), types, outTypes))
+      if (!hasNoEffect(instr.attrs.kind(), types, outTypes)) {
         need =
             std::max(need, scratchBytes(instr.attrs, types, reducePrecision_));
+        need = std::max(need, cudnnAttentionWorkspace(instr.attrs, types));
+      }
     }
     COLOSSAL_RETURN_IF_ERROR(ensureScratch(need));
+    planPrepared_ = true;
 
     streamKinds_.assign(plan.numStreams, StreamKind::kCompute);
     for (uint32_t s = 0; s < plan.numStreams; ++s)
@@ -1017,8 +1023,88 @@ private:
       cudaStreamSynchronize(stream_);
   }
 
+  /// COLOSSAL_ATTENTION_KERNEL=cudnn: builds the cuDNN plan of an
+  /// attention or attention_grad instruction now (AttentionCudnn.h), so
+  /// that its workspace is part of the planned scratch and nothing is
+  /// built while a step runs; 0 for other instructions and for shapes
+  /// cuDNN does not take (reported here, and again where they run).
+  size_t cudnnAttentionWorkspace(const Attrs &attrs,
+                                 const std::vector<TensorType> &in) {
+    OpKind kind = attrs.kind();
+    if ((kind != OpKind::Attention && kind != OpKind::AttentionGrad) ||
+        !cuda::attentionCudnnRequested() || in.size() < 3 ||
+        in[0].dims.size() != 4 || in[1].dims.size() != 4)
+      return 0;
+    bool grad = kind == OpKind::AttentionGrad;
+    cuda::CudnnSdpaShape shape;
+    shape.dtype = in[0].dtype;
+    shape.batch = in[0].dims[0], shape.heads = in[0].dims[1];
+    shape.rows = in[0].dims[2], shape.depth = in[0].dims[3];
+    shape.kvHeads = in[1].dims[1], shape.cols = in[1].dims[2];
+    shape.causal = attrs.i("causal") != 0;
+    shape.hasBias = in.size() == (grad ? 7u : 4u);
+    shape.backward = grad;
+    if (!cudnn_)
+      cudnn_ = std::make_unique<cuda::CudnnAttention>();
+    size_t bytes = 0;
+    Status st = cudnn_->prepare(shape, &bytes);
+    if (!st.isOk()) {
+      reportCudnnFallback(shape, st.message());
+      return 0;
+    }
+    return bytes;
+  }
+
+  /// One line per distinct (shape, reason) on stderr: the variable asked
+  /// for cuDNN and our kernels run instead.
+  static void reportCudnnFallback(const cuda::CudnnSdpaShape &shape,
+                                  const std::string &why) {
+    static std::mutex mutex;
+    static std::set<std::string> reported;
+    std::string line = shape.toString() + ": " + why;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (reported.insert(line).second)
+      std::fprintf(stderr,
+                   "colossal: COLOSSAL_ATTENTION_KERNEL=cudnn: cuDNN cannot "
+                   "run %s; running our kernels\n",
+                   line.c_str());
+  }
+
+  /// Runs the call through cuDNN when COLOSSAL_ATTENTION_KERNEL=cudnn asks
+  /// for it and cuDNN takes it; false (reported once) when our kernels
+  /// must run it. Outside a prepared plan (kernel tests, attention-check)
+  /// the scratch grows to the plan's workspace here; inside one, a
+  /// workspace that was not planned is a fallback, not an allocation.
+  bool tryCudnnAttention(cuda::AttentionCall &call, bool grad) {
+    if (!cuda::attentionCudnnRequested())
+      return false;
+    if (!cudnn_)
+      cudnn_ = std::make_unique<cuda::CudnnAttention>();
+    cuda::CudnnSdpaShape shape = cuda::CudnnSdpaShape::of(call, grad);
+    size_t bytes = 0;
+    Status st = cudnn_->prepare(shape, &bytes);
+    if (st.isOk() && bytes > scratchBytes_) {
+      if (planPrepared_)
+        st = Status(StatusCode::kUnsupported,
+                    "its workspace (" + std::to_string(bytes) +
+                        " bytes) was not planned (scratch " +
+                        std::to_string(scratchBytes_) + " bytes)");
+      else
+        st = ensureScratch(bytes);
+    }
+    if (st.isOk()) {
+      call.scratch = scratch_, call.scratchBytes = scratchBytes_;
+      st = cudnn_->run(cur_, call, grad);
+    }
+    if (st.isOk())
+      return true;
+    reportCudnnFallback(shape, st.message());
+    return false;
+  }
+
   /// Frees what preparePlan() made (streams but stream 0, events).
   void releasePlanResources() {
+    planPrepared_ = false;
     synchronizeStreams();
     for (cudaEvent_t e : timing_)
       if (e)
@@ -1105,6 +1191,10 @@ private:
   std::vector<std::unique_ptr<HostJob>> hostJobs_;
   std::vector<std::unique_ptr<std::vector<GemmCall>>> gemms_;
   cuda::FusedPrograms fused_; ///< fused_elementwise programs, per instr
+  /// cuDNN's fused attention (COLOSSAL_ATTENTION_KERNEL=cudnn), made at
+  /// first use: a handle and a plan per shape.
+  std::unique_ptr<cuda::CudnnAttention> cudnn_;
+  bool planPrepared_ = false; ///< inside preparePlan's plan: no allocation
   /// f32 (default) or f64 kernels (COLOSSAL_CUDA_REDUCE, COLOSSAL_CUDA_FUSED).
   cuda::Precision reducePrecision_ = cuda::Precision::kF32;
   cuda::Precision fusedPrecision_ = cuda::Precision::kF32;
@@ -1418,6 +1508,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     if (!grad) {
       call.o = outs[0].data;
       call.lseOut = static_cast<float *>(outs[1].data);
+      if (tryCudnnAttention(call, grad))
+        return Status::ok();
       COLOSSAL_LAUNCH(cuda::launchAttentionForward(cur_, call));
       return Status::ok();
     }
@@ -1426,6 +1518,8 @@ Status CudaBackend::dispatch(const Attrs &attrs, ErrorSink sink,
     call.lse = static_cast<const float *>(ins[rest + 1].data);
     call.dout = ins[rest + 2].data;
     call.dq = outs[0].data, call.dk = outs[1].data, call.dv = outs[2].data;
+    if (tryCudnnAttention(call, grad))
+      return Status::ok();
     call.scratch = scratch_, call.scratchBytes = scratchBytes_;
     COLOSSAL_LAUNCH(cuda::launchAttentionBackward(cur_, call));
     return Status::ok();
