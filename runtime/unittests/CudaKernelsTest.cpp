@@ -2467,9 +2467,10 @@ TEST(CudnnAttention, DescriptorsFinalizeWithoutADevice) {
                                                  true);
           // cuDNN 9.8 and later take an operation graph without a handle
           // (9.19 here finalizes all of these).
-          if (version >= 90800)
+          if (version >= 90800) {
             EXPECT_TRUE(st.isOk())
                 << s.toString() << ": operation graph: " << st.message();
+          }
         }
   // f16, D 128, MQA, S < T off multiples of 64, both directions.
   for (bool backward : {false, true}) {
