@@ -1877,9 +1877,10 @@ TEST_F(CudaKernels, CastOfAnUnalignedTensorMatchesTheCpu) {
   for (bool aligned : {false, true}) {
     const uint8_t *src = aligned ? base + 8192 : base + 3 * 4;
     uint8_t *dst = aligned ? base + 12288 : base + 8192 + 2;
-    if (aligned) // the slice again, now at an aligned address
+    if (aligned) { // the slice again, now at an aligned address
       ASSERT_TRUE(
           backend_->upload(base + 8192, slice.bytes.data(), 1000 * 4).isOk());
+    }
     ASSERT_EQ(cuda::launchCast(nullptr, f32, bf16, 1000, src, dst),
               cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -2130,16 +2131,18 @@ void expectWellFormed(const cuda::SdpaGraph &g) {
     for (int64_t in : op.in) {
       const cuda::SdpaTensor *t = g.find(in);
       ASSERT_NE(t, nullptr) << op.name;
-      if (t->isVirtual)
+      if (t->isVirtual) {
         EXPECT_TRUE(written.count(in)) << op.name << " reads " << t->name
                                        << " before it is written";
+      }
     }
     ASSERT_NE(g.find(op.out), nullptr) << op.name;
     EXPECT_TRUE(written.insert(op.out).second) << op.name;
   }
   for (const cuda::SdpaTensor &t : g.tensors)
-    if (t.isVirtual)
+    if (t.isVirtual) {
       EXPECT_TRUE(written.count(t.uid)) << t.name << " is never written";
+    }
   std::set<int64_t> uids;
   for (const cuda::SdpaTensor &t : g.tensors)
     EXPECT_TRUE(uids.insert(t.uid).second) << t.name;
