@@ -896,6 +896,30 @@ int mlir::colossal::runCompile(int argc, char **argv) {
                    << humanBytes(joined->plannedPeakBytes[0]) << "\n";
     return joined;
   };
+  // One point of a search (a device-resident share, a count of streamed
+  // updates): the offloaded pipeline once more on a copy of `pristineCopy`,
+  // with `share` kept on the device and `streamed` updates streamed. Its
+  // errors go to `pointErr`, not `err`: a point that does not compile is
+  // one result of the search.
+  auto compilePoint = [&](ModuleOp pristineCopy,
+                          const std::vector<std::string> &share,
+                          const std::vector<std::string> &streamed,
+                          std::string &pointErr) -> FailureOr<PlanReport> {
+    options.lowering.deviceResident.assign(share.begin(), share.end());
+    options.lowering.streamedUpdates.assign(streamed.begin(), streamed.end());
+    imported->module = pristineCopy.clone();
+    module = *imported->module;
+    std::string policy = reportOptions.policy;
+    reportOptions.policy = "cpu";
+    pointErr.clear();
+    std::swap(err, pointErr);
+    FailureOr<PlanReport> r = runPipeline();
+    std::swap(err, pointErr);
+    reportOptions.policy = policy;
+    options.lowering.deviceResident.clear();
+    options.lowering.streamedUpdates.clear();
+    return r;
+  };
   FailureOr<PlanReport> report = runPipeline();
   if (failed(report))
     return fail(err);
@@ -969,25 +993,11 @@ int mlir::colossal::runCompile(int argc, char **argv) {
         std::optional<size_t> bestIndex;
         OwningOpRef<ModuleOp> bestPlan;
         std::optional<PlanReport> best;
-        // One compile of the offloaded pipeline with `share` on the device
-        // (its errors kept out of `err`, in lastShareErr: a share is one
-        // point of a search).
+        // The last share's error, for its line.
         std::string lastShareErr;
         auto compileShare =
             [&](const std::vector<std::string> &share) -> FailureOr<PlanReport> {
-          options.lowering.deviceResident.assign(share.begin(), share.end());
-          imported->module = sharePristine->clone();
-          module = *imported->module;
-          reportOptions.policy = "cpu";
-          std::string shareErr;
-          std::swap(err, shareErr);
-          FailureOr<PlanReport> r = runPipeline();
-          std::swap(err, shareErr);
-          reportOptions.policy = "auto";
-          options.lowering.deviceResident.clear();
-          if (failed(r))
-            lastShareErr = shareErr;
-          return r;
+          return compilePoint(*sharePristine, share, {}, lastShareErr);
         };
         while (std::optional<uint64_t> target =
                    proposeShareTarget(order, points, search)) {
@@ -1129,27 +1139,17 @@ int mlir::colossal::runCompile(int argc, char **argv) {
     OwningOpRef<ModuleOp> bestPlan;
     std::optional<PlanReport> best;
     size_t bestCount = 0;
-    std::string policy = reportOptions.policy;
     // One count: compiled, reported, kept when it is the best so far.
     // Returns whether it fits, with its predicted step.
     auto tryCount = [&](size_t k, double &stepS) -> FailureOr<bool> {
-      options.lowering.offloadOptimizer = true;
-      options.lowering.deviceResident.assign(chosenShare.begin(),
-                                             chosenShare.end());
-      options.lowering.crossStepUpdates = carried;
-      options.lowering.streamedUpdates.clear();
+      std::vector<std::string> streamed;
       for (size_t i = 0; i < k; ++i)
-        options.lowering.streamedUpdates.push_back(order[i].name);
-      imported->module = streamPristine->clone();
-      module = *imported->module;
-      reportOptions.policy = "cpu";
+        streamed.push_back(order[i].name);
+      options.lowering.offloadOptimizer = true;
+      options.lowering.crossStepUpdates = carried;
       std::string streamErr;
-      std::swap(err, streamErr);
-      FailureOr<PlanReport> r = runPipeline();
-      std::swap(err, streamErr);
-      reportOptions.policy = policy;
-      options.lowering.streamedUpdates.clear();
-      options.lowering.deviceResident.clear();
+      FailureOr<PlanReport> r =
+          compilePoint(*streamPristine, chosenShare, streamed, streamErr);
       options.lowering.crossStepUpdates = !args.joinedSteps;
       bool fits = succeeded(r) &&
                   (!reportOptions.budgetBytes ||

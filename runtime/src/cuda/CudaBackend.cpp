@@ -160,6 +160,22 @@ void zeroHostInParallel(void *p, size_t bytes) {
     th.join();
 }
 
+/// A variable that takes one of two values: `first` sets `isFirst`, `second`
+/// clears it, unset or empty leaves it; anything else is an error naming the
+/// variable and both values (the message's order: first or second).
+Status eitherFromEnv(const char *variable, const char *first,
+                     const char *second, bool &isFirst) {
+  const char *value = std::getenv(variable);
+  if (!value || !*value)
+    return Status::ok();
+  if (std::strcmp(value, first) != 0 && std::strcmp(value, second) != 0)
+    return Status(StatusCode::kInvalidArgument,
+                  std::string(variable) + " must be " + first + " or " +
+                      second + ", got '" + value + "'");
+  isFirst = std::strcmp(value, first) == 0;
+  return Status::ok();
+}
+
 /// A zeroed, pinned and mapped host arena of `bytes`: cudaHostAlloc's, or
 /// (`huge`) anonymous memory with transparent huge pages asked for
 /// (madvise), faulted in by the zeroing threads and then pinned by
@@ -434,29 +450,17 @@ public:
     // (the default) waits as COLOSSAL_CUDA_SCHEDULE says; "sleep" blocks on
     // an event until the GPU wakes it, leaving the core to the host updates
     // (measured slower: docs/cuda.md, "Session 7").
-    if (const char *wait = std::getenv("COLOSSAL_CUDA_STEP_WAIT");
-        wait && *wait) {
-      if (std::strcmp(wait, "sleep") != 0 && std::strcmp(wait, "spin") != 0)
-        return Status(StatusCode::kInvalidArgument,
-                      std::string("COLOSSAL_CUDA_STEP_WAIT must be sleep or "
-                                  "spin, got '") +
-                          wait + "'");
-      sleepAtStepEnd_ = std::strcmp(wait, "sleep") == 0;
-    }
+    COLOSSAL_RETURN_IF_ERROR(
+        eitherFromEnv("COLOSSAL_CUDA_STEP_WAIT", "sleep", "spin", sleepAtStepEnd_));
     // Host arenas' pages (COLOSSAL_HOST_PAGES): "huge" (the default) maps
     // them with transparent huge pages asked for and pins them with
     // cudaHostRegister (fewer TLB misses for the host updates' streams where
     // the kernel grants huge pages: measured faster, docs/cuda.md); "pinned"
     // is cudaHostAlloc's.
-    if (const char *pages = std::getenv("COLOSSAL_HOST_PAGES");
-        pages && *pages) {
-      if (std::strcmp(pages, "pinned") != 0 && std::strcmp(pages, "huge") != 0)
-        return Status(StatusCode::kInvalidArgument,
-                      std::string("COLOSSAL_HOST_PAGES must be pinned or "
-                                  "huge, got '") +
-                          pages + "'");
-      hugePages_ = std::strcmp(pages, "huge") == 0;
-    }
+    bool pinnedPages = !hugePages_;
+    COLOSSAL_RETURN_IF_ERROR(
+        eitherFromEnv("COLOSSAL_HOST_PAGES", "pinned", "huge", pinnedPages));
+    hugePages_ = !pinnedPages;
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
     COLOSSAL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(
         &sleepEvent_, cudaEventBlockingSync | cudaEventDisableTiming));
