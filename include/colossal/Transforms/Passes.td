@@ -314,7 +314,13 @@ def LowerToPlanPass : Pass<"colossal-lower-to-plan", "::mlir::ModuleOp"> {
     the program's end instead (`cplan.carried_streams`): each fetch waits
     for its weight's update of the previous step, and the updates predicted
     to start after stream 0's last kernel move to the program's end in the
-    forward's order (docs/planner.md, "Updates across the step boundary"). Live ranges and
+    forward's order (docs/planner.md, "Updates across the step boundary").
+    Weights named in `streamed-updates` keep master and moments in host
+    memory but update on stream 0: the three come up on stream 1 as fetches
+    (with leads), the update writes device copies, and stream 2 copies them
+    back over the host ones; stream 0 waits for the write-back two streamed
+    updates back before the next (docs/planner.md, "Updates streamed through
+    the device"). Live ranges and
     offsets are left for `colossal-assign-offsets`.
 
     ```mlir
